@@ -1,0 +1,128 @@
+"""Read a transfer file into a frame of raw text values, one row per record.
+
+Every column comes out as text (or null when empty) with ``_line``, the line the row came
+from, so validation can name the place of every problem. Whole-file problems raise.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from schemas import Contract
+from services.ingest.errors import (
+    EmptyFileError,
+    MalformedFileError,
+    MissingColumnsError,
+    NotUtf8Error,
+    UnknownColumnsError,
+)
+
+LINE = "_line"
+
+
+def read_rows(path: Path, contract: Contract) -> pl.DataFrame:
+    """Text values of every row of ``path``, checked against the contract's columns."""
+    text = _decode(path)
+    if contract.source and contract.source.format == "jsonl":
+        return _read_jsonl(path.name, text, contract)
+    return _read_csv(path.name, text, contract)
+
+
+def _decode(path: Path) -> str:
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise NotUtf8Error(
+            path.name,
+            f"not UTF-8 (byte 0x{data[exc.start]:02x} on line {line})",
+            "export the file again as UTF-8",
+        ) from None
+    text = text.removeprefix("\ufeff")
+    if not text.strip():
+        raise EmptyFileError(path.name, "the file is empty", "send the export with its rows")
+    return text
+
+
+def _check_columns(file: str, found: list[str], contract: Contract) -> None:
+    missing = [c for c in contract.columns if c not in found]
+    unknown = [c for c in found if c not in contract.columns]
+    if missing:
+        raise MissingColumnsError(
+            file, f"missing column(s) {', '.join(missing)}", "add them to the export header"
+        )
+    if unknown:
+        raise UnknownColumnsError(
+            file,
+            f"unknown column(s) {', '.join(unknown)}",
+            f"remove them; the {contract.kind} contract v{contract.version} has "
+            + ", ".join(contract.columns),
+        )
+
+
+def _read_csv(file: str, text: str, contract: Contract) -> pl.DataFrame:
+    header = next(csv.reader(io.StringIO(text)))
+    _check_columns(file, [h.strip() for h in header], contract)
+    try:
+        frame = pl.read_csv(
+            io.StringIO(text), infer_schema=False, has_header=True, raise_if_empty=False
+        )
+    except pl.exceptions.ComputeError as exc:
+        raise MalformedFileError(
+            file, f"malformed CSV ({str(exc).splitlines()[0]})", "check quoting and field counts"
+        ) from None
+    if frame.height == 0:
+        raise EmptyFileError(file, "the file has a header but no rows", "send the rows")
+    frame = frame.rename({c: c.strip() for c in frame.columns})
+    return frame.with_columns(
+        pl.col(pl.String).str.strip_chars().replace("", None),
+        pl.int_range(2, frame.height + 2, dtype=pl.Int64).alias(LINE),
+    ).select(*contract.columns, LINE)
+
+
+def _read_jsonl(file: str, text: str, contract: Contract) -> pl.DataFrame:
+    rows: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise MalformedFileError(
+                file,
+                f"line {number} is not valid JSON ({exc.msg})",
+                "send one JSON object per line",
+            ) from None
+        if not isinstance(record, dict):
+            raise MalformedFileError(
+                file, f"line {number} is not a JSON object", "send one JSON object per line"
+            )
+        unknown = [k for k in record if k not in contract.columns]
+        if unknown:
+            _check_columns(file, list(record), contract)
+        seen.update(record)
+        rows.append({LINE: number, **{k: _as_text(v) for k, v in record.items()}})
+    _check_columns(file, [c for c in contract.columns if c in seen], contract)
+    schema = {c: pl.String() for c in contract.columns} | {LINE: pl.Int64()}
+    return pl.DataFrame(rows, schema=schema).select(*contract.columns, LINE)
+
+
+def _as_text(value: Any) -> str | None:
+    """JSON values as the text validation reads: booleans Y/N like the CSV files."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "Y" if value else "N"
+    if isinstance(value, list | dict):
+        return json.dumps(value, separators=(",", ":"))
+    if isinstance(value, str):
+        return value.strip() or None
+    return str(value)
