@@ -1,0 +1,201 @@
+"""The audit trail: who, when, what, why, old and new value, for every change in a study.
+
+It is a view over the log, which is append-only: corrections, deletions, late versions,
+dead letters, committee decisions (and what they superseded), conflicts raised and cleared,
+and locks. Nothing is ever overwritten, so the trail cannot disagree with the data.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+import polars as pl
+
+import schemas
+from services.adjudicator.state import EVIDENCE_KINDS
+from services.events import canonical_json
+
+if TYPE_CHECKING:
+    from services.platform import Platform
+
+AUDIT_SCHEMA = pl.Schema(
+    {
+        "at": pl.String(),
+        "kind": pl.String(),
+        "action": pl.String(),
+        "who": pl.String(),
+        "subject_id": pl.String(),
+        "tract_id": pl.String(),
+        "what": pl.String(),
+        "why": pl.String(),
+        "old_value": pl.String(),
+        "new_value": pl.String(),
+        "event_id": pl.String(),
+        "offset": pl.Int64(),
+    }
+)
+WHO = {"mri_read": "reader_id", "pathology_report": "pathologist_id"}
+WHEN = {"mri_read": "read_at", "pathology_report": "reported_at"}
+_SKIP = {
+    "offset",
+    "event_id",
+    "entered_at",
+    "read_at",
+    "reported_at",
+    "change_reason",
+    "deleted",
+    "record_version",
+    "read_version",
+    "report_version",
+}
+
+
+def _ts(column: str) -> pl.Expr:
+    return pl.col(column).dt.to_string("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _evidence(kind: str, records: pl.DataFrame) -> pl.DataFrame:
+    contract = schemas.contract(kind)
+    id_, version = contract.id_field, contract.version_field
+    ordered = records.sort("offset").with_columns(
+        _highest_before=pl.col(version).cum_max().shift(1).over(id_),
+    )
+    rows = []
+    previous: dict[str, dict] = {}
+    for row in ordered.sort(id_, version).iter_rows(named=True):
+        before = previous.get(row[id_])
+        if before is not None:
+            changed = {
+                k for k in row if k not in _SKIP and not k.startswith("_") and row[k] != before[k]
+            }
+            rows.append(
+                (
+                    row["event_id"],
+                    canonical_json({k: before[k] for k in sorted(changed)}),
+                    canonical_json({k: row[k] for k in sorted(changed)}),
+                )
+            )
+        previous[row[id_]] = row
+    diffs = pl.DataFrame(
+        rows,
+        schema={"event_id": pl.String(), "old_value": pl.String(), "new_value": pl.String()},
+        orient="row",
+    )
+    late = pl.col("_highest_before").is_not_null() & (pl.col(version) < pl.col("_highest_before"))
+    return ordered.join(diffs, on="event_id", how="left").select(
+        at=_ts(WHEN.get(kind, "entered_at")),
+        kind=pl.lit(kind),
+        action=pl.when(late)
+        .then(pl.lit("LATE_VERSION_KEPT"))
+        .when(pl.col("deleted").fill_null(False))
+        .then(pl.lit("DELETED"))
+        .when(pl.col(version) > 1)
+        .then(pl.lit("CORRECTED"))
+        .otherwise(pl.lit("CREATED")),
+        who=pl.col(WHO.get(kind, "entered_by")),
+        subject_id="subject_id",
+        tract_id=pl.col("tract_id") if "tract_id" in records.columns else pl.lit(None, pl.String),
+        what=pl.lit(f"{kind} ") + pl.col(id_) + pl.lit(" v") + pl.col(version).cast(pl.String),
+        why="change_reason",
+        old_value="old_value",
+        new_value="new_value",
+        event_id="event_id",
+        offset="offset",
+    )
+
+
+def audit_trail(platform: Platform, study: str, upto: dict[str, int] | None = None) -> pl.DataFrame:
+    """Every change of ``study`` in time order."""
+    parts = [
+        _evidence(kind, platform._decoded(kind, study, upto).collect()) for kind in EVIDENCE_KINDS
+    ]
+    decisions = platform._decoded("committee_decision", study, upto).collect()
+    parts.append(
+        decisions.select(
+            at=_ts("decided_at"),
+            kind=pl.lit("committee_decision"),
+            action=pl.when(pl.col("supersedes").is_not_null())
+            .then(pl.lit("DECISION_SUPERSEDES"))
+            .otherwise(pl.lit("DECISION")),
+            who=pl.col("recorded_by") + pl.lit(" for ") + pl.col("members").list.join(", "),
+            subject_id="subject_id",
+            tract_id="tract_id",
+            what=pl.col("conflict_type")
+            + pl.lit(" ")
+            + pl.col("conflict_id")
+            + pl.lit(" ")
+            + pl.col("decision_id"),
+            why="rationale",
+            old_value=pl.coalesce(
+                pl.lit("superseded ") + pl.col("supersedes"),
+                pl.lit("rule: ") + pl.col("rule_outcome"),
+            ),
+            new_value=pl.col("status")
+            + pl.coalesce(pl.lit(" -> ") + pl.col("maps_to"), pl.lit("")),
+            event_id="event_id",
+            offset="offset",
+        )
+    )
+    changes = platform._decoded("conflict_change", study, upto).collect()
+    parts.append(
+        changes.select(
+            at=_ts("at"),
+            kind=pl.lit("conflict"),
+            action="condition",
+            who=pl.lit("adjudicator"),
+            subject_id="subject_id",
+            tract_id="tract_id",
+            what=pl.col("conflict_type") + pl.lit(" ") + pl.col("conflict_id"),
+            why="detail",
+            old_value=pl.lit(None, pl.String),
+            new_value="fingerprint",
+            event_id="event_id",
+            offset="offset",
+        )
+    )
+    rejected = platform._decoded("rejected_row", study, upto).collect()
+    runs = (
+        platform._decoded("ingest_run", study, upto).collect().select("ingest_run", "finished_at")
+    )
+    parts.append(
+        rejected.join(runs, on="ingest_run", how="left").select(
+            at=_ts("finished_at"),
+            kind=pl.lit("rejected_row"),
+            action=pl.lit("REJECTED"),
+            who=pl.lit("ingest ") + pl.col("ingest_run"),
+            subject_id=pl.col("raw").map_elements(
+                lambda raw: json.loads(raw).get("subject_id"), return_dtype=pl.String
+            ),
+            tract_id=pl.col("raw").map_elements(
+                lambda raw: json.loads(raw).get("tract_id"), return_dtype=pl.String
+            ),
+            what=pl.col("file") + pl.lit(" line ") + pl.col("line").cast(pl.String),
+            why="reason",
+            old_value=pl.lit(None, pl.String),
+            new_value="raw",
+            event_id="event_id",
+            offset="offset",
+        )
+    )
+    locks = platform._decoded("lock", study, upto).collect()
+    parts.append(
+        locks.select(
+            at=_ts("at"),
+            kind=pl.lit("lock"),
+            action="action",
+            who=pl.col("requested_by")
+            + pl.coalesce(
+                pl.lit(" approved by ") + pl.col("approvers").list.join(", "), pl.lit("")
+            ),
+            subject_id=pl.lit(None, pl.String),
+            tract_id=pl.lit(None, pl.String),
+            what=pl.col("lock_id") + pl.lit(" (") + pl.col("level") + pl.lit(")"),
+            why="reason",
+            old_value=pl.lit(None, pl.String),
+            new_value="location",
+            event_id="event_id",
+            offset="offset",
+        )
+    )
+    return pl.concat([p.cast(AUDIT_SCHEMA) for p in parts]).sort("at", "kind", "offset")

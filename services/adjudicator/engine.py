@@ -1,0 +1,198 @@
+"""Adjudication of one study: current evidence + decisions in, outcomes and conflicts out.
+
+The whole computation is a handful of Polars plans over the study's frames (no per-row
+Python), so re-adjudicating everything is cheap enough to do after every change.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import polars as pl
+
+from services.adjudicator.committee import conflict_status, tract_mappings, tract_overrides
+from services.adjudicator.rules import TRACT_KEY
+from services.adjudicator.rules.clinical import clinical_sustained, visit_status
+from services.adjudicator.rules.conflicts import (
+    CONFLICT_SCHEMA,
+    outcome_conflicts,
+    unmatched_tracts,
+    with_identity,
+)
+from services.adjudicator.rules.discharge import discharge_improved
+from services.adjudicator.rules.mri import mri_consensus
+from services.adjudicator.rules.patient import patient_category
+from services.adjudicator.rules.primary import primary_outcome
+from services.adjudicator.rules.sensitivity import response_50, sensitivity_outcomes
+from services.adjudicator.ruleset import RuleSet
+from services.adjudicator.state import Evidence
+
+
+@dataclass(frozen=True)
+class Adjudication:
+    """Everything the rules concluded for one study."""
+
+    study: str
+    rule_set: str
+    rule_set_version: int
+    tracts: pl.DataFrame
+    patients: pl.DataFrame
+    conflicts: pl.DataFrame
+    visits: pl.DataFrame
+    new_tracts: pl.DataFrame
+
+    def open_conflicts(self) -> pl.DataFrame:
+        return self.conflicts.filter(pl.col("status") == "OPEN")
+
+
+def _flag_post_lock(
+    frame: pl.LazyFrame, kind: str, positions: dict[str, int] | None
+) -> pl.LazyFrame:
+    limit = (positions or {}).get(kind)
+    return frame.with_columns(
+        post_lock=pl.lit(False) if limit is None else pl.col("offset") >= limit
+    )
+
+
+def adjudicate(
+    study: str,
+    evidence: Evidence,
+    rules: RuleSet,
+    decisions: pl.LazyFrame,
+    register: pl.LazyFrame,
+    lock_positions: dict[str, int] | None = None,
+) -> Adjudication:
+    """Apply the rule set and the committee's decisions to the current evidence of ``study``."""
+    subjects = evidence.subjects.select("subject_id", "status", "event_id", "offset")
+    active = subjects.filter(pl.col("status") != "WITHDRAWN").select("subject_id")
+    registry = evidence.tracts.select(*TRACT_KEY, "treated", "parks_type", "event_id", "offset")
+    exams = _flag_post_lock(evidence.exams, "clinical_exam", lock_positions)
+    reads = _flag_post_lock(evidence.reads, "mri_read", lock_positions)
+    by_source = {
+        "exams": exams,
+        "MRI reads": reads,
+        "pathology": evidence.pathology,
+        "injections": evidence.injections,
+    }
+
+    # UNMATCHED_TRACT first: its decisions (map to a registry tract, or a new fistula) change
+    # which tract the rest of the evidence belongs to.
+    unmatched = with_identity(unmatched_tracts(by_source, registry, active).collect(), study)
+    unmatched_status = conflict_status(unmatched.lazy(), decisions, register)
+    mappings = tract_mappings(unmatched_status).collect()
+    remap = mappings.filter(pl.col("decision_status") == "MAPPED")
+    new_tracts = mappings.filter(pl.col("decision_status") == "NEW_TRACT").drop("maps_to")
+
+    def mapped(frame: pl.LazyFrame) -> pl.LazyFrame:
+        return (
+            frame.join(remap.lazy().select(*TRACT_KEY, "maps_to"), on=TRACT_KEY, how="left")
+            .with_columns(pl.coalesce("maps_to", "tract_id").alias("tract_id"))
+            .drop("maps_to")
+            .join(registry.select(TRACT_KEY), on=TRACT_KEY, how="semi")
+        )
+
+    exams, reads = mapped(exams), mapped(reads)
+    visits = visit_status(exams).with_columns(
+        active=pl.col("subject_id").is_in(active.collect()["subject_id"].implode())
+    )
+    clinical = clinical_sustained(registry, visits, rules)
+    mri = mri_consensus(registry, reads, rules)
+    dry = mri_consensus(registry, reads, rules, decision="dry").select(*TRACT_KEY, mri_dry="mri")
+    discharge = discharge_improved(registry, visits, rules)
+    post_lock = (
+        pl.concat([exams.select(*TRACT_KEY, "post_lock"), reads.select(*TRACT_KEY, "post_lock")])
+        .group_by(TRACT_KEY)
+        .agg(pl.col("post_lock").any())
+    )
+    inputs = (
+        pl.concat(
+            [
+                exams.select(*TRACT_KEY, "event_id"),
+                reads.filter(pl.col("timepoint") == rules.final_mri).select(*TRACT_KEY, "event_id"),
+            ]
+        )
+        .group_by(TRACT_KEY)
+        .agg(input_event_ids=pl.col("event_id").sort())
+    )
+
+    tracts = (
+        registry.rename({"event_id": "tract_event_id"})
+        .drop("offset")
+        .join(
+            subjects.select("subject_id", subject_status="status", subject_event_id="event_id"),
+            on="subject_id",
+            how="left",
+        )
+        .join(clinical, on=TRACT_KEY, how="left")
+        .join(mri, on=TRACT_KEY, how="left")
+        .join(dry, on=TRACT_KEY, how="left")
+        .join(discharge, on=TRACT_KEY, how="left")
+        .join(post_lock, on=TRACT_KEY, how="left")
+        .join(inputs, on=TRACT_KEY, how="left")
+        .with_columns(
+            active=pl.col("subject_status").fill_null("") != "WITHDRAWN",
+            completed=pl.col("subject_status") == "COMPLETED",
+            post_lock=pl.col("post_lock").fill_null(False),
+        )
+    )
+    tracts = sensitivity_outcomes(primary_outcome(tracts))
+
+    found = with_identity(outcome_conflicts(visits, tracts, rules.primary_visit).collect(), study)
+    current = (
+        pl.concat([unmatched, found])
+        if found.height or unmatched.height
+        else pl.DataFrame(schema=CONFLICT_SCHEMA).with_columns(
+            conflict_id=pl.lit(None, pl.String), fingerprint=pl.lit(None, pl.String)
+        )
+    )
+    statuses = conflict_status(current.lazy(), decisions, register).collect()
+
+    tracts = (
+        tracts.join(tract_overrides(statuses.lazy()), on=TRACT_KEY, how="left")
+        .with_columns(
+            outcome=pl.coalesce("committee_outcome", "rule_outcome"),
+            decided_by=pl.when(pl.col("committee_outcome").is_not_null())
+            .then(pl.lit("COMMITTEE"))
+            .otherwise(pl.lit("RULE")),
+            event_ids=pl.concat_list(
+                pl.concat_list("subject_event_id", "tract_event_id"),
+                pl.col("input_event_ids").fill_null([]),
+            ),
+            rule_set=pl.lit(rules.id),
+            rule_set_version=pl.lit(rules.version),
+        )
+        .drop("input_event_ids")
+        .sort(TRACT_KEY)
+        .collect()
+    )
+    lazy = tracts.lazy()
+    subject_frame = evidence.subjects.select("subject_id", "status")
+    patients = (
+        patient_category(lazy, subject_frame)
+        .join(
+            patient_category(lazy, subject_frame, outcome="admire_outcome").select(
+                "subject_id", admire_category="category"
+            ),
+            on="subject_id",
+        )
+        .join(
+            patient_category(lazy, subject_frame, outcome="clinical_only_outcome").select(
+                "subject_id", clinical_only_category="category"
+            ),
+            on="subject_id",
+        )
+        .join(response_50(lazy, rules.response_fraction), on="subject_id", how="left")
+        .with_columns(rule_set=pl.lit(rules.id), rule_set_version=pl.lit(rules.version))
+        .sort("subject_id")
+        .collect()
+    )
+    return Adjudication(
+        study=study,
+        rule_set=rules.id,
+        rule_set_version=rules.version,
+        tracts=tracts,
+        patients=patients,
+        conflicts=statuses.sort("type", "subject_id", "tract_id", "about"),
+        visits=visits.drop("active").sort(*TRACT_KEY, "visit").collect(),
+        new_tracts=new_tracts,
+    )

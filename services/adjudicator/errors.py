@@ -1,0 +1,29 @@
+from services.errors import TractError
+
+
+class AdjudicatorError(TractError):
+    """The adjudicator refused a request."""
+
+
+class RuleSetError(AdjudicatorError):
+    """The rule-set file is missing a parameter or has a wrong value."""
+
+
+class UnknownConflictError(AdjudicatorError):
+    pass
+
+
+class DecisionRefusedError(AdjudicatorError):
+    """A committee decision that does not meet the protocol (quorum, rationale, status)."""
+
+
+class LockBlockedError(AdjudicatorError):
+    """A database lock refused, naming what blocks it."""
+
+
+class LockNotFoundError(AdjudicatorError):
+    pass
+
+
+class SnapshotTamperedError(AdjudicatorError):
+    """A locked file whose bytes no longer match the manifest's sha256."""

@@ -1,0 +1,225 @@
+"""The trial's tables (PROTOCOL.md, "Reports"), computed from outcome frames.
+
+The same function serves the current state and a locked snapshot: it reads only the frames a
+lock stores (tract and patient outcomes, conflicts, pathology), never the log.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+import polars as pl
+
+from services.adjudicator import stats
+from services.adjudicator.rules.patient import CATEGORIES, FULL_CLOSURE
+from services.adjudicator.rules.sensitivity import DEFINITIONS
+
+MARKERS = ("cd68_per_hpf", "cd20_per_hpf", "cd31_per_hpf", "inflammation_grade")
+PATHOLOGY_VISITS = ("INJ1", "INJ2", "INJ3")
+
+
+def _pct(k: int, n: int) -> float | None:
+    value = stats.proportion(k, n)
+    return None if value is None else round(100 * value, 1)
+
+
+def _ci(k: int, n: int, level: float) -> list[float] | None:
+    interval = stats.clopper_pearson(k, n, level)
+    return None if interval is None else [round(interval[0], 4), round(interval[1], 4)]
+
+
+def completer_table(patients: pl.DataFrame, category: str, level: float) -> dict[str, Any]:
+    completers = patients.filter(pl.col("subject_status") == "COMPLETED")
+    n = completers.height
+    counts = {c: completers.filter(pl.col(category) == c).height for c in CATEGORIES}
+    return {
+        "n": n,
+        **counts,
+        "percent": {c: _pct(k, n) for c, k in counts.items()},
+        "full_closure_ci": _ci(counts[FULL_CLOSURE], n, level),
+    }
+
+
+def itt_table(patients: pl.DataFrame, category: str, level: float) -> dict[str, Any]:
+    """Every enrolled subject; withdrawn subjects and unfinished ones count as failures."""
+    n = patients.height
+    k = patients.filter(pl.col(category) == FULL_CLOSURE).height
+    withdrawn = patients.filter(pl.col("subject_status") == "WITHDRAWN").height
+    return {
+        "n": n,
+        "FULL_CLOSURE": k,
+        "withdrawn": withdrawn,
+        "percent": _pct(k, n),
+        "ci": _ci(k, n, level),
+    }
+
+
+def tract_table(tracts: pl.DataFrame, outcome: str, level: float) -> dict[str, Any]:
+    """Completers' treated tracts; the interval accounts for tracts clustered in patients."""
+    treated = tracts.filter(pl.col("treated") & (pl.col("subject_status") == "COMPLETED"))
+    per_patient = treated.group_by("subject_id").agg(
+        closed=(pl.col(outcome) == "CLOSED").sum(), size=pl.len()
+    )
+    closed = int(per_patient["closed"].sum())
+    interval = stats.clustered_proportion_ci(
+        per_patient["closed"].to_list(), per_patient["size"].to_list(), level
+    )
+    return {
+        "treated": treated.height,
+        "closed": closed,
+        "percent": _pct(closed, treated.height),
+        "ci": None if interval is None else [round(interval.lower, 4), round(interval.upper, 4)],
+        "ci_method": None if interval is None else interval.method,
+        "design_effect": None if interval is None else round(interval.design_effect, 3),
+        "patients": per_patient.height,
+        "pending": treated.filter(pl.col(outcome) == "PENDING").height,
+        "not_evaluable": treated.filter(pl.col(outcome) == "NOT_EVALUABLE").height,
+    }
+
+
+def discharge_table(tracts: pl.DataFrame, level: float) -> dict[str, Any]:
+    treated = tracts.filter(pl.col("treated") & (pl.col("subject_status") == "COMPLETED"))
+    evaluable = treated.filter(pl.col("discharge_improved").is_not_null())
+    improved = evaluable.filter(pl.col("discharge_improved")).height
+    return {
+        "improved": improved,
+        "evaluable": evaluable.height,
+        "not_evaluable": treated.height - evaluable.height,
+        "percent": _pct(improved, evaluable.height),
+        "ci": _ci(improved, evaluable.height, level),
+    }
+
+
+def reader_agreement(tracts: pl.DataFrame) -> dict[str, Any]:
+    """Kappa R1 vs R2 over completers' treated tracts with both primary reads evaluable."""
+    scope = tracts.filter(pl.col("treated") & (pl.col("subject_status") == "COMPLETED"))
+    pairs = scope.filter(
+        pl.col("r1_evaluable").fill_null(False) & pl.col("r2_evaluable").fill_null(False)
+    )
+    disagree = pairs.filter(pl.col("r1_healed") != pl.col("r2_healed"))
+    adjudicated = scope.filter(
+        pl.col("adj_evaluable").fill_null(False) & pl.col("mri_basis").eq("adjudicator read")
+    )
+    with_adj = disagree.filter(pl.col("adj_evaluable").fill_null(False))
+    return {
+        "kappa": None
+        if pairs.is_empty()
+        else _round(stats.cohen_kappa(pairs["r1_healed"].to_list(), pairs["r2_healed"].to_list())),
+        "pairs": pairs.height,
+        "disagreements": disagree.height,
+        "adjudicated": adjudicated.height,
+        "adjudication_rate": _round(
+            stats.proportion(
+                adjudicated.height,
+                scope.filter(
+                    pl.col("mri").is_not_null() | pl.col("mri_event_ids").list.len().gt(0)
+                ).height,
+            )
+        ),
+        "adj_sided_with_r1": with_adj.filter(pl.col("adj_healed") == pl.col("r1_healed")).height,
+        "adj_sided_with_r2": with_adj.filter(pl.col("adj_healed") == pl.col("r2_healed")).height,
+    }
+
+
+def committee_overrides(tracts: pl.DataFrame, conflicts: pl.DataFrame) -> dict[str, Any]:
+    """Decisions in force per conflict type, and how many changed the rule's outcome."""
+    decided = conflicts.filter(pl.col("status") == "DECIDED")
+    by_type = decided.group_by("type").agg(decisions=pl.len()).sort("type")
+    overrides = tracts.filter(pl.col("decided_by") == "COMMITTEE")
+    changed = (
+        overrides.filter(pl.col("outcome") != pl.col("rule_outcome"))
+        .group_by("override_conflict_type")
+        .agg(changed=pl.len())
+    )
+    changed_by = dict(changed.iter_rows())
+    return {
+        "by_type": {
+            t: {"decisions": n, "outcome_changed": changed_by.get(t, 0)}
+            for t, n in by_type.iter_rows()
+        },
+        "tracts_overridden": overrides.height,
+        "outcomes_changed": int(sum(changed_by.values())),
+        "open_conflicts": conflicts.filter(pl.col("status") == "OPEN").height,
+    }
+
+
+def pathology_table(pathology: pl.DataFrame, tracts: pl.DataFrame) -> dict[str, Any]:
+    """Medians per injection visit and paired Wilcoxon INJ1 vs INJ3 per marker (adequate
+    specimens of treated tracts only)."""
+    treated = tracts.filter(pl.col("treated")).select("subject_id", "tract_id")
+    adequate = pathology.filter(pl.col("specimen_adequate")).join(
+        treated, on=["subject_id", "tract_id"], how="semi"
+    )
+    medians = {
+        visit: {m: _round(adequate.filter(pl.col("visit") == visit)[m].median()) for m in MARKERS}
+        | {"n": adequate.filter(pl.col("visit") == visit).height}
+        for visit in PATHOLOGY_VISITS
+    }
+    paired = adequate.filter(pl.col("visit").is_in(["INJ1", "INJ3"])).pivot(
+        on="visit",
+        index=["subject_id", "tract_id"],
+        values=list(MARKERS),
+        aggregate_function="first",
+    )
+    tests = {}
+    for marker in MARKERS:
+        before, after = f"{marker}_INJ1", f"{marker}_INJ3"
+        if before not in paired.columns or after not in paired.columns:
+            tests[marker] = None
+            continue
+        both = paired.select(before, after).drop_nulls()
+        result = stats.paired_wilcoxon(
+            both[before].cast(pl.Float64).to_list(), both[after].cast(pl.Float64).to_list()
+        )
+        tests[marker] = None if result is None else asdict(result)
+    return {"medians": medians, "inj1_vs_inj3": tests}
+
+
+def _round(value: float | None, digits: int = 4) -> float | None:
+    return None if value is None else round(float(value), digits)
+
+
+def build_report(
+    tracts: pl.DataFrame,
+    patients: pl.DataFrame,
+    conflicts: pl.DataFrame,
+    pathology: pl.DataFrame,
+    *,
+    level: float,
+    meta: dict[str, Any],
+) -> dict[str, Any]:
+    """Every table of PROTOCOL.md's "Reports" as one JSON-ready dict."""
+    sensitivity: dict[str, Any] = {
+        "ADMIRE_COMBINED": {
+            "completers": completer_table(patients, "admire_category", level),
+            "tracts": tract_table(tracts, "admire_outcome", level),
+        },
+        "CLINICAL_ONLY": {
+            "completers": completer_table(patients, "clinical_only_category", level),
+            "tracts": tract_table(tracts, "clinical_only_outcome", level),
+        },
+    }
+    completers = patients.filter(pl.col("subject_status") == "COMPLETED")
+    responders = completers.filter(pl.col("response_50").fill_null(False)).height
+    sensitivity["RESPONSE_50"] = {
+        "completers": {
+            "n": completers.height,
+            "responders": responders,
+            "unknown": completers.filter(pl.col("response_50").is_null()).height,
+            "percent": _pct(responders, completers.height),
+            "ci": _ci(responders, completers.height, level),
+        }
+    }
+    assert tuple(sensitivity) == DEFINITIONS
+    return {
+        **meta,
+        "completers": completer_table(patients, "category", level),
+        "itt": itt_table(patients, "category", level),
+        "tracts": tract_table(tracts, "outcome", level),
+        "discharge_improved": discharge_table(tracts, level),
+        "sensitivity": sensitivity,
+        "readers": reader_agreement(tracts),
+        "committee": committee_overrides(tracts, conflicts),
+        "pathology": pathology_table(pathology, tracts),
+    }

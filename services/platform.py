@@ -1,0 +1,235 @@
+"""The platform assembled: an event log, an object store and a rule set, with the operations
+the CLI, the web page and the DAGs all call. Adapters choose the log and the store; the
+operations are the same on every one.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import polars as pl
+
+import schemas
+from services.adjudicator.committee import make_decision
+from services.adjudicator.engine import Adjudication, adjudicate
+from services.adjudicator.errors import UnknownConflictError
+from services.adjudicator.ruleset import RuleSet, load_ruleset
+from services.adjudicator.state import EVIDENCE_KINDS, Evidence, decode, empty_records
+from services.bus import EventBus
+from services.events import Event, digest, make_event, utc_now
+from services.ingest.errors import FileRefusedError
+from services.ingest.report import IngestReport
+from services.ingest.service import ingest_file, known_from_frame
+from services.store import ObjectStore
+
+
+class EventSource(Protocol):
+    """Where the adjudicator reads applied events from, as frames."""
+
+    def frame(
+        self, topic: str, study: str | None = None, upto: int | None = None
+    ) -> pl.DataFrame: ...
+
+    def positions(self) -> dict[str, int]: ...
+
+
+@dataclass(frozen=True)
+class IngestOutcome:
+    reports: tuple[IngestReport, ...]
+    refused: tuple[FileRefusedError, ...]
+
+
+class Platform:
+    def __init__(
+        self, bus: EventBus, source: EventSource, store: ObjectStore, rules: RuleSet | None = None
+    ) -> None:
+        self.bus, self.source, self.store = bus, source, store
+        self.rules = rules or load_ruleset()
+
+    @classmethod
+    def embedded(cls, home: Path | str, rules: RuleSet | None = None) -> Platform:
+        """The default: an event log and an object-store folder under ``home``."""
+        from services.bus.embedded import EmbeddedLog
+        from services.store.local import LocalStore
+
+        home = Path(home)
+        log = EmbeddedLog(home / "events.db")
+        return cls(log, log, LocalStore(home / "objects"), rules)
+
+    # ingest ---------------------------------------------------------------------------------
+    def known_records(self, kind: str, study: str) -> pl.DataFrame:
+        return known_from_frame(self.source.frame(kind, study), schemas.contract(kind))
+
+    def ingest(self, study: str, paths: list[Path], kind: str | None = None) -> IngestOutcome:
+        """Ingest each file; a refused file applies nothing and the others go on."""
+        reports, refused = [], []
+        for path in paths:
+            try:
+                reports.append(ingest_file(Path(path), study, self.bus, self.known_records, kind))
+            except FileRefusedError as exc:
+                refused.append(exc)
+        self.sync_conflicts(study)
+        return IngestOutcome(tuple(reports), tuple(refused))
+
+    # adjudication ---------------------------------------------------------------------------
+    def _decoded(self, kind: str, study: str, upto: dict[str, int] | None = None) -> pl.LazyFrame:
+        frame = self.source.frame(kind, study, None if upto is None else upto.get(kind, 0))
+        if frame.is_empty():
+            return empty_records(kind)
+        return decode(frame, schemas.contract(kind))
+
+    def studies(self) -> list[str]:
+        frames = [
+            self.source.frame(kind).select("study") for kind in ("subject", "committee_decision")
+        ]
+        return sorted(pl.concat(frames)["study"].unique().to_list())
+
+    def lock_positions(self, study: str) -> dict[str, int] | None:
+        """The log positions of the study's lock in force, if any (the latest lock not undone)."""
+        locks = self._decoded("lock", study).sort("offset").collect()
+        if locks.is_empty() or locks["action"][-1] != "LOCK":
+            return None
+        return json.loads(locks["positions"][-1])
+
+    def adjudicate(self, study: str, upto: dict[str, int] | None = None) -> Adjudication:
+        records = {kind: self._decoded(kind, study, upto) for kind in EVIDENCE_KINDS}
+        evidence = Evidence.from_records(records).collect()
+        return adjudicate(
+            study,
+            evidence,
+            self.rules,
+            self._decoded("committee_decision", study, upto),
+            self._decoded("conflict_change", study, upto),
+            lock_positions=None if upto is not None else self.lock_positions(study),
+        )
+
+    def sync_conflicts(self, study: str) -> int:
+        """Record in the log which conflicts were raised or cleared since the last sync."""
+        result = self.adjudicate(study)
+        register = self._decoded("conflict_change", study).sort("offset").collect()
+        last = register.group_by("conflict_id").agg(
+            condition=pl.col("condition").last(),
+            fingerprint=pl.col("fingerprint").last(),
+            changes=pl.len(),
+        )
+        now = result.conflicts.filter(pl.col("status") != "RESOLVED").select(
+            "conflict_id", "type", "subject_id", "tract_id", "fingerprint", "detail"
+        )
+        joined = now.join(last, on="conflict_id", how="full", coalesce=True, suffix="_was")
+        events: list[Event] = []
+        at = utc_now()
+        for row in joined.iter_rows(named=True):
+            holds = row["type"] is not None
+            was = row["condition"]
+            if holds and (was != "RAISED" or row["fingerprint"] != row["fingerprint_was"]):
+                condition = "RAISED"
+            elif not holds and was == "RAISED":
+                condition = "CLEARED"
+                known = register.filter(pl.col("conflict_id") == row["conflict_id"]).row(
+                    -1, named=True
+                )
+                row |= {
+                    "type": known["conflict_type"],
+                    "subject_id": known["subject_id"],
+                    "tract_id": known["tract_id"],
+                }
+            else:
+                continue
+            payload = {
+                "conflict_id": row["conflict_id"],
+                "conflict_type": row["type"],
+                "subject_id": row["subject_id"],
+                "tract_id": row["tract_id"],
+                "condition": condition,
+                "fingerprint": row["fingerprint"] if holds else None,
+                "detail": row["detail"] if holds else None,
+                "at": at,
+            }
+            seq = row["changes"] or 0
+            events.append(
+                make_event(
+                    "conflict_change",
+                    study,
+                    row["subject_id"],
+                    payload,
+                    row["conflict_id"],
+                    seq,
+                    condition,
+                )
+            )
+        return self.bus.publish(events)
+
+    # committee ------------------------------------------------------------------------------
+    def find_conflict(
+        self, conflict_id: str, study: str | None = None
+    ) -> tuple[str, dict[str, Any], Adjudication]:
+        for candidate in [study] if study else self.studies():
+            result = self.adjudicate(candidate)
+            match = result.conflicts.filter(pl.col("conflict_id") == conflict_id)
+            if match.height:
+                return candidate, match.row(0, named=True), result
+        where = f"study {study}" if study else "any study"
+        raise UnknownConflictError(
+            f"no conflict {conflict_id} in {where}; list them with `tract conflicts --all`"
+        )
+
+    def decide(
+        self,
+        conflict_id: str,
+        *,
+        status: str | None,
+        rationale: str,
+        members: list[str],
+        recorded_by: str,
+        maps_to: str | None = None,
+        study: str | None = None,
+    ) -> dict[str, Any]:
+        """Record a committee decision (validated against the protocol) and return it."""
+        study, conflict, result = self.find_conflict(conflict_id, study)
+        registry = result.tracts.filter(pl.col("subject_id") == conflict["subject_id"])
+        rule = registry.filter(pl.col("tract_id") == conflict["tract_id"])
+        event = make_decision(
+            study=study,
+            conflict=conflict,
+            status=status or "",
+            rationale=rationale,
+            members=members,
+            recorded_by=recorded_by,
+            rules=self.rules,
+            registry_tracts=registry["tract_id"].to_list(),
+            maps_to=maps_to,
+            rule_outcome=rule["rule_outcome"][0] if rule.height else None,
+        )
+        self.bus.publish([event])
+        self.sync_conflicts(study)
+        return event.payload
+
+    # lock and report ------------------------------------------------------------------------
+    def lock(
+        self, study: str, lock_id: str, reason: str, requested_by: str, level: str = "soft"
+    ) -> dict[str, Any]:
+        from services.adjudicator.lock import take_lock
+
+        return take_lock(self, study, lock_id, reason, requested_by, level)
+
+    def report(self, study: str, lock_id: str | None = None) -> dict[str, Any]:
+        from services.adjudicator.snapshot import current_snapshot, open_lock
+
+        snapshot = (
+            open_lock(self.store, study, lock_id) if lock_id else current_snapshot(self, study)
+        )
+        return snapshot.report(self.rules.confidence_level)
+
+    def audit(self, study: str) -> pl.DataFrame:
+        from services.adjudicator.audit import audit_trail
+
+        return audit_trail(self, study)
+
+
+def lock_event(study: str, payload: dict[str, Any]) -> Event:
+    return Event(
+        "lock", study, "", digest(study, "lock", payload["lock_id"], payload["action"]), payload
+    )
