@@ -13,6 +13,7 @@ from typing import Any
 import click
 import polars as pl
 
+from services.config import Settings
 from services.errors import TractError
 from services.platform import Platform
 from services.render import report_text, table_text
@@ -30,14 +31,15 @@ def emit(data: Any, as_json: bool, text: str | None = None) -> None:
 
 
 class Context:
-    def __init__(self, home: Path) -> None:
-        self.home = home
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.home = settings.home
         self._platform: Platform | None = None
 
     @property
     def platform(self) -> Platform:
         if self._platform is None:
-            self._platform = Platform.embedded(self.home)
+            self._platform = Platform.from_settings(self.settings)
         return self._platform
 
     def study(self, study: str | None) -> str:
@@ -65,10 +67,12 @@ study_option = click.option("--study", help="Study id (default: the only study i
     show_default="$TRACT_HOME or ./tract-data",
     help="Folder holding the embedded event log and object store.",
 )
+@click.option("--bus", help="embedded (default) or kafka://HOST:PORT; env TRACT_BUS.")
+@click.option("--store", help="local (default) or s3://BUCKET; env TRACT_STORE.")
 @click.pass_context
-def cli(ctx: click.Context, home: Path) -> None:
+def cli(ctx: click.Context, home: Path, bus: str | None, store: str | None) -> None:
     """Outcome adjudication for perianal fistula trials: ingest, adjudicate, decide, lock, report."""
-    ctx.obj = Context(home)
+    ctx.obj = Context(Settings.from_env(home=home, bus=bus, store=store))
 
 
 @cli.command()
@@ -322,6 +326,9 @@ def demo(obj: Context, as_json: bool) -> None:
     say = (lambda _line: None) if as_json else click.echo
     result = run_demo(obj.platform, obj.home / "demo-files", say)
     emit(result, as_json, report_text(result) if not as_json else None)
+
+
+# Commands that live beside their adapters register here, one line each.
 
 
 def main() -> None:

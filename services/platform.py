@@ -18,12 +18,13 @@ from services.adjudicator.engine import Adjudication, adjudicate
 from services.adjudicator.errors import UnknownConflictError
 from services.adjudicator.ruleset import RuleSet, load_ruleset
 from services.adjudicator.state import EVIDENCE_KINDS, Evidence, decode, empty_records
-from services.bus import EventBus
+from services.bus import EventBus, open_bus
+from services.config import Settings
 from services.events import Event, digest, make_event, utc_now
 from services.ingest.errors import FileRefusedError
 from services.ingest.report import IngestReport
 from services.ingest.service import ingest_file, known_from_frame
-from services.store import ObjectStore
+from services.store import ObjectStore, open_store
 
 
 class EventSource(Protocol):
@@ -52,12 +53,13 @@ class Platform:
     @classmethod
     def embedded(cls, home: Path | str, rules: RuleSet | None = None) -> Platform:
         """The default: an event log and an object-store folder under ``home``."""
-        from services.bus.embedded import EmbeddedLog
-        from services.store.local import LocalStore
+        return cls.from_settings(Settings(home=Path(home)), rules)
 
-        home = Path(home)
-        log = EmbeddedLog(home / "events.db")
-        return cls(log, log, LocalStore(home / "objects"), rules)
+    @classmethod
+    def from_settings(cls, settings: Settings, rules: RuleSet | None = None) -> Platform:
+        """The adapters the settings name (embedded log or Kafka; local folder or S3)."""
+        bus, source = open_bus(settings)
+        return cls(bus, source, open_store(settings), rules)
 
     # ingest ---------------------------------------------------------------------------------
     def known_records(self, kind: str, study: str) -> pl.DataFrame:

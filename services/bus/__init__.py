@@ -7,9 +7,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from services.events import Event
+
+if TYPE_CHECKING:
+    from services.config import Settings
 
 
 class Consumer(Protocol):
@@ -32,3 +35,21 @@ class EventBus(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+def open_bus(settings: Settings) -> tuple[EventBus, Any]:
+    """The bus the settings name, and the event source the adjudicator's results are read from."""
+    from services.bus.errors import BusError
+
+    if settings.bus == "embedded":
+        from services.bus.embedded import EmbeddedLog
+
+        log = EmbeddedLog(settings.home / "events.db")
+        return log, log
+    if settings.bus.startswith("kafka://"):
+        from services.bus.kafka import open_kafka
+
+        return open_kafka(settings)
+    raise BusError(
+        f"unknown bus {settings.bus!r}: use 'embedded' or kafka://HOST:PORT (--bus or TRACT_BUS)"
+    )

@@ -8,7 +8,10 @@ half-written, so the manifest is written last and a reader trusts only a prefix 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from services.config import Settings
 
 MANIFEST = "manifest.json"
 
@@ -36,3 +39,20 @@ class ObjectStore(Protocol):
     def location(self, key: str) -> str:
         """Where a key lives, for people (a path or an s3:// URI)."""
         ...
+
+
+def open_store(settings: Settings) -> ObjectStore:
+    """The object store the settings name: a local folder (default) or an S3 bucket."""
+    from services.store.errors import StoreError
+
+    if settings.store == "local":
+        from services.store.local import LocalStore
+
+        return LocalStore(settings.home / "objects")
+    if settings.store.startswith("s3://"):
+        from services.store.s3 import S3Store
+
+        return S3Store.from_settings(settings)
+    raise StoreError(
+        f"unknown store {settings.store!r}: use 'local' or s3://BUCKET (--store or TRACT_STORE)"
+    )

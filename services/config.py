@@ -1,0 +1,72 @@
+"""Settings: one typed, frozen object read from the environment (and CLI options).
+
+Secrets are held as :class:`Secret`, which never prints its value.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class Secret(str):
+    """A string that shows as ``'***'`` in reprs and logs; use ``.reveal()`` to read it."""
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    def __str__(self) -> str:
+        return "***"
+
+    def reveal(self) -> str:
+        return str.__str__(self)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where the platform keeps its data and which adapters it uses.
+
+    ``bus``: ``embedded`` (default) or ``kafka://HOST:PORT[,HOST:PORT]``.
+    ``store``: ``local`` (default, ``<home>/objects``) or ``s3://BUCKET``.
+    """
+
+    home: Path = Path("tract-data")
+    bus: str = "embedded"
+    store: str = "local"
+    s3_endpoint: str | None = None
+    s3_access_key: Secret | None = field(default=None, repr=False)
+    s3_secret_key: Secret | None = field(default=None, repr=False)
+    s3_secure: bool = True
+    hard_lock_retention_days: int = 3650
+
+    ENV = {
+        "home": "TRACT_HOME",
+        "bus": "TRACT_BUS",
+        "store": "TRACT_STORE",
+        "s3_endpoint": "TRACT_S3_ENDPOINT",
+        "s3_access_key": "TRACT_S3_ACCESS_KEY",
+        "s3_secret_key": "TRACT_S3_SECRET_KEY",
+        "s3_secure": "TRACT_S3_SECURE",
+        "hard_lock_retention_days": "TRACT_HARD_LOCK_RETENTION_DAYS",
+    }
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None, **overrides: object) -> Settings:
+        """Settings from ``TRACT_*`` variables; explicit ``overrides`` (CLI options) win."""
+        env = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        for name, var in cls.ENV.items():
+            if var in env and env[var] != "":
+                values[name] = env[var]
+        values |= {k: v for k, v in overrides.items() if v is not None}
+        if "home" in values:
+            values["home"] = Path(str(values["home"]))
+        for name in ("s3_access_key", "s3_secret_key"):
+            if name in values:
+                values[name] = Secret(str(values[name]))
+        if "s3_secure" in values:
+            values["s3_secure"] = str(values["s3_secure"]).lower() in ("1", "true", "yes", "y")
+        if "hard_lock_retention_days" in values:
+            values["hard_lock_retention_days"] = int(str(values["hard_lock_retention_days"]))
+        return cls(**values)  # type: ignore[arg-type]
