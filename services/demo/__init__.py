@@ -1,0 +1,1 @@
+"""Demo and benchmark trials: transfer files built to known answers."""
