@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 
 class Secret(str):
@@ -40,7 +41,7 @@ class Settings:
     s3_secure: bool = True
     hard_lock_retention_days: int = 3650
 
-    ENV = {
+    ENV: ClassVar[dict[str, str]] = {
         "home": "TRACT_HOME",
         "bus": "TRACT_BUS",
         "store": "TRACT_STORE",

@@ -31,7 +31,8 @@ def report_text(report: dict[str, Any]) -> str:
         f"Study {report['study']}: {source}; rules {report['rule_set']} v{report['rule_set_version']}",
         "",
         f"Completers (n = {c['n']})",
-        f"  FULL_CLOSURE  {c['FULL_CLOSURE']:>3}  {_pct(c['percent']['FULL_CLOSURE']):>6}  95% CI {_ci(c['full_closure_ci'])} (Clopper-Pearson)",
+        f"  FULL_CLOSURE  {c['FULL_CLOSURE']:>3}  {_pct(c['percent']['FULL_CLOSURE']):>6}"
+        f"  95% CI {_ci(c['full_closure_ci'])} (Clopper-Pearson)",
         f"  IMPROVED      {c['IMPROVED']:>3}  {_pct(c['percent']['IMPROVED']):>6}",
         f"  RESISTANT     {c['RESISTANT']:>3}  {_pct(c['percent']['RESISTANT']):>6}",
         f"  PENDING       {c['PENDING']:>3}",
