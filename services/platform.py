@@ -83,6 +83,10 @@ class Platform:
             return empty_records(kind)
         return decode(frame, schemas.contract(kind))
 
+    def records(self, kind: str, study: str, upto: dict[str, int] | None = None) -> pl.LazyFrame:
+        """Every accepted version of a kind's records (typed), for views that show history."""
+        return self._decoded(kind, study, upto)
+
     def studies(self) -> list[str]:
         frames = [
             self.source.frame(kind).select("study") for kind in ("subject", "committee_decision")
@@ -188,8 +192,12 @@ class Platform:
         recorded_by: str,
         maps_to: str | None = None,
         study: str | None = None,
+        dry_run: bool = False,
     ) -> dict[str, Any]:
-        """Record a committee decision (validated against the protocol) and return it."""
+        """Record a committee decision (validated against the protocol) and return it.
+
+        ``dry_run`` validates and returns the decision without recording it (a confirm step).
+        """
         study, conflict, result = self.find_conflict(conflict_id, study)
         registry = result.tracts.filter(pl.col("subject_id") == conflict["subject_id"])
         rule = registry.filter(pl.col("tract_id") == conflict["tract_id"])
@@ -205,6 +213,8 @@ class Platform:
             maps_to=maps_to,
             rule_outcome=rule["rule_outcome"][0] if rule.height else None,
         )
+        if dry_run:
+            return event.payload
         self.bus.publish([event])
         self.sync_conflicts(study)
         return event.payload
