@@ -36,6 +36,9 @@ AUDIT_SCHEMA = pl.Schema(
     }
 )
 WHO = {"mri_read": "reader_id", "pathology_report": "pathologist_id"}
+# Access events not tied to one study (sign-ins, user changes) are filed under this study id
+# and shown in every study's trail.
+PLATFORM_WIDE = "*"
 WHEN = {"mri_read": "read_at", "pathology_report": "reported_at"}
 _SKIP = {
     "offset",
@@ -194,6 +197,26 @@ def audit_trail(platform: Platform, study: str, upto: dict[str, int] | None = No
             why="reason",
             old_value=pl.lit(None, pl.String),
             new_value="location",
+            event_id="event_id",
+            offset="offset",
+        )
+    )
+    access = pl.concat(
+        [platform._decoded("access", s, upto).collect() for s in (study, PLATFORM_WIDE)]
+    )
+    parts.append(
+        access.select(
+            at=_ts("at"),
+            kind=pl.lit("access"),
+            action=pl.col("action") + pl.lit(" ") + pl.col("outcome"),
+            who=pl.col("who")
+            + pl.coalesce(pl.lit(" (") + pl.col("role") + pl.lit(")"), pl.lit("")),
+            subject_id="subject_id",
+            tract_id="tract_id",
+            what=pl.coalesce("conflict_id", "path"),
+            why="detail",
+            old_value=pl.lit(None, pl.String),
+            new_value="outcome",
             event_id="event_id",
             offset="offset",
         )
