@@ -1,0 +1,271 @@
+"""Row-level errors (DATA_TRANSFER.md, "Bad input"): the row is rejected with its file, line and
+reason and kept as a dead letter; the other rows of the file go on.
+
+Each case is a named file under ``cases/``; the table says what the CLI must report for it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from .helpers import CASES, STUDY, event_log, ingest, payloads
+
+EXAM, INJECTION, MRI = "clinical_exam", "injection", "mri_read"
+VISITS = "INJ1|INJ2|INJ3|FU1|FU2|FU3|FU4|FU5|FU6"
+
+
+@dataclass(frozen=True)
+class Case:
+    file: str
+    kind: str
+    read: int
+    accepted_lines: tuple[int, ...]
+    rejected: tuple[tuple[int, str, str], ...]  # line, field, reason
+    duplicates: int = 0
+    before: str | None = None  # a case file ingested first, in the same home
+
+
+CASES_TABLE = [
+    Case(
+        "bad_enum.csv",
+        EXAM,
+        3,
+        (2, 4),
+        ((3, "visit", f"visit must be one of {VISITS}, got FU7"),),
+    ),
+    Case(
+        "bad_date.csv",
+        EXAM,
+        4,
+        (2, 5),
+        (
+            (3, "exam_date", "exam_date must be a date YYYY-MM-DD, got 2025-02-30"),
+            (4, "exam_date", "exam_date must be a date YYYY-MM-DD, got 03/01/2025"),
+        ),
+    ),
+    Case(
+        "out_of_range_grade.csv",
+        EXAM,
+        4,
+        (2, 5),
+        (
+            (3, "discharge_grade", "discharge_grade must be 0-4, got 7"),
+            (4, "discharge_grade", "discharge_grade must be 0-4, got -1"),
+        ),
+    ),
+    Case(
+        "missing_required.csv",
+        EXAM,
+        3,
+        (2, 4),
+        ((3, "examiner_id", "examiner_id is required; fill it in"),),
+    ),
+    Case(
+        "missing_value.jsonl",
+        MRI,
+        4,
+        (1, 4),
+        (
+            (2, "reader_id", "reader_id is required; fill it in"),
+            (3, "scan_date", "scan_date is required; fill it in"),
+        ),
+    ),
+    Case(
+        "negative_size.jsonl",
+        MRI,
+        3,
+        (1, 3),
+        (
+            (
+                2,
+                "collection_mm",
+                "collection_mm sizes must be >= 0 (negative size), got [-3,4,5]",
+            ),
+        ),
+    ),
+    Case(
+        "correction_without_reason.csv",
+        EXAM,
+        3,
+        (2, 4),
+        (
+            (
+                3,
+                "change_reason",
+                "change_reason is required for a correction (record_version 2); "
+                "say why the record changed",
+            ),
+        ),
+    ),
+    Case(  # a deletion is a new version, so the correction's message comes first
+        "deletion_without_reason.csv",
+        EXAM,
+        4,
+        (2, 3),
+        (
+            (
+                4,
+                "change_reason",
+                "change_reason is required for a correction (record_version 2); "
+                "say why the record changed",
+            ),
+            (
+                5,
+                "change_reason",
+                "change_reason is required when deleted = Y; say why the record is retired",
+            ),
+        ),
+    ),
+    Case(
+        "conflicting_duplicate.csv",
+        EXAM,
+        4,
+        (2, 3),
+        (
+            (
+                4,
+                "record_version",
+                "conflicting duplicate: record_id EX-01 record_version 1 appears on line 2 "
+                "with different content; send a new version with a change_reason",
+            ),
+        ),
+        duplicates=1,
+    ),
+    Case(
+        "conflicting_duplicate_of_earlier.csv",
+        EXAM,
+        3,
+        (2,),
+        (
+            (
+                3,
+                "record_version",
+                "conflicting duplicate: record_id EX-02 record_version 1 was already received "
+                "with different content; send a new version with a change_reason",
+            ),
+        ),
+        duplicates=1,
+        before="earlier_ingest.csv",
+    ),
+    Case(
+        "bad_boolean.csv",
+        EXAM,
+        4,
+        (2, 5),
+        (
+            (
+                3,
+                "drains_on_compression",
+                "drains_on_compression must be Y or N (true or false in JSON), got maybe",
+            ),
+            (4, "deleted", "deleted must be Y or N (true or false in JSON), got yes"),
+        ),
+    ),
+    Case(
+        "bad_boolean.jsonl",
+        MRI,
+        4,
+        (1, 4),
+        (
+            (
+                2,
+                "t2_hyperintense",
+                "t2_hyperintense must be Y or N (true or false in JSON), got yes",
+            ),
+            (3, "enhancement", "enhancement must be Y or N (true or false in JSON), got 1"),
+        ),
+    ),
+    Case(
+        "non_numeric_grade.csv",
+        EXAM,
+        4,
+        (2, 5),
+        (
+            (3, "discharge_grade", "discharge_grade must be a whole number, got two"),
+            (4, "discharge_grade", "discharge_grade must be a whole number, got 2.5"),
+        ),
+    ),
+    Case(
+        "non_numeric_volume.csv",
+        INJECTION,
+        3,
+        (2, 4),
+        ((3, "volume_ml", "volume_ml must be a number, got five"),),
+    ),
+    Case(
+        "wrong_list_length.jsonl",
+        MRI,
+        4,
+        (1, 4),
+        (
+            (2, "collection_mm", "collection_mm must have 3 numbers, got [30,25]"),
+            (3, "collection_mm", "collection_mm must have 3 numbers, got [30,25,10,4]"),
+        ),
+    ),
+]
+
+
+@pytest.mark.parametrize("case", CASES_TABLE, ids=lambda c: c.file)
+def test_row_error_is_rejected_with_line_field_reason(case: Case, tmp_path: Path) -> None:
+    """The CLI reports each bad row by line, field and reason; the file's other rows go on."""
+    home = tmp_path / "home"
+    if case.before:
+        assert ingest(home, CASES / case.before, kind=case.kind).exit_code == 0
+    run = ingest(home, CASES / case.file, kind=case.kind)
+
+    assert run.exit_code == 0, run.stderr
+    report = run.report(case.file)
+    assert [(r["line"], r["field"], r["reason"]) for r in report["rejections"]] == list(
+        case.rejected
+    )
+    assert (report["read"], report["accepted"], report["duplicates"], report["rejected"]) == (
+        case.read,
+        len(case.accepted_lines),
+        case.duplicates,
+        len(case.rejected),
+    )
+
+    applied = [p for p in payloads(home, case.kind) if p["source_file"] == case.file]
+    assert sorted(p["source_line"] for p in applied) == list(case.accepted_lines)
+    assert {p["ingest_run"] for p in applied} <= {report["ingest_run"]}
+
+
+@pytest.mark.parametrize("case", CASES_TABLE, ids=lambda c: c.file)
+def test_rejected_row_is_kept_as_dead_letter(case: Case, tmp_path: Path) -> None:
+    """Every rejected row becomes a ``rejected_row`` event holding its raw values."""
+    home = tmp_path / "home"
+    if case.before:
+        ingest(home, CASES / case.before, kind=case.kind)
+    ingest(home, CASES / case.file, kind=case.kind)
+
+    letters = [p for p in payloads(home, "rejected_row") if p["file"] == case.file]
+    assert [(p["line"], p["field"], p["reason"]) for p in letters] == list(case.rejected)
+    for letter in letters:
+        assert letter["source_kind"] == case.kind
+        raw = json.loads(letter["raw"])
+        assert raw["subject_id"] == "S01"
+        assert set(raw) >= {"subject_id", "tract_id"}
+
+
+def test_text_output_names_file_line_and_reason(tmp_path: Path) -> None:
+    """Without --json the CLI prints one line per rejected row: file, line, reason."""
+    run = ingest(tmp_path / "home", CASES / "out_of_range_grade.csv", kind=EXAM, as_json=False)
+    assert run.exit_code == 0
+    assert run.stdout.splitlines() == [
+        "out_of_range_grade.csv: read 4 = accepted 2 + duplicates 0 + rejected 2",
+        "  rejected: out_of_range_grade.csv line 3: discharge_grade must be 0-4, got 7",
+        "  rejected: out_of_range_grade.csv line 4: discharge_grade must be 0-4, got -1",
+    ]
+
+
+def test_dead_letters_belong_to_the_study(tmp_path: Path) -> None:
+    """Dead letters are kept under the study the file was ingested for."""
+    home = tmp_path / "home"
+    ingest(home, CASES / "bad_enum.csv", kind=EXAM)
+
+    with event_log(home) as log:
+        assert log.frame("rejected_row")["study"].to_list() == [STUDY]
