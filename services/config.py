@@ -29,7 +29,8 @@ class Settings:
     """Where the platform keeps its data and which adapters it uses.
 
     ``bus``: ``embedded`` (default) or ``kafka://HOST:PORT[,HOST:PORT]``.
-    ``store``: ``local`` (default, ``<home>/objects``) or ``s3://BUCKET``.
+    ``store``: ``local`` (default, ``<home>/objects``) or ``s3://BUCKET[/prefix]`` (with
+    ``s3_endpoint``, the keys, ``s3_secure`` and ``s3_region``).
     """
 
     home: Path = Path("tract-data")
@@ -39,6 +40,7 @@ class Settings:
     s3_access_key: Secret | None = field(default=None, repr=False)
     s3_secret_key: Secret | None = field(default=None, repr=False)
     s3_secure: bool = True
+    s3_region: str | None = None
     hard_lock_retention_days: int = 3650
 
     ENV: ClassVar[dict[str, str]] = {
@@ -49,6 +51,7 @@ class Settings:
         "s3_access_key": "TRACT_S3_ACCESS_KEY",
         "s3_secret_key": "TRACT_S3_SECRET_KEY",
         "s3_secure": "TRACT_S3_SECURE",
+        "s3_region": "TRACT_S3_REGION",
         "hard_lock_retention_days": "TRACT_HARD_LOCK_RETENTION_DAYS",
     }
 

@@ -15,3 +15,11 @@ class ObjectLockedError(StoreError):
 
 class StoreUnavailableError(StoreError, TransientError):
     pass
+
+
+class StoreConfigError(StoreError):
+    """The store's settings are missing or wrong; the message names every place checked."""
+
+
+class StoreAuthError(StoreError):
+    """The store refused the credentials or the permission; retrying will not help."""
