@@ -42,6 +42,17 @@ class Settings:
     s3_secure: bool = True
     s3_region: str | None = None
     hard_lock_retention_days: int = 3650
+    # Kafka (``bus = kafka://...``): see services/bus/kafka_config.py and infra/topics.yaml
+    kafka_prefix: str = ""
+    kafka_topics: Path | None = None
+    kafka_client_id: str = "tract"
+    kafka_security_protocol: str = "PLAINTEXT"
+    kafka_sasl_mechanism: str | None = None
+    kafka_username: str | None = None
+    kafka_password: Secret | None = field(default=None, repr=False)
+    kafka_timeout_s: float = 10.0
+    kafka_retries: int = 3
+    kafka_apply_wait_s: float = 30.0
 
     ENV: ClassVar[dict[str, str]] = {
         "home": "TRACT_HOME",
@@ -53,6 +64,16 @@ class Settings:
         "s3_secure": "TRACT_S3_SECURE",
         "s3_region": "TRACT_S3_REGION",
         "hard_lock_retention_days": "TRACT_HARD_LOCK_RETENTION_DAYS",
+        "kafka_prefix": "TRACT_KAFKA_PREFIX",
+        "kafka_topics": "TRACT_KAFKA_TOPICS",
+        "kafka_client_id": "TRACT_KAFKA_CLIENT_ID",
+        "kafka_security_protocol": "TRACT_KAFKA_SECURITY_PROTOCOL",
+        "kafka_sasl_mechanism": "TRACT_KAFKA_SASL_MECHANISM",
+        "kafka_username": "TRACT_KAFKA_USERNAME",
+        "kafka_password": "TRACT_KAFKA_PASSWORD",
+        "kafka_timeout_s": "TRACT_KAFKA_TIMEOUT_S",
+        "kafka_retries": "TRACT_KAFKA_RETRIES",
+        "kafka_apply_wait_s": "TRACT_KAFKA_APPLY_WAIT_S",
     }
 
     @classmethod
@@ -73,4 +94,13 @@ class Settings:
             values["s3_secure"] = str(values["s3_secure"]).lower() in ("1", "true", "yes", "y")
         if "hard_lock_retention_days" in values:
             values["hard_lock_retention_days"] = int(str(values["hard_lock_retention_days"]))
+        if "kafka_password" in values:
+            values["kafka_password"] = Secret(str(values["kafka_password"]))
+        if "kafka_topics" in values:
+            values["kafka_topics"] = Path(str(values["kafka_topics"]))
+        for name in ("kafka_timeout_s", "kafka_apply_wait_s"):
+            if name in values:
+                values[name] = float(str(values[name]))
+        if "kafka_retries" in values:
+            values["kafka_retries"] = int(str(values["kafka_retries"]))
         return cls(**values)  # type: ignore[arg-type]
