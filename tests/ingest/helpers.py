@@ -18,6 +18,7 @@ import schemas
 from services.adjudicator.state import current, decode
 from services.bus.embedded import EmbeddedLog
 from services.cli import cli
+from services.platform import Platform
 
 CASES = Path(__file__).parent / "cases"
 TRACT = Path(sys.executable).parent / "tract"
@@ -105,3 +106,13 @@ def current_records(home: Path, kind: str) -> pl.DataFrame:
     """The current version of each record of ``kind``, as the adjudicator sees it."""
     contract = schemas.contract(kind)
     return current(records(home, kind).lazy(), contract).sort(contract.id_field).collect()
+
+
+@contextmanager
+def platform(home: Path) -> Iterator[Platform]:
+    """The embedded platform of ``home``, its event log closed afterwards."""
+    found = Platform.embedded(home)
+    try:
+        yield found
+    finally:
+        found.bus.close()
