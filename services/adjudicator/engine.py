@@ -91,9 +91,15 @@ def adjudicate(
             .join(registry.select(TRACT_KEY), on=TRACT_KEY, how="semi")
         )
 
-    exams, reads = mapped(exams), mapped(reads)
-    visits = visit_status(exams).with_columns(
-        active=pl.col("subject_id").is_in(active.collect()["subject_id"].implode())
+    # Materialise the shared intermediates once: each later plan reads them, not the evidence.
+    exams, reads = pl.collect_all([mapped(exams), mapped(reads)])
+    exams, reads = exams.lazy(), reads.lazy()
+    visits = (
+        visit_status(exams)
+        .join(active.with_columns(active=pl.lit(True)), on="subject_id", how="left")
+        .with_columns(pl.col("active").fill_null(False))
+        .collect()
+        .lazy()
     )
     clinical = clinical_sustained(registry, visits, rules)
     mri = mri_consensus(registry, reads, rules)
@@ -112,7 +118,10 @@ def adjudicate(
             ]
         )
         .group_by(TRACT_KEY)
-        .agg(input_event_ids=pl.col("event_id").sort())
+        .agg(input_event_ids=pl.col("event_id"))
+    )
+    clinical, mri, dry, discharge, post_lock, inputs = (
+        frame.lazy() for frame in pl.collect_all([clinical, mri, dry, discharge, post_lock, inputs])
     )
 
     tracts = (
@@ -135,7 +144,7 @@ def adjudicate(
             post_lock=pl.col("post_lock").fill_null(False),
         )
     )
-    tracts = sensitivity_outcomes(primary_outcome(tracts))
+    tracts = sensitivity_outcomes(primary_outcome(tracts)).collect().lazy()
 
     found = with_identity(outcome_conflicts(visits, tracts, rules.primary_visit).collect(), study)
     current = (

@@ -28,32 +28,42 @@ def exam_status(exams: pl.LazyFrame) -> pl.LazyFrame:
 def visit_status(exams: pl.LazyFrame) -> pl.LazyFrame:
     """One row per tract and visit. ``status`` is null when the visit is inconsistent: a
     contradictory exam, or current records that disagree."""
-    statuses = pl.col("exam_status").unique()
+    status = pl.col("exam_status")
+    grade = pl.col("discharge_grade")
     return (
         exam_status(exams)
         .group_by(*TRACT_KEY, "visit")
         .agg(
             records=pl.len(),
-            statuses=statuses.sort(),
+            low=status.min(),
+            high=status.max(),
             exam_date=pl.col("exam_date").max(),
-            grades=pl.col("discharge_grade").unique(),
-            event_ids=pl.col("event_id").sort(),
+            grade_low=grade.min(),
+            grade_high=grade.max(),
+            grade_missing=grade.is_null().any(),
+            event_ids=pl.col("event_id"),
         )
         .with_columns(
-            inconsistent=(pl.col("statuses").list.len() > 1)
-            | pl.col("statuses").list.contains(CONTRADICTORY),
-            discharge_grade=pl.when(pl.col("grades").list.len() == 1).then(
-                pl.col("grades").list.first()
-            ),
+            inconsistent=(pl.col("low") != pl.col("high")) | (pl.col("low") == CONTRADICTORY),
+            discharge_grade=pl.when(
+                (pl.col("grade_low") == pl.col("grade_high")) & ~pl.col("grade_missing")
+            ).then(pl.col("grade_low")),
         )
         .with_columns(
-            status=pl.when(~pl.col("inconsistent")).then(pl.col("statuses").list.first()),
-            inconsistency=pl.when(pl.col("statuses").list.contains(CONTRADICTORY))
+            status=pl.when(~pl.col("inconsistent")).then(pl.col("low")),
+            inconsistency=pl.when(
+                (pl.col("low") == CONTRADICTORY) | (pl.col("high") == CONTRADICTORY)
+            )
             .then(pl.lit("external opening CLOSED with drainage on compression"))
             .when(pl.col("inconsistent"))
-            .then(pl.lit("current records disagree: ") + pl.col("statuses").list.join(" vs ")),
+            .then(
+                pl.lit("current records disagree: ")
+                + pl.col("low")
+                + pl.lit(" vs ")
+                + pl.col("high")
+            ),
         )
-        .drop("grades")
+        .drop("low", "high", "grade_low", "grade_high", "grade_missing")
     )
 
 
