@@ -27,3 +27,11 @@ class LockNotFoundError(AdjudicatorError):
 
 class SnapshotTamperedError(AdjudicatorError):
     """A locked file whose bytes no longer match the manifest's sha256."""
+
+
+class LockRefusedError(AdjudicatorError):
+    """A lock or unlock request that cannot be honoured as asked (bad id, unlocked id, approvals)."""
+
+
+class ValidationFailedError(AdjudicatorError):
+    """The Great Expectations gate found data a lock must not freeze; lists the failures."""

@@ -135,12 +135,33 @@ def read_manifest(store: ObjectStore, study: str, lock_id: str) -> dict[str, Any
 def open_lock(store: ObjectStore, study: str, lock_id: str) -> Snapshot:
     """A locked snapshot, after checking every file against the manifest's sha256."""
     manifest = read_manifest(store, study, lock_id)
-    prefix = lock_prefix(study, lock_id)
+    tables, events = verified_frames(store, lock_prefix(study, lock_id), manifest)
+    meta = {
+        "source": "lock",
+        "lock_id": lock_id,
+        "locked_at": manifest["locked_at"],
+        "rule_set": manifest["rule_set"]["id"],
+        "rule_set_version": manifest["rule_set"]["version"],
+    }
+    return Snapshot(study, tables, events, meta)
+
+
+def verified_frames(
+    store: ObjectStore, prefix: str, manifest: dict[str, Any]
+) -> tuple[dict[str, pl.DataFrame], dict[str, pl.DataFrame]]:
+    """The Parquet files under ``prefix`` as frames (tables, events), each read only after its
+    bytes match the manifest's sha256; a missing or altered file refuses the whole snapshot."""
     tables: dict[str, pl.DataFrame] = {}
     events: dict[str, pl.DataFrame] = {}
     for name, expected in manifest["files"].items():
         key = f"{prefix}/{name}"
-        data = store.read(key)
+        try:
+            data = store.read(key)
+        except ObjectNotFoundError:
+            raise SnapshotTamperedError(
+                f"{store.location(key)} is listed in the manifest but missing; the snapshot was "
+                "altered: do not use it, restore the file from the store's retained version"
+            ) from None
         if sha256(data) != expected["sha256"]:
             raise SnapshotTamperedError(
                 f"{store.location(key)}: sha256 {sha256(data)[:16]}… does not match the manifest's "
@@ -154,11 +175,4 @@ def open_lock(store: ObjectStore, study: str, lock_id: str) -> Snapshot:
             events[name.removeprefix("events/").removesuffix(".parquet")] = frame
         else:
             tables[name.removesuffix(".parquet")] = frame
-    meta = {
-        "source": "lock",
-        "lock_id": lock_id,
-        "locked_at": manifest["locked_at"],
-        "rule_set": manifest["rule_set"]["id"],
-        "rule_set_version": manifest["rule_set"]["version"],
-    }
-    return Snapshot(study, tables, events, meta)
+    return tables, events

@@ -1,0 +1,253 @@
+"""The Great Expectations gate of a database lock: the suite in ``infra/gx/`` applied to the
+staged Parquet before anything reaches the store.
+
+The suite is data (YAML: frames, filters, GX expectations by name); this module only builds
+the frames it names, converts them to pandas (GX 1.x does not validate Polars) and reports
+every failing expectation. GX runs in an ephemeral context with progress bars off, and is
+imported only here, so the rest of the platform never pays its import time.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import yaml
+
+import schemas
+from services.adjudicator.errors import ValidationFailedError
+from services.adjudicator.state import EVIDENCE_KINDS, current
+from services.store import MANIFEST
+
+SUITE = Path(__file__).resolve().parents[2] / "infra" / "gx" / "lock_suite.yaml"
+COLUMN_ARGS = ("column", "column_A", "column_B")
+
+
+@dataclass(frozen=True)
+class Failure:
+    """One expectation that did not hold, said the way a data manager can act on it."""
+
+    frame: str
+    about: str
+    expectation: str
+    arguments: str
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.frame}: {self.expectation}({self.arguments}): {self.detail} [{self.about}]"
+
+
+@dataclass(frozen=True)
+class ValidationReport:
+    suite: str
+    version: int
+    evaluated: int
+    failures: tuple[Failure, ...]
+
+    @property
+    def success(self) -> bool:
+        return not self.failures
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self) | {"success": self.success}
+
+    def summary(self) -> str:
+        head = (
+            f"GX suite {self.suite} v{self.version}: {self.evaluated} expectations, "
+            f"{len(self.failures)} failed"
+        )
+        return "\n".join([head, *(f"  {f}" for f in self.failures)])
+
+    def raise_on_failure(self) -> ValidationReport:
+        if self.failures:
+            raise ValidationFailedError(
+                f"lock refused by the data-quality gate; fix the data (or the committee's "
+                f"decisions) and lock again. {self.summary()}"
+            )
+        return self
+
+
+def load_suite(path: Path | str | None = None) -> dict[str, Any]:
+    """The suite file: ``path``, else ``$TRACT_GX_SUITE``, else ``infra/gx/lock_suite.yaml``."""
+    chosen = Path(path or os.environ.get("TRACT_GX_SUITE") or SUITE)
+    if not chosen.is_file():
+        raise ValidationFailedError(
+            f"GX suite not found at {chosen} (checked the argument, TRACT_GX_SUITE and {SUITE})"
+        )
+    return yaml.safe_load(chosen.read_text())
+
+
+def staged_frames(staging: Path) -> tuple[dict[str, pl.DataFrame], dict[str, Any]]:
+    """Every staged Parquet file as a frame (``tract_outcomes``, ``events/mri_read``...)."""
+    manifest = json.loads((Path(staging) / MANIFEST).read_bytes())
+    frames = {
+        name.removesuffix(".parquet"): pl.read_parquet(
+            io.BytesIO((Path(staging) / name).read_bytes())
+        )
+        for name in manifest["files"]
+        if name.endswith(".parquet")
+    }
+    return frames, manifest
+
+
+def views(frames: dict[str, pl.DataFrame], manifest: dict[str, Any]) -> dict[str, pl.DataFrame]:
+    """The frames plus the derived ones the suite may name (current/<kind>, positions, files)."""
+    out = dict(frames)
+    for kind in EVIDENCE_KINDS:
+        if f"events/{kind}" in frames:
+            out[f"current/{kind}"] = current(
+                frames[f"events/{kind}"].lazy(), schemas.contract(kind)
+            ).collect()
+    positions = manifest.get("positions", {})
+    out["positions"] = pl.DataFrame(
+        [
+            {
+                "kind": name.removeprefix("events/"),
+                "position": positions.get(name.removeprefix("events/")),
+                "next_offset": int(frame["offset"].max() + 1) if frame.height else 0,  # type: ignore[operator]
+            }
+            for name, frame in frames.items()
+            if name.startswith("events/")
+        ],
+        schema={"kind": pl.String, "position": pl.Int64, "next_offset": pl.Int64},
+    )
+    counts = manifest.get("row_counts", {})
+    out["files"] = pl.DataFrame(
+        [
+            {"name": name, "rows": frame.height, "manifest_rows": counts.get(f"{name}.parquet")}
+            for name, frame in frames.items()
+        ],
+        schema={"name": pl.String, "rows": pl.Int64, "manifest_rows": pl.Int64},
+    )
+    for name, frame in out.items():
+        if {"subject_id", "tract_id"} <= set(frame.columns):
+            out[name] = frame.with_columns(
+                subject_tract=pl.col("subject_id") + pl.lit("/") + pl.col("tract_id")
+            )
+    return out
+
+
+def _filtered(frame: pl.DataFrame, where: dict[str, Any] | None) -> pl.DataFrame:
+    for column, value in (where or {}).items():
+        frame = frame.filter(pl.col(column) == value)
+    return frame
+
+
+def _resolve(args: dict[str, Any], frames: dict[str, pl.DataFrame]) -> dict[str, Any]:
+    """Replace ``value_set: {from: FRAME, column: C, where: ...}`` with the values it names."""
+    value_set = args.get("value_set")
+    if not isinstance(value_set, dict):
+        return args
+    source = _filtered(frames[value_set["from"]], value_set.get("where"))
+    values = source[value_set["column"]].drop_nulls().unique().sort().to_list()
+    return args | {"value_set": values}
+
+
+def _columns(args: dict[str, Any]) -> set[str]:
+    named = {args[k] for k in COLUMN_ARGS if k in args}
+    return named | set(args.get("column_list", ()))
+
+
+def _camel(name: str) -> str:
+    return "".join(part.capitalize() for part in name.split("_"))
+
+
+def _describe(args: dict[str, Any]) -> str:
+    shown = {
+        k: (f"<{len(v)} values>" if k == "value_set" and len(v) > 6 else v) for k, v in args.items()
+    }
+    return ", ".join(f"{k}={v}" for k, v in shown.items())
+
+
+def validate_frames(
+    frames: dict[str, pl.DataFrame], manifest: dict[str, Any], suite: dict[str, Any] | None = None
+) -> ValidationReport:
+    """Apply the suite to the snapshot's frames; every failing expectation is reported."""
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    suite = suite or load_suite()
+    every = views(frames, manifest)
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
+    source = context.data_sources.add_pandas(f"{suite['name']}-staged")
+    failures: list[Failure] = []
+    evaluated = 0
+    for number, check in enumerate(suite["checks"]):
+        pattern = check["frame"]
+        names = (
+            sorted(n for n in frames if n.startswith("events/"))
+            if pattern == "events/*"
+            else [pattern]
+        )
+        for name in names:
+            if name not in every:
+                failures.append(
+                    Failure(name, check["about"], "frame", "", "missing from the snapshot")
+                )
+                continue
+            frame = _filtered(every[name], check.get("where"))
+            specs = [
+                (kind, _resolve(args, every))
+                for item in check["expect"]
+                for kind, args in item.items()
+            ]
+            wanted = set().union(*(_columns(args) for _, args in specs))
+            frame = frame.select(c for c in frame.columns if c in wanted)
+            asset = source.add_dataframe_asset(name=f"check-{number}-{name.replace('/', '-')}")
+            batch = asset.add_batch_definition_whole_dataframe("staged").get_batch(
+                batch_parameters={"dataframe": frame.to_pandas()}
+            )
+            expectations = [getattr(gx.expectations, _camel(kind))(**args) for kind, args in specs]
+            result = batch.validate(
+                gx.ExpectationSuite(name=f"{suite['name']}-{number}", expectations=expectations),
+                result_format="SUMMARY",
+            )
+            evaluated += len(expectations)
+            label = name + (f" where {check['where']}" if check.get("where") else "")
+            for outcome in result.results:
+                if outcome.success:
+                    continue
+                config = outcome.expectation_config
+                args = {k: v for k, v in config.kwargs.items() if k != "batch_id"}
+                failures.append(
+                    Failure(
+                        label,
+                        check["about"],
+                        config.type,
+                        _describe(args),
+                        _detail(outcome, frame.height),
+                    )
+                )
+    return ValidationReport(suite["name"], int(suite.get("version", 1)), evaluated, tuple(failures))
+
+
+def _detail(outcome: Any, rows: int) -> str:
+    info = outcome.exception_info or {}
+    if info.get("raised_exception"):
+        return f"could not be evaluated: {info.get('exception_message')}"
+    result = outcome.result or {}
+    if "unexpected_count" in result:
+        examples = result.get("partial_unexpected_list") or []
+        shown = ", ".join(repr(_plain(v)) for v in examples[:5])
+        return f"{result['unexpected_count']} of {rows} rows unexpected, e.g. {shown}"
+    return f"observed {result.get('observed_value')!r}"
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars (and tuples of them) as plain Python values, for readable messages."""
+    if isinstance(value, tuple):
+        return tuple(_plain(v) for v in value)
+    return value.item() if hasattr(value, "item") else value
+
+
+def validate_staged(staging: Path, suite: dict[str, Any] | None = None) -> ValidationReport:
+    """Validate a staged lock; raises :class:`ValidationFailedError` listing every failure."""
+    frames, manifest = staged_frames(staging)
+    return validate_frames(frames, manifest, suite).raise_on_failure()
