@@ -1,0 +1,202 @@
+"""What each DAG task does, as plain functions of small JSON values.
+
+The DAGs in ``dags/`` call one of these per task and stay free of logic; these build the
+platform from the environment (``TRACT_HOME``, ``TRACT_STORE``, ``TRACT_S3_*``: the same
+settings as the CLI), call the library and return what the next task needs (ids, a cut,
+paths, a summary for the task log). They can be tested without Airflow.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from services.config import Settings
+
+log = logging.getLogger(__name__)
+
+
+def _settings() -> Settings:
+    return Settings.from_env()
+
+
+def _platform(settings: Settings | None = None) -> Any:
+    from services.platform import Platform
+
+    return Platform.from_settings(settings or _settings())
+
+
+def _request(request: dict[str, Any]) -> Any:
+    from services.adjudicator.lock import LockRequest
+
+    return LockRequest(
+        **{k: request[k] for k in ("study", "lock_id", "reason", "requested_by", "level")}
+    )
+
+
+def _staging(request: dict[str, Any]) -> Path:
+    from services.adjudicator.lock import staging_dir
+
+    return staging_dir(_settings().home, request["study"], request["lock_id"])
+
+
+# database_lock ------------------------------------------------------------------------------
+def lock_check_request(params: dict[str, Any]) -> dict[str, Any]:
+    """The request, checked, with ``existing`` set when this lock id was already written."""
+    from services.adjudicator.lock import check_request
+
+    request = _request(params)
+    existing = check_request(_platform(), request)
+    if existing is not None:
+        log.info(
+            "lock %s of %s already exists (locked %s by %s): nothing new will be written",
+            request.lock_id,
+            request.study,
+            existing["locked_at"],
+            existing["requested_by"],
+        )
+    return request.to_dict() | {"existing": existing is not None}
+
+
+def lock_check_conflicts(request: dict[str, Any]) -> dict[str, int]:
+    from services.adjudicator.lock import check_conflicts
+
+    counts = check_conflicts(_platform(), request["study"])
+    log.info("no open conflicts in %s (%s)", request["study"], counts or "none at all")
+    return counts
+
+
+def lock_freeze_cut() -> dict[str, int]:
+    from services.adjudicator.lock import freeze_cut
+
+    cut = freeze_cut(_platform())
+    log.info("cut frozen at log positions %s", cut)
+    return cut
+
+
+def lock_materialise(request: dict[str, Any], cut: dict[str, int]) -> str:
+    from services.adjudicator.lock import materialise
+
+    settings = _settings()
+    staging = materialise(
+        _platform(settings),
+        _request(request),
+        {k: int(v) for k, v in cut.items()},
+        _staging(request),
+        settings.hard_lock_retention_days,
+    )
+    log.info("staged %s", staging)
+    return str(staging)
+
+
+def lock_validate(request: dict[str, Any]) -> dict[str, Any]:
+    """The GX gate; on failure every failing expectation goes to the task log, then it raises."""
+    from services.adjudicator.errors import ValidationFailedError
+    from services.adjudicator.validation import staged_frames, validate_frames
+
+    frames, manifest = staged_frames(_staging(request))
+    report = validate_frames(frames, manifest)
+    for failure in report.failures:
+        log.error("GX expectation failed: %s", failure)
+    log.info("%s", report.summary())
+    try:
+        report.raise_on_failure()
+    except ValidationFailedError:
+        from services.adjudicator.lock import discard_staging
+
+        discard_staging(_staging(request))
+        raise
+    return {"evaluated": report.evaluated, "failed": len(report.failures)}
+
+
+def lock_write(request: dict[str, Any]) -> str:
+    from services.adjudicator.lock import write_lock
+
+    where = write_lock(_platform(), request["study"], request["lock_id"], _staging(request))
+    log.info("wrote %s (%s lock)", where, request["level"])
+    return where
+
+
+def lock_verify(request: dict[str, Any]) -> str:
+    from services.adjudicator.lock import verify_lock
+
+    staging = _staging(request)
+    digest = verify_lock(
+        _platform(), request["study"], request["lock_id"], staging if staging.exists() else None
+    )
+    log.info("every file matches the manifest (manifest sha256 %s)", digest)
+    return digest
+
+
+def lock_publish(request: dict[str, Any]) -> dict[str, Any]:
+    from services.adjudicator.lock import discard_staging, publish_lock
+
+    payload = publish_lock(_platform(), request["study"], request["lock_id"])
+    discard_staging(_staging(request))
+    log.info("lock event published: %s", payload)
+    return payload
+
+
+# database_unlock ----------------------------------------------------------------------------
+def unlock_check_request(params: dict[str, Any]) -> dict[str, Any]:
+    from services.adjudicator.snapshot import read_manifest
+    from services.adjudicator.unlock import check_unlock
+
+    reason, by, approvers = check_unlock(
+        params["reason"], params["requested_by"], params["approvers"]
+    )
+    manifest = read_manifest(_platform().store, params["study"], params["lock_id"])
+    log.info(
+        "unlocking %s (%s lock of %s)", params["lock_id"], manifest["level"], manifest["locked_at"]
+    )
+    return {
+        "study": params["study"],
+        "lock_id": params["lock_id"],
+        "reason": reason,
+        "requested_by": by,
+        "approvers": approvers,
+    }
+
+
+def unlock_publish(request: dict[str, Any]) -> dict[str, Any]:
+    from services.adjudicator.unlock import unlock
+
+    record = unlock(
+        _platform(),
+        request["study"],
+        request["lock_id"],
+        request["reason"],
+        request["requested_by"],
+        request["approvers"],
+    )
+    log.info("unlock recorded: %s", record)
+    return record
+
+
+# trial_snapshot -----------------------------------------------------------------------------
+def snapshot_studies(only: str | None = None) -> list[str]:
+    studies = _platform().studies()
+    return [s for s in studies if not only or s == only]
+
+
+def snapshot_write(study: str, when: str | datetime | None = None) -> dict[str, Any]:
+    """A dated snapshot of ``study``; ``when`` (the run's date) names it."""
+    from services.adjudicator.catalog import stamp_of, write_dated_snapshot
+
+    moment = datetime.fromisoformat(when) if isinstance(when, str) else (when or datetime.now(UTC))
+    manifest = write_dated_snapshot(_platform(), study, stamp_of(moment.astimezone(UTC)))
+    log.info(
+        "snapshot %s of %s: %d files, %d open conflicts",
+        manifest["snapshot"],
+        study,
+        len(manifest["files"]),
+        manifest["open_conflicts"],
+    )
+    return {
+        "study": study,
+        "snapshot": manifest["snapshot"],
+        "files": len(manifest["files"]),
+        "open_conflicts": manifest["open_conflicts"],
+    }

@@ -1,0 +1,114 @@
+"""Database unlock: undo the lock in force, with a reason and two approvers who are not the
+requester. Nothing is deleted: the lock's files stay in the store as they were; the unlock is
+an event in the log (so the audit trail shows it) and a record beside the lock in the store
+(so an analyst with only the store sees it too)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import polars as pl
+
+from services.adjudicator.errors import LockRefusedError
+from services.adjudicator.snapshot import lock_prefix, read_manifest, sha256
+from services.events import utc_now
+from services.store import MANIFEST
+from services.store.errors import ObjectLockedError
+
+if TYPE_CHECKING:
+    from services.platform import Platform
+
+MIN_APPROVERS = 2
+RECORD = "unlock.json"
+
+
+def unlock_prefix(study: str, lock_id: str) -> str:
+    return f"unlocks/{study}/{lock_id}"
+
+
+def check_unlock(
+    reason: str, requested_by: str, approvers: Sequence[str]
+) -> tuple[str, str, list[str]]:
+    """The request cleaned up, or :class:`LockRefusedError` saying what is missing."""
+    reason, requested_by = reason.strip(), requested_by.strip()
+    names = [a.strip() for a in approvers if a and a.strip()]
+    distinct = {a.lower() for a in names}
+    if not reason:
+        raise LockRefusedError("an unlock needs a reason (--reason)")
+    if not requested_by:
+        raise LockRefusedError("an unlock needs who requests it (--by)")
+    if requested_by.lower() in distinct:
+        raise LockRefusedError(
+            f"unlock refused: {requested_by} requested it and cannot also approve it; "
+            f"name {MIN_APPROVERS} other approvers (--approvers a,b)"
+        )
+    if len(distinct) < MIN_APPROVERS or len(distinct) != len(names):
+        raise LockRefusedError(
+            f"unlock refused: it needs {MIN_APPROVERS} distinct approvers other than the "
+            f"requester, got {names or 'none'} (--approvers a,b)"
+        )
+    return reason, requested_by, names
+
+
+def unlock(
+    platform: Platform,
+    study: str,
+    lock_id: str,
+    reason: str,
+    requested_by: str,
+    approvers: Sequence[str],
+) -> dict[str, Any]:
+    """Unlock ``lock_id`` of ``study`` (the lock in force); unlocking again returns the record."""
+    reason, requested_by, names = check_unlock(reason, requested_by, approvers)
+    manifest = read_manifest(platform.store, study, lock_id)  # LockNotFoundError if none
+    record_key = f"{unlock_prefix(study, lock_id)}/{RECORD}"
+    locks = platform._decoded("lock", study).sort("offset").collect()
+    mine = locks.filter(pl.col("lock_id") == lock_id)
+    if mine.is_empty():
+        raise LockRefusedError(
+            f"lock {lock_id} of {study} was written but never published; finish it first "
+            f"(trigger database_lock again with the same lock_id) and unlock after"
+        )
+    if mine["action"][-1] == "UNLOCK":
+        if platform.store.exists(record_key):
+            return json.loads(platform.store.read(record_key)) | {"already_unlocked": True}
+    elif locks["lock_id"][-1] != lock_id:
+        raise LockRefusedError(
+            f"lock {lock_id} of {study} is not the lock in force ({locks['lock_id'][-1]} is); "
+            "unlock that one"
+        )
+    manifest_bytes = platform.store.read(f"{lock_prefix(study, lock_id)}/{MANIFEST}")
+    record = {
+        "lock_id": lock_id,
+        "action": "UNLOCK",
+        "level": manifest["level"],
+        "requested_by": requested_by,
+        "reason": reason,
+        "at": utc_now(),
+        "positions": json.dumps(manifest["positions"], sort_keys=True),
+        "manifest_sha256": sha256(manifest_bytes),
+        "approvers": names,
+        "location": platform.store.location(lock_prefix(study, lock_id)),
+    }
+    record = _record_in_store(platform, study, lock_id, record)
+    from services.platform import lock_event
+
+    platform.bus.publish([lock_event(study, record)])
+    return record
+
+
+def _record_in_store(
+    platform: Platform, study: str, lock_id: str, record: dict[str, Any]
+) -> dict[str, Any]:
+    """Write the unlock record once; a re-run after a crash reuses the one already written."""
+    data = json.dumps(record, indent=2).encode()
+    manifest = {"files": {RECORD: {"sha256": sha256(data), "bytes": len(data)}}}
+    try:
+        platform.store.write_snapshot(
+            unlock_prefix(study, lock_id), {RECORD: data}, json.dumps(manifest).encode()
+        )
+    except ObjectLockedError:
+        return json.loads(platform.store.read(f"{unlock_prefix(study, lock_id)}/{RECORD}"))
+    return record
