@@ -17,6 +17,7 @@ from services.adjudicator.rules.conflicts import (
     CONFLICT_SCHEMA,
     outcome_conflicts,
     unmatched_tracts,
+    with_event_ids,
     with_identity,
 )
 from services.adjudicator.rules.discharge import discharge_improved
@@ -84,16 +85,21 @@ def adjudicate(
     new_tracts = mappings.filter(pl.col("decision_status") == "NEW_TRACT").drop("maps_to")
 
     def mapped(frame: pl.LazyFrame) -> pl.LazyFrame:
+        """Evidence of mapped tracts moves to its registry tract; other unmatched evidence is
+        left out of the outcome rules (it is in the UNMATCHED_TRACT conflict)."""
+        if unmatched.is_empty():
+            return frame
         return (
             frame.join(remap.lazy().select(*TRACT_KEY, "maps_to"), on=TRACT_KEY, how="left")
             .with_columns(pl.coalesce("maps_to", "tract_id").alias("tract_id"))
             .drop("maps_to")
-            .join(registry.select(TRACT_KEY), on=TRACT_KEY, how="semi")
+            .join(unmatched.lazy().select(TRACT_KEY), on=TRACT_KEY, how="anti")
         )
 
     # Materialise the shared intermediates once: each later plan reads them, not the evidence.
     exams, reads = pl.collect_all([mapped(exams), mapped(reads)])
     exams, reads = exams.lazy(), reads.lazy()
+    final_reads = reads.filter(pl.col("timepoint") == rules.final_mri)
     visits = (
         visit_status(exams)
         .join(active.with_columns(active=pl.lit(True)), on="subject_id", how="left")
@@ -112,16 +118,13 @@ def adjudicate(
     )
     inputs = (
         pl.concat(
-            [
-                exams.select(*TRACT_KEY, "event_id"),
-                reads.filter(pl.col("timepoint") == rules.final_mri).select(*TRACT_KEY, "event_id"),
-            ]
+            [exams.select(*TRACT_KEY, "event_id"), final_reads.select(*TRACT_KEY, "event_id")]
         )
         .group_by(TRACT_KEY)
         .agg(input_event_ids=pl.col("event_id"))
     )
-    clinical, mri, dry, discharge, post_lock, inputs = (
-        frame.lazy() for frame in pl.collect_all([clinical, mri, dry, discharge, post_lock, inputs])
+    clinical, mri, dry, discharge, post_lock = (
+        frame.lazy() for frame in pl.collect_all([clinical, mri, dry, discharge, post_lock])
     )
 
     tracts = (
@@ -137,16 +140,18 @@ def adjudicate(
         .join(dry, on=TRACT_KEY, how="left")
         .join(discharge, on=TRACT_KEY, how="left")
         .join(post_lock, on=TRACT_KEY, how="left")
-        .join(inputs, on=TRACT_KEY, how="left")
         .with_columns(
             active=pl.col("subject_status").fill_null("") != "WITHDRAWN",
             completed=pl.col("subject_status") == "COMPLETED",
             post_lock=pl.col("post_lock").fill_null(False),
         )
     )
-    tracts = sensitivity_outcomes(primary_outcome(tracts)).collect().lazy()
+    tracts = sensitivity_outcomes(primary_outcome(tracts)).sort(TRACT_KEY).collect().lazy()
 
-    found = with_identity(outcome_conflicts(visits, tracts, rules.primary_visit).collect(), study)
+    found = with_identity(
+        with_event_ids(outcome_conflicts(visits, tracts, rules), exams, final_reads).collect(),
+        study,
+    )
     current = (
         pl.concat([unmatched, found])
         if found.height or unmatched.height
@@ -157,7 +162,10 @@ def adjudicate(
     statuses = conflict_status(current.lazy(), decisions, register).collect()
 
     tracts = (
-        tracts.join(tract_overrides(statuses.lazy()), on=TRACT_KEY, how="left")
+        tracts.join(
+            tract_overrides(statuses.lazy()), on=TRACT_KEY, how="left", maintain_order="left"
+        )
+        .join(inputs, on=TRACT_KEY, how="left", maintain_order="left")
         .with_columns(
             outcome=pl.coalesce("committee_outcome", "rule_outcome"),
             decided_by=pl.when(pl.col("committee_outcome").is_not_null())
@@ -171,25 +179,16 @@ def adjudicate(
             rule_set_version=pl.lit(rules.version),
         )
         .drop("input_event_ids")
-        .sort(TRACT_KEY)
         .collect()
     )
     lazy = tracts.lazy()
-    subject_frame = evidence.subjects.select("subject_id", "status")
+    definitions = {
+        "outcome": "category",
+        "admire_outcome": "admire_category",
+        "clinical_only_outcome": "clinical_only_category",
+    }
     patients = (
-        patient_category(lazy, subject_frame)
-        .join(
-            patient_category(lazy, subject_frame, outcome="admire_outcome").select(
-                "subject_id", admire_category="category"
-            ),
-            on="subject_id",
-        )
-        .join(
-            patient_category(lazy, subject_frame, outcome="clinical_only_outcome").select(
-                "subject_id", clinical_only_category="category"
-            ),
-            on="subject_id",
-        )
+        patient_category(lazy, evidence.subjects, definitions)
         .join(response_50(lazy, rules.response_fraction), on="subject_id", how="left")
         .with_columns(rule_set=pl.lit(rules.id), rule_set_version=pl.lit(rules.version))
         .sort("subject_id")
@@ -202,6 +201,6 @@ def adjudicate(
         tracts=tracts,
         patients=patients,
         conflicts=statuses.sort("type", "subject_id", "tract_id", "about"),
-        visits=visits.drop("active").sort(*TRACT_KEY, "visit").collect(),
+        visits=visits.drop("active").collect(),
         new_tracts=new_tracts,
     )

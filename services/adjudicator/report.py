@@ -112,9 +112,7 @@ def reader_agreement(tracts: pl.DataFrame) -> dict[str, Any]:
         "adjudication_rate": _round(
             stats.proportion(
                 adjudicated.height,
-                scope.filter(
-                    pl.col("mri").is_not_null() | pl.col("mri_event_ids").list.len().gt(0)
-                ).height,
+                scope.filter(pl.col("mri").is_not_null() | pl.col("mri_reads").gt(0)).height,
             )
         ),
         "adj_sided_with_r1": with_adj.filter(pl.col("adj_healed") == pl.col("r1_healed")).height,

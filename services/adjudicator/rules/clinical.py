@@ -28,26 +28,40 @@ def exam_status(exams: pl.LazyFrame) -> pl.LazyFrame:
 def visit_status(exams: pl.LazyFrame) -> pl.LazyFrame:
     """One row per tract and visit. ``status`` is null when the visit is inconsistent: a
     contradictory exam, or current records that disagree."""
-    status = pl.col("exam_status")
-    grade = pl.col("discharge_grade")
-    return (
-        exam_status(exams)
-        .group_by(*TRACT_KEY, "visit")
+    keys = [*TRACT_KEY, "visit"]
+    status, grade = pl.col("exam_status"), pl.col("discharge_grade")
+    checked = exam_status(exams).with_columns(records=pl.len().over(keys).cast(pl.UInt32))
+    # Almost every visit has one record: only the others need grouping (a much smaller job).
+    single = checked.filter(pl.col("records") == 1).select(
+        *keys,
+        "records",
+        low=status,
+        high=status,
+        exam_date="exam_date",
+        discharge_grade=grade,
+        event_ids=pl.concat_list("event_id"),
+    )
+    several = (
+        checked.filter(pl.col("records") > 1)
+        .group_by(keys)
         .agg(
-            records=pl.len(),
+            records=pl.len().cast(pl.UInt32),
             low=status.min(),
             high=status.max(),
             exam_date=pl.col("exam_date").max(),
-            grade_low=grade.min(),
-            grade_high=grade.max(),
+            discharge_grade=pl.when(grade.min() == grade.max()).then(grade.min()).otherwise(None),
             grade_missing=grade.is_null().any(),
-            event_ids=pl.col("event_id"),
+            event_ids=pl.col("event_id").sort(),
         )
         .with_columns(
-            inconsistent=(pl.col("low") != pl.col("high")) | (pl.col("low") == CONTRADICTORY),
-            discharge_grade=pl.when(
-                (pl.col("grade_low") == pl.col("grade_high")) & ~pl.col("grade_missing")
-            ).then(pl.col("grade_low")),
+            discharge_grade=pl.when(~pl.col("grade_missing")).then(pl.col("discharge_grade"))
+        )
+        .drop("grade_missing")
+    )
+    return (
+        pl.concat([single, several])
+        .with_columns(
+            inconsistent=(pl.col("low") != pl.col("high")) | (pl.col("low") == CONTRADICTORY)
         )
         .with_columns(
             status=pl.when(~pl.col("inconsistent")).then(pl.col("low")),
@@ -63,7 +77,7 @@ def visit_status(exams: pl.LazyFrame) -> pl.LazyFrame:
                 + pl.col("high")
             ),
         )
-        .drop("low", "high", "grade_low", "grade_high", "grade_missing")
+        .drop("low", "high")
     )
 
 
@@ -99,16 +113,13 @@ def clinical_sustained(tracts: pl.LazyFrame, visits: pl.LazyFrame, rules: RuleSe
                 any_open=determined_open.any(),
                 any_inconsistent=pl.col("inconsistent").any(),
                 min_gap=pl.col("_gap").min(),
-                clinical_event_ids=pl.col("event_ids")
-                .list.explode(keep_nulls=False, empty_as_null=False)
-                .sort(),
             ),
             on=TRACT_KEY,
             how="left",
         )
         .with_columns(
             pl.col("fu6_present", "any_open", "any_inconsistent").fill_null(False),
-            pl.col("present", "clinical_event_ids").fill_null([]),
+            pl.col("present").fill_null([]),
         )
     )
     missing = pl.lit(list(confirm)).list.set_difference(pl.col("present"))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import polars as pl
 
 from services.adjudicator.rules import TRACT_KEY
+from services.adjudicator.ruleset import RuleSet
 from services.events import digest
 
 UNMATCHED_TRACT = "UNMATCHED_TRACT"
@@ -35,18 +36,28 @@ CONFLICT_SCHEMA = pl.Schema(
         "event_ids": pl.List(pl.String()),
     }
 )
+KEY = ("type", "subject_id", "tract_id", "about")
 
 
 def _rows(
-    frame: pl.LazyFrame, kind: str, about: pl.Expr, detail: pl.Expr, event_ids: pl.Expr
+    frame: pl.LazyFrame,
+    kind: str,
+    about: pl.Expr,
+    detail: pl.Expr,
+    visits: list[str] | pl.Expr,
+    reads: bool,
 ) -> pl.LazyFrame:
+    """Conflict rows with the evidence behind them: exams at ``visits``, final reads if ``reads``."""
     return frame.select(
         type=pl.lit(kind),
         subject_id="subject_id",
         tract_id="tract_id",
         about=about,
         detail=detail,
-        event_ids=event_ids.list.unique().list.sort(),
+        input_visits=visits
+        if isinstance(visits, pl.Expr)
+        else pl.lit(visits, dtype=pl.List(pl.String)),
+        input_reads=pl.lit(reads),
     )
 
 
@@ -65,37 +76,39 @@ def unmatched_tracts(
         seen.join(tracts.select(TRACT_KEY), on=TRACT_KEY, how="anti")
         .join(active, on="subject_id", how="semi")
         .group_by(TRACT_KEY)
-        .agg(event_ids=pl.col("event_id"), sources=pl.col("source").unique().sort())
+        .agg(event_ids=pl.col("event_id").unique().sort(), sources=pl.col("source").unique().sort())
     )
-    return _rows(
-        unmatched,
-        UNMATCHED_TRACT,
-        pl.lit("registry"),
-        pl.lit("tract ")
+    return unmatched.select(
+        type=pl.lit(UNMATCHED_TRACT),
+        subject_id="subject_id",
+        tract_id="tract_id",
+        about=pl.lit("registry"),
+        detail=pl.lit("tract ")
         + pl.col("tract_id")
         + pl.lit(" is not in the registry of ")
         + pl.col("subject_id")
         + pl.lit(" (seen in ")
         + pl.col("sources").list.join(", ")
         + pl.lit(")"),
-        pl.col("event_ids"),
+        event_ids="event_ids",
     )
 
 
-def outcome_conflicts(
-    visits: pl.LazyFrame, tracts: pl.LazyFrame, primary_visit: str
-) -> pl.LazyFrame:
-    """The other four types, from the per-visit and per-tract frames of the rules.
+def outcome_conflicts(visits: pl.LazyFrame, tracts: pl.LazyFrame, rules: RuleSet) -> pl.LazyFrame:
+    """The other four types, from the per-visit and per-tract frames of the rules, each with
+    the inputs behind it (``input_visits``, ``input_reads``) for :func:`with_event_ids`.
 
     ``visits`` needs the clinical visit status with ``active``; ``tracts`` the per-tract frame
     with ``active``, ``completed`` and ``treated``.
     """
+    confirm = list(rules.confirmation_visits)
     inconsistent = _rows(
         visits.filter(pl.col("inconsistent") & pl.col("active")),
         INCONSISTENT_EXAM,
         pl.col("visit"),
         pl.col("inconsistency") + pl.lit(" at ") + pl.col("visit"),
-        pl.col("event_ids"),
+        pl.concat_list(pl.col("visit")),
+        reads=False,
     )
     assessed = tracts.filter(pl.col("active") & pl.col("treated"))
     completed = assessed.filter(pl.col("completed"))
@@ -108,14 +121,16 @@ def outcome_conflicts(
         MISSING_ASSESSMENT,
         pl.lit("clinical"),
         pl.lit("clinical assessment missing: ") + pl.col("clinical_reason"),
-        pl.col("clinical_event_ids"),
+        confirm,
+        reads=False,
     )
     missing_mri = _rows(
         completed.filter(pl.col("missing_reads")),
         MISSING_ASSESSMENT,
         pl.lit("mri"),
         pl.lit("MRI assessment missing: ") + pl.col("mri_basis"),
-        pl.col("mri_event_ids"),
+        [],
+        reads=True,
     )
     disagreement = _rows(
         assessed.filter(pl.col("needs_adjudicator")),
@@ -126,7 +141,8 @@ def outcome_conflicts(
         + pl.lit(", R2 says ")
         + pl.when(pl.col("r2_healed")).then(pl.lit("healed")).otherwise(pl.lit("not healed"))
         + pl.lit("; no evaluable adjudicator read"),
-        pl.col("mri_event_ids"),
+        [],
+        reads=True,
     )
     discordance = _rows(
         assessed.filter(pl.col("discordant")),
@@ -134,16 +150,46 @@ def outcome_conflicts(
         pl.lit("primary"),
         pl.lit("clinical ")
         + pl.col("clinical")
-        + pl.lit(f" ({primary_visit}: ")
+        + pl.lit(f" ({rules.primary_visit}: ")
         + pl.col("clinical_reason")
         + pl.lit("), MRI ")
         + pl.col("mri")
         + pl.lit(" (")
         + pl.col("mri_basis")
         + pl.lit(")"),
-        pl.concat_list("clinical_event_ids", "mri_event_ids"),
+        confirm,
+        reads=True,
     )
     return pl.concat([inconsistent, missing_clinical, missing_mri, disagreement, discordance])
+
+
+def with_event_ids(
+    conflicts: pl.LazyFrame, exams: pl.LazyFrame, final_reads: pl.LazyFrame
+) -> pl.LazyFrame:
+    """The ids of the events behind each conflict, looked up for the conflicts alone (they are
+    few; the evidence is large, so nothing is carried per tract for this)."""
+    from_exams = (
+        conflicts.select(*KEY, visit="input_visits")
+        .explode("visit")
+        .join(exams.select(*TRACT_KEY, "visit", "event_id"), on=[*TRACT_KEY, "visit"])
+        .select(*KEY, "event_id")
+    )
+    from_reads = (
+        conflicts.filter(pl.col("input_reads"))
+        .select(KEY)
+        .join(final_reads.select(*TRACT_KEY, "event_id"), on=TRACT_KEY)
+        .select(*KEY, "event_id")
+    )
+    ids = (
+        pl.concat([from_exams, from_reads])
+        .group_by(KEY)
+        .agg(event_ids=pl.col("event_id").unique().sort())
+    )
+    return (
+        conflicts.join(ids, on=KEY, how="left")
+        .with_columns(pl.col("event_ids").fill_null([]))
+        .select(*CONFLICT_SCHEMA.names())
+    )
 
 
 def with_identity(conflicts: pl.DataFrame, study: str) -> pl.DataFrame:

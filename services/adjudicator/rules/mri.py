@@ -62,7 +62,7 @@ def mri_consensus(
                 .alias(f"{role.lower()}_reader"),
             )
         ],
-        mri_event_ids=pl.col("event_id").sort(),
+        mri_reads=pl.len(),
     )
     r1, r2, adj = (pl.col(f"{r}_healed") for r in ("r1", "r2", "adj"))
     both = pl.col("r1_evaluable").fill_null(False) & pl.col("r2_evaluable").fill_null(False)
@@ -73,7 +73,7 @@ def mri_consensus(
     return (
         tracts.select(TRACT_KEY)
         .join(per_role, on=TRACT_KEY, how="left")
-        .with_columns(pl.col("mri_event_ids").fill_null([]))
+        .with_columns(pl.col("mri_reads").fill_null(0))
         .with_columns(
             mri=pl.when(value).then(pl.lit(HEALED)).when(~value).then(pl.lit(NOT_HEALED)),
             mri_basis=pl.when(agree)

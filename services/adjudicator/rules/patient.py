@@ -15,35 +15,50 @@ CATEGORIES = (FULL_CLOSURE, IMPROVED, RESISTANT, PENDING)
 
 
 def patient_category(
-    tracts: pl.LazyFrame, subjects: pl.LazyFrame, outcome: str = "outcome"
+    tracts: pl.LazyFrame, subjects: pl.LazyFrame, definitions: dict[str, str] | None = None
 ) -> pl.LazyFrame:
-    """One row per subject. Withdrawn subjects are WITHDRAWN; subjects still in follow-up are
-    PENDING; a completer is PENDING while any treated tract is, then FULL_CLOSURE, IMPROVED
-    (a tract closed or with improved discharge) or RESISTANT. A tract the committee found not
-    evaluable counts as not closed. A subject with no treated tract is NOT_EVALUABLE."""
-    treated = tracts.filter(pl.col("treated"))
-    per_subject = treated.group_by("subject_id").agg(
-        n_treated=pl.len(),
-        n_closed=(pl.col(outcome) == "CLOSED").sum(),
-        n_pending=(pl.col(outcome) == "PENDING").sum(),
-        any_discharge_improved=pl.col("discharge_improved").fill_null(False).any(),
+    """One row per subject, with a category column per definition (outcome column -> category
+    column; default ``{"outcome": "category"}``), all from one pass over the tracts.
+
+    Withdrawn subjects are WITHDRAWN; subjects still in follow-up are PENDING; a completer is
+    PENDING while any treated tract is, then FULL_CLOSURE, IMPROVED (a tract closed or with
+    improved discharge) or RESISTANT. A tract the committee found not evaluable counts as not
+    closed. A completer with no treated tract is NOT_EVALUABLE.
+    """
+    definitions = definitions or {"outcome": "category"}
+    per_subject = (
+        tracts.filter(pl.col("treated"))
+        .group_by("subject_id")
+        .agg(
+            pl.len().alias("n_treated"),
+            pl.col("discharge_improved").fill_null(False).any().alias("any_discharge_improved"),
+            *[(pl.col(o) == "CLOSED").sum().alias(f"_closed_{o}") for o in definitions],
+            *[(pl.col(o) == "PENDING").sum().alias(f"_pending_{o}") for o in definitions],
+        )
     )
-    closed, n = pl.col("n_closed"), pl.col("n_treated")
-    return (
+    frame = (
         subjects.select("subject_id", pl.col("status").alias("subject_status"))
         .join(per_subject, on="subject_id", how="left")
         .with_columns(
-            pl.col("n_treated", "n_closed", "n_pending").fill_null(0),
-            pl.col("any_discharge_improved").fill_null(False),
+            pl.col("n_treated").fill_null(0), pl.col("any_discharge_improved").fill_null(False)
         )
-        .with_columns(
-            category=pl.when(pl.col("subject_status") == "WITHDRAWN")
+    )
+    n = pl.col("n_treated")
+    status = pl.col("subject_status")
+
+    def category(outcome: str) -> pl.Expr:
+        closed, pending = (
+            pl.col(f"_closed_{outcome}").fill_null(0),
+            pl.col(f"_pending_{outcome}").fill_null(0),
+        )
+        return (
+            pl.when(status == "WITHDRAWN")
             .then(pl.lit(WITHDRAWN))
-            .when(pl.col("subject_status") != "COMPLETED")
+            .when(status != "COMPLETED")
             .then(pl.lit(PENDING))
             .when(n == 0)
             .then(pl.lit("NOT_EVALUABLE"))
-            .when(pl.col("n_pending") > 0)
+            .when(pending > 0)
             .then(pl.lit(PENDING))
             .when(closed == n)
             .then(pl.lit(FULL_CLOSURE))
@@ -51,4 +66,10 @@ def patient_category(
             .then(pl.lit(IMPROVED))
             .otherwise(pl.lit(RESISTANT))
         )
-    )
+
+    first = next(iter(definitions))
+    return frame.with_columns(
+        n_closed=pl.col(f"_closed_{first}").fill_null(0),
+        n_pending=pl.col(f"_pending_{first}").fill_null(0),
+        **{column: category(outcome) for outcome, column in definitions.items()},
+    ).select(pl.exclude("^_.*$"))
