@@ -17,6 +17,7 @@ from services.config import Settings
 from services.errors import TractError
 from services.platform import Platform
 from services.render import report_text, table_text
+from services.web import commands as web_commands
 
 CONFLICT_FIELDS = ["conflict_id", "type", "subject_id", "tract_id", "status"]
 
@@ -79,14 +80,32 @@ def cli(ctx: click.Context, home: Path, bus: str | None, store: str | None) -> N
 @click.option("--study", required=True, help="The study these files belong to.")
 @click.option("--kind", help="Event kind, when the file name does not say (e.g. clinical_exam).")
 @click.argument(
-    "files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+    "files", nargs=-1, required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path)
 )
+@click.option(
+    "--watch",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Serve a drop folder: ingest each new file once, move it to processed/ or refused/.",
+)
+@click.option("--poll", default=1.0, show_default=True, help="Seconds between scans (--watch).")
 @json_option
 @click.pass_obj
 def ingest(
-    obj: Context, study: str, kind: str | None, files: tuple[Path, ...], as_json: bool
+    obj: Context,
+    study: str,
+    kind: str | None,
+    files: tuple[Path, ...],
+    watch: Path | None,
+    poll: float,
+    as_json: bool,
 ) -> None:
     """Validate transfer files and publish their rows; rejected rows are kept with a reason."""
+    if watch is not None:
+        from services.ingest.watch import serve
+
+        return serve(obj.settings, study, watch, poll, as_json)
+    if not files:
+        fail("name the files to ingest, or --watch DIR to serve a drop folder")
     outcome = obj.platform.ingest(study, list(files), kind)
     rows = [r.to_dict() for r in outcome.reports]
     rows += [
@@ -134,11 +153,10 @@ def conflicts(obj: Context, study: str | None, show_all: bool, as_json: bool) ->
     """List conflicts for the committee (open ones unless --all)."""
     studies = [study] if study else obj.platform.studies()
     frames = [obj.platform.adjudicate(s).conflicts.with_columns(study=pl.lit(s)) for s in studies]
-    found = (
-        pl.concat(frames, how="diagonal_relaxed")
-        if frames
-        else pl.DataFrame(schema={c: pl.String for c in CONFLICT_FIELDS})
-    )
+    if not frames:
+        emit([], as_json, f"no conflicts: nothing has been ingested into {obj.home} yet")
+        return
+    found = pl.concat(frames, how="diagonal_relaxed")
     if not show_all:
         found = found.filter(pl.col("status") == "OPEN")
     if as_json:
@@ -329,6 +347,13 @@ def demo(obj: Context, as_json: bool) -> None:
 
 
 # Commands that live beside their adapters register here, one line each.
+cli.add_command(web_commands.serve)
+cli.add_command(web_commands.users)
+from services.adjudicator.commands import adjudicator  # noqa: E402
+from services.bus.commands import kafka  # noqa: E402
+
+cli.add_command(adjudicator)
+cli.add_command(kafka)
 
 
 def main() -> None:
