@@ -349,11 +349,14 @@ def demo(obj: Context, as_json: bool) -> None:
 # Commands that live beside their adapters register here, one line each.
 cli.add_command(web_commands.serve)
 cli.add_command(web_commands.users)
+from services.adjudicator import lock_commands  # noqa: E402
 from services.adjudicator.commands import adjudicator  # noqa: E402
 from services.bus.commands import kafka  # noqa: E402
 
 cli.add_command(adjudicator)
 cli.add_command(kafka)
+cli.add_command(lock_commands.snapshot)
+cli.add_command(lock_commands.unlock)
 
 
 def main() -> None:
