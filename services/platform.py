@@ -63,7 +63,11 @@ class Platform:
 
     # ingest ---------------------------------------------------------------------------------
     def known_records(self, kind: str, study: str) -> pl.DataFrame:
-        return known_from_frame(self.source.frame(kind, study), schemas.contract(kind))
+        frame = self.source.frame(kind, study)
+        recent = getattr(self.bus, "recent_frame", None)  # Kafka: sent here, maybe not applied
+        if recent is not None:
+            frame = pl.concat([frame, recent(kind, study)])
+        return known_from_frame(frame, schemas.contract(kind))
 
     def ingest(self, study: str, paths: list[Path], kind: str | None = None) -> IngestOutcome:
         """Ingest each file; a refused file applies nothing and the others go on."""
@@ -114,6 +118,9 @@ class Platform:
 
     def sync_conflicts(self, study: str) -> int:
         """Record in the log which conflicts were raised or cleared since the last sync."""
+        if hasattr(self.bus, "await_applied"):  # Kafka: the adjudicator service records them;
+            self.bus.await_applied()  # wait until it has applied what this process sent
+            return 0
         result = self.adjudicate(study)
         register = self._decoded("conflict_change", study).sort("offset").collect()
         last = register.group_by("conflict_id").agg(
