@@ -54,6 +54,13 @@ def _decode(path: Path) -> str:
 def _check_columns(file: str, found: list[str], contract: Contract) -> None:
     missing = [c for c in contract.columns if c not in found]
     unknown = [c for c in found if c not in contract.columns]
+    repeated = sorted({c for c in found if found.count(c) > 1})
+    if repeated:
+        raise MalformedFileError(
+            file,
+            f"column(s) {', '.join(repeated)} appear more than once in the header",
+            "keep one of each",
+        )
     if missing:
         raise MissingColumnsError(
             file, f"missing column(s) {', '.join(missing)}", "add them to the export header"
@@ -80,17 +87,37 @@ def _read_csv(file: str, text: str, contract: Contract) -> pl.DataFrame:
         ) from None
     if frame.height == 0:
         raise EmptyFileError(file, "the file has a header but no rows", "send the rows")
+    lines = _record_lines(text)
+    if len(lines) != frame.height:
+        raise MalformedFileError(
+            file,
+            f"malformed CSV ({len(lines)} records by line, {frame.height} parsed)",
+            "check quoting and field counts",
+        )
     frame = frame.rename({c: c.strip() for c in frame.columns})
     return frame.with_columns(
         pl.col(pl.String).str.strip_chars().replace("", None),
-        pl.int_range(2, frame.height + 2, dtype=pl.Int64).alias(LINE),
+        pl.Series(LINE, lines, dtype=pl.Int64),
     ).select(*contract.columns, LINE)
+
+
+def _record_lines(text: str) -> list[int]:
+    """The line each record after the header starts on: a quoted value may span lines."""
+    reader = csv.reader(io.StringIO(text, newline=""))
+    next(reader)
+    starts, start = [], reader.line_num + 1
+    for _ in reader:
+        starts.append(start)
+        start = reader.line_num + 1
+    return starts
 
 
 def _read_jsonl(file: str, text: str, contract: Contract) -> pl.DataFrame:
     rows: list[dict[str, Any]] = []
     seen: set[str] = set()
-    for number, line in enumerate(text.splitlines(), start=1):
+    # Lines end at "\n" only: str.splitlines() would also split inside JSON strings that
+    # hold U+2028, U+0085 and the like, which JSON allows unescaped.
+    for number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         try:

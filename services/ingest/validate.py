@@ -22,10 +22,14 @@ def _parse(f: Field) -> pl.Expr:
     raw = pl.col(f.name)
     match f.type:
         case "int":
+            # Non-finite and out-of-range numbers (nan, inf, 1e30) are not whole numbers.
             as_float = raw.cast(pl.Float64, strict=False)
-            return pl.when(as_float == as_float.round()).then(as_float).cast(pl.Int64)
+            whole = as_float.is_finite() & (as_float == as_float.round())
+            return pl.when(whole).then(as_float).cast(pl.Int64, strict=False)
         case "float":
-            return raw.cast(pl.Float64, strict=False)
+            # nan and inf are not numbers a source can send (and JSON cannot hold them).
+            number = raw.cast(pl.Float64, strict=False)
+            return pl.when(number.is_finite()).then(number)
         case "bool":
             return pl.when(raw == TRUE).then(True).when(raw == FALSE).then(False)
         case "date":
@@ -34,7 +38,9 @@ def _parse(f: Field) -> pl.Expr:
             return raw.str.to_datetime("%Y-%m-%dT%H:%M:%S%.fZ", strict=False, time_zone="UTC")
         case "list_float":
             items = (
-                raw.str.strip_chars("[]").str.split(",").list.eval(pl.element().cast(pl.Float64))
+                raw.str.strip_chars("[]")
+                .str.split(",")
+                .list.eval(pl.element().cast(pl.Float64, strict=False))
             )
             return pl.when(raw.str.contains(_LIST)).then(items)
         case "list_string":

@@ -35,6 +35,8 @@ REFUSALS = [
     Refusal("unknown_column.csv", EXAM, "unknown column(s) notes"),
     Refusal("unknown_key.jsonl", MRI, "unknown column(s) comment"),
     Refusal("ragged_row.csv", EXAM, "malformed CSV"),
+    # Regression: a repeated column was read as one, and the other value silently dropped.
+    Refusal("duplicate_column.csv", EXAM, "column(s) visit appear more than once in the header"),
     Refusal(
         "broken_json_line.jsonl", MRI, "line 3 is not valid JSON (Expecting value)", process=True
     ),

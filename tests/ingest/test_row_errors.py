@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import CASES, STUDY, event_log, ingest, payloads
+import schemas
+
+from .helpers import CASES, STUDY, event_log, ingest, payloads, platform, records
 
 EXAM, INJECTION, MRI = "clinical_exam", "injection", "mri_read"
 VISITS = "INJ1|INJ2|INJ3|FU1|FU2|FU3|FU4|FU5|FU6"
@@ -206,12 +208,59 @@ CASES_TABLE = [
             (3, "collection_mm", "collection_mm must have 3 numbers, got [30,25,10,4]"),
         ),
     ),
+    # Regressions: each of these crashed the run, poisoned the log or refused a good file.
+    Case(  # nan, inf and 1e30 made the int cast raise: the whole run died with a traceback
+        "non_finite_grade.csv",
+        EXAM,
+        5,
+        (2, 6),
+        (
+            (3, "discharge_grade", "discharge_grade must be a whole number, got nan"),
+            (4, "discharge_grade", "discharge_grade must be a whole number, got inf"),
+            (5, "discharge_grade", "discharge_grade must be a whole number, got 1e30"),
+        ),
+    ),
+    Case(  # inf was accepted and written to the log as `Infinity`, which is not JSON
+        "non_finite_volume.csv",
+        INJECTION,
+        4,
+        (2, 5),
+        (
+            (3, "volume_ml", "volume_ml must be a number, got inf"),
+            (4, "volume_ml", "volume_ml must be a number, got NaN"),
+        ),
+    ),
+    Case(  # [] made the list cast raise; a NaN version made the int cast raise
+        "empty_list.jsonl",
+        MRI,
+        4,
+        (1, 4),
+        (
+            (2, "collection_mm", "collection_mm must have 3 numbers, got []"),
+            (3, "read_version", "read_version must be a whole number, got nan"),
+        ),
+    ),
+    Case(  # a quoted value over two lines shifted every later line number by one
+        "multiline_value.csv",
+        EXAM,
+        4,
+        (2, 3, 6),
+        ((5, "discharge_grade", "discharge_grade must be 0-4, got 7"),),
+    ),
+    Case(  # U+2028 and U+0085 inside JSON strings split the line: the file was refused
+        "line_separators_in_text.jsonl",
+        MRI,
+        3,
+        (1, 2, 3),
+        (),
+    ),
 ]
 
 
 @pytest.mark.parametrize("case", CASES_TABLE, ids=lambda c: c.file)
-def test_row_error_is_rejected_with_line_field_reason(case: Case, tmp_path: Path) -> None:
-    """The CLI reports each bad row by line, field and reason; the file's other rows go on."""
+def test_row_error_is_rejected_kept_and_the_rest_goes_on(case: Case, tmp_path: Path) -> None:
+    """The CLI reports each bad row by line, field and reason; it is kept as a dead letter
+    (a ``rejected_row`` event with its raw values); the file's other rows are applied."""
     home = tmp_path / "home"
     if case.before:
         assert ingest(home, CASES / case.before, kind=case.kind).exit_code == 0
@@ -233,22 +282,13 @@ def test_row_error_is_rejected_with_line_field_reason(case: Case, tmp_path: Path
     assert sorted(p["source_line"] for p in applied) == list(case.accepted_lines)
     assert {p["ingest_run"] for p in applied} <= {report["ingest_run"]}
 
-
-@pytest.mark.parametrize("case", CASES_TABLE, ids=lambda c: c.file)
-def test_rejected_row_is_kept_as_dead_letter(case: Case, tmp_path: Path) -> None:
-    """Every rejected row becomes a ``rejected_row`` event holding its raw values."""
-    home = tmp_path / "home"
-    if case.before:
-        ingest(home, CASES / case.before, kind=case.kind)
-    ingest(home, CASES / case.file, kind=case.kind)
-
     letters = [p for p in payloads(home, "rejected_row") if p["file"] == case.file]
     assert [(p["line"], p["field"], p["reason"]) for p in letters] == list(case.rejected)
     for letter in letters:
-        assert letter["source_kind"] == case.kind
+        assert (letter["source_kind"], letter["ingest_run"]) == (case.kind, report["ingest_run"])
         raw = json.loads(letter["raw"])
         assert raw["subject_id"] == "S01"
-        assert set(raw) >= {"subject_id", "tract_id"}
+        assert set(raw) == set(schemas.contract(case.kind).columns)
 
 
 def test_text_output_names_file_line_and_reason(tmp_path: Path) -> None:
@@ -269,3 +309,21 @@ def test_dead_letters_belong_to_the_study(tmp_path: Path) -> None:
 
     with event_log(home) as log:
         assert log.frame("rejected_row")["study"].to_list() == [STUDY]
+
+
+def _no_constants(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
+def test_log_holds_strict_json_after_non_finite_numbers(tmp_path: Path) -> None:
+    """Regression: an accepted ``inf`` was stored as ``Infinity`` and broke every later read."""
+    home = tmp_path / "home"
+    for case, kind in (("non_finite_volume.csv", INJECTION), ("non_finite_grade.csv", EXAM)):
+        assert ingest(home, CASES / case, kind=kind).exit_code == 0
+    with event_log(home) as log:
+        for topic in log.positions():
+            for payload in log.frame(topic)["payload"]:
+                json.loads(payload, parse_constant=_no_constants)
+    with platform(home) as found:
+        volumes = found.adjudicate(STUDY) and records(home, INJECTION)["volume_ml"]
+    assert volumes.to_list() == [5.0, 4.5]
