@@ -155,10 +155,9 @@ class AdjudicatorService:
             applied[position] = max(applied.get(position, 0), d.offset + 1)
             event = d.event
             if event is None:
-                log.warning(
-                    "dead-lettered %s[%d]@%d: %s", d.topic, d.partition, d.offset, d.problem
-                )
-                self._keep_new(d.dead_letter(), dead)
+                log.warning("malformed %s[%d]@%d: %s", d.topic, d.partition, d.offset, d.problem)
+                if d.kind != "rejected_row":  # never dead-letter the dead-letter topic itself
+                    self._keep_new(d.dead_letter(), dead)
                 continue
             if event.event_id in self._seen(event.kind):
                 continue

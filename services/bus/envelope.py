@@ -22,12 +22,13 @@ from services.bus.errors import MalformedEventError
 from services.events import Event, canonical_json, digest
 
 HEADERS = ("event_id", "kind", "schema_version", "study", "subject_id")
+_NON_EMPTY = ("event_id", "kind", "schema_version")  # study and subject may be "" (study-wide)
 _TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
 
 Record = tuple[bytes, bytes, list[tuple[str, bytes]]]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class ReceivedEvent(Event):
     """An event that keeps the JSON text it arrived as (or was first serialised to), so
     storing and re-sending it does not serialise the payload again."""
@@ -36,6 +37,18 @@ class ReceivedEvent(Event):
 
     def value(self) -> str:
         return self.text or super().value()
+
+    def __eq__(self, other: object) -> bool:
+        """Equal to the plain Event it carries (the text is a cache, not identity)."""
+        if not isinstance(other, Event):
+            return NotImplemented
+        return _identity(self) == _identity(other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def _identity(e: Event) -> tuple:
+    return (e.kind, e.study, e.subject_id, e.event_id, e.payload, e.schema_version)
 
 
 def keep_text(event: Event, offset: int | None = None) -> ReceivedEvent:
@@ -77,7 +90,7 @@ def decode(
             found[name] = (raw or b"").decode()
         except UnicodeDecodeError:
             raise MalformedEventError(f"header {name}", "is not UTF-8") from None
-    missing = [h for h in HEADERS if not found.get(h) and h != "subject_id"]
+    missing = [h for h in HEADERS if h not in found or (not found[h] and h in _NON_EMPTY)]
     if missing:
         raise MalformedEventError(
             "headers", f"missing {', '.join(missing)}; publish through the platform's KafkaBus"
@@ -104,7 +117,7 @@ def decode(
     return ReceivedEvent(
         kind,
         found["study"],
-        found.get("subject_id", ""),
+        found["subject_id"],
         found["event_id"],
         payload,
         contract.version,

@@ -23,7 +23,8 @@ import schemas
 from services.bus.embedded import FRAME_SCHEMA
 from services.bus.envelope import dead_letter, decode, encode
 from services.bus.errors import BusError, BusUnavailableError, MalformedEventError
-from services.bus.kafka_config import DEAD_LETTER_KIND, KafkaConfig
+from services.bus.kafka_config import DEAD_LETTER_KIND as DEAD
+from services.bus.kafka_config import KafkaConfig
 from services.events import Event
 
 with warnings.catch_warnings():
@@ -477,13 +478,13 @@ class KafkaEventConsumer:
     def poll(self, max_records: int = 500, timeout_s: float = 1.0) -> list[Event]:
         """Events; a malformed record is dead-lettered with its reason and skipped."""
         deliveries = self.deliveries(max_records, timeout_s)
-        bad = [d for d in deliveries if d.event is None]
-        if bad:
-            for d in bad:
-                log.warning(
-                    "dead-lettered %s[%d]@%d: %s", d.topic, d.partition, d.offset, d.problem
-                )
-            self._bus.publish([d.dead_letter() for d in bad])
+        letters = [d.dead_letter() for d in deliveries if d.event is None and d.kind != DEAD]
+        for d in deliveries:
+            if d.event is None:  # a bad record on the dead-letter topic itself is only logged
+                note = "dead-lettered" if d.kind != DEAD else "skipped"
+                log.warning("%s %s[%d]@%d: %s", note, d.topic, d.partition, d.offset, d.problem)
+        if letters:
+            self._bus.publish(letters)
         return [d.event for d in deliveries if d.event is not None]
 
     def commit(self, positions: dict[Position, int] | None = None) -> None:
@@ -512,4 +513,4 @@ def open_kafka(settings: Settings) -> tuple[KafkaBus, Any]:
     return KafkaBus(KafkaConfig.from_settings(settings), applied), applied
 
 
-__all__ = ["DEAD_LETTER_KIND", "Delivery", "KafkaBus", "KafkaEventConsumer", "open_kafka"]
+__all__ = ["Delivery", "KafkaBus", "KafkaEventConsumer", "open_kafka"]
