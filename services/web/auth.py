@@ -1,0 +1,298 @@
+"""Users, roles and sessions, kept in one SQLite file under the platform home (``web/users.db``).
+
+Passwords are hashed with argon2id (argon2-cffi); only a hash of each session token is stored,
+and the cookie carries the token signed with the home's secret (itsdangerous). Every session
+has its own CSRF token, which every form posts back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from itsdangerous import BadSignature, URLSafeSerializer
+
+from services.web.errors import SignInRefusedError, UserError
+from services.web.roles import ROLES, can
+
+USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")
+MIN_PASSWORD = 10
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS users (
+    username TEXT PRIMARY KEY, role TEXT NOT NULL, password_hash TEXT NOT NULL,
+    active INTEGER NOT NULL DEFAULT 1, created_at TEXT NOT NULL, updated_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sessions (
+    token_sha256 TEXT PRIMARY KEY, username TEXT NOT NULL, csrf_token TEXT NOT NULL,
+    created_at TEXT NOT NULL, expires_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS failed_sign_ins (username TEXT NOT NULL, at TEXT NOT NULL);
+"""
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _sha(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class User:
+    username: str
+    role: str
+    active: bool
+    created_at: str
+
+
+@dataclass(frozen=True)
+class Session:
+    """A signed-in person: the role is read from the user table on every request, so a role
+    change or a removal applies at once."""
+
+    username: str
+    role: str
+    csrf_token: str
+    expires_at: str
+
+    def can(self, permission: str) -> bool:
+        return can(self.role, permission)
+
+
+class UserStore:
+    """Users and sessions of one platform home."""
+
+    def __init__(
+        self,
+        path: Path | str,
+        hasher: PasswordHasher | None = None,
+        session_hours: float = 12.0,
+        max_failed_sign_ins: int = 5,
+        lockout_minutes: int = 15,
+    ) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.hasher = hasher or PasswordHasher()
+        self.session_hours = session_hours
+        self.max_failed, self.lockout = max_failed_sign_ins, timedelta(minutes=lockout_minutes)
+        # A hash to verify against when the user is unknown, so timing does not tell.
+        self._dummy_hash = self.hasher.hash(secrets.token_urlsafe(16))
+        with self._db() as db:
+            db.executescript(_SCHEMA)
+
+    @contextmanager
+    def _db(self) -> Iterator[sqlite3.Connection]:
+        """A short-lived connection per operation: safe from any thread of the server."""
+        db = sqlite3.connect(self.path, timeout=30)
+        try:
+            with db:
+                yield db
+        finally:
+            db.close()
+
+    # users ------------------------------------------------------------------------------------
+    def add(self, username: str, role: str, password: str) -> User:
+        """A new user (or a removed one back, with a new role and password)."""
+        username = username.strip().lower()
+        if not USERNAME.match(username):
+            raise UserError(
+                f"username {username!r} must be 2-64 lower-case letters, digits, '.', '_' or '-'"
+            )
+        self._check_role(role)
+        self._check_password(password)
+        now = _iso(_now())
+        with self._db() as db:
+            row = db.execute("SELECT active FROM users WHERE username = ?", (username,)).fetchone()
+            if row and row[0]:
+                raise UserError(
+                    f"user {username} exists; change the password with "
+                    f"`tract users passwd {username}` or remove the user first"
+                )
+            db.execute(
+                "INSERT INTO users VALUES (?, ?, ?, 1, ?, ?) ON CONFLICT (username) DO UPDATE SET "
+                "role = excluded.role, password_hash = excluded.password_hash, active = 1, "
+                "updated_at = excluded.updated_at",
+                (username, role, self.hasher.hash(password), now, now),
+            )
+        return self.user(username)
+
+    def set_password(self, username: str, password: str) -> User:
+        """A new password; the user's open sessions end."""
+        self._check_password(password)
+        user = self.user(username)
+        with self._db() as db:
+            db.execute(
+                "UPDATE users SET password_hash = ?, updated_at = ? WHERE username = ?",
+                (self.hasher.hash(password), _iso(_now()), user.username),
+            )
+            db.execute("DELETE FROM sessions WHERE username = ?", (user.username,))
+        return user
+
+    def remove(self, username: str) -> User:
+        """Deactivate (the name stays reserved, so the audit trail keeps meaning one person)."""
+        user = self.user(username)
+        with self._db() as db:
+            db.execute(
+                "UPDATE users SET active = 0, updated_at = ? WHERE username = ?",
+                (_iso(_now()), user.username),
+            )
+            db.execute("DELETE FROM sessions WHERE username = ?", (user.username,))
+        return self.user(username)
+
+    def user(self, username: str) -> User:
+        with self._db() as db:
+            row = db.execute(
+                "SELECT username, role, active, created_at FROM users WHERE username = ?",
+                (username.strip().lower(),),
+            ).fetchone()
+        if row is None:
+            raise UserError(f"no user {username!r}; list them with `tract users list`")
+        return User(row[0], row[1], bool(row[2]), row[3])
+
+    def users(self) -> list[User]:
+        with self._db() as db:
+            rows = db.execute(
+                "SELECT username, role, active, created_at FROM users ORDER BY username"
+            ).fetchall()
+        return [User(r[0], r[1], bool(r[2]), r[3]) for r in rows]
+
+    def with_role(self, role: str) -> list[str]:
+        """Active usernames holding ``role`` (the committee members offered on the form)."""
+        return [u.username for u in self.users() if u.active and u.role == role]
+
+    @staticmethod
+    def _check_role(role: str) -> None:
+        if role not in ROLES:
+            raise UserError(f"role must be one of {', '.join(ROLES)}, got {role!r}")
+
+    @staticmethod
+    def _check_password(password: str) -> None:
+        if len(password) < MIN_PASSWORD:
+            raise UserError(f"a password needs at least {MIN_PASSWORD} characters")
+
+    # sign-in and sessions ---------------------------------------------------------------------
+    def authenticate(self, username: str, password: str) -> User:
+        """The user, or :class:`SignInRefusedError` whose ``reason`` says why (for the audit)."""
+        name = username.strip().lower()
+        now = _now()
+        with self._db() as db:
+            row = db.execute(
+                "SELECT password_hash, active FROM users WHERE username = ?", (name,)
+            ).fetchone()
+            failures = db.execute(
+                "SELECT COUNT(*) FROM failed_sign_ins WHERE username = ? AND at > ?",
+                (name, _iso(now - self.lockout)),
+            ).fetchone()[0]
+        if failures >= self.max_failed:
+            raise SignInRefusedError(
+                f"{failures} failed sign-ins in {self.lockout.seconds // 60} minutes; locked out"
+            )
+        try:
+            self.hasher.verify(row[0] if row else self._dummy_hash, password)
+            ok = row is not None
+        except (VerificationError, InvalidHashError):
+            ok = False
+        reason = None
+        if row is None:
+            reason = "unknown user"
+        elif not ok:
+            reason = "wrong password"
+        elif not row[1]:
+            reason = "account removed"
+        if reason:
+            with self._db() as db:
+                db.execute("INSERT INTO failed_sign_ins VALUES (?, ?)", (name, _iso(now)))
+            raise SignInRefusedError(reason)
+        if self.hasher.check_needs_rehash(row[0]):
+            with self._db() as db:
+                db.execute(
+                    "UPDATE users SET password_hash = ? WHERE username = ?",
+                    (self.hasher.hash(password), name),
+                )
+        with self._db() as db:
+            db.execute("DELETE FROM failed_sign_ins WHERE username = ?", (name,))
+        return self.user(name)
+
+    def open_session(self, user: User) -> str:
+        """A fresh session token (a new one at every sign-in: no session fixation)."""
+        token = secrets.token_urlsafe(32)
+        now = _now()
+        with self._db() as db:
+            db.execute("DELETE FROM sessions WHERE expires_at < ?", (_iso(now),))
+            db.execute(
+                "INSERT INTO sessions VALUES (?, ?, ?, ?, ?)",
+                (
+                    _sha(token),
+                    user.username,
+                    secrets.token_urlsafe(32),
+                    _iso(now),
+                    _iso(now + timedelta(hours=self.session_hours)),
+                ),
+            )
+        return token
+
+    def session(self, token: str) -> Session | None:
+        """The live session of ``token``, if any (expired, removed users: none)."""
+        with self._db() as db:
+            row = db.execute(
+                "SELECT s.username, u.role, s.csrf_token, s.expires_at FROM sessions s "
+                "JOIN users u ON u.username = s.username "
+                "WHERE s.token_sha256 = ? AND u.active = 1 AND s.expires_at > ?",
+                (_sha(token), _iso(_now())),
+            ).fetchone()
+        return None if row is None else Session(*row)
+
+    def close_session(self, token: str) -> None:
+        with self._db() as db:
+            db.execute("DELETE FROM sessions WHERE token_sha256 = ?", (_sha(token),))
+
+
+def tokens_match(expected: str, given: str | None) -> bool:
+    """Constant-time comparison of a CSRF token."""
+    return bool(given) and hmac.compare_digest(expected.encode(), str(given).encode())
+
+
+class CookieSigner:
+    """Signs session tokens (and the sign-in form's token) with the home's secret."""
+
+    def __init__(self, secret: str) -> None:
+        self._session = URLSafeSerializer(secret, salt="tract-session")
+        self._login = URLSafeSerializer(secret, salt="tract-login-csrf")
+
+    def session_cookie(self, token: str) -> str:
+        return self._session.dumps(token)
+
+    def session_token(self, cookie: str | None) -> str | None:
+        return _loads(self._session, cookie)
+
+    def login_cookie(self, token: str) -> str:
+        return self._login.dumps(token)
+
+    def login_token(self, cookie: str | None) -> str | None:
+        return _loads(self._login, cookie)
+
+
+def _loads(serializer: URLSafeSerializer, cookie: str | None) -> str | None:
+    if not cookie:
+        return None
+    try:
+        value = serializer.loads(cookie)
+    except BadSignature:
+        return None
+    return value if isinstance(value, str) else None
