@@ -1,0 +1,481 @@
+"""The evidence the committee weighs on one conflict, as display-ready view objects.
+
+Pure functions over frames. Two protections live here rather than in templates: reader
+identities are blinded for roles that may not see them (the page says Reader 1, Reader 2,
+Adjudicator), and only an allow-list of fields reaches the page, so treatment-sensitive fields
+(the injections' volumes and dates: ``HIDDEN_FIELDS``) never do. Per-version statuses come from
+the rules themselves (``clinical.status``, ``mri.healed``), never from the template.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+import polars as pl
+
+import schemas
+from services.adjudicator.committee import MAPPING_STATUSES, OUTCOME_STATUSES
+from services.adjudicator.rules.clinical import exam_status, visit_status
+from services.adjudicator.rules.conflicts import UNMATCHED_TRACT
+from services.adjudicator.rules.mri import large_collection, mri_healed
+from services.adjudicator.ruleset import RuleSet
+from services.adjudicator.state import current
+
+# Never shown on the committee's pages: what was injected, how much and when.
+HIDDEN_FIELDS = {"injection": ("volume_ml", "administered_on")}
+READER_ROLES = ("R1", "R2", "ADJ")
+ROLE_LABEL = {"R1": "Reader 1", "R2": "Reader 2", "ADJ": "Adjudicator"}
+MARKERS = (
+    ("cd68_per_hpf", "CD68+ macrophages / HPF"),
+    ("cd20_per_hpf", "CD20+ B cells / HPF"),
+    ("cd31_per_hpf", "CD31+ microvessels / HPF"),
+    ("inflammation_grade", "Inflammation grade (0-3)"),
+    ("fibrosis_grade", "Fibrosis grade (0-3)"),
+)
+PATHOLOGY_VISITS = ("INJ1", "INJ2", "INJ3")
+DASH = "—"
+
+
+def text(value: Any) -> str:
+    """One cell: dates as ISO, times to the minute in UTC, booleans as yes/no, null as a dash."""
+    if value is None:
+        return DASH
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M UTC")
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+@dataclass(frozen=True)
+class Blinder:
+    """Replaces reader identities with a neutral label wherever free text might carry them."""
+
+    reader_ids: frozenset[str]
+    active: bool
+
+    def scrub(self, value: str | None) -> str | None:
+        if not self.active or not value or not self.reader_ids:
+            return value
+        names = "|".join(re.escape(n) for n in sorted(self.reader_ids, key=len, reverse=True))
+        return re.sub(rf"(?<![\w-])({names})(?![\w-])", "[blinded reader]", value)
+
+    def reader(self, role: str, reader_id: str | None) -> str:
+        label = ROLE_LABEL.get(role, role)
+        return label if self.active or not reader_id else f"{label} ({reader_id})"
+
+
+def blinder(reads: pl.DataFrame, blind: bool) -> Blinder:
+    ids = frozenset(reads["reader_id"].drop_nulls().to_list()) if reads.height else frozenset()
+    return Blinder(ids, blind)
+
+
+# -- clinical exams ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ExamVersion:
+    record_id: str
+    version: int
+    tract_id: str
+    exam_date: str
+    opening: str
+    drainage: str
+    discharge: str
+    status: str
+    current: bool
+    deleted: bool
+    change_reason: str | None
+    entered: str
+
+
+@dataclass(frozen=True)
+class VisitEvidence:
+    visit: str
+    status: str
+    inconsistency: str | None
+    versions: tuple[ExamVersion, ...]
+
+    @property
+    def corrected(self) -> bool:
+        return any(v.version > 1 for v in self.versions)
+
+
+def exam_timeline(
+    exams: pl.DataFrame, visits: pl.DataFrame | None, schedule: Sequence[str]
+) -> list[VisitEvidence]:
+    """Every scheduled visit with every version of its exam records (corrections, deletions).
+
+    ``exams``: all versions of the tract's records; ``visits``: the engine's per-visit status
+    for the tract (None or empty for a tract outside the registry: derived the same way here).
+    """
+    contract = schemas.contract("clinical_exam")
+    if visits is None or visits.is_empty():
+        visits = (
+            visit_status(current(exams.lazy(), contract)).collect()
+            if exams.height
+            else pl.DataFrame(schema={"visit": pl.String, "status": pl.String})
+        )
+    live = set(current(exams.lazy(), contract).collect()["event_id"].to_list())
+    statuses = exam_status(exams.lazy()).collect()
+    by_visit = {row["visit"]: row for row in visits.iter_rows(named=True)}
+    timeline = []
+    for visit in schedule:
+        versions = statuses.filter(pl.col("visit") == visit).sort("record_id", "record_version")
+        row = by_visit.get(visit)
+        status = "missing" if row is None else row["status"] or "INCONSISTENT"
+        timeline.append(
+            VisitEvidence(
+                visit=visit,
+                status=status,
+                inconsistency=None if row is None else row.get("inconsistency"),
+                versions=tuple(
+                    ExamVersion(
+                        record_id=v["record_id"],
+                        version=v["record_version"],
+                        tract_id=v["tract_id"],
+                        exam_date=text(v["exam_date"]),
+                        opening=v["external_opening"],
+                        drainage=text(v["drains_on_compression"]),
+                        discharge=text(v["discharge_grade"]),
+                        status=v["exam_status"],
+                        current=v["event_id"] in live,
+                        deleted=bool(v["deleted"]),
+                        change_reason=v["change_reason"],
+                        entered=f"{v['entered_at']:%Y-%m-%d} by {v['entered_by']}",
+                    )
+                    for v in versions.iter_rows(named=True)
+                ),
+            )
+        )
+    return timeline
+
+
+# -- MRI reads ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ComparisonRow:
+    label: str
+    values: tuple[str, ...]
+    differs: bool = False
+
+
+@dataclass(frozen=True)
+class MriComparison:
+    timepoint: str
+    readers: tuple[str, ...]
+    rows: tuple[ComparisonRow, ...]
+    corrections: tuple[str, ...]
+
+
+def _collections(sizes: list[float] | None) -> str:
+    if not sizes:
+        return "none"
+    return " x ".join(f"{s:g}" for s in sizes) + " mm"
+
+
+def _verdict(read: dict[str, Any] | None) -> str:
+    """The rule mri.healed on one read, in words."""
+    if read is None:
+        return DASH
+    if not read["evaluable"]:
+        return "not evaluable"
+    return "healed" if read["healed"] else "not healed"
+
+
+def _row(label: str, values: tuple[str, ...], compare: bool = True) -> ComparisonRow:
+    """A row of the comparison; ``differs`` when Reader 1 and Reader 2 both read and disagree."""
+    primary = [v for v in values[:2] if v != DASH]
+    return ComparisonRow(label, values, compare and len(set(primary)) == 2)
+
+
+def _compare(
+    timepoint: str,
+    by_role: dict[str, dict[str, Any] | None],
+    corrections: pl.DataFrame,
+    rules: RuleSet,
+    hide: Blinder,
+) -> MriComparison:
+    # At the final MRI the adjudicator's column is always there (empty until a read comes).
+    roles = [
+        r
+        for r in READER_ROLES
+        if by_role[r] is not None or r != "ADJ" or timepoint == rules.final_mri
+    ]
+    reads = [by_role[r] for r in roles]
+
+    def cells(field: str, fmt: Any = text) -> tuple[str, ...]:
+        return tuple(DASH if read is None else fmt(read[field]) for read in reads)
+
+    threshold = f"> {rules.mri.collection_mm:g} mm in ≥ {rules.mri.collection_dims} dims"
+    return MriComparison(
+        timepoint=timepoint,
+        readers=tuple(
+            hide.reader(role, None if read is None else read["reader_id"])
+            for role, read in zip(roles, reads, strict=True)
+        ),
+        rows=(
+            _row("Scan date", cells("scan_date")),
+            _row("Image quality", cells("image_quality")),
+            _row("T2-hyperintense tract", cells("t2_hyperintense")),
+            _row("Fibrosis", cells("fibrotic")),
+            _row("Contrast enhancement", cells("enhancement")),
+            _row("Collection sizes", cells("collection_mm", _collections)),
+            _row(f"Large collection ({threshold})", cells("large")),
+            _row("Rule mri.healed", tuple(_verdict(read) for read in reads)),
+            _row("Read version", cells("read_version"), compare=False),
+            _row("Read at", cells("read_at"), compare=False),
+        ),
+        corrections=tuple(
+            f"{ROLE_LABEL.get(r['reader_role'], r['reader_role'])} read "
+            f"{r['read_id']} v{r['read_version']}: "
+            + ("deleted; " if r["deleted"] else "")
+            + (hide.scrub(r["change_reason"]) or "no reason given")
+            for r in corrections.sort("read_version").iter_rows(named=True)
+        ),
+    )
+
+
+def mri_side_by_side(
+    reads: pl.DataFrame, rules: RuleSet, hide: Blinder, timepoints: Sequence[str]
+) -> list[MriComparison]:
+    """R1, R2 and ADJ next to each other per timepoint (current versions), with the rule's
+    healed verdict per read and where the two primary readers differ."""
+    if reads.is_empty():
+        return []
+    live = (
+        mri_healed(current(reads.lazy(), schemas.contract("mri_read")), rules.mri)
+        .with_columns(large=large_collection(rules.mri))
+        .sort("read_at", "offset")
+        .collect()
+    )
+    comparisons = []
+    for timepoint in timepoints:
+        at = live.filter(pl.col("timepoint") == timepoint)
+        if at.is_empty():
+            continue
+        by_role = {}
+        for role in READER_ROLES:
+            mine = at.filter(pl.col("reader_role") == role)
+            by_role[role] = mine.row(-1, named=True) if mine.height else None
+        corrections = reads.filter(
+            (pl.col("timepoint") == timepoint) & (pl.col("read_version") > 1)
+        )
+        comparisons.append(_compare(timepoint, by_role, corrections, rules, hide))
+    return comparisons
+
+
+# -- pathology ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class PathologyTrend:
+    visits: tuple[str, ...]
+    rows: tuple[ComparisonRow, ...]
+    change_label: str
+    changes: tuple[str, ...]
+    notes: tuple[str, ...]
+
+
+def pathology_trend(reports: pl.DataFrame) -> PathologyTrend | None:
+    """Markers at INJ1, INJ2, INJ3 (current, adequate specimens) and the change INJ1 -> INJ3."""
+    if reports.is_empty():
+        return None
+    live = current(reports.lazy(), schemas.contract("pathology_report")).collect()
+    by_visit = {
+        v: (
+            rows.row(-1, named=True) if (rows := live.filter(pl.col("visit") == v)).height else None
+        )
+        for v in PATHOLOGY_VISITS
+    }
+
+    def value(visit: str, field: str) -> Any:
+        report = by_visit[visit]
+        if report is None or not report["specimen_adequate"]:
+            return None
+        return report[field]
+
+    rows, changes = [], []
+    for field, label in MARKERS:
+        values = tuple(text(value(v, field)) for v in PATHOLOGY_VISITS)
+        rows.append(ComparisonRow(label, values))
+        first, last = value("INJ1", field), value("INJ3", field)
+        changes.append(DASH if first is None or last is None else f"{last - first:+g}")
+    adequacy = tuple(
+        DASH
+        if by_visit[v] is None
+        else ("adequate" if by_visit[v]["specimen_adequate"] else "inadequate")
+        for v in PATHOLOGY_VISITS
+    )
+    rows.append(ComparisonRow("Specimen", adequacy))
+    changes.append("")
+    notes = tuple(
+        f"{r['report_id']} v{r['report_version']}: {r['change_reason'] or 'no reason given'}"
+        for r in reports.filter(pl.col("report_version") > 1).iter_rows(named=True)
+    )
+    return PathologyTrend(PATHOLOGY_VISITS, tuple(rows), "INJ1 → INJ3", tuple(changes), notes)
+
+
+# -- what the rules concluded -------------------------------------------------------------------
+@dataclass(frozen=True)
+class Finding:
+    rule: str
+    label: str
+    value: str
+    why: str
+
+
+@dataclass(frozen=True)
+class EventRef:
+    event_id: str
+    what: str
+
+
+@dataclass(frozen=True)
+class Conclusion:
+    findings: tuple[Finding, ...]
+    outcome: str
+    decided_by: str
+    decision_id: str | None
+    conflict_events: tuple[EventRef, ...]
+    outcome_events: tuple[EventRef, ...]
+
+
+def describe_events(records: dict[str, pl.DataFrame], hide: Blinder) -> dict[str, str]:
+    """event_id -> a short description of the record version it carries."""
+    described: dict[str, str] = {}
+    for kind, frame in records.items():
+        if kind in HIDDEN_FIELDS or frame.is_empty():
+            continue
+        contract = schemas.contract(kind)
+        where = next((c for c in ("visit", "timepoint") if c in frame.columns), None)
+        for row in frame.iter_rows(named=True):
+            label = f"{kind} {row[contract.id_field]} v{row[contract.version_field]}"
+            if where:
+                label += f" ({row[where]}" + (
+                    f", {row['reader_role']})" if kind == "mri_read" else ")"
+                )
+            described[row["event_id"]] = hide.scrub(label) or label
+    return described
+
+
+def conclusion(
+    tract: dict[str, Any] | None, conflict: dict[str, Any], described: dict[str, str]
+) -> Conclusion:
+    """What each rule concluded for the tract, why, and the events behind it."""
+
+    def refs(ids: Iterable[str] | None) -> tuple[EventRef, ...]:
+        return tuple(EventRef(i, described.get(i, "(not shown)")) for i in ids or ())
+
+    if tract is None:
+        return Conclusion(
+            findings=(
+                Finding(
+                    "registry",
+                    "Tract registry",
+                    "not registered",
+                    f"{conflict['tract_id']} is not among the subject's baseline tracts",
+                ),
+            ),
+            outcome=DASH,
+            decided_by=DASH,
+            decision_id=None,
+            conflict_events=refs(conflict["event_ids"]),
+            outcome_events=(),
+        )
+    missing = ", ".join(tract["missing_visits"] or [])
+    discharge = f"grade {text(tract['discharge_baseline'])} at INJ1 → {text(tract['discharge_final'])} at FU6"
+    findings = (
+        Finding(
+            "clinical.sustained",
+            "Clinical closure",
+            tract["clinical"] or "undecided",
+            (tract["clinical_reason"] or DASH) + (f"; missing: {missing}" if missing else ""),
+        ),
+        Finding(
+            "mri.consensus",
+            "MRI consensus",
+            tract["mri"] or "undecided",
+            tract["mri_basis"] or DASH,
+        ),
+        Finding(
+            "primary.closure",
+            "Primary outcome by rule",
+            tract["rule_outcome"],
+            "closed needs sustained clinical closure AND MRI healed"
+            + ("; clinical and MRI disagree" if tract["discordant"] else ""),
+        ),
+        Finding(
+            "discharge.improved",
+            "Discharge (secondary)",
+            {True: "improved", False: "not improved", None: "not evaluable"}[
+                tract["discharge_improved"]
+            ],
+            discharge,
+        ),
+        Finding(
+            "sensitivity",
+            "ADMIRE_COMBINED",
+            tract["admire_outcome"],
+            "FU6 closure and no large collection (T2 ignored)",
+        ),
+        Finding(
+            "sensitivity",
+            "CLINICAL_ONLY",
+            tract["clinical_only_outcome"],
+            "sustained clinical closure, MRI ignored",
+        ),
+    )
+    return Conclusion(
+        findings=findings,
+        outcome=tract["outcome"],
+        decided_by=tract["decided_by"],
+        decision_id=tract["decision_id"],
+        conflict_events=refs(conflict["event_ids"]),
+        outcome_events=refs(tract["event_ids"]),
+    )
+
+
+# -- decisions ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class DecisionEntry:
+    decision_id: str
+    status: str
+    maps_to: str | None
+    rationale: str
+    members: str
+    recorded_by: str
+    decided_at: str
+    supersedes: str | None
+    in_force: bool
+    stale: bool
+
+
+def decision_history(decisions: pl.DataFrame, conflict: dict[str, Any]) -> list[DecisionEntry]:
+    """Every decision on the conflict, newest first; which one is in force, which saw old inputs."""
+    mine = decisions.filter(pl.col("conflict_id") == conflict["conflict_id"]).sort(
+        "decided_at", "offset", descending=True
+    )
+    return [
+        DecisionEntry(
+            decision_id=d["decision_id"],
+            status=d["status"],
+            maps_to=d["maps_to"],
+            rationale=d["rationale"],
+            members=", ".join(d["members"] or []),
+            recorded_by=d["recorded_by"],
+            decided_at=text(d["decided_at"]),
+            supersedes=d["supersedes"],
+            in_force=conflict["status"] == "DECIDED"
+            and d["decision_id"] == conflict["decision_id"],
+            stale=d["fingerprint"] != conflict["fingerprint"],
+        )
+        for d in mine.iter_rows(named=True)
+    ]
+
+
+def allowed_statuses(conflict_type: str) -> tuple[str, ...]:
+    return MAPPING_STATUSES if conflict_type == UNMATCHED_TRACT else OUTCOME_STATUSES

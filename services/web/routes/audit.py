@@ -1,0 +1,63 @@
+"""The audit trail page, filterable by subject, user, kind and time, and its CSV export."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import HTMLResponse, Response
+
+from services.web.auth import Session
+from services.web.deps import client, pick_study, render, viewer, web
+from services.web.evidence import blinder
+from services.web.views import AuditFilters, audit_csv, audit_view
+
+router = APIRouter()
+
+
+@router.get("/audit", response_class=HTMLResponse)
+def audit(
+    request: Request, session: Annotated[Session, Depends(viewer)], study: str | None = None
+) -> HTMLResponse:
+    filters = AuditFilters.from_query(request.query_params)
+    study, studies = pick_study(request, study)
+    view = None
+    if study is not None:
+        platform = web(request).platform
+        hide = blinder(
+            platform.records("mri_read", study).collect(), not session.can("see_reader_ids")
+        )
+        view = audit_view(platform.audit(study), study, studies, filters, hide)
+    return render(request, "audit.html", {"view": view, "filters": filters}, session)
+
+
+@router.get("/audit.csv")
+def audit_export(
+    request: Request, session: Annotated[Session, Depends(viewer)], study: str | None = None
+) -> Response:
+    filters = AuditFilters.from_query(request.query_params)
+    study, _ = pick_study(request, study)
+    state = web(request)
+    if study is None:
+        return Response("", media_type="text/csv")
+    hide = blinder(
+        state.platform.records("mri_read", study).collect(), not session.can("see_reader_ids")
+    )
+    body = audit_csv(state.platform.audit(study), filters, hide)
+    state.record(
+        who=session.username,
+        role=session.role,
+        action="EXPORT",
+        outcome="ALLOWED",
+        detail=f"audit CSV {filters.query() or 'unfiltered'}",
+        study=study,
+        path=request.url.path,
+        client=client(request),
+    )
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    return Response(
+        body,
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="audit-{study}-{stamp}.csv"'},
+    )

@@ -1,0 +1,126 @@
+"""Sign-in and sign-out. The sign-in form carries a token that must match a signed cookie
+(no session exists yet to hold one); a new session token is issued at every sign-in."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Annotated
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from services.web.auth import tokens_match
+from services.web.deps import (
+    LOGIN_COOKIE,
+    SESSION_COOKIE,
+    client,
+    guard,
+    refuse,
+    render,
+    secure_cookie,
+    session_of,
+    web,
+)
+from services.web.errors import SignInRefusedError
+
+router = APIRouter()
+
+
+def _safe_next(target: str | None) -> str:
+    """Only a path on this site (no //host or scheme), so sign-in cannot redirect elsewhere."""
+    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return "/"
+
+
+def _login_page(
+    request: Request, next_: str, error: str | None = None, status_code: int = 200
+) -> HTMLResponse:
+    token = secrets.token_urlsafe(32)
+    response = render(
+        request,
+        "login.html",
+        {"login_token": token, "next": _safe_next(next_), "error": error},
+        status_code=status_code,
+    )
+    response.set_cookie(
+        LOGIN_COOKIE,
+        web(request).signer.login_cookie(token),
+        httponly=True,
+        samesite="lax",
+        secure=secure_cookie(request),
+        path="/login",
+        max_age=3600,
+    )
+    return response
+
+
+@router.get("/login", response_class=HTMLResponse)
+def login_form(request: Request, next: str = "/") -> Response:
+    if session_of(request) is not None:
+        return RedirectResponse(_safe_next(next), status_code=303)
+    return _login_page(request, next)
+
+
+@router.post("/login")
+def sign_in(
+    request: Request,
+    username: Annotated[str, Form()] = "",
+    password: Annotated[str, Form()] = "",
+    csrf_token: Annotated[str, Form()] = "",
+    next: Annotated[str, Form()] = "/",
+) -> Response:
+    state = web(request)
+    expected = state.signer.login_token(request.cookies.get(LOGIN_COOKIE))
+    if expected is None or not tokens_match(expected, csrf_token):
+        raise refuse(
+            request,
+            username.strip().lower() or None,
+            "SIGN_IN",
+            "missing or wrong CSRF token on the sign-in form; reload the page and sign in again",
+        )
+    try:
+        user = state.users.authenticate(username, password)
+    except SignInRefusedError as exc:
+        refuse(request, username.strip().lower() or None, "SIGN_IN", exc.reason, 401)
+        return _login_page(request, next, str(exc), status_code=401)
+    token = state.users.open_session(user)
+    state.record(
+        who=user.username,
+        role=user.role,
+        action="SIGN_IN",
+        outcome="ALLOWED",
+        path=request.url.path,
+        client=client(request),
+    )
+    response = RedirectResponse(_safe_next(next), status_code=303)
+    response.set_cookie(
+        SESSION_COOKIE,
+        state.signer.session_cookie(token),
+        httponly=True,
+        samesite="lax",
+        secure=secure_cookie(request),
+        max_age=int(state.settings.session_hours * 3600),
+    )
+    response.delete_cookie(LOGIN_COOKIE, path="/login")
+    return response
+
+
+@router.post("/logout")
+def sign_out(request: Request, csrf_token: Annotated[str, Form()] = "") -> Response:
+    session = guard(request, csrf_token, "view", "SIGN_OUT")
+    state = web(request)
+    token = state.signer.session_token(request.cookies.get(SESSION_COOKIE))
+    if token:
+        state.users.close_session(token)
+    state.record(
+        who=session.username,
+        role=session.role,
+        action="SIGN_OUT",
+        outcome="ALLOWED",
+        path=request.url.path,
+        client=client(request),
+    )
+    response = RedirectResponse("/login", status_code=303)
+    response.delete_cookie(SESSION_COOKIE)
+    return response
