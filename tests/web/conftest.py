@@ -1,0 +1,159 @@
+"""Fixtures for the web page: a home holding the demo trial with its conflicts still OPEN (the
+committee's real situation), users of every role, an app over it, and a signed-in client.
+
+The demo is ingested once per session; every test gets its own copy of the home, so a test that
+records decisions never leaks into another.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from html import unescape
+from pathlib import Path
+
+import pytest
+from argon2 import PasswordHasher
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from services.demo.trial import DEMO_STUDY, write_demo_trial
+from services.platform import Platform
+from services.web.app import create_app
+from services.web.auth import UserStore
+from services.web.settings import WebSettings
+
+PASSWORD = "correct horse battery"
+# username -> role; two committee members so that quorum (2) can be met.
+PEOPLE = {
+    "dr.adams": "committee",
+    "dr.baker": "committee",
+    "dm.jones": "data_manager",
+    "mon.lee": "monitor",
+    "root.admin": "admin",
+}
+# The demo's conflicts (stable ids: same inputs, same id).
+READER_DISAGREEMENT_S05 = "C-8e7c0d8f4e05"
+UNMATCHED_S09 = "C-79a9fcf7ca4a"
+CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+HIDDEN = re.compile(r'<input type="hidden" name="([^"]+)" value="([^"]*)">')
+
+
+def fast_hasher() -> PasswordHasher:
+    """argon2id with tiny costs: the same code path, without 100 ms per sign-in in tests."""
+    return PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+
+
+@pytest.fixture(scope="session")
+def demo_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A home with the demo trial ingested and no decision taken (7 open conflicts)."""
+    home = tmp_path_factory.mktemp("demo-home")
+    platform = Platform.embedded(home)
+    files = write_demo_trial(home / "demo-files")
+    platform.ingest(DEMO_STUDY, list(files.values()))
+    platform.bus.close()
+    return home
+
+
+@dataclass
+class Site:
+    """One app over one fresh copy of the demo home."""
+
+    home: Path
+    platform: Platform
+    users: UserStore
+    app: FastAPI
+
+    def positions(self) -> dict[str, int]:
+        """Per topic, how many events the log holds: what a refusal must not change."""
+        return dict(self.platform.source.positions())
+
+    def client(self) -> TestClient:
+        return TestClient(self.app, base_url="http://testserver")
+
+
+@pytest.fixture
+def site_factory(demo_home: Path, tmp_path: Path) -> Iterator[Callable[..., Site]]:
+    made: list[Site] = []
+
+    def make(
+        clock: Callable[[], datetime] | None = None,
+        environ: dict[str, str] | None = None,
+        **settings: object,
+    ) -> Site:
+        home = tmp_path / f"home-{len(made)}"
+        shutil.copytree(demo_home, home)
+        platform = Platform.embedded(home)
+        web_settings = WebSettings.from_env(home, environ=environ or {}, **settings)
+        users = UserStore(
+            web_settings.users_db,
+            hasher=fast_hasher(),
+            max_failed_sign_ins=web_settings.max_failed_sign_ins,
+            lockout_minutes=web_settings.lockout_minutes,
+        )
+        for name, role in PEOPLE.items():
+            users.add(name, role, PASSWORD)
+        site = Site(home, platform, users, create_app(platform, web_settings, users, clock))
+        made.append(site)
+        return site
+
+    yield make
+    for site in made:
+        site.platform.bus.close()
+
+
+@pytest.fixture
+def site(site_factory: Callable[..., Site]) -> Site:
+    return site_factory()
+
+
+def csrf_of(html: str) -> str:
+    match = CSRF.search(html)
+    assert match, "the page has no form with a CSRF token"
+    return match.group(1)
+
+
+def hidden_fields(html: str) -> dict[str, str | list[str]]:
+    """The hidden inputs of a page's forms, as a browser would post them back."""
+    fields: dict[str, str | list[str]] = {}
+    for name, value in HIDDEN.findall(html):
+        value = unescape(value)
+        if name == "members":
+            fields.setdefault("members", [])
+            fields["members"].append(value)  # type: ignore[union-attr]
+        else:
+            fields[name] = value
+    return fields
+
+
+def sign_in(client: TestClient, username: str, password: str = PASSWORD) -> str:
+    """Sign in through the form; returns the session's CSRF token."""
+    page = client.get("/login")
+    response = client.post(
+        "/login",
+        data={"username": username, "password": password, "csrf_token": csrf_of(page.text)},
+        follow_redirects=False,
+    )
+    assert response.status_code == 303, response.text
+    return csrf_of(client.get("/no-such-page").text)  # any page has the sign-out form
+
+
+@pytest.fixture
+def as_role(site: Site) -> Callable[[str], tuple[TestClient, str]]:
+    """``as_role("monitor")`` -> (a client signed in as that role's user, its CSRF token)."""
+
+    def make(role: str) -> tuple[TestClient, str]:
+        username = next(u for u, r in PEOPLE.items() if r == role)
+        client = site.client()
+        return client, sign_in(client, username)
+
+    return make
+
+
+def later(days: int) -> Callable[[], datetime]:
+    """A clock ``days`` after now, to age the conflicts."""
+    moment = datetime.now(UTC) + timedelta(days=days)
+    return lambda: moment

@@ -1,0 +1,177 @@
+"""Users, passwords, sessions, cookie signing and the web settings, without HTTP."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import pytest
+
+from services.web.auth import CookieSigner, UserStore, tokens_match
+from services.web.errors import SignInRefusedError, UserError, WebConfigError
+from services.web.roles import PERMISSIONS, ROLES, can
+from services.web.settings import WebSettings
+from tests.web.conftest import fast_hasher
+
+PASSWORD = "a long enough password"
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> UserStore:
+    return UserStore(tmp_path / "web" / "users.db", hasher=fast_hasher(), max_failed_sign_ins=3)
+
+
+def test_passwords_are_stored_as_argon2id_hashes(store: UserStore) -> None:
+    store.add("dr.adams", "committee", PASSWORD)
+    raw = store.path.read_bytes()
+    assert PASSWORD.encode() not in raw
+    assert b"$argon2id$" in raw
+    assert store.authenticate("DR.Adams ", PASSWORD).role == "committee"
+
+
+def test_wrong_password_and_unknown_user_are_refused_with_a_reason(store: UserStore) -> None:
+    store.add("dr.adams", "committee", PASSWORD)
+    with pytest.raises(SignInRefusedError) as wrong:
+        store.authenticate("dr.adams", "not it at all")
+    assert wrong.value.reason == "wrong password"
+    assert str(wrong.value) == "unknown user or wrong password"
+    with pytest.raises(SignInRefusedError) as unknown:
+        store.authenticate("nobody", PASSWORD)
+    assert unknown.value.reason == "unknown user"
+
+
+def test_too_many_failures_lock_the_account_for_a_while(store: UserStore) -> None:
+    store.add("dr.adams", "committee", PASSWORD)
+    for _ in range(3):
+        with pytest.raises(SignInRefusedError):
+            store.authenticate("dr.adams", "wrong password!")
+    with pytest.raises(SignInRefusedError) as locked:
+        store.authenticate("dr.adams", PASSWORD)
+    assert "locked out" in locked.value.reason
+
+
+def test_a_success_clears_earlier_failures(store: UserStore) -> None:
+    store.add("dr.adams", "committee", PASSWORD)
+    for _ in range(2):
+        with pytest.raises(SignInRefusedError):
+            store.authenticate("dr.adams", "wrong password!")
+    store.authenticate("dr.adams", PASSWORD)
+    for _ in range(2):
+        with pytest.raises(SignInRefusedError):
+            store.authenticate("dr.adams", "wrong password!")
+    assert store.authenticate("dr.adams", PASSWORD).username == "dr.adams"
+
+
+@pytest.mark.parametrize(
+    ("username", "role", "password", "message"),
+    [
+        ("dr.adams", "chair", PASSWORD, "role must be one of"),
+        ("Dr Adams!", "committee", PASSWORD, "username"),
+        ("dr.adams", "committee", "short", "at least 10 characters"),
+    ],
+)
+def test_bad_users_are_refused_with_the_fix(
+    store: UserStore, username: str, role: str, password: str, message: str
+) -> None:
+    with pytest.raises(UserError, match=message):
+        store.add(username, role, password)
+
+
+def test_an_existing_user_is_not_overwritten_but_a_removed_one_can_return(
+    store: UserStore,
+) -> None:
+    store.add("dr.adams", "committee", PASSWORD)
+    with pytest.raises(UserError, match="exists"):
+        store.add("dr.adams", "admin", PASSWORD)
+    store.remove("dr.adams")
+    with pytest.raises(SignInRefusedError) as removed:
+        store.authenticate("dr.adams", PASSWORD)
+    assert removed.value.reason == "account removed"
+    assert store.add("dr.adams", "monitor", "another password").role == "monitor"
+
+
+def test_sessions_are_stored_hashed_and_end_on_sign_out_or_password_change(
+    store: UserStore,
+) -> None:
+    user = store.add("dr.adams", "committee", PASSWORD)
+    token = store.open_session(user)
+    assert token.encode() not in store.path.read_bytes()
+    session = store.session(token)
+    assert session is not None and session.role == "committee" and session.can("decide")
+    assert store.open_session(user) != token  # a fresh token at every sign-in
+    store.close_session(token)
+    assert store.session(token) is None
+    again = store.open_session(user)
+    store.set_password("dr.adams", "a brand new password")
+    assert store.session(again) is None
+
+
+def test_sessions_expire(tmp_path: Path) -> None:
+    store = UserStore(tmp_path / "u.db", hasher=fast_hasher(), session_hours=-1)
+    token = store.open_session(store.add("dr.adams", "committee", PASSWORD))
+    assert store.session(token) is None
+
+
+def test_roles_and_permissions() -> None:
+    assert set(ROLES) == {"committee", "data_manager", "monitor", "admin"}
+    assert can("committee", "decide") and not can("monitor", "decide")
+    assert not can("committee", "lock") and can("data_manager", "lock")
+    assert not can("committee", "see_reader_ids")
+    assert all(can(role, "view") for role in ROLES)
+    assert not can(None, "view") and set(PERMISSIONS) >= {"view", "decide", "lock"}
+
+
+def test_signed_cookies_refuse_tampering() -> None:
+    signer = CookieSigner("secret-one")
+    cookie = signer.session_cookie("token")
+    assert signer.session_token(cookie) == "token"
+    assert signer.session_token(cookie + "x") is None
+    assert CookieSigner("secret-two").session_token(cookie) is None
+    assert signer.login_token(cookie) is None  # a session cookie is not a sign-in token
+    assert signer.session_token(None) is None
+
+
+def test_csrf_tokens_compare_in_constant_time_and_need_a_value() -> None:
+    assert tokens_match("abc", "abc")
+    assert not tokens_match("abc", "abd") and not tokens_match("abc", None)
+    assert not tokens_match("abc", "")
+
+
+def test_the_secret_is_generated_once_and_kept_private(tmp_path: Path) -> None:
+    first = WebSettings.from_env(tmp_path, environ={})
+    second = WebSettings.from_env(tmp_path, environ={})
+    assert first.secret.reveal() == second.secret.reveal() and len(first.secret.reveal()) > 40
+    path = tmp_path / "web" / "secret"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert "***" in repr(first.secret) and first.secret.reveal() not in repr(first)
+    assert first.users_db == tmp_path / "web" / "users.db"
+
+
+def test_settings_come_from_the_environment(tmp_path: Path) -> None:
+    settings = WebSettings.from_env(
+        tmp_path,
+        environ={
+            "TRACT_WEB_SECRET": "from-env",
+            "TRACT_WEB_OVERDUE_DAYS": "21",
+            "TRACT_WEB_SECURE_COOKIES": "yes",
+            "TRACT_WEB_SESSION_HOURS": "8",
+        },
+    )
+    assert settings.secret.reveal() == "from-env"
+    assert (settings.overdue_days, settings.secure_cookies, settings.session_hours) == (21, True, 8)
+    assert not (tmp_path / "web" / "secret").exists()
+    assert WebSettings.from_env(tmp_path, environ={}).secure_cookies is None  # auto
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("TRACT_WEB_OVERDUE_DAYS", "two weeks"),
+        ("TRACT_WEB_OVERDUE_DAYS", "-1"),
+        ("TRACT_WEB_SECURE_COOKIES", "perhaps"),
+        ("TRACT_WEB_SESSION_HOURS", "0"),
+    ],
+)
+def test_a_bad_setting_names_its_variable(tmp_path: Path, variable: str, value: str) -> None:
+    with pytest.raises(WebConfigError, match=variable):
+        WebSettings.from_env(tmp_path, environ={variable: value, "TRACT_WEB_SECRET": "s"})
