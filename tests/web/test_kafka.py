@@ -1,0 +1,144 @@
+"""The same web page on the Kafka bus: a real Kafka-protocol broker (Tansu), the adjudicator
+service as its own process, and the app over ``Platform.from_settings`` with ``kafka://``.
+
+A decision posted on the page is published to Kafka, applied by the service and shown; access
+records (sign-ins, refusals) travel the same way into the audit trail.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from services.config import Settings
+from services.demo.trial import DEMO_STUDY, write_demo_trial
+from services.platform import Platform
+from services.web.app import create_app
+from services.web.auth import UserStore
+from services.web.settings import WebSettings
+from tests.web.conftest import (
+    PASSWORD,
+    PEOPLE,
+    READER_DISAGREEMENT_S05,
+    fast_hasher,
+    hidden_fields,
+    sign_in,
+)
+
+pytestmark = [
+    pytest.mark.slow,
+    # kafka-python reads its protocol files with importlib APIs Python deprecates: not ours.
+    pytest.mark.filterwarnings("ignore::DeprecationWarning:kafka.*"),
+    pytest.mark.filterwarnings("ignore:open_text is deprecated:DeprecationWarning"),
+]
+TRACT = str(Path(sys.executable).parent / "tract")
+
+
+def wait_for(check: Callable[[], Any], what: str, timeout: float = 60) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (found := check()):
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
+    return found
+
+
+@pytest.fixture
+def kafka_app(
+    tansu: Any, topic_factory: Callable[..., str], tmp_path: Path
+) -> Iterator[tuple[TestClient, Platform]]:
+    home = tmp_path / "home"
+    env = {
+        "TRACT_HOME": str(home),
+        "TRACT_BUS": f"kafka://{tansu.bootstrap}",
+        "TRACT_KAFKA_PREFIX": topic_factory("web") + ".",
+        "TRACT_KAFKA_TIMEOUT_S": "5",
+    }
+    log = (tmp_path / "adjudicator.log").open("wb")
+    service = subprocess.Popen(
+        [TRACT, "adjudicator", "run"],
+        env={**os.environ, **env},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    platform = Platform.from_settings(Settings.from_env(env))
+    try:
+        files = write_demo_trial(tmp_path / "files")
+        platform.ingest(DEMO_STUDY, list(files.values()))
+        wait_for(
+            lambda: platform.adjudicate(DEMO_STUDY).open_conflicts().height == 7,
+            "the adjudicator service to raise the demo's conflicts",
+        )
+        settings = WebSettings.from_env(home, environ={})
+        users = UserStore(settings.users_db, hasher=fast_hasher())
+        for name, role in PEOPLE.items():
+            users.add(name, role, PASSWORD)
+        yield TestClient(create_app(platform, settings, users)), platform
+    finally:
+        service.send_signal(signal.SIGTERM)
+        try:
+            service.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            service.kill()
+            service.wait(timeout=10)
+        log.close()
+        platform.bus.close()
+
+
+def test_the_committee_decides_on_kafka_as_on_the_embedded_log(
+    kafka_app: tuple[TestClient, Platform],
+) -> None:
+    client, platform = kafka_app
+    sign_in(client, "dr.adams")
+    assert client.get("/conflicts").text.count("data-conflict=") == 7
+    page = client.get(f"/conflicts/{READER_DISAGREEMENT_S05}").text
+    assert 'data-testid="mri-MRI_FINAL"' in page and "RAD-A" not in page
+    assert 'data-testid="category-S05">PENDING' in client.get("/").text
+
+    shown = hidden_fields(page)
+    review = client.post(
+        f"/conflicts/{READER_DISAGREEMENT_S05}/decision",
+        data={
+            "csrf_token": shown["csrf_token"],
+            "study": DEMO_STUDY,
+            "status": "CLOSED",
+            "rationale": "committee consensus read: healed",
+            "members": ["dr.adams", "dr.baker"],
+            "seen_fingerprint": shown["seen_fingerprint"],
+            "seen_decision": shown["seen_decision"],
+        },
+    )
+    assert review.status_code == 200, review.text
+    done = client.post(
+        f"/conflicts/{READER_DISAGREEMENT_S05}/decision/confirm",
+        data=hidden_fields(review.text),
+        follow_redirects=False,
+    )
+    assert done.status_code == 303, done.text
+    assert 'data-testid="conflict-status">DECIDED' in client.get(done.headers["location"]).text
+    assert 'data-testid="category-S05">FULL_CLOSURE' in client.get("/").text
+
+    monitor = TestClient(client.app)
+    token = sign_in(monitor, "mon.lee")
+    refused = monitor.post(
+        f"/conflicts/{READER_DISAGREEMENT_S05}/decision",
+        data={"csrf_token": token, "study": DEMO_STUDY, "status": "NOT_CLOSED"},
+    )
+    assert refused.status_code == 403
+    # Access records reach the trail once the service has applied them.
+    trail = wait_for(
+        lambda: (text := monitor.get("/audit?kind=access").text).count("DECIDE REFUSED") and text,
+        "the refusal to reach the audit trail",
+    )
+    assert "SIGN_IN ALLOWED" in trail and "mon.lee (monitor)" in trail
+    decisions = platform.records("committee_decision", DEMO_STUDY).collect()
+    assert decisions["recorded_by"].to_list() == ["dr.adams"]
