@@ -1,8 +1,8 @@
 """The platform as the web server uses it: one call at a time, and access events recorded.
 
 The embedded log shares one SQLite connection across the server's threads, and a decision
-reads then writes; committee traffic is a handful of people, so serialising is the simple,
-correct choice (a lock over minutes of traffic, not a bottleneck).
+reads, checks, then writes; committee traffic is a handful of people clicking, so serialising
+every platform call is the simple, correct choice rather than a bottleneck.
 """
 
 from __future__ import annotations
