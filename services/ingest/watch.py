@@ -147,7 +147,7 @@ class DropFolder:
                         on_file(handled)
                 delay = poll_s
             except BusUnavailableError as exc:
-                delay = min(max(delay * 2, 2.0), 30.0)
+                delay = min(max(delay * 2, 2.0), 10.0)
                 log.error("%s; the file stays in %s, retrying in %.0fs", exc, self.folder, delay)
                 self._seen = {}
             deadline = time.monotonic() + delay

@@ -1,0 +1,213 @@
+"""The platform on Kafka as users run it: ``tract`` processes against a real broker, with
+their own topic prefix and home, and ways to wait for them and read what they did."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from click.testing import CliRunner
+
+from services.adjudicator.applied import AppliedLog
+from services.adjudicator.state import EVIDENCE_KINDS
+from services.cli import cli
+from services.config import Settings
+from services.platform import Platform
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)
+    from kafka import KafkaConsumer
+
+TRACT = str(Path(sys.executable).parent / "tract")
+
+
+def wait_for(check: Callable[[], Any], timeout: float, what: str, every: float = 0.1) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        found = check()
+        if found:
+            return found
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(every)
+
+
+@dataclass
+class Stack:
+    bootstrap: str
+    prefix: str
+    root: Path
+    extra_env: dict[str, str] = field(default_factory=dict)
+    procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+
+    @property
+    def home(self) -> Path:
+        return self.root / "home"
+
+    @property
+    def bus(self) -> str:
+        return f"kafka://{self.bootstrap}"
+
+    def env(self) -> dict[str, str]:
+        return {
+            "TRACT_HOME": str(self.home),
+            "TRACT_BUS": self.bus,
+            "TRACT_KAFKA_PREFIX": self.prefix,
+            "TRACT_KAFKA_TIMEOUT_S": "5",
+            "PYTHONUNBUFFERED": "1",
+        } | self.extra_env
+
+    def settings(self, **kw: Any) -> Settings:
+        return Settings.from_env(self.env(), **kw)
+
+    def platform(self, **kw: Any) -> Platform:
+        return Platform.from_settings(self.settings(**kw))
+
+    # processes -----------------------------------------------------------------------------
+    def start(self, name: str, *args: str) -> subprocess.Popen:
+        log = (self.root / f"{name}.log").open("ab")
+        proc = subprocess.Popen(
+            [TRACT, *args],
+            env={**os.environ, **self.env()},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.procs[name] = proc
+        return proc
+
+    def log(self, name: str) -> str:
+        path = self.root / f"{name}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def kill(self, name: str) -> None:
+        """SIGKILL, as a crash would."""
+        proc = self.procs.pop(name)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+
+    def stop_all(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for name, proc in list(self.procs.items()):
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
+            self.procs.pop(name)
+
+    def tract(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(
+            [TRACT, *args],
+            env={**os.environ, **self.env()},
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+        if check and done.returncode != 0:
+            raise AssertionError(f"tract {' '.join(args)} exited {done.returncode}:\n{done.stderr}")
+        return done
+
+    def cli_json(self, *args: str) -> Any:
+        """A read-only command through the CLI, in this process (no interpreter start-up)."""
+        result = CliRunner().invoke(cli, [*args, "--json"], env=self.env(), catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        return json.loads(result.stdout)
+
+    @staticmethod
+    def embedded_json(home_args: list[str], *args: str) -> Any:
+        """The same command on an embedded home, for comparison."""
+        result = CliRunner().invoke(
+            cli, [*home_args, *args, "--json"], env={"TRACT_BUS": ""}, catch_exceptions=False
+        )
+        assert result.exit_code == 0, result.output
+        return json.loads(result.stdout)
+
+    # what the adjudicator applied -----------------------------------------------------------
+    def applied(self) -> AppliedLog:
+        return AppliedLog.at(self.home)
+
+    def applied_counts(self) -> dict[str, int]:
+        state = self.applied()
+        try:
+            return {k: v for k, v in state.positions().items() if not k.startswith("kafka/")}
+        finally:
+            state.close()
+
+    def applied_kafka(self) -> dict[str, int]:
+        state = self.applied()
+        try:
+            return {f"kafka/{t}/{p}": o for (t, p), o in state.kafka_positions().items()}
+        finally:
+            state.close()
+
+    def wait_applied(self, expected: dict[str, int], timeout: float = 60.0) -> None:
+        """Until the service holds exactly ``expected`` events of each evidence kind."""
+
+        def done() -> bool:
+            counts = self.applied_counts()
+            return all(counts.get(k, 0) == n for k, n in expected.items())
+
+        try:
+            wait_for(done, timeout, "the adjudicator to apply everything", every=0.2)
+        except AssertionError:
+            raise AssertionError(
+                f"applied {self.applied_counts()} != expected {expected}\n"
+                f"--- adjudicator log ---\n{self.log('adjudicator')[-3000:]}"
+            ) from None
+
+    def topic_records(self, kind: str) -> list[tuple[dict[str, str], dict[str, Any]]]:
+        """Every record of ``kind``'s topic: (headers, payload), by partition and offset."""
+        from services.bus.kafka_config import KafkaConfig
+
+        topic = KafkaConfig.from_settings(self.settings()).topic(kind)
+        consumer = KafkaConsumer(
+            topic,
+            bootstrap_servers=self.bootstrap,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+            consumer_timeout_ms=3000,
+        )
+        try:
+            records = list(consumer)
+        finally:
+            consumer.close()
+        return [
+            ({k: (v or b"").decode() for k, v in r.headers or ()}, json.loads(r.value))
+            for r in sorted(records, key=lambda r: (r.partition, r.offset))
+        ]
+
+
+def expected_counts(embedded: Platform) -> dict[str, int]:
+    positions = embedded.source.positions()
+    return {kind: positions.get(kind, 0) for kind in (*EVIDENCE_KINDS, "rejected_row")}
+
+
+def drop(files: list[Path], folder: Path) -> None:
+    """Deliver files the way a sender should: write ``.part``, then rename."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for path in files:
+        part = folder / (path.name + ".part")
+        shutil.copyfile(path, part)
+        part.replace(folder / path.name)
+
+
+@contextmanager
+def running(stack: Stack) -> Iterator[Stack]:
+    try:
+        yield stack
+    finally:
+        stack.stop_all()
