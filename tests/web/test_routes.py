@@ -734,3 +734,82 @@ def test_exported_cells_cannot_run_as_spreadsheet_formulas(site: Site, as_role: 
     client, _ = as_role("monitor")
     rows = list(csv.DictReader(io.StringIO(client.get("/audit.csv?kind=committee_decision").text)))
     assert rows[0]["why"].startswith("'=HYPERLINK")
+
+
+# -- edges --------------------------------------------------------------------------------------
+def _ingest_read(site: Site, tmp_path, **fields: object) -> None:
+    """One MRI read (a copy of S05/T2's final R1 read with ``fields`` changed) through ingest."""
+    import json
+
+    reads = site.platform.records("mri_read", DEMO_STUDY).collect()
+    base = reads.filter(pl.col("read_id") == "RD-S05-T2-FINAL-R1").row(0, named=True)
+    read = {k: v for k, v in base.items() if k not in ("offset", "event_id")} | fields
+    read["scan_date"] = read["scan_date"].isoformat()
+    path = tmp_path / "mri_reads.jsonl"
+    path.write_text(json.dumps(read, default=str) + "\n")
+    assert site.platform.ingest(DEMO_STUDY, [path]).reports[0].accepted == 1
+
+
+def test_a_resolved_conflict_offers_nothing_to_decide(
+    site: Site, as_role: AsRole, tmp_path
+) -> None:
+    _ingest_read(
+        site,
+        tmp_path,
+        read_id="RD-S05-T2-FINAL-ADJ",
+        reader_id="RAD-C",
+        reader_role="ADJ",
+        read_at="2025-01-05T10:00:00Z",
+    )
+    client, csrf = as_role("committee")
+    page = client.get(f"/conflicts/{READER_DISAGREEMENT_S05}").text
+    assert 'data-testid="conflict-status">RESOLVED' in page
+    assert "there is nothing to decide" in page and "Review decision" not in page
+    assert "<th>Reader 1</th><th>Reader 2</th><th>Adjudicator</th>" in page
+    before = site.positions()
+    response = _review(client, csrf, READER_DISAGREEMENT_S05)
+    assert response.status_code == 400 and "no longer holds" in response.text
+    only_access_added(site, before)
+
+
+def test_text_from_the_data_is_escaped(site: Site, as_role: AsRole) -> None:
+    site.platform.decide(
+        READER_DISAGREEMENT_S05,
+        status="CLOSED",
+        rationale="<script>alert('x')</script>",
+        members=["dr.adams", "dr.baker"],
+        recorded_by="dr.adams",
+        study=DEMO_STUDY,
+    )
+    client, _ = as_role("monitor")
+    page = client.get(f"/conflicts/{READER_DISAGREEMENT_S05}").text
+    assert "<script>" not in page and "&lt;script&gt;" in page
+
+
+def test_several_studies_are_listed_and_filtered(site: Site, as_role: AsRole) -> None:
+    from services.demo.trial import write_demo_trial
+
+    files = write_demo_trial(site.home / "second-files")
+    site.platform.ingest("SECOND", list(files.values()))
+    client, _ = as_role("committee")
+    page = client.get("/conflicts").text
+    assert page.count("data-conflict=") == 14 and "<th>Study</th>" in page
+    assert client.get("/conflicts?study=SECOND").text.count("data-conflict=") == 7
+    assert "Study SECOND" in client.get("/?study=SECOND").text
+    assert 'option value="SECOND"' in client.get("/").text
+    assert "study SECOND" in client.get("/audit?study=SECOND").text
+
+
+def test_an_empty_platform_says_what_to_do(tmp_path, site: Site) -> None:
+    from services.platform import Platform
+    from services.web.app import create_app
+    from services.web.settings import WebSettings
+
+    empty = Platform.embedded(tmp_path / "empty")
+    app = create_app(empty, WebSettings.from_env(tmp_path / "empty", environ={}), site.users)
+    client = TestClient(app)
+    sign_in(client, "dr.adams")
+    assert "No study yet" in client.get("/").text
+    assert "No open conflicts." in client.get("/conflicts").text
+    assert "No study yet" in client.get("/audit").text
+    assert client.get("/audit.csv").text == ""
