@@ -1,0 +1,75 @@
+"""Airflow for DAG tests: a throwaway AIRFLOW_HOME on SQLite, migrated once per session.
+
+Airflow reads its configuration when first imported, so the environment is set here before
+any test imports it, and stays for the session (one Airflow per process).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.store.conftest import decided_home, open_home, trial_templates  # noqa: F401
+
+DAGS = Path(__file__).resolve().parents[2] / "dags"
+
+
+def airflow_env(home: Path) -> dict[str, str]:
+    return {
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS),
+        "AIRFLOW__CORE__PARALLELISM": "4",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+    }
+
+
+@pytest.fixture(scope="session")
+def airflow_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    home = tmp_path_factory.mktemp("airflow")
+    if "airflow" in sys.modules and os.environ.get("AIRFLOW_HOME") != str(home):
+        raise RuntimeError("airflow was imported before the test AIRFLOW_HOME was set")
+    os.environ.update(airflow_env(home))
+    migrated = subprocess.run(
+        [sys.executable, "-m", "airflow", "db", "migrate"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    if migrated.returncode:
+        raise RuntimeError(f"airflow db migrate failed:\n{migrated.stdout}\n{migrated.stderr}")
+    return home
+
+
+@pytest.fixture(scope="session")
+def dagbag(airflow_home: Path) -> Any:
+    from airflow.dag_processing.dagbag import DagBag
+
+    return DagBag(dag_folder=str(DAGS))
+
+
+@pytest.fixture
+def tract_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """``tract_env(settings)`` points the DAG tasks (in-process under dag.test) at a platform."""
+    from tests.store.trials import env_of
+
+    def apply(settings: Any) -> None:
+        for var in ("TRACT_S3_ENDPOINT", "TRACT_S3_ACCESS_KEY", "TRACT_S3_SECRET_KEY"):
+            monkeypatch.delenv(var, raising=False)
+        for var, value in env_of(settings).items():
+            monkeypatch.setenv(var, value)
+
+    yield apply
+
+
+def task_states(run: Any) -> dict[str, str]:
+    return {
+        ti.task_id + (f"[{ti.map_index}]" if ti.map_index >= 0 else ""): str(ti.state)
+        for ti in run.get_task_instances()
+    }

@@ -1,0 +1,172 @@
+"""database_lock end to end with dag.test() on SQLite: local folder and a real S3 server."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+import yaml
+
+from services.adjudicator.lock import staging_dir
+from services.adjudicator.snapshot import open_lock
+from services.adjudicator.validation import SUITE
+from services.config import Settings
+from services.platform import Platform
+from tests import servers
+from tests.dags.conftest import task_states
+from tests.store.trials import STUDY, s3_settings
+
+pytestmark = pytest.mark.slow
+
+ALL_TASKS = (
+    "check_request",
+    "check_conflicts",
+    "freeze_cut",
+    "materialise",
+    "validate",
+    "write_snapshot",
+    "verify_hashes",
+    "publish_lock_event",
+)
+
+
+def conf(lock_id: str, level: str = "soft") -> dict[str, str]:
+    return {
+        "study": STUDY,
+        "lock_id": lock_id,
+        "level": level,
+        "reason": "primary analysis of the completers",
+        "requested_by": "dm.jones",
+    }
+
+
+def lock_events(settings: Settings) -> pl.DataFrame:
+    return Platform.from_settings(settings)._decoded("lock", STUDY).collect()
+
+
+@pytest.fixture(params=["local", "seaweedfs"])
+def settings(
+    request: pytest.FixtureRequest, decided_home: Path, bucket_factory: Callable[..., str]
+) -> Settings:
+    if request.param == "local":
+        return Settings(home=decided_home)
+    server: servers.S3Server = request.getfixturevalue("seaweedfs")
+    return s3_settings(decided_home, server, bucket_factory("dag"))
+
+
+def test_lock_runs_end_to_end_and_again_is_idempotent(
+    dagbag: Any, tract_env: Any, settings: Settings
+) -> None:
+    tract_env(settings)
+    dag = dagbag.get_dag("database_lock")
+
+    run = dag.test(run_conf=conf("PRIMARY", "hard"))
+    assert str(run.state) == "success", task_states(run)
+    assert set(task_states(run).values()) == {"success"}
+    platform = Platform.from_settings(settings)
+    snapshot = open_lock(platform.store, STUDY, "PRIMARY")  # verified against the manifest
+    assert snapshot.tables["patient_outcomes"].height == 23
+    assert lock_events(settings)["action"].to_list() == ["LOCK"]
+    assert not staging_dir(settings.home, STUDY, "PRIMARY").exists()
+
+    again = dag.test(run_conf=conf("PRIMARY"))
+    states = task_states(again)
+    assert str(again.state) == "success", states
+    assert [t for t in ALL_TASKS if states[t] == "skipped"] == [
+        "check_conflicts",
+        "freeze_cut",
+        "materialise",
+        "validate",
+        "write_snapshot",
+    ]
+    assert lock_events(settings).height == 1  # no second lock
+    assert platform.report(STUDY, "PRIMARY")["completers"]["FULL_CLOSURE"] == 12
+
+
+def test_open_conflicts_fail_the_run_listing_them(
+    dagbag: Any,
+    tract_env: Any,
+    open_home: Path,
+    capfd: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    settings = Settings(home=open_home)
+    tract_env(settings)
+    open_ids = (
+        Platform.from_settings(settings)
+        .adjudicate(STUDY)
+        .conflicts.filter(pl.col("status") == "OPEN")["conflict_id"]
+        .to_list()
+    )
+    run = dagbag.get_dag("database_lock").test(run_conf=conf("PRIMARY"))
+    states = task_states(run)
+    assert str(run.state) == "failed"
+    assert states["check_conflicts"] == "failed"
+    assert states["write_snapshot"] == "upstream_failed"
+    log = capfd.readouterr()
+    for conflict_id in open_ids:
+        assert conflict_id in log.out + log.err + caplog.text
+    assert Platform.from_settings(settings).store.list("locks") == []
+    assert lock_events(settings).is_empty()
+
+
+def test_a_failed_expectation_fails_the_run_and_leaves_no_lock(
+    dagbag: Any,
+    tract_env: Any,
+    decided_home: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A stricter suite (every completer fully closed) must fail on the demo trial."""
+    suite = yaml.safe_load(SUITE.read_text())
+    suite["checks"].append(
+        {
+            "about": "a suite stricter than the protocol",
+            "frame": "patient_outcomes",
+            "where": {"subject_status": "COMPLETED"},
+            "expect": [
+                {
+                    "expect_column_values_to_be_in_set": {
+                        "column": "category",
+                        "value_set": ["FULL_CLOSURE"],
+                    }
+                }
+            ],
+        }
+    )
+    strict = tmp_path / "strict.yaml"
+    strict.write_text(yaml.safe_dump(suite))
+    monkeypatch.setenv("TRACT_GX_SUITE", str(strict))
+    settings = Settings(home=decided_home)
+    tract_env(settings)
+
+    run = dagbag.get_dag("database_lock").test(run_conf=conf("PRIMARY"))
+    states = task_states(run)
+    assert str(run.state) == "failed"
+    assert states["validate"] == "failed"
+    assert states["write_snapshot"] == "upstream_failed"
+    log = capfd.readouterr()
+    text = log.out + log.err + caplog.text
+    assert "GX expectation failed: patient_outcomes" in text
+    assert "expect_column_values_to_be_in_set(column=category" in text
+    assert "8 of 20 rows unexpected" in text  # 4 improved + 4 resistant completers
+    assert Platform.from_settings(settings).store.list("locks") == []
+    assert lock_events(settings).is_empty()
+    assert not staging_dir(settings.home, STUDY, "PRIMARY").exists()
+
+
+def test_params_are_validated_by_the_param_schema(
+    dagbag: Any, tract_env: Any, decided_home: Path
+) -> None:
+    from airflow.sdk.exceptions import ParamValidationError
+
+    tract_env(Settings(home=decided_home))
+    dag = dagbag.get_dag("database_lock")
+    for bad in ({"level": "medium"}, {"lock_id": "no spaces allowed"}, {"reason": "short"}):
+        with pytest.raises(ParamValidationError):
+            dag.test(run_conf=conf("PRIMARY") | bad)

@@ -1,0 +1,80 @@
+"""Trial homes for lock tests: the scripted demo trial ingested, with or without the
+committee's decisions, built once per session and copied per test (copying an event log is
+much faster than ingesting it again)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import polars as pl
+
+from services.config import Secret, Settings
+from services.demo.trial import DEMO_DECISIONS, DEMO_STUDY, write_demo_trial
+from services.platform import Platform
+
+STUDY = DEMO_STUDY
+
+
+def build_home(home: Path, decided: bool) -> Path:
+    """Ingest the demo trial into ``home``; with ``decided`` the committee settles every
+    conflict (so the study can be locked), without it the conflicts stay open."""
+    if (home / "events.db").exists():
+        return home
+    staging = home.with_name(home.name + ".building")
+    shutil.rmtree(staging, ignore_errors=True)
+    platform = Platform.embedded(staging)
+    files = write_demo_trial(staging / "files")
+    platform.ingest(STUDY, list(files.values()))
+    if decided:
+        conflicts = platform.adjudicate(STUDY).conflicts.filter(pl.col("status") == "OPEN")
+        for scripted in DEMO_DECISIONS:
+            match = conflicts.filter(
+                (pl.col("type") == scripted.conflict_type)
+                & (pl.col("subject_id") == scripted.subject_id)
+                & (pl.col("tract_id") == scripted.tract_id)
+            )
+            for conflict_id in match["conflict_id"]:
+                platform.decide(
+                    conflict_id,
+                    status=scripted.status,
+                    rationale=scripted.rationale,
+                    members=list(scripted.members),
+                    recorded_by="test.committee",
+                    maps_to=scripted.maps_to,
+                    study=STUDY,
+                )
+    platform.bus.close()
+    staging.rename(home)
+    return home
+
+
+def copy_home(template: Path, dest: Path) -> Path:
+    shutil.copytree(template, dest, ignore=shutil.ignore_patterns("files", "objects", "staging"))
+    return dest
+
+
+def s3_settings(home: Path, server: object, bucket: str) -> Settings:
+    """Settings for a store in ``bucket`` (under a prefix) on a test S3 server."""
+    return Settings(
+        home=home,
+        store=f"s3://{bucket}/tract",
+        s3_endpoint=server.endpoint,  # type: ignore[attr-defined]
+        s3_access_key=Secret(server.access_key),  # type: ignore[attr-defined]
+        s3_secret_key=Secret(server.secret_key),  # type: ignore[attr-defined]
+        s3_secure=False,
+    )
+
+
+def env_of(settings: Settings) -> dict[str, str]:
+    """The TRACT_* variables that make ``Settings.from_env()`` equal ``settings``."""
+    env = {"TRACT_HOME": str(settings.home), "TRACT_STORE": settings.store}
+    if settings.store.startswith("s3://"):
+        assert settings.s3_access_key is not None and settings.s3_secret_key is not None
+        env |= {
+            "TRACT_S3_ENDPOINT": str(settings.s3_endpoint),
+            "TRACT_S3_ACCESS_KEY": settings.s3_access_key.reveal(),
+            "TRACT_S3_SECRET_KEY": settings.s3_secret_key.reveal(),
+            "TRACT_S3_SECURE": "false",
+        }
+    return env
