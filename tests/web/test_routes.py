@@ -454,12 +454,14 @@ def test_a_decision_the_protocol_refuses_writes_only_its_refusal(
     assert message in response.text and 'data-testid="refusal"' in response.text
     only_access_added(site, before)
     last = access_rows(site)[-1]
-    assert (last["action"], last["outcome"], last["conflict_id"]) == (
+    assert (last["action"], last["outcome"], last["conflict_id"], last["subject_id"]) == (
         "DECIDE",
         "REFUSED",
         READER_DISAGREEMENT_S05,
+        "S05",
     )
     assert message in last["detail"]
+    assert "DECIDE REFUSED" in client.get("/audit?subject=S05&kind=access").text
 
 
 @pytest.mark.parametrize("step", ["decision", "decision/confirm"])
@@ -813,3 +815,13 @@ def test_an_empty_platform_says_what_to_do(tmp_path, site: Site) -> None:
     assert "No open conflicts." in client.get("/conflicts").text
     assert "No study yet" in client.get("/audit").text
     assert client.get("/audit.csv").text == ""
+
+
+def test_the_confirm_step_checks_the_protocol_again(site: Site, as_role: AsRole) -> None:
+    client, csrf = as_role("committee")
+    shown = hidden_fields(client.get(f"/conflicts/{READER_DISAGREEMENT_S05}").text)
+    form = decision_form(csrf, members=["dr.adams"], seen_fingerprint=shown["seen_fingerprint"])
+    before = site.positions()
+    response = client.post(f"/conflicts/{READER_DISAGREEMENT_S05}/decision/confirm", data=form)
+    assert response.status_code == 400 and "quorum not met" in response.text
+    only_access_added(site, before)

@@ -12,6 +12,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from services.adjudicator.errors import DecisionRefusedError, UnknownConflictError
 from services.web.auth import Session
 from services.web.deps import guard, refuse, render, viewer, web
+from services.web.errors import StaleReviewError
 from services.web.views import QueueFilters, conflict_queue, conflict_view
 
 router = APIRouter()
@@ -77,6 +78,21 @@ def conflict(
     return _conflict_page(request, session, conflict_id, study)
 
 
+def _about(request: Request, conflict_id: str, study: str) -> dict[str, str | None]:
+    """What a decision's access record names: the conflict and its study, subject and tract
+    (so the audit trail finds a refusal by subject)."""
+    try:
+        found, row, _ = web(request).platform.find_conflict(conflict_id, study or None)
+    except UnknownConflictError:
+        return {"study": study or None, "conflict_id": conflict_id}
+    return {
+        "study": found,
+        "conflict_id": conflict_id,
+        "subject_id": row["subject_id"],
+        "tract_id": row["tract_id"],
+    }
+
+
 def _members(members: list[str], other_members: str) -> list[str]:
     extra = [m.strip() for m in other_members.replace(";", ",").split(",")]
     return sorted({m.strip() for m in [*members, *extra] if m.strip()})
@@ -97,9 +113,8 @@ def review_decision(
     seen_decision: Annotated[str, Form()] = "",
 ) -> Response:
     """Step 1: validate the decision as the protocol would, and show it back for confirmation."""
-    session = guard(
-        request, csrf_token, "decide", "DECIDE", study=study or None, conflict_id=conflict_id
-    )
+    about = _about(request, conflict_id, study)
+    session = guard(request, csrf_token, "decide", "DECIDE", **about)
     chosen = _members(members or [], other_members)
     form = {
         "status": status,
@@ -121,11 +136,9 @@ def review_decision(
             dry_run=True,
         )
     except UnknownConflictError as exc:
-        raise refuse(request, session, "DECIDE", str(exc), 404, conflict_id=conflict_id) from None
+        raise refuse(request, session, "DECIDE", str(exc), 404, **about) from None
     except DecisionRefusedError as exc:
-        refuse(
-            request, session, "DECIDE", str(exc), 400, study=study or None, conflict_id=conflict_id
-        )
+        refuse(request, session, "DECIDE", str(exc), 400, **about)
         return _conflict_page(request, session, conflict_id, study, form, str(exc), 400)
     return render(
         request,
@@ -149,22 +162,19 @@ def record_decision(
     seen_decision: Annotated[str, Form()] = "",
 ) -> Response:
     """Step 2: record it, unless the evidence or the decision in force changed meanwhile."""
-    session = guard(
-        request, csrf_token, "decide", "DECIDE", study=study or None, conflict_id=conflict_id
-    )
+    about = _about(request, conflict_id, study)
+    session = guard(request, csrf_token, "decide", "DECIDE", **about)
     platform = web(request).platform
-    context = {"study": study or None, "conflict_id": conflict_id}
     with platform.mutex:  # the check and the write see the same log
         try:
             study, row, _ = platform.find_conflict(conflict_id, study or None)
-            context["study"] = study
             if (row["fingerprint"] or "") != seen_fingerprint:
-                raise DecisionRefusedError(
+                raise StaleReviewError(
                     f"conflict {conflict_id}: the evidence changed since you reviewed it; "
                     "review the conflict again before deciding"
                 )
             if (row["decision_id"] or "") != seen_decision:
-                raise DecisionRefusedError(
+                raise StaleReviewError(
                     f"conflict {conflict_id}: another decision ({row['decision_id']}) was "
                     "recorded since you reviewed it; review the conflict again"
                 )
@@ -178,15 +188,16 @@ def record_decision(
                 study=study,
             )
         except UnknownConflictError as exc:
-            raise refuse(request, session, "DECIDE", str(exc), 404, **context) from None
-        except DecisionRefusedError as exc:
-            refuse(request, session, "DECIDE", str(exc), 409, **context)
+            raise refuse(request, session, "DECIDE", str(exc), 404, **about) from None
+        except (StaleReviewError, DecisionRefusedError) as exc:
+            code = 409 if isinstance(exc, StaleReviewError) else 400
+            refuse(request, session, "DECIDE", str(exc), code, **about)
             form = {
                 "status": status,
                 "maps_to": maps_to,
                 "rationale": rationale,
                 "members": members or [],
             }
-            return _conflict_page(request, session, conflict_id, study, form, str(exc), 409)
+            return _conflict_page(request, session, conflict_id, study, form, str(exc), code)
     target = urlencode({"study": study, "recorded": decision["decision_id"]})
     return RedirectResponse(f"/conflicts/{conflict_id}?{target}", status_code=303)
