@@ -43,7 +43,8 @@ def _record(obj: Any, action: str, detail: str) -> None:
 @click.option(
     "--proxy-headers",
     is_flag=True,
-    help="Trust X-Forwarded-Proto/For from a TLS proxy in front (secure cookies follow https).",
+    help="Trust X-Forwarded-Proto/For from a TLS proxy in front (secure cookies follow https); "
+    "the proxy's address must be 127.0.0.1 or listed in $FORWARDED_ALLOW_IPS.",
 )
 @click.pass_obj
 def serve(obj: Any, host: str, port: int, proxy_headers: bool) -> None:
@@ -75,8 +76,7 @@ def serve(obj: Any, host: str, port: int, proxy_headers: bool) -> None:
         app,
         host=host,
         port=port,
-        proxy_headers=proxy_headers,
-        forwarded_allow_ips="*" if proxy_headers else None,
+        proxy_headers=proxy_headers,  # trusted from 127.0.0.1, or $FORWARDED_ALLOW_IPS
         log_level="info",
     )
 
