@@ -5,6 +5,7 @@ operations are the same on every one.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,9 +73,15 @@ class Platform:
     def ingest(self, study: str, paths: list[Path], kind: str | None = None) -> IngestOutcome:
         """Ingest each file; a refused file applies nothing and the others go on."""
         reports, refused = [], []
+        # Identity checks read the log, then publish: one ingest at a time per log, where the
+        # log can say so (the embedded one can; Kafka ingest has one writer per topic).
+        exclusive = getattr(self.bus, "exclusive", contextlib.nullcontext)
         for path in paths:
             try:
-                reports.append(ingest_file(Path(path), study, self.bus, self.known_records, kind))
+                with exclusive():
+                    reports.append(
+                        ingest_file(Path(path), study, self.bus, self.known_records, kind)
+                    )
             except FileRefusedError as exc:
                 refused.append(exc)
         self.sync_conflicts(study)

@@ -7,8 +7,11 @@ again after a crash appends nothing twice.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import json
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import polars as pl
@@ -104,6 +107,17 @@ class EmbeddedLog:
             raise
         return appended
 
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """Hold the log's writer lock across processes: a check-then-publish (ingest identity)
+        must not interleave with another one, or two contents could both pass as new."""
+        with open(self.path.with_name(self.path.name + ".lock"), "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
     def positions(self) -> dict[str, int]:
         return dict(self._db.execute("SELECT topic, next_offset FROM topic_ends").fetchall())
 
@@ -150,8 +164,6 @@ class EmbeddedLog:
 
 
 def _event(topic: str, row: tuple) -> Event:
-    import json
-
     offset, event_id, study, subject_id, schema_version, payload = row
     return Event(topic, study, subject_id, event_id, json.loads(payload), schema_version, offset)
 

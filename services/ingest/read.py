@@ -45,7 +45,8 @@ def _decode(path: Path) -> str:
             f"not UTF-8 (byte 0x{data[exc.start]:02x} on line {line})",
             "export the file again as UTF-8",
         ) from None
-    text = text.removeprefix("\ufeff")
+    # Trailing blank lines are the end of the file, not rows.
+    text = text.removeprefix("\ufeff").rstrip("\r\n") + "\n"
     if not text.strip():
         raise EmptyFileError(path.name, "the file is empty", "send the export with its rows")
     return text
@@ -121,7 +122,13 @@ def _read_jsonl(file: str, text: str, contract: Contract) -> pl.DataFrame:
         if not line.strip():
             continue
         try:
-            record = json.loads(line)
+            record = json.loads(line, object_pairs_hook=_no_repeated_keys)
+        except RepeatedKeyError as exc:
+            raise MalformedFileError(
+                file,
+                f"line {number} has the key {exc.key!r} more than once",
+                "send each field once per object",
+            ) from None
         except json.JSONDecodeError as exc:
             raise MalformedFileError(
                 file,
@@ -140,6 +147,22 @@ def _read_jsonl(file: str, text: str, contract: Contract) -> pl.DataFrame:
     _check_columns(file, [c for c in contract.columns if c in seen], contract)
     schema = {c: pl.String() for c in contract.columns} | {LINE: pl.Int64()}
     return pl.DataFrame(rows, schema=schema).select(*contract.columns, LINE)
+
+
+class RepeatedKeyError(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _no_repeated_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A key twice in one object is ambiguous (json keeps the last one silently)."""
+    record: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in record:
+            raise RepeatedKeyError(key)
+        record[key] = value
+    return record
 
 
 def _as_text(value: Any) -> str | None:

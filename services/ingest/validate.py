@@ -33,9 +33,15 @@ def _parse(f: Field) -> pl.Expr:
         case "bool":
             return pl.when(raw == TRUE).then(True).when(raw == FALSE).then(False)
         case "date":
-            return raw.str.to_date("%Y-%m-%d", strict=False)
+            # The strict shape first: chrono alone would take 2025-1-5.
+            return pl.when(raw.str.contains(r"^\d{4}-\d{2}-\d{2}$")).then(
+                raw.str.to_date("%Y-%m-%d", strict=False)
+            )
         case "timestamp":
-            return raw.str.to_datetime("%Y-%m-%dT%H:%M:%S%.fZ", strict=False, time_zone="UTC")
+            stamp = raw.str.to_datetime("%Y-%m-%dT%H:%M:%S%.fZ", strict=False, time_zone="UTC")
+            return pl.when(
+                raw.str.contains(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$")
+            ).then(stamp)
         case "list_float":
             items = (
                 raw.str.strip_chars("[]")

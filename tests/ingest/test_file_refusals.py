@@ -41,6 +41,8 @@ REFUSALS = [
         "broken_json_line.jsonl", MRI, "line 3 is not valid JSON (Expecting value)", process=True
     ),
     Refusal("non_object_line.jsonl", MRI, "line 2 is not a JSON object"),
+    # A key twice in one object is ambiguous: json.loads would keep the last one silently.
+    Refusal("repeated_key.jsonl", MRI, "line 1 has the key 'reader_role' more than once"),
     Refusal("exams_export_2025.csv", None, "cannot tell the kind from the file name", process=True),
     Refusal("exams_export_2025.csv", "exam", "unknown kind 'exam'"),
 ]

@@ -32,6 +32,14 @@ class Case:
 
 
 CASES_TABLE = [
+    # YYYY-MM-DD exactly; trailing blank lines are the end of the file, not rows.
+    Case(
+        "short_date_and_trailing_blank_lines.csv",
+        EXAM,
+        2,
+        (2,),
+        ((3, "exam_date", "exam_date must be a date YYYY-MM-DD, got 2025-1-1"),),
+    ),
     Case(
         "bad_enum.csv",
         EXAM,
