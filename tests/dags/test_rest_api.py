@@ -1,0 +1,146 @@
+"""The data manager's real path: `airflow standalone` on SQLite, database_lock triggered
+through the REST API, the lock written to a real S3 server, then read on "another machine"
+(a subprocess that has only the S3 settings) by the example analysis job."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests import servers
+from tests.dags.conftest import DAGS
+from tests.store.trials import STUDY, env_of, s3_settings
+
+pytestmark = pytest.mark.slow
+
+
+def _health(url: str) -> Callable[[servers.ManagedServer], bool]:
+    def ready(server: servers.ManagedServer) -> bool:
+        try:
+            health = httpx.get(f"{url}/api/v2/monitor/health", timeout=2).json()
+        except (httpx.HTTPError, ValueError):
+            return False
+        return all(
+            (health.get(part) or {}).get("status") == "healthy"
+            for part in ("metadatabase", "scheduler", "dag_processor")
+        )
+
+    return ready
+
+
+def _until(what: str, check: Callable[[], Any], timeout: float) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if (value := check()) is not None:
+            return value
+        time.sleep(1)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def test_data_manager_locks_through_the_rest_api_and_an_analyst_reads_s3(
+    tmp_path: Path,
+    decided_home: Path,
+    seaweedfs: servers.S3Server,
+    bucket_factory: Callable[..., str],
+) -> None:
+    settings = s3_settings(decided_home, seaweedfs, bucket_factory("rest"))
+    home = tmp_path / "airflow"
+    port = servers.free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = env_of(settings) | {
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS),
+        "AIRFLOW__CORE__PARALLELISM": "4",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+        "AIRFLOW__API__HOST": "127.0.0.1",
+        "AIRFLOW__API__PORT": str(port),
+        "AIRFLOW__API__BASE_URL": url,
+        "AIRFLOW__API__WORKERS": "1",
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{url}/execution/",
+        # standalone starts its components as `airflow ...`: the venv's bin must be on PATH
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
+    standalone = servers.ManagedServer(
+        "airflow-standalone",
+        [sys.executable, "-m", "airflow", "standalone"],
+        log_path=tmp_path / "standalone.log",
+        ready=_health(url),
+        start_timeout=120,
+        stop_timeout=30,
+        env=env,
+        cwd=tmp_path,
+    )
+    standalone.start()
+    try:
+        passwords = json.loads((home / "simple_auth_manager_passwords.json.generated").read_text())
+        token = httpx.post(
+            f"{url}/auth/token",
+            json={"username": "admin", "password": passwords["admin"]},
+            timeout=10,
+        ).json()["access_token"]
+        api = httpx.Client(
+            base_url=f"{url}/api/v2", headers={"Authorization": f"Bearer {token}"}, timeout=10
+        )
+        _until(
+            "the DAG processor to parse dags/",
+            lambda: api.get("/dags/database_lock").status_code == 200 or None,
+            90,
+        )
+        assert api.patch("/dags/database_lock", json={"is_paused": False}).status_code == 200
+        conf = {
+            "study": STUDY,
+            "lock_id": "PRIMARY",
+            "level": "hard",
+            "reason": "primary analysis of the completers",
+            "requested_by": "dm.jones",
+        }
+        trigger = {"dag_run_id": "lock-primary", "logical_date": None, "conf": conf}
+        created = api.post("/dags/database_lock/dagRuns", json=trigger)
+        assert created.status_code == 200, created.text
+        again = api.post("/dags/database_lock/dagRuns", json=trigger)
+        assert again.status_code == 409  # the run id is an idempotency key
+        bad = api.post(
+            "/dags/database_lock/dagRuns",
+            json={"dag_run_id": "bad", "logical_date": None, "conf": conf | {"level": "x"}},
+        )
+        assert bad.status_code == 400  # the Param schema refuses it before any task runs
+
+        def finished() -> str | None:
+            state = api.get("/dags/database_lock/dagRuns/lock-primary").json()["state"]
+            return state if state in ("success", "failed") else None
+
+        assert _until("the lock run to finish", finished, 240) == "success", api.get(
+            "/dags/database_lock/dagRuns/lock-primary/taskInstances"
+        ).json()
+    finally:
+        standalone.stop()
+
+    # Another machine: no platform home, no event log, no Airflow; only the S3 settings.
+    analyst = {k: v for k, v in os.environ.items() if not k.startswith(("TRACT_", "AIRFLOW"))}
+    analyst |= {k: v for k, v in env_of(settings).items() if k.startswith("TRACT_S3_")}
+    (tmp_path / "analyst").mkdir()
+    argv = ["-m", "services.analysis.job", "--store", settings.store, "--study", STUDY]
+    job = subprocess.run(
+        [sys.executable, *argv, "--lock", "PRIMARY"],
+        cwd=tmp_path / "analyst",
+        env=analyst,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert job.returncode == 0, job.stderr
+    assert "every sha256 verified against the manifest" in job.stdout
+    assert "FULL_CLOSURE   12   60.0%" in job.stdout
+    assert "30 of 43 treated tracts closed" in job.stdout
+    assert "identical to the report frozen with the lock" in job.stdout
+    assert list((tmp_path / "analyst").iterdir()) == []  # it wrote nothing locally
