@@ -108,7 +108,8 @@ def views(frames: dict[str, pl.DataFrame], manifest: dict[str, Any]) -> dict[str
         [
             {
                 "kind": name.removeprefix("events/"),
-                "position": positions.get(name.removeprefix("events/")),
+                # a kind the log never saw has no position yet: its cut is offset 0
+                "position": positions.get(name.removeprefix("events/"), 0),
                 "next_offset": int(frame["offset"].max() + 1) if frame.height else 0,  # type: ignore[operator]
             }
             for name, frame in frames.items()
