@@ -28,6 +28,7 @@ import urllib3
 from minio import Minio
 from minio.commonconfig import COMPLIANCE
 from minio.error import InvalidResponseError, S3Error, ServerError
+from minio.helpers import MAX_PART_SIZE, MIN_PART_SIZE
 from minio.retention import Retention
 
 from services.store import MANIFEST
@@ -59,6 +60,10 @@ S3_CODES: dict[str, type[StoreError]] = {
     "BadDigest": StoreUnavailableError,  # bytes damaged on the way: send them again
     "XAmzContentSHA256Mismatch": StoreUnavailableError,
 }
+
+
+#: Objects up to this size go in one PUT with a sha256 checksum; larger ones go multipart.
+SINGLE_PUT_MAX = MAX_PART_SIZE
 
 
 def _http_client(secure: bool) -> urllib3.PoolManager:
@@ -252,8 +257,14 @@ class S3Store:
 
     def _put(self, key: str, data: bytes, retention: Retention | None) -> str | None:
         """Put one object; the server checks the sha256 it received. Returns its version id."""
-        checksum = base64.b64encode(hashlib.sha256(data).digest()).decode()
-        headers = {"x-amz-sdk-checksum-algorithm": "SHA256", "x-amz-checksum-sha256": checksum}
+        headers: dict[str, str] = {}
+        part_size = 0  # minio's choice: multipart above 5 MiB
+        if len(data) <= SINGLE_PUT_MAX:
+            # One PUT (no multipart, where a whole-object checksum header is refused), so the
+            # server can check the sha256 of what it received.
+            checksum = base64.b64encode(hashlib.sha256(data).digest()).decode()
+            headers = {"x-amz-sdk-checksum-algorithm": "SHA256", "x-amz-checksum-sha256": checksum}
+            part_size = max(len(data), MIN_PART_SIZE)
         with self._errors(f"writing {self.location(key)}"):
             result = self.client.put_object(
                 self.bucket,
@@ -263,6 +274,7 @@ class S3Store:
                 content_type=_content_type(key),
                 metadata=headers,  # type: ignore[arg-type]
                 retention=retention,
+                part_size=part_size,
             )
         return result.version_id
 

@@ -36,15 +36,18 @@ def s3(request: pytest.FixtureRequest) -> servers.S3Server:
 def test_store_contract(s3: servers.S3Server, bucket_factory: Callable[..., str]) -> None:
     store = S3Store(s3.minio(), bucket_factory("contract"), "trial/a", endpoint=s3.url)
     assert store.object_lock_enabled()  # created by the store: object lock, versioning
-    files = {"tables/t.parquet": b"PAR1...", "report.json": b"{}"}
+    big = bytes(range(256)) * (6 * 4096)  # 6 MiB: above minio's multipart threshold
+    files = {"tables/t.parquet": b"PAR1...", "report.json": b"{}", "big.parquet": big}
     store.write_snapshot("locks/S/L1", files, b'{"files": {}}')
 
     assert store.list("locks") == [
+        "locks/S/L1/big.parquet",
         "locks/S/L1/manifest.json",
         "locks/S/L1/report.json",
         "locks/S/L1/tables/t.parquet",
     ]
     assert store.read("locks/S/L1/tables/t.parquet") == b"PAR1..."
+    assert store.read("locks/S/L1/big.parquet") == big
     assert store.exists("locks/S/L1/manifest.json")
     assert not store.exists("locks/S/L2/manifest.json")
     assert store.location("locks/S/L1").startswith("s3://contract-")
