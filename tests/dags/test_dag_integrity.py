@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from tests.dags.conftest import DAGS
+
 EXPECTED = {
     "database_lock": [
         "check_request",
@@ -52,7 +54,12 @@ def test_parsing_a_dag_imports_no_heavy_library(dagbag: Any) -> None:
         "print(heavy)\n"
     )
     out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+        [sys.executable, "-c", code],
+        cwd=DAGS.parent,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
     )
     assert out.stdout.strip().splitlines()[-1] == "[]"
 
