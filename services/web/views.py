@@ -260,6 +260,8 @@ def readiness(conflicts: pl.DataFrame, tracts: pl.DataFrame, locks: pl.DataFrame
             f"Not ready to lock: {open_.height} open conflict(s) ({by_type}); "
             "the committee resolves them in the conflict queue"
         )
+    elif in_force and not changed:
+        message = f"Locked as {in_force}: no open conflicts and no data entered after the lock"
     else:
         message = "Ready to lock: no open conflicts"
         if pending:

@@ -176,6 +176,13 @@ def test_readiness_to_lock() -> None:
         pl.DataFrame({"offset": [0], "action": ["LOCK"], "lock_id": ["L1"]}),
     )
     assert (locked.lock_in_force, locked.changed_after_lock) == ("L1", 1)
+    assert locked.message.startswith("Ready to lock")  # data came in after the lock
+    settled = readiness(
+        CONFLICTS.head(0),
+        _tracts(),
+        pl.DataFrame({"offset": [0], "action": ["LOCK"], "lock_id": ["L1"]}),
+    )
+    assert settled.message.startswith("Locked as L1: no open conflicts")
 
 
 def test_the_swimmer_plot_is_valid_svg_with_a_lane_per_treated_tract() -> None:
