@@ -7,6 +7,7 @@ Docker; all three stop a process with SIGTERM or SIGINT, and the loop must finis
 
 from __future__ import annotations
 
+import faulthandler
 import logging
 import signal
 import sys
@@ -22,6 +23,7 @@ def log_to_stderr(level: int = logging.INFO) -> None:
     )
     for noisy in ("kafka", "urllib3"):  # their INFO lines are about sockets, not our data
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1 PID`: where is it?
 
 
 def stop_on_signals() -> Callable[[], bool]:

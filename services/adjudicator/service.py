@@ -16,6 +16,7 @@ import contextlib
 import fcntl
 import logging
 import os
+import socket
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -105,6 +106,7 @@ class AdjudicatorService:
             self.bus.config.input_kinds(),
             on_assign=self._starts,
             max_records=self.max_batch,
+            instance=f"adjudicator@{socket.gethostname()}",
         )
 
     def run(self, should_stop: Callable[[], bool], retry_s: float = 5.0) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -100,6 +101,32 @@ def translated(doing: str, where: str) -> Iterator[None]:
         raise translate(exc, doing, where) from exc
 
 
+def bounded(action: Callable[[], Any], seconds: float, doing: str, where: str) -> Any:
+    """``action()``, or BusUnavailableError if it has not returned within ``seconds``.
+
+    A watchdog for client set-up and admin calls: kafka-python bounds each request, but a
+    broker that comes back in the middle of a bootstrap was seen to leave a call waiting for
+    good once in a dozen restarts; the stuck client is abandoned (a daemon thread)."""
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["value"] = action()
+        except BaseException as exc:  # handed to the caller below
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=run, name=f"tract-kafka: {doing}", daemon=True)
+    worker.start()
+    worker.join(seconds)
+    if worker.is_alive():
+        raise BusUnavailableError(
+            f"{doing} on Kafka at {where}: no answer within {seconds:.0f}s; check the broker"
+        )
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
+
+
 class AppliedPositions(Protocol):
     """What the adjudicator has applied (its state file); CLI writers wait on it."""
 
@@ -151,7 +178,7 @@ class KafkaBus:
         for attempt in range(1, attempts + 1):
             try:
                 with translated(doing, self.config.where):
-                    return action()
+                    return bounded(action, 3 * self.config.timeout_s + 5, doing, self.config.where)
             except BusUnavailableError as exc:
                 if attempt == attempts:
                     raise BusUnavailableError(
@@ -306,14 +333,19 @@ class KafkaBus:
         kinds: Sequence[str],
         on_assign: Callable[[list[Position]], dict[Position, int]] | None = None,
         max_records: int = 5000,
+        instance: str | None = None,
     ) -> KafkaEventConsumer:
-        """A group consumer; ``on_assign`` may name where to start each assigned partition."""
+        """A group consumer; ``on_assign`` may name where to start each assigned partition.
+
+        ``instance`` makes it a static member (KIP-345): restarted under the same id, it takes
+        its partitions back at once instead of waiting for the killed member to time out."""
         self.ensure_topics()
         consumer = self.retrying(
             f"joining consumer group {group}",
             lambda: KafkaConsumer(
                 **self.config.client_options(),
                 group_id=group,
+                group_instance_id=instance,
                 enable_auto_commit=False,
                 auto_offset_reset="earliest",
                 session_timeout_ms=6000,  # the smallest both test brokers accept

@@ -91,6 +91,14 @@ class Stack:
         path = self.root / f"{name}.log"
         return path.read_text(errors="replace") if path.exists() else ""
 
+    def dump_stacks(self) -> str:
+        """Ask every live process for its thread stacks (SIGUSR1, see services/serve.py)."""
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGUSR1)
+        time.sleep(1.0)
+        return "\n".join(f"--- {name} ---\n{self.log(name)[-6000:]}" for name in self.procs)
+
     def kill(self, name: str) -> None:
         """SIGKILL, as a crash would."""
         proc = self.procs.pop(name)
@@ -109,10 +117,12 @@ class Stack:
                 proc.wait(timeout=10)
             self.procs.pop(name)
 
-    def tract(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def tract(
+        self, *args: str, check: bool = True, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
         done = subprocess.run(
             [TRACT, *args],
-            env={**os.environ, **self.env()},
+            env={**os.environ, **self.env(), **(env or {})},
             capture_output=True,
             text=True,
             timeout=180,
