@@ -144,6 +144,13 @@ def kafka_rate(bootstrap: str, files: dict[str, Path], work: Path, expected: int
             f"outcome changes, {counts.get('conflict_change', 0)} conflict changes"
         )
         platform.bus.close()
+        log.flush()
+        sizes = [
+            int(line.split("batch of ")[1].split()[0])
+            for line in (work / "adjudicator.log").read_text().splitlines()
+            if "batch of " in line
+        ]
+        print(f"  adjudicator: {len(sizes)} batches, sizes {sizes}")
         return done - started
     finally:
         service.terminate()

@@ -42,6 +42,7 @@ CREATE TABLE IF NOT EXISTS output_ends (
     topic TEXT NOT NULL, part INTEGER NOT NULL, next_offset INTEGER NOT NULL,
     PRIMARY KEY (topic, part)
 );
+CREATE TABLE IF NOT EXISTS dirty (study TEXT NOT NULL, subject_id TEXT);
 CREATE TABLE IF NOT EXISTS heartbeat (
     id INTEGER PRIMARY KEY CHECK (id = 1), beat REAL NOT NULL, pid INTEGER, host TEXT
 );
@@ -98,6 +99,16 @@ class AppliedLog(EmbeddedLog):
 
         return [Event(r[0], r[3], r[4], r[2], json.loads(r[6]), r[5], r[1]) for r in rows]
 
+    def dirty(self) -> dict[str, set[str] | None]:
+        """Subjects applied but whose outcome changes are not published yet."""
+        found: dict[str, set[str] | None] = {}
+        for study, subject in self._db.execute("SELECT study, subject_id FROM dirty"):
+            if subject is None:
+                found[study] = None
+            elif found.get(study, set()) is not None:
+                found.setdefault(study, set()).add(subject)  # type: ignore[union-attr]
+        return found
+
     def output_ends(self) -> dict[Position, int]:
         rows = self._db.execute("SELECT topic, part, next_offset FROM output_ends").fetchall()
         return {(t, p): o for t, p, o in rows}
@@ -109,9 +120,11 @@ class AppliedLog(EmbeddedLog):
         applied: dict[Position, int],
         identities: Sequence[Identity],
         outbox: Sequence[Event],
+        dirty: dict[str, set[str] | None] | None = None,
     ) -> None:
         """In one transaction: append ``events`` (their offsets already assigned), move the
-        applied Kafka positions, record identities, and queue ``outbox`` for publishing."""
+        applied Kafka positions, record identities, queue ``outbox`` for publishing, and keep
+        the subjects whose changes are not published yet (``dirty``; None = a whole study)."""
         now = utc_now()
         db = self._db
         db.execute("BEGIN IMMEDIATE")

@@ -30,8 +30,14 @@ def adjudicator() -> None:
     show_default=True,
     help="Most records applied in one batch (one recompute of the touched subjects).",
 )
+@click.option(
+    "--max-lag",
+    default=5.0,
+    show_default=True,
+    help="Seconds outcome changes may wait while more records keep arriving (bulk loads).",
+)
 @click.pass_obj
-def run(obj: Any, max_batch: int) -> None:
+def run(obj: Any, max_batch: int, max_lag: float) -> None:
     """Serve until SIGTERM/SIGINT; state in <home>/adjudicator/state.db (read by the CLI)."""
     from services.adjudicator.service import AdjudicatorService
     from services.bus.kafka import open_kafka
@@ -40,7 +46,7 @@ def run(obj: Any, max_batch: int) -> None:
     _kafka_only(obj.settings)
     log_to_stderr()
     bus, applied = open_kafka(obj.settings)
-    service = AdjudicatorService(bus, applied, max_batch=max_batch)
+    service = AdjudicatorService(bus, applied, max_batch=max_batch, max_lag_s=max_lag)
     click.echo(
         f"adjudicator: group {bus.config.adjudicator_group} on {bus.config.where}, "
         f"state {applied.path}",

@@ -67,10 +67,15 @@ class _Scoped(Platform):
 
 class AdjudicatorService:
     def __init__(
-        self, bus: KafkaBus, log_: AppliedLog, rules: RuleSet | None = None, max_batch: int = 20_000
+        self,
+        bus: KafkaBus,
+        log_: AppliedLog,
+        rules: RuleSet | None = None,
+        max_batch: int = 20_000,
+        max_lag_s: float = 5.0,
     ) -> None:
         self.bus, self.log, self.rules = bus, log_, rules or load_ruleset()
-        self.max_batch = max_batch
+        self.max_batch, self.max_lag_s = max_batch, max_lag_s
         self.consumer: Any = None
         self._pending: list[Event] = []
         self._beat_at = 0.0
@@ -79,6 +84,8 @@ class AdjudicatorService:
         self.seen = {k: set(self.frames.event_ids(k).to_list()) for k in self.frames.kinds()}
         self.identities = {(k, s, r, v): (h, e) for k, s, r, v, h, e in log_.identities()}
         self.published = load_published(self.frames.frame("outcome_change"))
+        self.dirty: dict[str, set[str] | None] = log_.dirty()  # touched, not yet published
+        self._dirty_since: float | None = None
         self.stats = {"records": 0, "applied": 0, "dead_letters": 0, "outputs": 0, "batches": 0}
 
     # lifecycle -----------------------------------------------------------------------------
@@ -135,23 +142,29 @@ class AdjudicatorService:
         if self._pending:
             self._flush(self._pending, self._pending)
         deliveries = self.consumer.deliveries(self.max_batch, timeout_s)
-        while deliveries and len(deliveries) < self.max_batch:
+        caught_up = True
+        while deliveries:
+            if len(deliveries) >= self.max_batch:
+                caught_up = False
+                break
             more = self.consumer.deliveries(self.max_batch - len(deliveries), 0.05)
             if not more:
                 break
             deliveries += more
-        if deliveries:
-            self.apply(deliveries)
+        if deliveries or self.dirty:
+            self.apply(deliveries, caught_up)
         self._beat()
         return len(deliveries)
 
-    def apply(self, deliveries: Sequence[Delivery]) -> None:
+    def apply(self, deliveries: Sequence[Delivery], caught_up: bool = True) -> None:
+        """Apply a batch; publish the outcome and conflict changes of the subjects touched
+        since the last publication, unless more records are waiting (then at most
+        ``max_lag_s`` later): a bulk load is recomputed once, not once per batch."""
         started = time.monotonic()
         applied: dict[Position, int] = {}
         fresh: list[Event] = []
         dead: list[Event] = []
         identities: list[Identity] = []
-        touched: dict[str, set[str] | None] = {}
         for d in deliveries:
             position = (d.topic, d.partition)
             applied[position] = max(applied.get(position, 0), d.offset + 1)
@@ -169,30 +182,39 @@ class AdjudicatorService:
                 self._keep_new(refusal, dead)
                 continue
             self._keep_new(event, fresh)
-            if event.kind in TOUCHES_SUBJECT:
-                subjects = touched.setdefault(event.study, set())
-                if subjects is not None:
-                    subjects.add(event.subject_id)
-            elif event.kind == "lock":
-                touched[event.study] = None  # post-lock flags may change anywhere in the study
+            self._touch(event)
         placed = self.frames.append(fresh + dead)
+        if self.dirty and self._dirty_since is None:
+            self._dirty_since = started
+        lag = started - (self._dirty_since or started)
+        touched = self.dirty if caught_up or lag >= self.max_lag_s else {}
         outputs = self._outputs(touched)
         outbox = placed[len(fresh) :] + outputs  # the dead letters, then the outputs
-        self.log.apply(placed + outputs, applied, identities, outbox)
+        if touched:
+            self.dirty, self._dirty_since = {}, None
+        self.log.apply(placed + outputs, applied, identities, outbox, self.dirty)
         self._flush(outbox, outbox)
-        with contextlib.suppress(BusError):  # resume comes from the state file; this is a hint
-            self.consumer.commit(applied)
+        if applied:
+            with contextlib.suppress(BusError):  # resume comes from the state file: a hint
+                self.consumer.commit(applied)
         self._count(len(deliveries), len(fresh), len(dead), len(outputs))
         log.info(
-            "batch of %d record(s): %d applied, %d dead letter(s), %d output(s) for %d "
-            "subject(s) in %.0f ms",
+            "batch of %d record(s): %d applied, %d dead letter(s), %d output(s) for %s in %.0f ms",
             len(deliveries),
             len(fresh),
             len(dead),
             len(outputs),
-            sum(len(s) if s is not None else 1 for s in touched.values()),
+            _subjects(touched) if touched else f"none yet ({_subjects(self.dirty)} pending)",
             1000 * (time.monotonic() - started),
         )
+
+    def _touch(self, event: Event) -> None:
+        if event.kind in TOUCHES_SUBJECT:
+            subjects = self.dirty.setdefault(event.study, set())
+            if subjects is not None:
+                subjects.add(event.subject_id)
+        elif event.kind == "lock":
+            self.dirty[event.study] = None  # post-lock flags may change anywhere in the study
 
     # helpers -------------------------------------------------------------------------------
     def _outputs(self, touched: dict[str, set[str] | None]) -> list[Event]:
@@ -275,6 +297,11 @@ class AdjudicatorService:
         if time.monotonic() - self._beat_at > 2.0:
             self.log.beat()
             self._beat_at = time.monotonic()
+
+
+def _subjects(touched: dict[str, set[str] | None]) -> str:
+    parts = [f"{study}: all" if s is None else f"{study}: {len(s)}" for study, s in touched.items()]
+    return f"subjects ({', '.join(parts)})"
 
 
 def conflicting_duplicate(event: Event, id_field: Any, version_field: Any, known: str) -> Event:

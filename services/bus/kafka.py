@@ -252,10 +252,11 @@ class KafkaBus:
         self.ensure_topics()
         producer = self._producer_now()
         landed: dict[int, tuple[str, int, int]] = {}
+        records = [encode(e) for e in events]
         pending = list(range(len(events)))
         started, attempts = time.monotonic(), self.config.retries
         for attempt in range(1, attempts + 1):
-            pending, last = self._send_once(producer, events, pending, landed)
+            pending, last = self._send_once(producer, events, records, pending, landed)
             if not pending:
                 break
             if attempt == attempts:
@@ -271,9 +272,9 @@ class KafkaBus:
         for topic, partition, offset in landed.values():
             if offset > self._written.get((topic, partition), -1):
                 self._written[(topic, partition)] = offset
-        for e in events:
+        for e, (_, value, _) in zip(events, records, strict=True):
             if e.kind in IDENTIFIED:
-                row = (-1, e.event_id, e.study, e.subject_id, e.value())
+                row = (-1, e.event_id, e.study, e.subject_id, value.decode())
                 self._recent.setdefault((e.kind, e.study), []).append(row)
         return [landed[i] for i in range(len(events))]
 
@@ -287,6 +288,7 @@ class KafkaBus:
         self,
         producer: Any,
         events: Sequence[Event],
+        records: list[Any],
         indexes: list[int],
         landed: dict[int, tuple[str, int, int]],
     ) -> tuple[list[int], str]:
@@ -295,7 +297,7 @@ class KafkaBus:
         failed: list[int] = []
         last = ""
         for i in indexes:
-            key, value, headers = encode(events[i])
+            key, value, headers = records[i]
             topic = self.config.topic(events[i].kind)
             try:
                 futures.append(
