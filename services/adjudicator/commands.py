@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any
 
 import click
@@ -60,8 +61,9 @@ def run(obj: Any, max_batch: int, max_lag: float) -> None:
 
 @adjudicator.command("status")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for machines.")
+@click.option("--check", is_flag=True, help="Exit 1 unless the service is running (health checks).")
 @click.pass_obj
-def status(obj: Any, as_json: bool) -> None:
+def status(obj: Any, as_json: bool, check: bool) -> None:
     """What the service has applied: events per kind, Kafka positions, heartbeat, outbox."""
     from services.adjudicator.applied import AppliedLog
 
@@ -77,9 +79,11 @@ def status(obj: Any, as_json: bool) -> None:
     }
     if as_json:
         click.echo(json.dumps(data, indent=2))
-        return
-    alive = "running" if data["running"] else "not running"
-    click.echo(f"adjudicator {alive} (heartbeat {data['heartbeat_age_s']}s ago), {state.path}")
-    for kind, n in sorted(data["events"].items()):
-        click.echo(f"  {kind:20} {n}")
-    click.echo(f"  outbox (not yet on Kafka): {data['outbox']}")
+    else:
+        alive = "running" if data["running"] else "not running"
+        click.echo(f"adjudicator {alive} (heartbeat {data['heartbeat_age_s']}s ago), {state.path}")
+        for kind, n in sorted(data["events"].items()):
+            click.echo(f"  {kind:20} {n}")
+        click.echo(f"  outbox (not yet on Kafka): {data['outbox']}")
+    if check and not data["running"]:
+        sys.exit(1)
