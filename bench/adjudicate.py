@@ -110,9 +110,18 @@ def main() -> None:
         print(json.dumps(measure(args.child[0], Path(args.child[1]))))
         return
 
-    print(
-        f"{'subjects':>9} {'events':>10} {'scan s':>8} {'adjudicate s':>13} {'ratio':>6} {'us/subject':>11} {'scan MB':>8} {'adj MB':>7}"
+    columns = (
+        "subjects",
+        "events",
+        "scan s",
+        "adjudicate s",
+        "ratio",
+        "us/subject",
+        "scan MB",
+        "adj MB",
     )
+    widths = (9, 10, 8, 13, 6, 11, 8, 7)
+    print(" ".join(f"{c:>{w}}" for c, w in zip(columns, widths, strict=True)))
     with tempfile.TemporaryDirectory() as tmp:
         for n in args.sizes:
             folder = Path(tmp) / str(n)
