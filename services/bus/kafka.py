@@ -1,8 +1,8 @@
-"""The Kafka implementation of the event bus (kafka-python), and the only module that sees it.
+"""The Kafka implementation of the event bus (kafka-python): the producer side and set-up.
 
 Producer: ``acks=all``, idempotent, events keyed ``study/subject_id`` so a subject's events
 keep their order; event id, kind, schema version, study and subject travel in headers. Every
-kafka-python error is translated here through :data:`ERRORS` into ``services.bus.errors``:
+kafka-python error is translated through :data:`ERRORS` (kafka_errors.py) into ours:
 a broker that does not answer is a retryable :class:`BusUnavailableError` (bounded attempts,
 then a message that says what to check), anything else a final :class:`BusError`.
 """
@@ -11,21 +11,20 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 import polars as pl
 
 import schemas
 from services.bus.embedded import FRAME_SCHEMA
-from services.bus.envelope import dead_letter, decode, encode
-from services.bus.errors import BusError, BusUnavailableError, MalformedEventError
-from services.bus.kafka_config import DEAD_LETTER_KIND as DEAD
+from services.bus.envelope import encode
+from services.bus.errors import BusUnavailableError
 from services.bus.kafka_config import KafkaConfig
+from services.bus.kafka_consumer import Delivery, KafkaEventConsumer, Position
+from services.bus.kafka_errors import ERRORS, bounded, translate, translated
 from services.events import Event
 
 with warnings.catch_warnings():
@@ -33,14 +32,7 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
     import kafka.errors as kerr
     import kafka.record.util as krecord
-    from kafka import (
-        ConsumerRebalanceListener,
-        KafkaAdminClient,
-        KafkaConsumer,
-        KafkaProducer,
-        OffsetAndMetadata,
-        TopicPartition,
-    )
+    from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 
 if TYPE_CHECKING:
     from services.config import Settings
@@ -53,111 +45,12 @@ Python one costs ~130 us per record, more than everything else the adjudicator d
 
 IDENTIFIED = frozenset(c.kind for c in schemas.contracts().values() if c.id_field)
 
-Position = tuple[str, int]  # (Kafka topic, partition)
-
-ERRORS: tuple[tuple[type[Exception], type[BusError], str], ...] = (
-    (
-        kerr.SaslAuthenticationFailedError,
-        BusError,
-        "the broker refused the credentials; check TRACT_KAFKA_USERNAME and TRACT_KAFKA_PASSWORD",
-    ),
-    (
-        kerr.AuthorizationError,
-        BusError,
-        "the broker refused this client; grant its principal access to the tract topics",
-    ),
-    (
-        kerr.UnknownTopicOrPartitionError,
-        BusError,
-        "a topic is missing; create them with `tract kafka topics`",
-    ),
-    (
-        kerr.MessageSizeTooLargeError,
-        BusError,
-        "an event is larger than the broker accepts; raise max.message.bytes on the topic",
-    ),
-    (
-        kerr.RetriableError,
-        BusUnavailableError,
-        "the broker did not answer; check that it is running and that --bus/TRACT_BUS names it",
-    ),
-    (kerr.KafkaError, BusError, "the broker refused the operation"),
-)
-"""kafka-python error -> our error and the next step, first match wins (most specific first)."""
-
-
-def translate(exc: Exception, doing: str, where: str) -> BusError:
-    for source, target, hint in ERRORS:
-        if isinstance(exc, source):
-            return target(f"{doing} on Kafka at {where}: {hint} ({type(exc).__name__}: {exc})")
-    raise exc
-
-
-@contextlib.contextmanager
-def translated(doing: str, where: str) -> Iterator[None]:
-    try:
-        yield
-    except kerr.KafkaError as exc:
-        raise translate(exc, doing, where) from exc
-
-
-def bounded(action: Callable[[], Any], seconds: float, doing: str, where: str) -> Any:
-    """``action()``, or BusUnavailableError if it has not returned within ``seconds``.
-
-    A watchdog for client set-up and admin calls: kafka-python bounds each request, but a
-    broker that comes back in the middle of a bootstrap was seen to leave a call waiting for
-    good once in a dozen restarts; the stuck client is abandoned (a daemon thread)."""
-    outcome: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            outcome["value"] = action()
-        except BaseException as exc:  # handed to the caller below
-            outcome["error"] = exc
-
-    worker = threading.Thread(target=run, name=f"tract-kafka: {doing}", daemon=True)
-    worker.start()
-    worker.join(seconds)
-    if worker.is_alive():
-        raise BusUnavailableError(
-            f"{doing} on Kafka at {where}: no answer within {seconds:.0f}s; check the broker"
-        )
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["value"]
-
 
 class AppliedPositions(Protocol):
     """What the adjudicator has applied (its state file); CLI writers wait on it."""
 
     def kafka_positions(self) -> dict[Position, int]: ...
     def heartbeat_age(self) -> float | None: ...
-
-
-@dataclass(frozen=True)
-class Delivery:
-    """One record as read: its position, and the event in it or why it is not one."""
-
-    kind: str
-    topic: str
-    partition: int
-    offset: int
-    event: Event | None
-    problem: MalformedEventError | None = None
-    value: bytes | None = None
-    headers: tuple[tuple[str, bytes | None], ...] = ()
-
-    def dead_letter(self) -> Event:
-        assert self.problem is not None
-        return dead_letter(
-            self.kind,
-            self.topic,
-            self.partition,
-            self.offset,
-            self.value,
-            self.headers,
-            self.problem,
-        )
 
 
 class KafkaBus:
@@ -456,89 +349,6 @@ class KafkaBus:
             self._producer = None
 
 
-class KafkaEventConsumer:
-    """A consumer-group member over event topics; ``poll`` for events, ``deliveries`` for
-    positions and malformed records too."""
-
-    def __init__(
-        self,
-        bus: KafkaBus,
-        consumer: Any,
-        group: str,
-        kinds: tuple[str, ...],
-        on_assign: Callable[[list[Position]], dict[Position, int]] | None,
-    ) -> None:
-        self._bus, self._consumer, self.group = bus, consumer, group
-        self.assigned: list[Position] = []
-        outer = self
-
-        class Listener(ConsumerRebalanceListener):  # type: ignore[misc]
-            def on_partitions_revoked(self, revoked: Any) -> None:
-                outer.assigned = []
-
-            def on_partitions_assigned(self, assigned: Any) -> None:
-                outer.assigned = sorted((tp.topic, tp.partition) for tp in assigned)
-                starts = on_assign(outer.assigned) if on_assign else {}
-                for tp in assigned:
-                    start = starts.get((tp.topic, tp.partition))
-                    if start is not None:
-                        consumer.seek(tp, start)
-                    elif on_assign is not None:
-                        consumer.seek_to_beginning(tp)
-
-        topics = [bus.config.topic(k) for k in kinds]
-        with translated(f"subscribing to {', '.join(topics)}", bus.config.where):
-            consumer.subscribe(topics, listener=Listener())
-
-    def deliveries(self, max_records: int = 5000, timeout_s: float = 1.0) -> list[Delivery]:
-        with translated(f"polling as group {self.group}", self._bus.config.where):
-            batch = self._consumer.poll(timeout_ms=int(timeout_s * 1000), max_records=max_records)
-        found: list[Delivery] = []
-        for tp, records in batch.items():
-            kind = self._bus.config.kind(tp.topic) or "?"
-            for r in records:
-                headers = tuple(r.headers or ())
-                try:
-                    event = decode(kind, r.value, headers, r.offset)
-                    found.append(Delivery(kind, tp.topic, tp.partition, r.offset, event))
-                except MalformedEventError as problem:
-                    found.append(
-                        Delivery(
-                            kind, tp.topic, tp.partition, r.offset, None, problem, r.value, headers
-                        )
-                    )
-        return found
-
-    def poll(self, max_records: int = 500, timeout_s: float = 1.0) -> list[Event]:
-        """Events; a malformed record is dead-lettered with its reason and skipped."""
-        deliveries = self.deliveries(max_records, timeout_s)
-        letters = [d.dead_letter() for d in deliveries if d.event is None and d.kind != DEAD]
-        for d in deliveries:
-            if d.event is None:  # a bad record on the dead-letter topic itself is only logged
-                note = "dead-lettered" if d.kind != DEAD else "skipped"
-                log.warning("%s %s[%d]@%d: %s", note, d.topic, d.partition, d.offset, d.problem)
-        if letters:
-            self._bus.publish(letters)
-        return [d.event for d in deliveries if d.event is not None]
-
-    def commit(self, positions: dict[Position, int] | None = None) -> None:
-        """Commit what was polled, or exactly ``positions`` (next offset per partition)."""
-        offsets = (
-            None
-            if positions is None
-            else {
-                TopicPartition(t, p): OffsetAndMetadata(o, "", -1)
-                for (t, p), o in positions.items()
-            }
-        )
-        with translated(f"committing offsets of group {self.group}", self._bus.config.where):
-            self._consumer.commit(offsets)
-
-    def close(self) -> None:
-        with contextlib.suppress(kerr.KafkaError):
-            self._consumer.close()
-
-
 def open_kafka(settings: Settings) -> tuple[KafkaBus, Any]:
     """The Kafka bus, and the adjudicator service's applied state as the event source."""
     from services.adjudicator.applied import AppliedLog
@@ -547,4 +357,11 @@ def open_kafka(settings: Settings) -> tuple[KafkaBus, Any]:
     return KafkaBus(KafkaConfig.from_settings(settings), applied), applied
 
 
-__all__ = ["Delivery", "KafkaBus", "KafkaEventConsumer", "open_kafka"]
+__all__ = [
+    "ERRORS",
+    "Delivery",
+    "KafkaBus",
+    "KafkaEventConsumer",
+    "open_kafka",
+    "translate",
+]
