@@ -109,22 +109,26 @@ def adjudicate(
     )
     clinical = clinical_sustained(registry, visits, rules)
     mri = mri_consensus(registry, reads, rules)
-    dry = mri_consensus(registry, reads, rules, decision="dry").select(*TRACT_KEY, mri_dry="mri")
     discharge = discharge_improved(registry, visits, rules)
     post_lock = (
         pl.concat([exams.select(*TRACT_KEY, "post_lock"), reads.select(*TRACT_KEY, "post_lock")])
-        .group_by(TRACT_KEY)
-        .agg(pl.col("post_lock").any())
+        .filter("post_lock")
+        .unique(TRACT_KEY)
     )
+    # The events an outcome used: exams at the visits the rules read, and the final reads.
+    used_visits = [*rules.confirmation_visits, rules.baseline_discharge_visit]
     inputs = (
         pl.concat(
-            [exams.select(*TRACT_KEY, "event_id"), final_reads.select(*TRACT_KEY, "event_id")]
+            [
+                exams.filter(pl.col("visit").is_in(used_visits)).select(*TRACT_KEY, "event_id"),
+                final_reads.select(*TRACT_KEY, "event_id"),
+            ]
         )
         .group_by(TRACT_KEY)
         .agg(input_event_ids=pl.col("event_id"))
     )
-    clinical, mri, dry, discharge, post_lock = (
-        frame.lazy() for frame in pl.collect_all([clinical, mri, dry, discharge, post_lock])
+    clinical, mri, discharge, post_lock = (
+        frame.lazy() for frame in pl.collect_all([clinical, mri, discharge, post_lock])
     )
 
     tracts = (
@@ -137,7 +141,6 @@ def adjudicate(
         )
         .join(clinical, on=TRACT_KEY, how="left")
         .join(mri, on=TRACT_KEY, how="left")
-        .join(dry, on=TRACT_KEY, how="left")
         .join(discharge, on=TRACT_KEY, how="left")
         .join(post_lock, on=TRACT_KEY, how="left")
         .with_columns(

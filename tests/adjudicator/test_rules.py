@@ -452,4 +452,5 @@ def test_decisions_record_rule_set_and_inputs() -> None:
     row = result.tracts.row(0, named=True)
     assert (row["rule_set"], row["rule_set_version"]) == ("exosome-fistula-protocol", 1)
     assert row["decided_by"] == "RULE"
-    assert len(row["event_ids"]) == 2 + 4 + 2  # subject, tract, four exams, two final reads
+    # subject, tract, the exams the rules read (INJ1, FU5, FU6; not FU4), two final reads
+    assert len(row["event_ids"]) == 2 + 3 + 2

@@ -28,65 +28,68 @@ def mri_healed(reads: pl.LazyFrame, p: MriParams) -> pl.LazyFrame:
     )
 
 
-def mri_consensus(
-    tracts: pl.LazyFrame, reads: pl.LazyFrame, rules: RuleSet, decision: str = "healed"
-) -> pl.LazyFrame:
-    """Rule mri.consensus at the final MRI, one row per tract of ``tracts``.
-
-    Two evaluable primary reads that agree decide; otherwise an evaluable ADJ read decides.
-    ``mri`` is null while undecided; ``needs_adjudicator`` marks a reader disagreement without an
-    evaluable ADJ read, ``missing_reads`` fewer than two evaluable primaries and no ADJ.
-    ``decision`` picks the per-read column: ``healed`` (primary) or ``dry`` (collection only).
-    """
-    final = (
-        mri_healed(reads.filter(pl.col("timepoint") == rules.final_mri), rules.mri)
-        .with_columns(pl.col(decision).alias("_decision"))
-        .sort("read_at", "offset")
-    )
-    per_role = final.group_by(TRACT_KEY).agg(
-        *[
-            expr
-            for role in ROLES
-            for expr in (
-                pl.col("_decision")
-                .filter(pl.col("reader_role") == role)
-                .last()
-                .alias(f"{role.lower()}_healed"),
-                pl.col("evaluable")
-                .filter(pl.col("reader_role") == role)
-                .last()
-                .alias(f"{role.lower()}_evaluable"),
-                pl.col("reader_id")
-                .filter(pl.col("reader_role") == role)
-                .last()
-                .alias(f"{role.lower()}_reader"),
-            )
-        ],
-        mri_reads=pl.len(),
-    )
-    r1, r2, adj = (pl.col(f"{r}_healed") for r in ("r1", "r2", "adj"))
+def _consensus(decision: str) -> dict[str, pl.Expr]:
+    """The consensus of R1, R2 and ADJ on one per-read decision (``healed`` or ``dry``)."""
+    r1, r2, adj = (pl.col(f"{r}_{decision}") for r in ("r1", "r2", "adj"))
     both = pl.col("r1_evaluable").fill_null(False) & pl.col("r2_evaluable").fill_null(False)
     adj_ok = pl.col("adj_evaluable").fill_null(False)
     agree = both & (r1 == r2)
     adjudicated = adj_ok & ~agree
     value = pl.when(agree).then(r1).when(adjudicated).then(adj)
-    return (
-        tracts.select(TRACT_KEY)
-        .join(per_role, on=TRACT_KEY, how="left")
-        .with_columns(pl.col("mri_reads").fill_null(0))
-        .with_columns(
-            mri=pl.when(value).then(pl.lit(HEALED)).when(~value).then(pl.lit(NOT_HEALED)),
-            mri_basis=pl.when(agree)
-            .then(pl.lit("R1 and R2 agree"))
-            .when(adjudicated)
-            .then(pl.lit("adjudicator read"))
-            .when(both)
-            .then(pl.lit("R1 and R2 disagree; no evaluable adjudicator read"))
-            .otherwise(
-                pl.lit("fewer than two evaluable primary reads and no evaluable adjudicator read")
-            ),
-            readers_disagree=both & (r1 != r2),
-            needs_adjudicator=both & (r1 != r2) & ~adj_ok,
-            missing_reads=~both & ~adj_ok,
-        )
+    return {
+        "value": pl.when(value).then(pl.lit(HEALED)).when(~value).then(pl.lit(NOT_HEALED)),
+        "basis": pl.when(agree)
+        .then(pl.lit("R1 and R2 agree"))
+        .when(adjudicated)
+        .then(pl.lit("adjudicator read"))
+        .when(both)
+        .then(pl.lit("R1 and R2 disagree; no evaluable adjudicator read"))
+        .otherwise(
+            pl.lit("fewer than two evaluable primary reads and no evaluable adjudicator read")
+        ),
+        "disagree": both & (r1 != r2),
+        "needs_adjudicator": both & (r1 != r2) & ~adj_ok,
+        "missing": ~both & ~adj_ok,
+    }
+
+
+def mri_consensus(tracts: pl.LazyFrame, reads: pl.LazyFrame, rules: RuleSet) -> pl.LazyFrame:
+    """Rule mri.consensus at the final MRI, one row per tract of ``tracts``.
+
+    Two evaluable primary reads that agree decide; otherwise an evaluable ADJ read decides.
+    ``mri`` is null while undecided; ``needs_adjudicator`` marks a reader disagreement without an
+    evaluable ADJ read, ``missing_reads`` fewer than two evaluable primaries and no ADJ.
+    ``mri_dry`` is the same consensus on the collection-only view (for ADMIRE_COMBINED).
+    A role read more than once counts with its latest read.
+    """
+    final = mri_healed(reads.filter(pl.col("timepoint") == rules.final_mri), rules.mri)
+    latest = (
+        final.sort("read_at", "offset")
+        .with_columns(mri_reads=pl.len().over(TRACT_KEY))
+        .unique([*TRACT_KEY, "reader_role"], keep="last")
     )
+    per_role = tracts.select(TRACT_KEY)
+    for role in ROLES:
+        prefix = role.lower()
+        per_role = per_role.join(
+            latest.filter(pl.col("reader_role") == role).select(
+                *TRACT_KEY,
+                pl.col("healed").alias(f"{prefix}_healed"),
+                pl.col("dry").alias(f"{prefix}_dry"),
+                pl.col("evaluable").alias(f"{prefix}_evaluable"),
+                pl.col("reader_id").alias(f"{prefix}_reader"),
+                pl.col("mri_reads").alias(f"_reads_{prefix}"),
+            ),
+            on=TRACT_KEY,
+            how="left",
+        )
+    healed, dry = _consensus("healed"), _consensus("dry")
+    return per_role.with_columns(
+        mri_reads=pl.coalesce("_reads_r1", "_reads_r2", "_reads_adj").fill_null(0),
+        mri=healed["value"],
+        mri_basis=healed["basis"],
+        readers_disagree=healed["disagree"],
+        needs_adjudicator=healed["needs_adjudicator"],
+        missing_reads=healed["missing"],
+        mri_dry=dry["value"],
+    ).drop("_reads_r1", "_reads_r2", "_reads_adj", "r1_dry", "r2_dry", "adj_dry")
