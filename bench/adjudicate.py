@@ -69,7 +69,7 @@ def measure(mode: str, folder: Path) -> dict[str, float]:
         records = {kind: pl.scan_parquet(folder / f"{kind}.parquet") for kind in KINDS}
         result = adjudicate(
             "SYN",
-            Evidence.from_records(records).collect(),
+            Evidence.from_records(records),
             load_ruleset(),
             empty_records("committee_decision"),
             empty_records("conflict_change"),

@@ -113,7 +113,7 @@ class Platform:
 
     def adjudicate(self, study: str, upto: dict[str, int] | None = None) -> Adjudication:
         records = {kind: self._decoded(kind, study, upto) for kind in EVIDENCE_KINDS}
-        evidence = Evidence.from_records(records).collect()
+        evidence = Evidence.from_records(records)
         return adjudicate(
             study,
             evidence,

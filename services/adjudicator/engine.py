@@ -46,6 +46,33 @@ class Adjudication:
         return self.conflicts.filter(pl.col("status") == "OPEN")
 
 
+_ENVELOPE = ("subject_id", "tract_id", "event_id", "offset")
+_COLUMNS = {
+    "subjects": ("subject_id", "status", "event_id", "offset"),
+    "tracts": (*_ENVELOPE, "treated", "parks_type"),
+    "injections": _ENVELOPE,
+    "exams": (
+        *_ENVELOPE,
+        "visit",
+        "exam_date",
+        "external_opening",
+        "drains_on_compression",
+        "discharge_grade",
+    ),
+    "reads": (
+        *_ENVELOPE,
+        "timepoint",
+        "reader_role",
+        "reader_id",
+        "image_quality",
+        "t2_hyperintense",
+        "collection_mm",
+        "read_at",
+    ),
+    "pathology": _ENVELOPE,
+}
+
+
 def _flag_post_lock(
     frame: pl.LazyFrame, kind: str, positions: dict[str, int] | None
 ) -> pl.LazyFrame:
@@ -63,10 +90,31 @@ def adjudicate(
     register: pl.LazyFrame,
     lock_positions: dict[str, int] | None = None,
 ) -> Adjudication:
-    """Apply the rule set and the committee's decisions to the current evidence of ``study``."""
+    """Apply the rule set and the committee's decisions to the current evidence of ``study``.
+
+    ``evidence`` may be lazy: only the columns the rules read are loaded, once.
+    """
+    evidence = Evidence(
+        *(
+            frame.lazy()
+            for frame in pl.collect_all(
+                [
+                    evidence.subjects.select(*_COLUMNS["subjects"]),
+                    evidence.tracts.select(*_COLUMNS["tracts"]),
+                    evidence.injections.select(*_COLUMNS["injections"]),
+                    evidence.exams.select(*_COLUMNS["exams"]),
+                    evidence.reads.select(*_COLUMNS["reads"]),
+                    evidence.pathology.select(*_COLUMNS["pathology"]),
+                ]
+            )
+        )
+    )
     subjects = evidence.subjects.select("subject_id", "status", "event_id", "offset")
     active = subjects.filter(pl.col("status") != "WITHDRAWN").select("subject_id")
-    registry = evidence.tracts.select(*TRACT_KEY, "treated", "parks_type", "event_id", "offset")
+    # Sorted once here; every later join keeps this order, so outputs come sorted by tract.
+    registry = evidence.tracts.select(
+        *TRACT_KEY, "treated", "parks_type", "event_id", "offset"
+    ).sort(TRACT_KEY)
     exams = _flag_post_lock(evidence.exams, "clinical_exam", lock_positions)
     reads = _flag_post_lock(evidence.reads, "mri_read", lock_positions)
     by_source = {
@@ -115,18 +163,6 @@ def adjudicate(
         .filter("post_lock")
         .unique(TRACT_KEY)
     )
-    # The events an outcome used: exams at the visits the rules read, and the final reads.
-    used_visits = [*rules.confirmation_visits, rules.baseline_discharge_visit]
-    inputs = (
-        pl.concat(
-            [
-                exams.filter(pl.col("visit").is_in(used_visits)).select(*TRACT_KEY, "event_id"),
-                final_reads.select(*TRACT_KEY, "event_id"),
-            ]
-        )
-        .group_by(TRACT_KEY)
-        .agg(input_event_ids=pl.col("event_id"))
-    )
     clinical, mri, discharge, post_lock = (
         frame.lazy() for frame in pl.collect_all([clinical, mri, discharge, post_lock])
     )
@@ -138,18 +174,19 @@ def adjudicate(
             subjects.select("subject_id", subject_status="status", subject_event_id="event_id"),
             on="subject_id",
             how="left",
+            maintain_order="left",
         )
-        .join(clinical, on=TRACT_KEY, how="left")
-        .join(mri, on=TRACT_KEY, how="left")
-        .join(discharge, on=TRACT_KEY, how="left")
-        .join(post_lock, on=TRACT_KEY, how="left")
+        .join(clinical, on=TRACT_KEY, how="left", maintain_order="left")
+        .join(mri, on=TRACT_KEY, how="left", maintain_order="left")
+        .join(discharge, on=TRACT_KEY, how="left", maintain_order="left")
+        .join(post_lock, on=TRACT_KEY, how="left", maintain_order="left")
         .with_columns(
             active=pl.col("subject_status").fill_null("") != "WITHDRAWN",
             completed=pl.col("subject_status") == "COMPLETED",
             post_lock=pl.col("post_lock").fill_null(False),
         )
     )
-    tracts = sensitivity_outcomes(primary_outcome(tracts)).sort(TRACT_KEY).collect().lazy()
+    tracts = sensitivity_outcomes(primary_outcome(tracts)).collect().lazy()
 
     found = with_identity(
         with_event_ids(outcome_conflicts(visits, tracts, rules), exams, final_reads).collect(),
@@ -168,20 +205,26 @@ def adjudicate(
         tracts.join(
             tract_overrides(statuses.lazy()), on=TRACT_KEY, how="left", maintain_order="left"
         )
-        .join(inputs, on=TRACT_KEY, how="left", maintain_order="left")
         .with_columns(
             outcome=pl.coalesce("committee_outcome", "rule_outcome"),
             decided_by=pl.when(pl.col("committee_outcome").is_not_null())
             .then(pl.lit("COMMITTEE"))
             .otherwise(pl.lit("RULE")),
+            # The events the outcome used: the registry rows, the exams at the visits the
+            # rules read, and the final reads that counted.
             event_ids=pl.concat_list(
-                pl.concat_list("subject_event_id", "tract_event_id"),
-                pl.col("input_event_ids").fill_null([]),
-            ),
+                "subject_event_id",
+                "tract_event_id",
+                "clinical_event_ids",
+                "discharge_event_ids",
+                "r1_event_id",
+                "r2_event_id",
+                "adj_event_id",
+            ).list.drop_nulls(),
             rule_set=pl.lit(rules.id),
             rule_set_version=pl.lit(rules.version),
         )
-        .drop("input_event_ids")
+        .drop("clinical_event_ids", "discharge_event_ids")
         .collect()
     )
     lazy = tracts.lazy()

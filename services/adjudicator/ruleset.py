@@ -87,6 +87,10 @@ def load_ruleset(path: Path | None = None) -> RuleSet:
         raise RuleSetError(
             f"rule set {path}: primary_visit and clinical.confirmations do not fit the schedule"
         )
+    if rules.baseline_discharge_visit in rules.confirmation_visits:
+        raise RuleSetError(
+            f"rule set {path}: the discharge baseline visit cannot be a closure confirmation visit"
+        )
     if rules.quorum < 1:
         raise RuleSetError(f"rule set {path}: committee.quorum must be at least 1")
     return rules

@@ -90,45 +90,45 @@ def clinical_sustained(tracts: pl.LazyFrame, visits: pl.LazyFrame, rules: RuleSe
     ``fu6_closed`` is the single-visit status the ADMIRE-style definition uses.
     """
     confirm = rules.confirmation_visits
-    order = {visit: i for i, visit in enumerate(confirm)}
-    last = pl.col("visit") == rules.primary_visit
-    window = (
-        visits.filter(pl.col("visit").is_in(confirm))
-        .with_columns(_order=pl.col("visit").replace_strict(order, return_dtype=pl.Int32))
-        .sort(*TRACT_KEY, "_order")
-        .with_columns(
-            _gap=(pl.col("exam_date") - pl.col("exam_date").shift(1))
-            .dt.total_days()
-            .over(TRACT_KEY)
-        )
-    )
-    determined_open = pl.col("status").is_not_null() & (pl.col("status") != CLOSED)
-    summary = (
-        tracts.select(TRACT_KEY)
-        .join(
-            window.group_by(TRACT_KEY).agg(
-                fu6_present=last.any(),
-                fu6_status=pl.col("status").filter(last).first(),
-                present=pl.col("visit"),
-                any_open=determined_open.any(),
-                any_inconsistent=pl.col("inconsistent").any(),
-                min_gap=pl.col("_gap").min(),
+    # One column group per confirmation visit (a join each): no sort or window over tracts.
+    summary = tracts.select(TRACT_KEY)
+    for i, visit in enumerate(confirm):
+        summary = summary.join(
+            visits.filter(pl.col("visit") == visit).select(
+                *TRACT_KEY,
+                pl.col("status").alias(f"_status{i}"),
+                pl.col("exam_date").alias(f"_date{i}"),
+                pl.col("inconsistent").alias(f"_inconsistent{i}"),
+                pl.col("event_ids").alias(f"_events{i}"),
+                pl.lit(True).alias(f"_present{i}"),
             ),
             on=TRACT_KEY,
             how="left",
         )
-        .with_columns(
-            pl.col("fu6_present", "any_open", "any_inconsistent").fill_null(False),
-            pl.col("present").fill_null([]),
-        )
-    )
-    missing = pl.lit(list(confirm)).list.set_difference(pl.col("present"))
+    steps = range(len(confirm))
+    present = [pl.col(f"_present{i}").fill_null(False) for i in steps]
+    status = [pl.col(f"_status{i}") for i in steps]
+    gaps = [(pl.col(f"_date{i}") - pl.col(f"_date{i - 1}")).dt.total_days() for i in steps if i]
+    summary = summary.with_columns(
+        fu6_present=present[-1],
+        fu6_status=status[-1],
+        missing_visits=pl.concat_list(
+            [pl.when(~p).then(pl.lit(v)) for p, v in zip(present, confirm, strict=True)]
+        ).list.drop_nulls(),
+        any_open=pl.any_horizontal(
+            [(s.is_not_null() & (s != CLOSED)).fill_null(False) for s in status]
+        ),
+        any_inconsistent=pl.any_horizontal(
+            [pl.col(f"_inconsistent{i}").fill_null(False) for i in steps]
+        ),
+        min_gap=pl.min_horizontal(gaps) if gaps else pl.lit(None, pl.Int64),
+        clinical_event_ids=pl.concat_list([pl.col(f"_events{i}").fill_null([]) for i in steps]),
+    ).select(pl.exclude("^_.*$"))
     fu6_closed = pl.col("fu6_status") == CLOSED
     gap_ok = pl.col("min_gap").is_null() | (pl.col("min_gap") >= rules.clinical.min_gap_days)
     return (
         summary.with_columns(
-            missing_visits=missing.list.sort(),
-            fu6_closed=pl.when(pl.col("fu6_status").is_not_null()).then(fu6_closed),
+            fu6_closed=pl.when(pl.col("fu6_status").is_not_null()).then(fu6_closed)
         )
         .with_columns(
             clinical=pl.when(pl.col("fu6_status").is_not_null() & ~fu6_closed)
@@ -157,5 +157,5 @@ def clinical_sustained(tracts: pl.LazyFrame, visits: pl.LazyFrame, rules: RuleSe
             .then(pl.lit(f"closed visits less than {rules.clinical.min_gap_days} days apart"))
             .otherwise(pl.lit(f"closed at {', '.join(confirm)}")),
         )
-        .drop("present", "min_gap", "fu6_status", "any_open", "any_inconsistent")
+        .drop("min_gap", "fu6_status", "any_open", "any_inconsistent")
     )

@@ -15,7 +15,7 @@ def discharge_improved(tracts: pl.LazyFrame, visits: pl.LazyFrame, rules: RuleSe
 
     def grade(visit: str, name: str) -> pl.LazyFrame:
         return visits.filter(pl.col("visit") == visit).select(
-            *TRACT_KEY, pl.col("discharge_grade").alias(name)
+            *TRACT_KEY, pl.col("discharge_grade").alias(name), pl.col("event_ids").alias(f"_{name}")
         )
 
     before, after = pl.col("discharge_baseline"), pl.col("discharge_final")
@@ -23,5 +23,10 @@ def discharge_improved(tracts: pl.LazyFrame, visits: pl.LazyFrame, rules: RuleSe
         tracts.select(TRACT_KEY)
         .join(grade(rules.baseline_discharge_visit, "discharge_baseline"), on=TRACT_KEY, how="left")
         .join(grade(rules.primary_visit, "discharge_final"), on=TRACT_KEY, how="left")
-        .with_columns(discharge_improved=(before - after) >= rules.discharge.min_drop)
+        .with_columns(
+            discharge_improved=(before - after) >= rules.discharge.min_drop,
+            # The final visit is the primary one, whose exams the clinical rule names already.
+            discharge_event_ids=pl.col("_discharge_baseline").fill_null([]),
+        )
+        .drop("_discharge_baseline", "_discharge_final")
     )

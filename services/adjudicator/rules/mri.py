@@ -63,10 +63,18 @@ def mri_consensus(tracts: pl.LazyFrame, reads: pl.LazyFrame, rules: RuleSet) -> 
     A role read more than once counts with its latest read.
     """
     final = mri_healed(reads.filter(pl.col("timepoint") == rules.final_mri), rules.mri)
-    latest = (
-        final.sort("read_at", "offset")
-        .with_columns(mri_reads=pl.len().over(TRACT_KEY))
-        .unique([*TRACT_KEY, "reader_role"], keep="last")
+    role_key = [*TRACT_KEY, "reader_role"]
+    counted = final.with_columns(
+        mri_reads=pl.len().over(TRACT_KEY), _role_reads=pl.len().over(role_key)
+    )
+    # A role read twice is rare: only those rows are sorted to find the latest.
+    latest = pl.concat(
+        [
+            counted.filter(pl.col("_role_reads") == 1),
+            counted.filter(pl.col("_role_reads") > 1)
+            .sort("read_at", "offset")
+            .unique(role_key, keep="last"),
+        ]
     )
     per_role = tracts.select(TRACT_KEY)
     for role in ROLES:
@@ -78,6 +86,7 @@ def mri_consensus(tracts: pl.LazyFrame, reads: pl.LazyFrame, rules: RuleSet) -> 
                 pl.col("dry").alias(f"{prefix}_dry"),
                 pl.col("evaluable").alias(f"{prefix}_evaluable"),
                 pl.col("reader_id").alias(f"{prefix}_reader"),
+                pl.col("event_id").alias(f"{prefix}_event_id"),
                 pl.col("mri_reads").alias(f"_reads_{prefix}"),
             ),
             on=TRACT_KEY,
