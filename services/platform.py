@@ -88,15 +88,13 @@ class Platform:
         return IngestOutcome(tuple(reports), tuple(refused))
 
     # adjudication ---------------------------------------------------------------------------
-    def _decoded(self, kind: str, study: str, upto: dict[str, int] | None = None) -> pl.LazyFrame:
+    def records(self, kind: str, study: str, upto: dict[str, int] | None = None) -> pl.LazyFrame:
+        """Every accepted version of a kind's records for a study (typed, with event_id and
+        offset), optionally only those before the cut ``upto``."""
         frame = self.source.frame(kind, study, None if upto is None else upto.get(kind, 0))
         if frame.is_empty():
             return empty_records(kind)
         return decode(frame, schemas.contract(kind))
-
-    def records(self, kind: str, study: str, upto: dict[str, int] | None = None) -> pl.LazyFrame:
-        """Every accepted version of a kind's records (typed), for views that show history."""
-        return self._decoded(kind, study, upto)
 
     def studies(self) -> list[str]:
         frames = [
@@ -106,20 +104,20 @@ class Platform:
 
     def lock_positions(self, study: str) -> dict[str, int] | None:
         """The log positions of the study's lock in force, if any (the latest lock not undone)."""
-        locks = self._decoded("lock", study).sort("offset").collect()
+        locks = self.records("lock", study).sort("offset").collect()
         if locks.is_empty() or locks["action"][-1] != "LOCK":
             return None
         return json.loads(locks["positions"][-1])
 
     def adjudicate(self, study: str, upto: dict[str, int] | None = None) -> Adjudication:
-        records = {kind: self._decoded(kind, study, upto) for kind in EVIDENCE_KINDS}
+        records = {kind: self.records(kind, study, upto) for kind in EVIDENCE_KINDS}
         evidence = Evidence.from_records(records)
         return adjudicate(
             study,
             evidence,
             self.rules,
-            self._decoded("committee_decision", study, upto),
-            self._decoded("conflict_change", study, upto),
+            self.records("committee_decision", study, upto),
+            self.records("conflict_change", study, upto),
             lock_positions=None if upto is not None else self.lock_positions(study),
         )
 
@@ -129,7 +127,7 @@ class Platform:
             self.bus.await_applied()  # wait until it has applied what this process sent
             return 0
         result = self.adjudicate(study)
-        register = self._decoded("conflict_change", study).sort("offset").collect()
+        register = self.records("conflict_change", study).sort("offset").collect()
         last = register.group_by("conflict_id").agg(
             condition=pl.col("condition").last(),
             fingerprint=pl.col("fingerprint").last(),

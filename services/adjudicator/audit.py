@@ -111,9 +111,9 @@ def _evidence(kind: str, records: pl.DataFrame) -> pl.DataFrame:
 def audit_trail(platform: Platform, study: str, upto: dict[str, int] | None = None) -> pl.DataFrame:
     """Every change of ``study`` in time order."""
     parts = [
-        _evidence(kind, platform._decoded(kind, study, upto).collect()) for kind in EVIDENCE_KINDS
+        _evidence(kind, platform.records(kind, study, upto).collect()) for kind in EVIDENCE_KINDS
     ]
-    decisions = platform._decoded("committee_decision", study, upto).collect()
+    decisions = platform.records("committee_decision", study, upto).collect()
     parts.append(
         decisions.select(
             at=_ts("decided_at"),
@@ -140,7 +140,7 @@ def audit_trail(platform: Platform, study: str, upto: dict[str, int] | None = No
             offset="offset",
         )
     )
-    changes = platform._decoded("conflict_change", study, upto).collect()
+    changes = platform.records("conflict_change", study, upto).collect()
     parts.append(
         changes.select(
             at=_ts("at"),
@@ -157,10 +157,8 @@ def audit_trail(platform: Platform, study: str, upto: dict[str, int] | None = No
             offset="offset",
         )
     )
-    rejected = platform._decoded("rejected_row", study, upto).collect()
-    runs = (
-        platform._decoded("ingest_run", study, upto).collect().select("ingest_run", "finished_at")
-    )
+    rejected = platform.records("rejected_row", study, upto).collect()
+    runs = platform.records("ingest_run", study, upto).collect().select("ingest_run", "finished_at")
     parts.append(
         rejected.join(runs, on="ingest_run", how="left").select(
             at=_ts("finished_at"),
@@ -181,7 +179,7 @@ def audit_trail(platform: Platform, study: str, upto: dict[str, int] | None = No
             offset="offset",
         )
     )
-    locks = platform._decoded("lock", study, upto).collect()
+    locks = platform.records("lock", study, upto).collect()
     parts.append(
         locks.select(
             at=_ts("at"),
@@ -202,7 +200,7 @@ def audit_trail(platform: Platform, study: str, upto: dict[str, int] | None = No
         )
     )
     access = pl.concat(
-        [platform._decoded("access", s, upto).collect() for s in (study, PLATFORM_WIDE)]
+        [platform.records("access", s, upto).collect() for s in (study, PLATFORM_WIDE)]
     )
     parts.append(
         access.select(

@@ -107,7 +107,7 @@ class LockRequest:
 # steps ----------------------------------------------------------------------------------------
 def lock_state(platform: Platform, study: str, lock_id: str) -> str | None:
     """``LOCK`` or ``UNLOCK`` (the lock's latest event in the log), or None if never published."""
-    events = platform._decoded("lock", study).collect()
+    events = platform.records("lock", study).collect()
     mine = events.filter(pl.col("lock_id") == lock_id).sort("offset")
     return None if mine.is_empty() else str(mine["action"][-1])
 

@@ -72,7 +72,7 @@ def current_snapshot(
     from services.adjudicator.audit import audit_trail
 
     result = platform.adjudicate(study, upto)
-    events = {kind: platform._decoded(kind, study, upto).collect() for kind in EVENT_KINDS}
+    events = {kind: platform.records(kind, study, upto).collect() for kind in EVENT_KINDS}
     tables = {
         "tract_outcomes": result.tracts,
         "patient_outcomes": result.patients,

@@ -64,7 +64,7 @@ def unlock(
     reason, requested_by, names = check_unlock(reason, requested_by, approvers)
     manifest = read_manifest(platform.store, study, lock_id)  # LockNotFoundError if none
     record_key = f"{unlock_prefix(study, lock_id)}/{RECORD}"
-    locks = platform._decoded("lock", study).sort("offset").collect()
+    locks = platform.records("lock", study).sort("offset").collect()
     mine = locks.filter(pl.col("lock_id") == lock_id)
     if mine.is_empty():
         raise LockRefusedError(

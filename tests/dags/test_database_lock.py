@@ -44,7 +44,7 @@ def conf(lock_id: str, level: str = "soft") -> dict[str, str]:
 
 
 def lock_events(settings: Settings) -> pl.DataFrame:
-    return Platform.from_settings(settings)._decoded("lock", STUDY).collect()
+    return Platform.from_settings(settings).records("lock", STUDY).collect()
 
 
 @pytest.fixture(params=["local", "seaweedfs"])

@@ -26,7 +26,7 @@ from tests.store.trials import STUDY, s3_settings
 
 
 def _lock_events(platform: Platform) -> pl.DataFrame:
-    return platform._decoded("lock", STUDY).sort("offset").collect()
+    return platform.records("lock", STUDY).sort("offset").collect()
 
 
 def test_open_conflicts_block_the_lock_and_are_listed(open_home: Path) -> None:
