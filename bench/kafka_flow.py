@@ -133,6 +133,9 @@ def kafka_rate(bootstrap: str, files: dict[str, Path], work: Path, expected: int
         published = time.perf_counter()
         kinds = ("subject", "tract", "injection", "clinical_exam", "mri_read", "pathology_report")
         while True:
+            if service.poll() is not None:
+                tail = (work / "adjudicator.log").read_text()[-3000:]
+                raise SystemExit(f"the adjudicator service exited:\n{tail}")
             counts = state.positions()
             if sum(counts.get(k, 0) for k in kinds) >= expected and not state.outbox():
                 break
