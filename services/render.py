@@ -11,6 +11,10 @@ def _ci(ci: list[float] | None) -> str:
     return "n/a" if not ci else f"{100 * ci[0]:.1f}-{100 * ci[1]:.1f}%"
 
 
+def _p(value: float) -> str:
+    return "<0.0001" if value < 0.0001 else f"{value:.4f}"
+
+
 def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.1f}%"
 
@@ -75,7 +79,7 @@ def report_text(report: dict[str, Any]) -> str:
         values = [p["medians"][v][marker] for v in ("INJ1", "INJ2", "INJ3")]
         test = p["inj1_vs_inj3"][marker]
         cells = "".join("     n/a" if v is None else f"{v:>8.1f}" for v in values)
-        p_value = "n/a" if test is None else f"{test['p_value']:.4f}"
+        p_value = "n/a" if test is None else _p(test["p_value"])
         lines.append(f"  {marker:<20}{cells}   {p_value}")
     return "\n".join(lines)
 
