@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 import schemas
-from services.adjudicator.errors import LockNotFoundError, SnapshotTamperedError
+from services.adjudicator.errors import AdjudicatorError, LockNotFoundError, SnapshotTamperedError
 from services.adjudicator.report import build_report
 from services.adjudicator.state import EVIDENCE_KINDS, current
 from services.store import MANIFEST, ObjectStore
@@ -55,14 +55,21 @@ class Snapshot:
             )
         else:
             pathology = current(pathology.lazy(), schemas.contract("pathology_report")).collect()
-        return build_report(
-            self.tables["tract_outcomes"],
-            self.tables["patient_outcomes"],
-            self.tables["conflicts"],
-            pathology,
-            level=level,
-            meta={"study": self.study, **self.meta},
-        )
+        try:
+            return build_report(
+                self.tables["tract_outcomes"],
+                self.tables["patient_outcomes"],
+                self.tables["conflicts"],
+                pathology,
+                level=level,
+                meta={"study": self.study, **self.meta},
+            )
+        except pl.exceptions.ColumnNotFoundError as exc:
+            raise AdjudicatorError(
+                f"snapshot {self.meta.get('lock_id', self.study)} was written by another version of "
+                f"tract (its manifest's code_version) whose tables lack a column this report needs "
+                f"({str(exc).splitlines()[0]}); read its frozen report.json, or report with that version"
+            ) from None
 
 
 def current_snapshot(
