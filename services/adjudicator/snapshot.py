@@ -68,7 +68,7 @@ class Snapshot:
             raise AdjudicatorError(
                 f"snapshot {self.meta.get('lock_id', self.study)} was written by another version of "
                 f"tract (its manifest's code_version) whose tables lack a column this report needs "
-                f"({str(exc).splitlines()[0]}); read its frozen report.json, or report with that version"
+                f"({str(exc).splitlines()[0].split(';')[0]}); read its frozen report.json, or report with that version"
             ) from None
 
 
