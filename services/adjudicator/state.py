@@ -43,12 +43,18 @@ def decode(frame: pl.DataFrame | pl.LazyFrame, contract: Contract) -> pl.LazyFra
 
 
 def current(records: pl.LazyFrame, contract: Contract) -> pl.LazyFrame:
-    """The current version of every record, without retired ones."""
-    # One integer key orders versions, then log positions: a window max beats sort + group_by.
-    key = pl.col(contract.version_field) * (1 << 40) + pl.col("offset")
-    return records.filter(key == key.max().over(contract.id_field)).filter(
-        ~pl.col("deleted").fill_null(False)
-    )
+    """The current version of every record, without retired ones.
+
+    Ingest lets one content through per id and version, so a record never corrected has one
+    row and is current as it is; only the (few) corrected records need ordering by version,
+    then log position.
+    """
+    id_, version = contract.id_field, contract.version_field
+    corrected = records.filter(pl.col(version) > 1).select(id_).unique()
+    key = pl.col(version) * (1 << 40) + pl.col("offset")
+    latest = records.join(corrected, on=id_, how="semi").filter(key == key.max().over(id_))
+    untouched = records.join(corrected, on=id_, how="anti")
+    return pl.concat([untouched, latest]).filter(~pl.col("deleted").fill_null(False))
 
 
 @dataclass(frozen=True)
