@@ -10,9 +10,9 @@ import warnings
 from collections.abc import Callable
 from pathlib import Path
 
-import polars as pl
 import pytest
 
+from services.demo.run import decide_scripted
 from services.demo.trial import DEMO_DECISIONS, DEMO_STUDY, write_demo_trial
 from services.platform import Platform
 from tests.bus.stack import Stack, drop, expected_counts, running, wait_for
@@ -38,27 +38,6 @@ def stack(broker, topic_factory: Callable[..., str], tmp_path: Path):
 @pytest.fixture(scope="module")
 def demo_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return write_demo_trial(tmp_path_factory.mktemp("demo-files"))
-
-
-def _decide(platform: Platform, conflicts: pl.DataFrame, scripted) -> str | None:
-    match = conflicts.filter(
-        (pl.col("type") == scripted.conflict_type)
-        & (pl.col("subject_id") == scripted.subject_id)
-        & (pl.col("tract_id") == scripted.tract_id)
-        & (pl.col("status") == "OPEN")
-    )
-    for conflict_id in match["conflict_id"]:
-        platform.decide(
-            conflict_id,
-            status=scripted.status,
-            rationale=scripted.rationale,
-            members=list(scripted.members),
-            recorded_by="committee",
-            maps_to=scripted.maps_to,
-            study=DEMO_STUDY,
-        )
-        return conflict_id
-    return None
 
 
 def _without_decision_ids(outcomes: dict) -> dict:
@@ -135,13 +114,13 @@ def test_watcher_and_adjudicator_give_the_embedded_outcomes(
         "--study",
         DEMO_STUDY,
     )
-    _decide(embedded, embedded.adjudicate(DEMO_STUDY).conflicts, first)
+    decide_scripted(embedded, first, recorded_by="committee")
     decided = [c for c in stack.cli_json("conflicts", "--study", DEMO_STUDY, "--all")]
     assert {c["conflict_id"]: c["status"] for c in decided}[conflict_id] == "DECIDED"
     kafka = stack.platform()
     for scripted in rest:
-        _decide(kafka, kafka.adjudicate(DEMO_STUDY).conflicts, scripted)
-        _decide(embedded, embedded.adjudicate(DEMO_STUDY).conflicts, scripted)
+        decide_scripted(kafka, scripted, recorded_by="committee")
+        decide_scripted(embedded, scripted, recorded_by="committee")
     kafka.bus.close()
     assert _without_decision_ids(
         stack.cli_json("outcomes", "--study", DEMO_STUDY)

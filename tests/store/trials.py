@@ -7,10 +7,9 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import polars as pl
-
 from services.config import Secret, Settings
-from services.demo.trial import DEMO_DECISIONS, DEMO_STUDY, write_demo_trial
+from services.demo.run import decide_demo_conflicts
+from services.demo.trial import DEMO_STUDY, write_demo_trial
 from services.platform import Platform
 
 STUDY = DEMO_STUDY
@@ -27,23 +26,7 @@ def build_home(home: Path, decided: bool) -> Path:
     files = write_demo_trial(staging / "files")
     platform.ingest(STUDY, list(files.values()))
     if decided:
-        conflicts = platform.adjudicate(STUDY).conflicts.filter(pl.col("status") == "OPEN")
-        for scripted in DEMO_DECISIONS:
-            match = conflicts.filter(
-                (pl.col("type") == scripted.conflict_type)
-                & (pl.col("subject_id") == scripted.subject_id)
-                & (pl.col("tract_id") == scripted.tract_id)
-            )
-            for conflict_id in match["conflict_id"]:
-                platform.decide(
-                    conflict_id,
-                    status=scripted.status,
-                    rationale=scripted.rationale,
-                    members=list(scripted.members),
-                    recorded_by="test.committee",
-                    maps_to=scripted.maps_to,
-                    study=STUDY,
-                )
+        decide_demo_conflicts(platform, recorded_by="test.committee")
     platform.bus.close()
     staging.rename(home)
     return home

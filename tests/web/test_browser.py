@@ -14,12 +14,12 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import polars as pl
 import pytest
 import uvicorn
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from services.demo.trial import DEMO_DECISIONS, DEMO_STUDY
+from services.demo.run import decide_demo_conflicts
+from services.demo.trial import DEMO_STUDY
 from tests.web.conftest import PASSWORD, READER_DISAGREEMENT_S05, Site
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -168,25 +168,7 @@ def test_a_data_manager_sees_the_study_ready_and_locks_it(
 ) -> None:
     site, base = served
     platform = site.app.state.web.platform  # the server's own, serialised platform
-    for scripted in DEMO_DECISIONS:
-        for conflict_id in (
-            platform.adjudicate(DEMO_STUDY)
-            .open_conflicts()
-            .filter(
-                (pl.col("type") == scripted.conflict_type)
-                & (pl.col("subject_id") == scripted.subject_id)
-                & (pl.col("tract_id") == scripted.tract_id)
-            )["conflict_id"]
-        ):
-            platform.decide(
-                conflict_id,
-                status=scripted.status,
-                rationale=scripted.rationale,
-                members=list(scripted.members),
-                recorded_by="dr.adams",
-                maps_to=scripted.maps_to,
-                study=DEMO_STUDY,
-            )
+    decide_demo_conflicts(platform, recorded_by="dr.adams")
     sign_in(page, base, "dm.jones")
     expect(page.get_by_test_id("readiness")).to_contain_text("Ready to lock: no open conflicts")
     page.fill("#lock_id", "PRIMARY")

@@ -631,30 +631,9 @@ def test_a_lock_with_open_conflicts_is_refused_and_says_why(site: Site, as_role:
 
 
 def test_a_data_manager_sees_ready_to_lock_and_locks(site: Site, as_role: AsRole) -> None:
-    from services.demo.run import DEMO_LOCK  # noqa: F401 - the demo's decisions, replayed here
-    from services.demo.trial import DEMO_DECISIONS
+    from services.demo.run import decide_demo_conflicts
 
-    platform = site.platform
-    for scripted in DEMO_DECISIONS:
-        conflicts = (
-            platform.adjudicate(DEMO_STUDY)
-            .open_conflicts()
-            .filter(
-                (pl.col("type") == scripted.conflict_type)
-                & (pl.col("subject_id") == scripted.subject_id)
-                & (pl.col("tract_id") == scripted.tract_id)
-            )
-        )
-        for conflict_id in conflicts["conflict_id"]:
-            platform.decide(
-                conflict_id,
-                status=scripted.status,
-                rationale=scripted.rationale,
-                members=list(scripted.members),
-                recorded_by="dr.adams",
-                maps_to=scripted.maps_to,
-                study=DEMO_STUDY,
-            )
+    decide_demo_conflicts(site.platform, recorded_by="dr.adams")
     client, csrf = as_role("data_manager")
     page = client.get("/").text
     assert "Ready to lock: no open conflicts" in page and "Lock DEMO" in page
