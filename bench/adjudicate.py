@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -76,8 +75,16 @@ def measure(mode: str, folder: Path) -> dict[str, float]:
         )
         rows = result.tracts.height
     seconds = time.perf_counter() - start
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"seconds": seconds, "peak_mb": peak_mb, "rows": rows}
+    return {"seconds": seconds, "peak_mb": peak_rss_mb(), "rows": rows}
+
+
+def peak_rss_mb() -> float:
+    """This process's own peak resident memory. VmHWM, not ru_maxrss: Linux carries
+    ru_maxrss over from the parent across fork and exec, which would report the parent's."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
 
 
 def child(mode: str, folder: Path, repeat: int) -> dict[str, float]:
