@@ -8,7 +8,13 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, get_args, get_type_hints
+
+from services.errors import TractError
+
+
+class ConfigError(TractError):
+    """A setting whose value cannot be used; the message names the variable."""
 
 
 class Secret(str):
@@ -78,29 +84,31 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: object) -> Settings:
-        """Settings from ``TRACT_*`` variables; explicit ``overrides`` (CLI options) win."""
+        """Settings from ``TRACT_*`` variables; explicit ``overrides`` (CLI options) win.
+        Each value is converted to its field's type (a bad one names its variable)."""
         env = os.environ if environ is None else environ
-        values: dict[str, object] = {}
-        for name, var in cls.ENV.items():
-            if var in env and env[var] != "":
-                values[name] = env[var]
+        values: dict[str, object] = {
+            name: env[var] for name, var in cls.ENV.items() if env.get(var, "") != ""
+        }
         values |= {k: v for k, v in overrides.items() if v is not None}
-        if "home" in values:
-            values["home"] = Path(str(values["home"]))
-        for name in ("s3_access_key", "s3_secret_key"):
-            if name in values:
-                values[name] = Secret(str(values[name]))
-        if "s3_secure" in values:
-            values["s3_secure"] = str(values["s3_secure"]).lower() in ("1", "true", "yes", "y")
-        if "hard_lock_retention_days" in values:
-            values["hard_lock_retention_days"] = int(str(values["hard_lock_retention_days"]))
-        if "kafka_password" in values:
-            values["kafka_password"] = Secret(str(values["kafka_password"]))
-        if "kafka_topics" in values:
-            values["kafka_topics"] = Path(str(values["kafka_topics"]))
-        for name in ("kafka_timeout_s", "kafka_apply_wait_s"):
-            if name in values:
-                values[name] = float(str(values[name]))
-        if "kafka_retries" in values:
-            values["kafka_retries"] = int(str(values["kafka_retries"]))
-        return cls(**values)  # type: ignore[arg-type]
+        types = get_type_hints(cls)
+        return cls(
+            **{name: _convert(name, value, types[name], cls.ENV) for name, value in values.items()}
+        )
+
+
+def _convert(name: str, value: object, hint: object, env: dict[str, str]) -> object:
+    """``value`` (text from the environment, or an override) as the field's type."""
+    kinds = [t for t in get_args(hint) if t is not type(None)] or [hint]
+    kind = kinds[0]
+    if isinstance(value, kind):  # type: ignore[arg-type]
+        return Secret(value) if kind is Secret and not isinstance(value, Secret) else value
+    text = str(value).strip()
+    try:
+        if kind is bool:
+            return text.lower() in ("1", "true", "yes", "y", "on")
+        return kind(text)  # type: ignore[operator]
+    except ValueError:
+        raise ConfigError(
+            f"{env.get(name, name)}={text!r} is not a valid {getattr(kind, '__name__', kind)} for {name}"
+        ) from None
