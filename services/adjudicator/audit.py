@@ -66,7 +66,9 @@ def _evidence(kind: str, records: pl.DataFrame) -> pl.DataFrame:
     )
     rows = []
     previous: dict[str, dict] = {}
-    for row in ordered.sort(id_, version).iter_rows(named=True):
+    # Old and new values exist only for records sent more than once: only those are walked.
+    versioned = ordered.filter(pl.len().over(id_) > 1).sort(id_, version)
+    for row in versioned.iter_rows(named=True):
         before = previous.get(row[id_])
         if before is not None:
             changed = {

@@ -14,7 +14,6 @@ from services.adjudicator.committee import conflict_status, tract_mappings, trac
 from services.adjudicator.rules import TRACT_KEY
 from services.adjudicator.rules.clinical import clinical_sustained, visit_status
 from services.adjudicator.rules.conflicts import (
-    CONFLICT_SCHEMA,
     outcome_conflicts,
     unmatched_tracts,
     with_event_ids,
@@ -192,13 +191,7 @@ def adjudicate(
         with_event_ids(outcome_conflicts(visits, tracts, rules), exams, final_reads).collect(),
         study,
     )
-    current = (
-        pl.concat([unmatched, found])
-        if found.height or unmatched.height
-        else pl.DataFrame(schema=CONFLICT_SCHEMA).with_columns(
-            conflict_id=pl.lit(None, pl.String), fingerprint=pl.lit(None, pl.String)
-        )
-    )
+    current = pl.concat([unmatched, found])
     statuses = conflict_status(current.lazy(), decisions, register).collect()
 
     tracts = (

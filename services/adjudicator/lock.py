@@ -30,6 +30,7 @@ import polars as pl
 
 from services.adjudicator.errors import AdjudicatorError, LockBlockedError, LockRefusedError
 from services.adjudicator.snapshot import (
+    Snapshot,
     current_snapshot,
     lock_prefix,
     open_lock,
@@ -334,7 +335,7 @@ def _retention_days() -> int:
     return Settings.from_env().hard_lock_retention_days
 
 
-def _rows(name: str, snapshot: Any) -> int:
+def _rows(name: str, snapshot: Snapshot) -> int:
     key = name.removesuffix(".parquet")
     if key.startswith("events/"):
         return snapshot.events[key.removeprefix("events/")].height
