@@ -160,35 +160,6 @@ def evidence(
     return Evidence.from_records(records).collect()
 
 
-def decision(
-    conflict: dict[str, Any],
-    status: str,
-    *,
-    decided_at: datetime,
-    maps_to: str | None = None,
-    fingerprint: str | None = None,
-) -> dict[str, Any]:
-    n = next(_ids)
-    return {
-        "offset": n,
-        "event_id": f"dec-{n}",
-        "decision_id": f"D-{n}",
-        "conflict_id": conflict["conflict_id"],
-        "conflict_type": conflict["type"],
-        "subject_id": conflict["subject_id"],
-        "tract_id": conflict["tract_id"],
-        "status": status,
-        "maps_to": maps_to,
-        "rationale": "because",
-        "members": ["a", "b"],
-        "recorded_by": "test",
-        "decided_at": decided_at,
-        "fingerprint": fingerprint or conflict["fingerprint"],
-        "rule_outcome": None,
-        "supersedes": None,
-    }
-
-
 def run(ev: Evidence, rule_set: RuleSet | None = None, decisions: list[dict] = ()) -> Adjudication:  # type: ignore[assignment]
     return adjudicate(
         "T",
