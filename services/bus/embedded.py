@@ -58,10 +58,16 @@ class EmbeddedLog:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
+            self._db = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=30
+            )
+            # Wait for other processes' locks before anything else. Switching to WAL can be
+            # refused at once while another connection has the file open, so it is only done
+            # once, when the file is new (the mode then sticks to the file).
             self._db.execute("PRAGMA busy_timeout=30000")
+            if self._db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(_SCHEMA)
         except sqlite3.Error as exc:
             raise BusError(f"cannot open the event log {self.path}: {exc}") from exc

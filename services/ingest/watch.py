@@ -59,7 +59,7 @@ class DropFolder:
         self._seen: dict[Path, tuple[int, int]] = {}
         ledger = Path(home) / "ingest" / "watch.db"
         ledger.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(ledger, isolation_level=None)
+        self._db = sqlite3.connect(ledger, isolation_level=None, timeout=30)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS files (study TEXT, sha256 TEXT, name TEXT, state TEXT, "
