@@ -14,7 +14,7 @@ from typing import Any
 
 import polars as pl
 
-from services.adjudicator.engine import Adjudication
+from services.adjudicator.engine import Adjudication, used_event_ids
 from services.events import Event, canonical_json, digest
 
 TRACT_FIELDS = (
@@ -104,7 +104,7 @@ def outcome_changes(
     for row in result.tracts.iter_rows(named=True):
         key = (study, "TRACT", row["subject_id"], row["tract_id"])
         seen.add(key)
-        state = _state(row, TRACT_FIELDS) | {"event_ids": _ids(row)}
+        state = _state(row, TRACT_FIELDS) | {"event_ids": used_event_ids(row)}
         event = _change(key, row["outcome"], row, state, published, at, rule_set)
         if event:
             events.append(event)
@@ -130,10 +130,6 @@ def remember(published: dict[Key, Last], events: list[Event]) -> None:
         p = e.payload
         key = (e.study, p["level"], p["subject_id"], p["tract_id"] or "")
         published[key] = Last(p["state_hash"], p["seq"], p["outcome"])
-
-
-def _ids(row: dict[str, Any]) -> list[str]:
-    return sorted(i for i in row.get("event_ids") or () if i is not None)
 
 
 def _state(row: dict[str, Any], fields: tuple[str, ...]) -> dict[str, Any]:
@@ -164,7 +160,7 @@ def _change(
         "rule_outcome": row.get("rule_outcome"),
         "decision_id": row.get("decision_id"),
         "detail": canonical_json(state),
-        "event_ids": _ids(row) if level == "TRACT" else None,
+        "event_ids": used_event_ids(row) if level == "TRACT" else None,
         "rule_set": rule_set[0],
         "rule_set_version": int(rule_set[1]),
         "state_hash": state_hash,

@@ -6,7 +6,9 @@ Python), so re-adjudicating everything is cheap enough to do after every change.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import polars as pl
 
@@ -45,6 +47,29 @@ class Adjudication:
         return self.conflicts.filter(pl.col("status") == "OPEN")
 
 
+INPUT_COLUMNS = (
+    "subject_event_id",
+    "tract_event_id",
+    "clinical_event_ids",
+    "discharge_event_ids",
+    "r1_event_id",
+    "r2_event_id",
+    "adj_event_id",
+)
+"""Where a tract outcome names the events it used, by role: the registry rows, the exams at
+the visits the rules read (confirmation visits; discharge baseline) and the final reads that
+counted. Kept apart rather than flattened: an auditor sees which event played which part."""
+
+
+def used_event_ids(tract: Mapping[str, Any]) -> list[str]:
+    """Every event one tract outcome (a row of ``Adjudication.tracts``) used, sorted."""
+    ids: list[str | None] = []
+    for column in INPUT_COLUMNS:
+        value = tract.get(column)
+        ids.extend([value] if isinstance(value, str) else value or ())
+    return sorted({i for i in ids if i is not None})
+
+
 _ENVELOPE = ("subject_id", "tract_id", "event_id", "offset")
 _COLUMNS = {
     "subjects": ("subject_id", "status", "event_id", "offset"),
@@ -70,6 +95,14 @@ _COLUMNS = {
     ),
     "pathology": _ENVELOPE,
 }
+
+
+def _beside(first: pl.DataFrame, *others: pl.DataFrame) -> pl.DataFrame:
+    """Frames with the same tract keys in the same order, side by side (no join, no copy)."""
+    for other in others:
+        if not other.select(TRACT_KEY).equals(first.select(TRACT_KEY)):
+            raise AssertionError("a rule changed the rows or the order of the tracts it was given")
+    return pl.concat([first, *(other.drop(TRACT_KEY) for other in others)], how="horizontal")
 
 
 def _flag_post_lock(
@@ -111,9 +144,12 @@ def adjudicate(
     subjects = evidence.subjects.select("subject_id", "status", "event_id", "offset")
     active = subjects.filter(pl.col("status") != "WITHDRAWN").select("subject_id")
     # Sorted once here; every later join keeps this order, so outputs come sorted by tract.
-    registry = evidence.tracts.select(
-        *TRACT_KEY, "treated", "parks_type", "event_id", "offset"
-    ).sort(TRACT_KEY)
+    registry = (
+        evidence.tracts.select(*TRACT_KEY, "treated", "parks_type", "event_id", "offset")
+        .sort(TRACT_KEY)
+        .collect()
+        .lazy()
+    )
     exams = _flag_post_lock(evidence.exams, "clinical_exam", lock_positions)
     reads = _flag_post_lock(evidence.reads, "mri_read", lock_positions)
     by_source = {
@@ -147,78 +183,69 @@ def adjudicate(
     exams, reads = pl.collect_all([mapped(exams), mapped(reads)])
     exams, reads = exams.lazy(), reads.lazy()
     final_reads = reads.filter(pl.col("timepoint") == rules.final_mri)
-    visits = (
-        visit_status(exams)
-        .join(active.with_columns(active=pl.lit(True)), on="subject_id", how="left")
-        .with_columns(pl.col("active").fill_null(False))
-        .collect()
-        .lazy()
-    )
-    clinical = clinical_sustained(registry, visits, rules)
-    mri = mri_consensus(registry, reads, rules)
-    discharge = discharge_improved(registry, visits, rules)
+    visits = visit_status(exams).collect().lazy()
     post_lock = (
         pl.concat([exams.select(*TRACT_KEY, "post_lock"), reads.select(*TRACT_KEY, "post_lock")])
         .filter("post_lock")
         .unique(TRACT_KEY)
     )
-    clinical, mri, discharge, post_lock = (
-        frame.lazy() for frame in pl.collect_all([clinical, mri, discharge, post_lock])
+    # Each rule adds its columns to the sorted tract keys, keeping their order; the narrow
+    # results are then set side by side, so no wide frame is joined (or copied) again.
+    keys = registry.select(TRACT_KEY)
+    tracts = _beside(
+        *pl.collect_all(
+            [
+                registry.rename({"event_id": "tract_event_id"})
+                .drop("offset")
+                .join(
+                    subjects.select(
+                        "subject_id", subject_status="status", subject_event_id="event_id"
+                    ),
+                    on="subject_id",
+                    how="left",
+                    maintain_order="left",
+                )
+                .with_columns(
+                    active=pl.col("subject_status").fill_null("") != "WITHDRAWN",
+                    completed=pl.col("subject_status") == "COMPLETED",
+                ),
+                clinical_sustained(keys, visits, rules),
+                mri_consensus(keys, reads, rules),
+                discharge_improved(keys, visits, rules),
+                keys.join(post_lock, on=TRACT_KEY, how="left", maintain_order="left"),
+            ],
+            engine="in-memory",
+        )
     )
-
     tracts = (
-        registry.rename({"event_id": "tract_event_id"})
-        .drop("offset")
-        .join(
-            subjects.select("subject_id", subject_status="status", subject_event_id="event_id"),
-            on="subject_id",
-            how="left",
-            maintain_order="left",
-        )
-        .join(clinical, on=TRACT_KEY, how="left", maintain_order="left")
-        .join(mri, on=TRACT_KEY, how="left", maintain_order="left")
-        .join(discharge, on=TRACT_KEY, how="left", maintain_order="left")
-        .join(post_lock, on=TRACT_KEY, how="left", maintain_order="left")
+        tracts.lazy()
+        .pipe(primary_outcome)
+        .pipe(sensitivity_outcomes)
         .with_columns(
-            active=pl.col("subject_status").fill_null("") != "WITHDRAWN",
-            completed=pl.col("subject_status") == "COMPLETED",
-            post_lock=pl.col("post_lock").fill_null(False),
+            pl.col("post_lock").fill_null(False),
+            rule_set=pl.lit(rules.id),
+            rule_set_version=pl.lit(rules.version),
         )
+        .collect(engine="in-memory")
     )
-    tracts = sensitivity_outcomes(primary_outcome(tracts)).collect().lazy()
 
     found = with_identity(
-        with_event_ids(outcome_conflicts(visits, tracts, rules), exams, final_reads).collect(),
+        with_event_ids(
+            outcome_conflicts(visits, tracts.lazy(), rules), exams, final_reads
+        ).collect(),
         study,
     )
     current = pl.concat([unmatched, found])
     statuses = conflict_status(current.lazy(), decisions, register).collect()
 
-    tracts = (
-        tracts.join(
-            tract_overrides(statuses.lazy()), on=TRACT_KEY, how="left", maintain_order="left"
-        )
-        .with_columns(
-            outcome=pl.coalesce("committee_outcome", "rule_outcome"),
-            decided_by=pl.when(pl.col("committee_outcome").is_not_null())
-            .then(pl.lit("COMMITTEE"))
-            .otherwise(pl.lit("RULE")),
-            # The events the outcome used: the registry rows, the exams at the visits the
-            # rules read, and the final reads that counted.
-            event_ids=pl.concat_list(
-                "subject_event_id",
-                "tract_event_id",
-                "clinical_event_ids",
-                "discharge_event_ids",
-                "r1_event_id",
-                "r2_event_id",
-                "adj_event_id",
-            ).list.drop_nulls(),
-            rule_set=pl.lit(rules.id),
-            rule_set_version=pl.lit(rules.version),
-        )
-        .drop("clinical_event_ids", "discharge_event_ids")
-        .collect()
+    overrides = keys.join(
+        tract_overrides(statuses.lazy()), on=TRACT_KEY, how="left", maintain_order="left"
+    ).collect()
+    tracts = _beside(tracts, overrides).with_columns(
+        outcome=pl.coalesce("committee_outcome", "rule_outcome"),
+        decided_by=pl.when(pl.col("committee_outcome").is_not_null())
+        .then(pl.lit("COMMITTEE"))
+        .otherwise(pl.lit("RULE")),
     )
     lazy = tracts.lazy()
     definitions = {
@@ -240,6 +267,6 @@ def adjudicate(
         tracts=tracts,
         patients=patients,
         conflicts=statuses.sort("type", "subject_id", "tract_id", "about"),
-        visits=visits.drop("active").collect(),
+        visits=visits.collect(),
         new_tracts=new_tracts,
     )

@@ -19,6 +19,7 @@ import polars as pl
 
 import schemas
 from services.adjudicator.committee import MAPPING_STATUSES, OUTCOME_STATUSES
+from services.adjudicator.engine import used_event_ids
 from services.adjudicator.rules.clinical import exam_status, visit_status
 from services.adjudicator.rules.conflicts import UNMATCHED_TRACT
 from services.adjudicator.rules.mri import large_collection, mri_healed
@@ -386,7 +387,7 @@ def conclusion(
             conflict_events=refs(conflict["event_ids"]),
             outcome_events=(),
         )
-    missing = ", ".join(tract["missing_visits"] or [])
+    missing = tract["missing_visits"] or ""
     discharge = f"grade {text(tract['discharge_baseline'])} at INJ1 → {text(tract['discharge_final'])} at FU6"
     findings = (
         Finding(
@@ -435,7 +436,7 @@ def conclusion(
         decided_by=tract["decided_by"],
         decision_id=tract["decision_id"],
         conflict_events=refs(conflict["event_ids"]),
-        outcome_events=refs(tract["event_ids"]),
+        outcome_events=refs(used_event_ids(tract)),
     )
 
 

@@ -8,8 +8,10 @@ from datetime import timedelta
 import polars as pl
 import pytest
 
-from services.adjudicator.rules.clinical import exam_status
-from services.adjudicator.rules.mri import mri_healed
+from services.adjudicator.engine import used_event_ids
+from services.adjudicator.rules.clinical import clinical_sustained, exam_status, visit_status
+from services.adjudicator.rules.discharge import discharge_improved
+from services.adjudicator.rules.mri import mri_consensus, mri_healed
 from services.adjudicator.rules.primary import closure
 from services.adjudicator.ruleset import load_ruleset
 from tests.adjudicator.builders import (
@@ -453,4 +455,32 @@ def test_decisions_record_rule_set_and_inputs() -> None:
     assert (row["rule_set"], row["rule_set_version"]) == ("exosome-fistula-protocol", 1)
     assert row["decided_by"] == "RULE"
     # subject, tract, the exams the rules read (INJ1, FU5, FU6; not FU4), two final reads
-    assert len(row["event_ids"]) == 2 + 3 + 2
+    assert len(used_event_ids(row)) == 2 + 3 + 2
+
+
+@pytest.mark.parametrize("engine", ["in-memory", "streaming"])
+def test_tract_rules_keep_the_rows_and_order_of_the_tracts_given(engine: str) -> None:
+    """The engine sets the rules' results side by side, so each must return one row per tract
+    it was given, in the order given (a shuffled order here, many tracts so joins split)."""
+    subjects = [f"S{i:03d}" for i in range(400)]
+    ev = evidence(
+        [subject(s) for s in subjects],
+        [tract(s, t) for s in subjects for t in ("T1", "T2")],
+        [e for s in subjects for e in closed_exams(s)],
+        [r for s in subjects for r in healed_reads(s)],
+    )
+    keys = (
+        ev.tracts.select("subject_id", "tract_id")
+        .collect()
+        .sample(fraction=1.0, shuffle=True, seed=3)
+    )
+    visits = visit_status(ev.exams)
+    for result in pl.collect_all(
+        [
+            clinical_sustained(keys.lazy(), visits, load_ruleset()),
+            mri_consensus(keys.lazy(), ev.reads, load_ruleset()),
+            discharge_improved(keys.lazy(), visits, load_ruleset()),
+        ],
+        engine=engine,
+    ):
+        assert result.select("subject_id", "tract_id").equals(keys)

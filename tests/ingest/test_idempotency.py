@@ -7,6 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from services.adjudicator.engine import INPUT_COLUMNS
+
 from .helpers import CASES, EVIDENCE, STUDY, event_ids, ingest, ingest_process, platform
 
 TRIAL = sorted((CASES / "trial").iterdir())
@@ -20,7 +22,7 @@ def state(home: Path) -> dict[str, Any]:
     return {
         "events": {topic: event_ids(home, topic) for topic in TOPICS},
         "tracts": result.tracts.select(
-            "subject_id", "tract_id", "outcome", "rule_outcome", "clinical", "mri", "event_ids"
+            "subject_id", "tract_id", "outcome", "rule_outcome", "clinical", "mri", *INPUT_COLUMNS
         ).to_dicts(),
         "patients": result.patients.select("subject_id", "category").to_dicts(),
         "conflicts": result.conflicts.select(

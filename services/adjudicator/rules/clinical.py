@@ -30,19 +30,27 @@ def visit_status(exams: pl.LazyFrame) -> pl.LazyFrame:
     contradictory exam, or current records that disagree."""
     keys = [*TRACT_KEY, "visit"]
     status, grade = pl.col("exam_status"), pl.col("discharge_grade")
-    checked = exam_status(exams).with_columns(records=pl.len().over(keys).cast(pl.UInt32))
+    contradictory = "external opening CLOSED with drainage on compression"
     # Almost every visit has one record: only the others need grouping (a much smaller job).
-    single = checked.filter(pl.col("records") == 1).select(
-        *keys,
-        "records",
-        low=status,
-        high=status,
-        exam_date="exam_date",
-        discharge_grade=grade,
-        event_ids=pl.concat_list("event_id"),
+    # Rows whose key hash is unique are certainly alone; a hash collision only sends a few
+    # more rows to the exact grouping below.
+    checked = exam_status(exams).with_columns(_alone=pl.len().over(pl.struct(keys).hash()) == 1)
+    single = (
+        checked.filter("_alone")
+        .select(
+            *keys,
+            records=pl.lit(1, pl.UInt32),
+            exam_date="exam_date",
+            discharge_grade=grade,
+            event_ids=pl.concat_list("event_id"),
+            inconsistent=status == CONTRADICTORY,
+            status=pl.when(status != CONTRADICTORY).then(status),
+        )
+        .with_columns(inconsistency=pl.when("inconsistent").then(pl.lit(contradictory)))
     )
+    low, high = pl.col("low"), pl.col("high")
     several = (
-        checked.filter(pl.col("records") > 1)
+        checked.filter(~pl.col("_alone"))
         .group_by(keys)
         .agg(
             records=pl.len().cast(pl.UInt32),
@@ -54,35 +62,23 @@ def visit_status(exams: pl.LazyFrame) -> pl.LazyFrame:
             event_ids=pl.col("event_id").sort(),
         )
         .with_columns(
-            discharge_grade=pl.when(~pl.col("grade_missing")).then(pl.col("discharge_grade"))
-        )
-        .drop("grade_missing")
-    )
-    return (
-        pl.concat([single, several])
-        .with_columns(
-            inconsistent=(pl.col("low") != pl.col("high")) | (pl.col("low") == CONTRADICTORY)
+            discharge_grade=pl.when(~pl.col("grade_missing")).then(pl.col("discharge_grade")),
+            inconsistent=(low != high) | (low == CONTRADICTORY),
         )
         .with_columns(
-            status=pl.when(~pl.col("inconsistent")).then(pl.col("low")),
-            inconsistency=pl.when(
-                (pl.col("low") == CONTRADICTORY) | (pl.col("high") == CONTRADICTORY)
-            )
-            .then(pl.lit("external opening CLOSED with drainage on compression"))
+            status=pl.when(~pl.col("inconsistent")).then(low),
+            inconsistency=pl.when((low == CONTRADICTORY) | (high == CONTRADICTORY))
+            .then(pl.lit(contradictory))
             .when(pl.col("inconsistent"))
-            .then(
-                pl.lit("current records disagree: ")
-                + pl.col("low")
-                + pl.lit(" vs ")
-                + pl.col("high")
-            ),
+            .then(pl.lit("current records disagree: ") + low + pl.lit(" vs ") + high),
         )
-        .drop("low", "high")
+        .drop("low", "high", "grade_missing")
     )
+    return pl.concat([single, several])
 
 
 def clinical_sustained(tracts: pl.LazyFrame, visits: pl.LazyFrame, rules: RuleSet) -> pl.LazyFrame:
-    """Rule clinical.sustained, one row per tract of ``tracts``.
+    """Rule clinical.sustained: adds its columns to ``tracts`` (one row per tract).
 
     ``clinical`` is CLOSED (closed at every confirmation visit, consecutive ones at least
     ``min_gap_days`` apart), NOT_CLOSED (a confirmation visit determined not closed, or closed
@@ -91,7 +87,7 @@ def clinical_sustained(tracts: pl.LazyFrame, visits: pl.LazyFrame, rules: RuleSe
     """
     confirm = rules.confirmation_visits
     # One column group per confirmation visit (a join each): no sort or window over tracts.
-    summary = tracts.select(TRACT_KEY)
+    summary = tracts
     for i, visit in enumerate(confirm):
         summary = summary.join(
             visits.filter(pl.col("visit") == visit).select(
@@ -104,17 +100,21 @@ def clinical_sustained(tracts: pl.LazyFrame, visits: pl.LazyFrame, rules: RuleSe
             ),
             on=TRACT_KEY,
             how="left",
+            maintain_order="left",
         )
     steps = range(len(confirm))
     present = [pl.col(f"_present{i}").fill_null(False) for i in steps]
     status = [pl.col(f"_status{i}") for i in steps]
     gaps = [(pl.col(f"_date{i}") - pl.col(f"_date{i - 1}")).dt.total_days() for i in steps if i]
+    missing = pl.concat_str(
+        [pl.when(~p).then(pl.lit(v)) for p, v in zip(present, confirm, strict=True)],
+        separator=", ",
+        ignore_nulls=True,
+    )
     summary = summary.with_columns(
         fu6_present=present[-1],
         fu6_status=status[-1],
-        missing_visits=pl.concat_list(
-            [pl.when(~p).then(pl.lit(v)) for p, v in zip(present, confirm, strict=True)]
-        ).list.drop_nulls(),
+        missing_visits=pl.when(missing != "").then(missing),
         any_open=pl.any_horizontal(
             [(s.is_not_null() & (s != CLOSED)).fill_null(False) for s in status]
         ),
@@ -135,11 +135,7 @@ def clinical_sustained(tracts: pl.LazyFrame, visits: pl.LazyFrame, rules: RuleSe
             .then(pl.lit("NOT_CLOSED"))
             .when(fu6_closed & pl.col("any_open"))
             .then(pl.lit("NOT_CLOSED"))
-            .when(
-                fu6_closed
-                & (pl.col("missing_visits").list.len() == 0)
-                & ~pl.col("any_inconsistent")
-            )
+            .when(fu6_closed & pl.col("missing_visits").is_null() & ~pl.col("any_inconsistent"))
             .then(pl.when(gap_ok).then(pl.lit("CLOSED")).otherwise(pl.lit("NOT_CLOSED"))),
             clinical_reason=pl.when(pl.col("fu6_status").is_not_null() & ~fu6_closed)
             .then(pl.lit(f"{rules.primary_visit} ") + pl.col("fu6_status"))
@@ -149,8 +145,8 @@ def clinical_sustained(tracts: pl.LazyFrame, visits: pl.LazyFrame, rules: RuleSe
             .then(pl.lit(f"{rules.primary_visit} missing"))
             .when(pl.col("fu6_status").is_null())
             .then(pl.lit(f"{rules.primary_visit} inconsistent"))
-            .when(pl.col("missing_visits").list.len() > 0)
-            .then(pl.lit("missing: ") + pl.col("missing_visits").list.join(", "))
+            .when(pl.col("missing_visits").is_not_null())
+            .then(pl.lit("missing: ") + pl.col("missing_visits"))
             .when(pl.col("any_inconsistent"))
             .then(pl.lit("a confirmation visit is inconsistent"))
             .when(~gap_ok)

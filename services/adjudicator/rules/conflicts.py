@@ -98,12 +98,14 @@ def outcome_conflicts(visits: pl.LazyFrame, tracts: pl.LazyFrame, rules: RuleSet
     """The other four types, from the per-visit and per-tract frames of the rules, each with
     the inputs behind it (``input_visits``, ``input_reads``) for :func:`with_event_ids`.
 
-    ``visits`` needs the clinical visit status with ``active``; ``tracts`` the per-tract frame
-    with ``active``, ``completed`` and ``treated``.
+    ``visits`` needs the clinical visit status; ``tracts`` the per-tract frame with ``active``,
+    ``completed`` and ``treated``.
     """
     confirm = list(rules.confirmation_visits)
     inconsistent = _rows(
-        visits.filter(pl.col("inconsistent") & pl.col("active")),
+        visits.filter("inconsistent").join(
+            tracts.filter("active").select(TRACT_KEY), on=TRACT_KEY, how="semi"
+        ),
         INCONSISTENT_EXAM,
         pl.col("visit"),
         pl.col("inconsistency") + pl.lit(" at ") + pl.col("visit"),
@@ -116,7 +118,7 @@ def outcome_conflicts(visits: pl.LazyFrame, tracts: pl.LazyFrame, rules: RuleSet
     missing_clinical = _rows(
         completed.filter(
             pl.col("clinical").is_null()
-            & (~pl.col("fu6_present") | (fu6_closed & (pl.col("missing_visits").list.len() > 0)))
+            & (~pl.col("fu6_present") | (fu6_closed & pl.col("missing_visits").is_not_null()))
         ),
         MISSING_ASSESSMENT,
         pl.lit("clinical"),

@@ -10,8 +10,8 @@ from services.adjudicator.ruleset import RuleSet
 
 
 def discharge_improved(tracts: pl.LazyFrame, visits: pl.LazyFrame, rules: RuleSet) -> pl.LazyFrame:
-    """``discharge_improved`` is null (not evaluable) when either grade is missing or the
-    records of a visit disagree on it."""
+    """Adds ``discharge_improved`` to ``tracts``: null (not evaluable) when either grade is
+    missing or the records of a visit disagree on it."""
 
     def grade(visit: str, name: str) -> pl.LazyFrame:
         return visits.filter(pl.col("visit") == visit).select(
@@ -20,9 +20,18 @@ def discharge_improved(tracts: pl.LazyFrame, visits: pl.LazyFrame, rules: RuleSe
 
     before, after = pl.col("discharge_baseline"), pl.col("discharge_final")
     return (
-        tracts.select(TRACT_KEY)
-        .join(grade(rules.baseline_discharge_visit, "discharge_baseline"), on=TRACT_KEY, how="left")
-        .join(grade(rules.primary_visit, "discharge_final"), on=TRACT_KEY, how="left")
+        tracts.join(
+            grade(rules.baseline_discharge_visit, "discharge_baseline"),
+            on=TRACT_KEY,
+            how="left",
+            maintain_order="left",
+        )
+        .join(
+            grade(rules.primary_visit, "discharge_final"),
+            on=TRACT_KEY,
+            how="left",
+            maintain_order="left",
+        )
         .with_columns(
             discharge_improved=(before - after) >= rules.discharge.min_drop,
             # The final visit is the primary one, whose exams the clinical rule names already.

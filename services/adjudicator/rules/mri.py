@@ -54,7 +54,7 @@ def _consensus(decision: str) -> dict[str, pl.Expr]:
 
 
 def mri_consensus(tracts: pl.LazyFrame, reads: pl.LazyFrame, rules: RuleSet) -> pl.LazyFrame:
-    """Rule mri.consensus at the final MRI, one row per tract of ``tracts``.
+    """Rule mri.consensus at the final MRI: adds its columns to ``tracts`` (one row per tract).
 
     Two evaluable primary reads that agree decide; otherwise an evaluable ADJ read decides.
     ``mri`` is null while undecided; ``needs_adjudicator`` marks a reader disagreement without an
@@ -76,7 +76,7 @@ def mri_consensus(tracts: pl.LazyFrame, reads: pl.LazyFrame, rules: RuleSet) -> 
             .unique(role_key, keep="last"),
         ]
     )
-    per_role = tracts.select(TRACT_KEY)
+    per_role = tracts
     for role in ROLES:
         prefix = role.lower()
         per_role = per_role.join(
@@ -91,6 +91,7 @@ def mri_consensus(tracts: pl.LazyFrame, reads: pl.LazyFrame, rules: RuleSet) -> 
             ),
             on=TRACT_KEY,
             how="left",
+            maintain_order="left",
         )
     healed, dry = _consensus("healed"), _consensus("dry")
     return per_role.with_columns(
