@@ -11,6 +11,8 @@ applied) plus four tables, all written in the same transaction as the events:
 - ``outbox``: outputs written here but not yet acknowledged by Kafka (crash window).
 - ``output_ends``: where the outputs had reached on Kafka, to find out after a crash which
   outbox events made it.
+- ``dirty``: subjects applied whose outcome changes are not published yet (a bulk load
+  publishes once caught up), so a restart still publishes them.
 """
 
 from __future__ import annotations
@@ -160,6 +162,15 @@ class AppliedLog(EmbeddedLog):
             )
             db.executemany("INSERT INTO identities VALUES (?, ?, ?, ?, ?, ?)", identities)
             db.executemany("INSERT INTO outbox VALUES (?, ?)", [(e.kind, e.offset) for e in outbox])
+            db.execute("DELETE FROM dirty")
+            db.executemany(
+                "INSERT INTO dirty VALUES (?, ?)",
+                [
+                    (study, subject)
+                    for study, subjects in (dirty or {}).items()
+                    for subject in ([None] if subjects is None else sorted(subjects))
+                ],
+            )
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
