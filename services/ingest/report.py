@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from services.errors import TractError
-
 
 @dataclass(frozen=True)
 class Rejection:
@@ -45,15 +43,3 @@ class IngestReport:
             f"{self.file}: read {self.read} = accepted {self.accepted} + duplicates "
             f"{self.duplicates} + rejected {len(self.rejected)}"
         )
-
-    def raise_on_rejected(self) -> IngestReport:
-        """Make rejected rows an error, for callers that want all-or-nothing."""
-        if self.rejected:
-            raise RejectedRowsError(self)
-        return self
-
-
-class RejectedRowsError(TractError):
-    def __init__(self, report: IngestReport) -> None:
-        lines = "\n".join(f"  {r}" for r in report.rejected[:20])
-        super().__init__(f"{report.summary()}\n{lines}")

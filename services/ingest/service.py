@@ -67,7 +67,8 @@ def ingest_file(
         content_hash=pl.Series([digest(canonical_json(p)) for p in payloads], dtype=pl.String)
     )
     known = known_records(contract.kind, study)
-    classified = classify(typed, known, contract).with_row_index("_row")
+    # The row index is taken before classify's join: it points into ``payloads``.
+    classified = classify(typed.with_row_index("_row"), known, contract)
 
     meta = {"source_file": path.name, "ingest_run": run_id}
     events: list[Event] = []
@@ -75,18 +76,14 @@ def ingest_file(
     for row, line, content_hash in accepted.select("_row", LINE, "content_hash").iter_rows():
         payload = payloads[row]
         events.append(
-            Event(
+            make_event(
                 contract.kind,
                 study,
                 payload["subject_id"],
-                digest(
-                    study,
-                    contract.kind,
-                    payload[contract.id_field],
-                    payload[contract.version_field],
-                    content_hash,
-                ),
                 {**payload, **meta, "source_line": line, "content_hash": content_hash},
+                payload[contract.id_field],
+                payload[contract.version_field],
+                content_hash,
             )
         )
 
