@@ -21,7 +21,7 @@ from services.adjudicator.ruleset import RuleSet, load_ruleset
 from services.adjudicator.state import EVIDENCE_KINDS, Evidence, decode, empty_records
 from services.bus import EventBus, open_bus
 from services.config import Settings
-from services.events import Event, digest, make_event, utc_now
+from services.events import Event, make_event, utc_now
 from services.ingest.errors import FileRefusedError
 from services.ingest.report import IngestReport
 from services.ingest.service import ingest_file, known_from_frame
@@ -239,12 +239,17 @@ class Platform:
 
         return take_lock(self, study, lock_id, reason, requested_by, level)
 
-    def report(self, study: str, lock_id: str | None = None) -> dict[str, Any]:
-        from services.adjudicator.snapshot import current_snapshot, open_lock
+    def report(
+        self, study: str, lock_id: str | None = None, result: Adjudication | None = None
+    ) -> dict[str, Any]:
+        """The report of a lock, or of the current state (from ``result`` when the caller has
+        just adjudicated ``study``)."""
+        from services.adjudicator.snapshot import open_lock, outcome_snapshot
 
-        snapshot = (
-            open_lock(self.store, study, lock_id) if lock_id else current_snapshot(self, study)
-        )
+        if lock_id:
+            snapshot = open_lock(self.store, study, lock_id)
+        else:
+            snapshot = outcome_snapshot(self, study, result or self.adjudicate(study))
         return snapshot.report(self.rules.confidence_level)
 
     def audit(self, study: str) -> pl.DataFrame:
@@ -254,6 +259,4 @@ class Platform:
 
 
 def lock_event(study: str, payload: dict[str, Any]) -> Event:
-    return Event(
-        "lock", study, "", digest(study, "lock", payload["lock_id"], payload["action"]), payload
-    )
+    return make_event("lock", study, "", payload, payload["lock_id"], payload["action"])

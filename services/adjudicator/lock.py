@@ -8,8 +8,9 @@ DAG) can run them as separate tasks and retry any one of them:
         -> write_lock -> verify_lock -> publish_lock
 
 Between steps only small values travel (the cut, a staging path); the Parquet files wait in a
-staging folder. :func:`take_lock` composes the steps for the CLI. The same lock id again
-returns the existing lock and publishes nothing new.
+staging folder. :func:`take_lock` composes the steps for the CLI (leaving the conflict check
+to materialise, which checks at the cut anyway: one adjudication, not two). The same lock id
+again returns the existing lock and publishes nothing new.
 """
 
 from __future__ import annotations
@@ -314,7 +315,6 @@ def take_lock(
         verify_lock(platform, study, lock_id)
         publish_lock(platform, study, lock_id)  # completes a lock that crashed before its event
         return existing | {"already_locked": True}
-    check_conflicts(platform, study)
     positions = freeze_cut(platform)
     with tempfile.TemporaryDirectory(prefix="tract-lock-") as tmp:
         staging = materialise(platform, request, positions, Path(tmp) / lock_id, retention_days)

@@ -21,6 +21,7 @@ from services.store import MANIFEST, ObjectStore
 from services.store.errors import ObjectNotFoundError
 
 if TYPE_CHECKING:
+    from services.adjudicator.engine import Adjudication
     from services.platform import Platform
 
 TABLES = ("tract_outcomes", "patient_outcomes", "conflicts", "audit")
@@ -78,14 +79,23 @@ def current_snapshot(
     """The study as the log holds it now (or at the cut ``upto``)."""
     from services.adjudicator.audit import audit_trail
 
-    result = platform.adjudicate(study, upto)
+    snapshot = outcome_snapshot(platform, study, platform.adjudicate(study, upto), upto)
     events = {kind: platform.records(kind, study, upto).collect() for kind in EVENT_KINDS}
+    tables = snapshot.tables | {"audit": audit_trail(platform, study, upto)}
+    return Snapshot(study, tables, events, snapshot.meta)
+
+
+def outcome_snapshot(
+    platform: Platform, study: str, result: Adjudication, upto: dict[str, int] | None = None
+) -> Snapshot:
+    """The outcome tables of ``result`` and the pathology reports: all a report needs (no
+    audit trail, no other events), for reporting on the current state."""
     tables = {
         "tract_outcomes": result.tracts,
         "patient_outcomes": result.patients,
         "conflicts": result.conflicts,
-        "audit": audit_trail(platform, study, upto),
     }
+    events = {"pathology_report": platform.records("pathology_report", study, upto).collect()}
     meta = {
         "source": "current" if upto is None else "cut",
         "rule_set": result.rule_set,

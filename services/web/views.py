@@ -271,7 +271,7 @@ def readiness(conflicts: pl.DataFrame, tracts: pl.DataFrame, locks: pl.DataFrame
 
 def dashboard_view(platform: Any, study: str, studies: list[str]) -> DashboardView:
     result = platform.adjudicate(study)
-    report = platform.report(study)
+    report = platform.report(study, result=result)
     locks = platform.records("lock", study).collect()
     decided = (
         result.tracts.filter(pl.col("treated"))
