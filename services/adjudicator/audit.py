@@ -7,7 +7,6 @@ and locks. Nothing is ever overwritten, so the trail cannot disagree with the da
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING
 
 import polars as pl
@@ -167,12 +166,8 @@ def audit_trail(platform: Platform, study: str, upto: dict[str, int] | None = No
             kind=pl.lit("rejected_row"),
             action=pl.lit("REJECTED"),
             who=pl.lit("ingest ") + pl.col("ingest_run"),
-            subject_id=pl.col("raw").map_elements(
-                lambda raw: json.loads(raw).get("subject_id"), return_dtype=pl.String
-            ),
-            tract_id=pl.col("raw").map_elements(
-                lambda raw: json.loads(raw).get("tract_id"), return_dtype=pl.String
-            ),
+            subject_id=pl.col("raw").str.json_path_match("$.subject_id"),
+            tract_id=pl.col("raw").str.json_path_match("$.tract_id"),
             what=pl.col("file") + pl.lit(" line ") + pl.col("line").cast(pl.String),
             why="reason",
             old_value=pl.lit(None, pl.String),

@@ -146,7 +146,8 @@ def _change(
     rule_set: tuple[str, int],
 ) -> Event | None:
     study, level, subject_id, tract_id = key
-    state_hash = digest(canonical_json(state) if state else RETIRED)
+    detail = canonical_json(state)
+    state_hash = digest(detail if state else RETIRED)
     last = published.get(key)
     if last is not None and last.state_hash == state_hash:
         return None
@@ -159,8 +160,8 @@ def _change(
         "decided_by": row.get("decided_by"),
         "rule_outcome": row.get("rule_outcome"),
         "decision_id": row.get("decision_id"),
-        "detail": canonical_json(state),
-        "event_ids": used_event_ids(row) if level == "TRACT" else None,
+        "detail": detail,
+        "event_ids": state.get("event_ids", []) if level == "TRACT" else None,
         "rule_set": rule_set[0],
         "rule_set_version": int(rule_set[1]),
         "state_hash": state_hash,

@@ -15,6 +15,7 @@ import polars as pl
 from services.adjudicator.committee import conflict_status, tract_mappings, tract_overrides
 from services.adjudicator.rules import TRACT_KEY
 from services.adjudicator.rules.clinical import clinical_sustained, visit_status
+from services.adjudicator.rules.conflicts import KEY as CONFLICT_KEY
 from services.adjudicator.rules.conflicts import (
     outcome_conflicts,
     unmatched_tracts,
@@ -126,22 +127,10 @@ def adjudicate(
 
     ``evidence`` may be lazy: only the columns the rules read are loaded, once.
     """
-    evidence = Evidence(
-        *(
-            frame.lazy()
-            for frame in pl.collect_all(
-                [
-                    evidence.subjects.select(*_COLUMNS["subjects"]),
-                    evidence.tracts.select(*_COLUMNS["tracts"]),
-                    evidence.injections.select(*_COLUMNS["injections"]),
-                    evidence.exams.select(*_COLUMNS["exams"]),
-                    evidence.reads.select(*_COLUMNS["reads"]),
-                    evidence.pathology.select(*_COLUMNS["pathology"]),
-                ]
-            )
-        )
-    )
-    subjects = evidence.subjects.select("subject_id", "status", "event_id", "offset")
+    evidence = evidence.collect(_COLUMNS)
+    # Decisions and the conflict register are read by both conflict_status calls: decode once.
+    decisions, register = (frame.lazy() for frame in pl.collect_all([decisions, register]))
+    subjects = evidence.subjects
     active = subjects.filter(pl.col("status") != "WITHDRAWN").select("subject_id")
     # Sorted once here; every later join keeps this order, so outputs come sorted by tract.
     registry = (
@@ -266,7 +255,7 @@ def adjudicate(
         rule_set_version=rules.version,
         tracts=tracts,
         patients=patients,
-        conflicts=statuses.sort("type", "subject_id", "tract_id", "about"),
+        conflicts=statuses.sort(CONFLICT_KEY),
         visits=visits.collect(),
         new_tracts=new_tracts,
     )

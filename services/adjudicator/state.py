@@ -7,6 +7,7 @@ current, and a current version with ``deleted = Y`` retires the record. Every ro
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 
 import polars as pl
@@ -76,8 +77,14 @@ class Evidence:
             **{attr: current(records[kind], schemas.contract(kind)) for attr, kind in names.items()}
         )
 
-    def collect(self) -> Evidence:
-        frames = pl.collect_all([getattr(self, f.name) for f in fields(self)])
+    def collect(self, columns: Mapping[str, Sequence[str]] | None = None) -> Evidence:
+        """Every frame computed once; ``columns`` (by field name) loads only those columns."""
+        frames = pl.collect_all(
+            [
+                getattr(self, f.name).select(*columns[f.name]) if columns else getattr(self, f.name)
+                for f in fields(self)
+            ]
+        )
         return Evidence(*(frame.lazy() for frame in frames))
 
 

@@ -21,8 +21,8 @@ import yaml
 
 import schemas
 from services.adjudicator.errors import ValidationFailedError
+from services.adjudicator.lock import read_staged
 from services.adjudicator.state import EVIDENCE_KINDS, current
-from services.store import MANIFEST
 
 SUITE = Path(__file__).resolve().parents[2] / "infra" / "gx" / "lock_suite.yaml"
 COLUMN_ARGS = ("column", "column_A", "column_B")
@@ -83,16 +83,15 @@ def load_suite(path: Path | str | None = None) -> dict[str, Any]:
 
 
 def staged_frames(staging: Path) -> tuple[dict[str, pl.DataFrame], dict[str, Any]]:
-    """Every staged Parquet file as a frame (``tract_outcomes``, ``events/mri_read``...)."""
-    manifest = json.loads((Path(staging) / MANIFEST).read_bytes())
+    """Every staged Parquet file as a frame (``tract_outcomes``, ``events/mri_read``...), each
+    checked against the staged manifest first."""
+    files, manifest = read_staged(staging)
     frames = {
-        name.removesuffix(".parquet"): pl.read_parquet(
-            io.BytesIO((Path(staging) / name).read_bytes())
-        )
-        for name in manifest["files"]
+        name.removesuffix(".parquet"): pl.read_parquet(io.BytesIO(data))
+        for name, data in files.items()
         if name.endswith(".parquet")
     }
-    return frames, manifest
+    return frames, json.loads(manifest)
 
 
 def views(frames: dict[str, pl.DataFrame], manifest: dict[str, Any]) -> dict[str, pl.DataFrame]:

@@ -197,7 +197,7 @@ def with_event_ids(
 def with_identity(conflicts: pl.DataFrame, study: str) -> pl.DataFrame:
     """Add the stable ``conflict_id`` and the input ``fingerprint`` (sha256 based, so they
     survive library upgrades; conflicts are few, so a comprehension is fine here)."""
-    keys = conflicts.select("type", "subject_id", "tract_id", "about").rows()
+    keys = conflicts.select(KEY).rows()
     ids = [f"C-{digest(study, *key, length=12)}" for key in keys]
     prints = [digest(*ids_, length=16) for ids_ in conflicts["event_ids"].to_list()]
     return conflicts.with_columns(
