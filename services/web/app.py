@@ -74,13 +74,7 @@ def create_app(
     serial = SerialPlatform(platform)
     app.state.web = WebState(
         platform=serial,
-        users=users
-        or UserStore(
-            settings.users_db,
-            session_hours=settings.session_hours,
-            max_failed_sign_ins=settings.max_failed_sign_ins,
-            lockout_minutes=settings.lockout_minutes,
-        ),
+        users=users or UserStore.from_settings(settings),
         settings=settings,
         signer=CookieSigner(settings.secret.reveal()),
         templates=templates(),

@@ -24,6 +24,7 @@ from itsdangerous import BadSignature, URLSafeSerializer
 
 from services.web.errors import SignInRefusedError, UserError
 from services.web.roles import ROLES, can
+from services.web.settings import WebSettings
 
 USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")
 MIN_PASSWORD = 10
@@ -95,6 +96,15 @@ class UserStore:
         self._dummy_hash = self.hasher.hash(secrets.token_urlsafe(16))
         with self._db() as db:
             db.executescript(_SCHEMA)
+
+    @classmethod
+    def from_settings(cls, settings: WebSettings) -> UserStore:
+        return cls(
+            settings.users_db,
+            session_hours=settings.session_hours,
+            max_failed_sign_ins=settings.max_failed_sign_ins,
+            lockout_minutes=settings.lockout_minutes,
+        )
 
     @contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:

@@ -18,13 +18,7 @@ def _store(obj: Any) -> Any:
     from services.web.auth import UserStore
     from services.web.settings import WebSettings
 
-    settings = WebSettings.from_env(obj.home)
-    return UserStore(
-        settings.users_db,
-        session_hours=settings.session_hours,
-        max_failed_sign_ins=settings.max_failed_sign_ins,
-        lockout_minutes=settings.lockout_minutes,
-    )
+    return UserStore.from_settings(WebSettings.from_env(obj.home))
 
 
 def _record(obj: Any, action: str, detail: str) -> None:

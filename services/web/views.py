@@ -16,6 +16,7 @@ from urllib.parse import urlencode
 
 import polars as pl
 
+from services.adjudicator.committee import tract_mappings
 from services.adjudicator.rules.conflicts import TYPES
 from services.web import evidence as ev
 from services.web.errors import AccessRefusedError
@@ -170,12 +171,16 @@ def conflict_view(
     study, row, result = platform.find_conflict(conflict_id, study)
     subject, tract_id = row["subject_id"], row["tract_id"]
     # Evidence recorded under tract ids the committee mapped onto this tract belongs here too.
-    aliases = result.conflicts.filter(
-        (pl.col("status") == "DECIDED")
-        & (pl.col("decision_status") == "MAPPED")
-        & (pl.col("subject_id") == subject)
-        & (pl.col("maps_to") == tract_id)
-    )["tract_id"].to_list()
+    aliases = (
+        tract_mappings(result.conflicts.lazy())
+        .filter(
+            (pl.col("decision_status") == "MAPPED")
+            & (pl.col("subject_id") == subject)
+            & (pl.col("maps_to") == tract_id)
+        )
+        .collect()["tract_id"]
+        .to_list()
+    )
     tract_ids = [tract_id, *aliases]
 
     def records(kind: str) -> pl.DataFrame:
