@@ -18,6 +18,8 @@ import yaml
 
 SCALAR_TYPES = ("string", "int", "float", "date", "timestamp", "bool", "enum", "json")
 LIST_TYPES = ("list_float", "list_string")
+TIMESTAMP_PATTERN = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$"
+"""How a ``timestamp`` field is written in files and events: UTC, to the second or finer."""
 
 
 @dataclass(frozen=True)

@@ -129,8 +129,7 @@ class Platform:
         result = self.adjudicate(study)
         register = self.records("conflict_change", study).sort("offset").collect()
         last = register.group_by("conflict_id").agg(
-            condition=pl.col("condition").last(),
-            fingerprint=pl.col("fingerprint").last(),
+            pl.col("condition", "fingerprint", "conflict_type", "subject_id", "tract_id").last(),
             changes=pl.len(),
         )
         now = result.conflicts.filter(pl.col("status") != "RESOLVED").select(
@@ -146,13 +145,10 @@ class Platform:
                 condition = "RAISED"
             elif not holds and was == "RAISED":
                 condition = "CLEARED"
-                known = register.filter(pl.col("conflict_id") == row["conflict_id"]).row(
-                    -1, named=True
-                )
                 row |= {
-                    "type": known["conflict_type"],
-                    "subject_id": known["subject_id"],
-                    "tract_id": known["tract_id"],
+                    "type": row["conflict_type"],
+                    "subject_id": row["subject_id_was"],
+                    "tract_id": row["tract_id_was"],
                 }
             else:
                 continue

@@ -23,7 +23,7 @@ from services.events import Event, canonical_json, digest
 
 HEADERS = ("event_id", "kind", "schema_version", "study", "subject_id")
 _NON_EMPTY = ("event_id", "kind", "schema_version")  # study and subject may be "" (study-wide)
-_TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
+_TIMESTAMP = re.compile(schemas.TIMESTAMP_PATTERN)
 
 Record = tuple[bytes, bytes, list[tuple[str, bytes]]]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from schemas import Contract, Field, polars_schema
+from schemas import TIMESTAMP_PATTERN, Contract, Field, polars_schema
 from services.ingest.read import LINE
 
 TRUE, FALSE = "Y", "N"
@@ -39,9 +39,7 @@ def _parse(f: Field) -> pl.Expr:
             )
         case "timestamp":
             stamp = raw.str.to_datetime("%Y-%m-%dT%H:%M:%S%.fZ", strict=False, time_zone="UTC")
-            return pl.when(
-                raw.str.contains(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$")
-            ).then(stamp)
+            return pl.when(raw.str.contains(TIMESTAMP_PATTERN)).then(stamp)
         case "list_float":
             items = (
                 raw.str.strip_chars("[]")
