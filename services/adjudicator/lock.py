@@ -265,16 +265,17 @@ def verify_lock(platform: Platform, study: str, lock_id: str, staging: Path | No
     return sha256(stored)
 
 
-def publish_lock(platform: Platform, study: str, lock_id: str) -> dict[str, Any]:
-    """Publish the lock event from the stored manifest; publishing again adds nothing."""
-    from services.platform import lock_event
-
+def lock_record(
+    platform: Platform, study: str, lock_id: str, action: str, **changes: Any
+) -> dict[str, Any]:
+    """The payload of a lock event about ``lock_id``, from its stored manifest (read once):
+    as the lock was requested, with ``changes`` (an unlock's who, why, when and approvers)."""
     prefix = lock_prefix(study, lock_id)
     manifest_bytes = platform.store.read(f"{prefix}/{MANIFEST}")
     manifest = json.loads(manifest_bytes)
-    payload = {
+    return {
         "lock_id": lock_id,
-        "action": "LOCK",
+        "action": action,
         "level": manifest["level"],
         "requested_by": manifest["requested_by"],
         "reason": manifest["reason"],
@@ -283,7 +284,14 @@ def publish_lock(platform: Platform, study: str, lock_id: str) -> dict[str, Any]
         "manifest_sha256": sha256(manifest_bytes),
         "approvers": None,
         "location": platform.store.location(prefix),
-    }
+    } | changes
+
+
+def publish_lock(platform: Platform, study: str, lock_id: str) -> dict[str, Any]:
+    """Publish the lock event from the stored manifest; publishing again adds nothing."""
+    from services.platform import lock_event
+
+    payload = lock_record(platform, study, lock_id, "LOCK")
     platform.bus.publish([lock_event(study, payload)])
     return payload
 

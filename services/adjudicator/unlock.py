@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 
 from services.adjudicator.errors import LockRefusedError
-from services.adjudicator.snapshot import lock_prefix, read_manifest, sha256
+from services.adjudicator.lock import lock_record
+from services.adjudicator.snapshot import read_manifest, sha256
 from services.events import utc_now
-from services.store import MANIFEST
 from services.store.errors import ObjectLockedError
 
 if TYPE_CHECKING:
@@ -62,7 +62,7 @@ def unlock(
 ) -> dict[str, Any]:
     """Unlock ``lock_id`` of ``study`` (the lock in force); unlocking again returns the record."""
     reason, requested_by, names = check_unlock(reason, requested_by, approvers)
-    manifest = read_manifest(platform.store, study, lock_id)  # LockNotFoundError if none
+    read_manifest(platform.store, study, lock_id)  # LockNotFoundError if none
     record_key = f"{unlock_prefix(study, lock_id)}/{RECORD}"
     locks = platform.records("lock", study).sort("offset").collect()
     mine = locks.filter(pl.col("lock_id") == lock_id)
@@ -79,19 +79,16 @@ def unlock(
             f"lock {lock_id} of {study} is not the lock in force ({locks['lock_id'][-1]} is); "
             "unlock that one"
         )
-    manifest_bytes = platform.store.read(f"{lock_prefix(study, lock_id)}/{MANIFEST}")
-    record = {
-        "lock_id": lock_id,
-        "action": "UNLOCK",
-        "level": manifest["level"],
-        "requested_by": requested_by,
-        "reason": reason,
-        "at": utc_now(),
-        "positions": json.dumps(manifest["positions"], sort_keys=True),
-        "manifest_sha256": sha256(manifest_bytes),
-        "approvers": names,
-        "location": platform.store.location(lock_prefix(study, lock_id)),
-    }
+    record = lock_record(
+        platform,
+        study,
+        lock_id,
+        "UNLOCK",
+        requested_by=requested_by,
+        reason=reason,
+        at=utc_now(),
+        approvers=names,
+    )
     record = _record_in_store(platform, study, lock_id, record)
     from services.platform import lock_event
 
