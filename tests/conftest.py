@@ -38,6 +38,12 @@ def noida(tmp_path_factory: pytest.TempPathFactory) -> Iterator[servers.KafkaBro
         yield broker
 
 
+@pytest.fixture(params=["tansu", "noida"])
+def broker(request: pytest.FixtureRequest) -> servers.KafkaBroker:
+    """Each Kafka test runs on both brokers: code right on both is very likely right."""
+    return request.getfixturevalue(request.param)
+
+
 @pytest.fixture(scope="session")
 def seaweedfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[servers.S3Server]:
     """SeaweedFS S3 (versioning, object lock); ``.endpoint``, ``.access_key``, ``.minio()``."""

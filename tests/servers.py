@@ -34,7 +34,7 @@ import urllib.request
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from minio import Minio
@@ -101,6 +101,18 @@ def free_port(*, also_free: Sequence[int] = (), avoid: Iterable[int] = ()) -> in
         if all(_bindable(p) for p in wanted[1:]):
             return port
     raise RuntimeError(f"no free port on {LOOPBACK} with offsets {list(also_free)} free too")
+
+
+def wait_for(check: Callable[[], Any], timeout: float, what: str, every: float = 0.1) -> Any:
+    """Poll ``check`` until it returns something truthy (returned), or fail naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = check()
+        if found:
+            return found
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(every)
 
 
 # --------------------------------------------------------------------------------------------

@@ -39,12 +39,6 @@ pytestmark = pytest.mark.slow
 PARTITIONS = 3
 
 
-@pytest.fixture(params=["tansu", "noida"])
-def broker(request: pytest.FixtureRequest) -> servers.KafkaBroker:
-    """Each Kafka test runs on both brokers: code right on both is very likely right."""
-    return request.getfixturevalue(request.param)
-
-
 def _create_topic(bootstrap: str, topic: str, partitions: int = PARTITIONS) -> None:
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="smoke-admin")
     try:

@@ -24,11 +24,6 @@ with warnings.catch_warnings():
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(params=["tansu", "noida"])
-def broker(request: pytest.FixtureRequest):
-    return request.getfixturevalue(request.param)
-
-
 @pytest.fixture
 def bus(broker, topic_factory: Callable[..., str], tmp_path: Path):
     settings = Settings.from_env(

@@ -3,7 +3,6 @@ table, and what a user sees when the broker is not there."""
 
 from __future__ import annotations
 
-import socket
 import time
 import warnings
 from pathlib import Path
@@ -16,6 +15,7 @@ from services.bus.errors import BusError, BusUnavailableError
 from services.bus.kafka import ERRORS, KafkaBus, translate
 from services.bus.kafka_config import DEFAULT_TOPICS, KafkaConfig
 from services.config import Settings
+from tests import servers
 
 from .samples import sample_event
 
@@ -101,16 +101,10 @@ def test_the_table_covers_every_kafka_error() -> None:
     assert ERRORS[-1][0] is kerr.KafkaError
 
 
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_an_unreachable_broker_is_a_clear_bounded_error(tmp_path: Path) -> None:
     settings = _settings(
         tmp_path,
-        bus=f"kafka://127.0.0.1:{_closed_port()}",
+        bus=f"kafka://127.0.0.1:{servers.free_port()}",  # nothing listens there
         kafka_timeout_s=1.0,
         kafka_retries=2,
     )

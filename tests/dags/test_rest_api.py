@@ -8,10 +8,8 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -35,15 +33,6 @@ def _health(url: str) -> Callable[[servers.ManagedServer], bool]:
         )
 
     return ready
-
-
-def _until(what: str, check: Callable[[], Any], timeout: float) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if (value := check()) is not None:
-            return value
-        time.sleep(1)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
 def test_data_manager_locks_through_the_rest_api_and_an_analyst_reads_s3(
@@ -91,10 +80,11 @@ def test_data_manager_locks_through_the_rest_api_and_an_analyst_reads_s3(
         api = httpx.Client(
             base_url=f"{url}/api/v2", headers={"Authorization": f"Bearer {token}"}, timeout=10
         )
-        _until(
-            "the DAG processor to parse dags/",
-            lambda: api.get("/dags/database_lock").status_code == 200 or None,
+        servers.wait_for(
+            lambda: api.get("/dags/database_lock").status_code == 200,
             90,
+            "the DAG processor to parse dags/",
+            every=1,
         )
         assert api.patch("/dags/database_lock", json={"is_paused": False}).status_code == 200
         conf = {
@@ -119,9 +109,9 @@ def test_data_manager_locks_through_the_rest_api_and_an_analyst_reads_s3(
             state = api.get("/dags/database_lock/dagRuns/lock-primary").json()["state"]
             return state if state in ("success", "failed") else None
 
-        assert _until("the lock run to finish", finished, 240) == "success", api.get(
-            "/dags/database_lock/dagRuns/lock-primary/taskInstances"
-        ).json()
+        assert servers.wait_for(finished, 240, "the lock run to finish", every=1) == "success", (
+            api.get("/dags/database_lock/dagRuns/lock-primary/taskInstances").json()
+        )
     finally:
         standalone.stop()
 

@@ -24,11 +24,6 @@ with warnings.catch_warnings():
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(params=["tansu", "noida"])
-def broker(request: pytest.FixtureRequest):
-    return request.getfixturevalue(request.param)
-
-
 @pytest.fixture
 def stack(broker, topic_factory: Callable[..., str], tmp_path: Path):
     with running(Stack(broker.bootstrap, topic_factory("f") + ".", tmp_path)) as s:

@@ -24,11 +24,6 @@ pytestmark = pytest.mark.slow
 STUDY = "SYN"
 
 
-@pytest.fixture(params=["tansu", "noida"])
-def broker(request: pytest.FixtureRequest):
-    return request.getfixturevalue(request.param)
-
-
 def _evidence_applied(stack: Stack) -> int:
     counts = stack.applied_counts()
     return sum(counts.get(k, 0) for k in EVIDENCE_KINDS)

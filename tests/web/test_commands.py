@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ from click.testing import CliRunner
 from services.cli import cli
 from services.demo.trial import DEMO_STUDY
 from services.platform import Platform
+from tests import servers
 
 TRACT = str(Path(sys.executable).parent / "tract")
 
@@ -75,12 +75,6 @@ def test_a_short_password_is_refused(tmp_path: Path) -> None:
     assert done.returncode == 1 and "error: a password needs at least 10 characters" in done.stderr
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_tract_serve_serves_the_committee_page(demo_home: Path, tmp_path: Path) -> None:
     home = tmp_path / "home"
@@ -90,7 +84,7 @@ def test_tract_serve_serves_the_committee_page(demo_home: Path, tmp_path: Path) 
          "--password", "correct horse battery"],
         check=True, capture_output=True, timeout=60,
     )  # fmt: skip
-    port = _free_port()
+    port = servers.free_port()
     server = subprocess.Popen(
         [TRACT, "--home", str(home), "serve", "--host", "127.0.0.1", "--port", str(port)],
         stdout=subprocess.PIPE,

@@ -11,7 +11,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from services.platform import Platform
 from services.web.app import create_app
 from services.web.auth import UserStore
 from services.web.settings import WebSettings
+from tests.servers import wait_for
 from tests.web.conftest import (
     PASSWORD,
     PEOPLE,
@@ -41,14 +41,6 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore:open_text is deprecated:DeprecationWarning"),
 ]
 TRACT = str(Path(sys.executable).parent / "tract")
-
-
-def wait_for(check: Callable[[], Any], what: str, timeout: float = 60) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (found := check()):
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
-    return found
 
 
 @pytest.fixture
@@ -76,7 +68,9 @@ def kafka_app(
         platform.ingest(DEMO_STUDY, list(files.values()))
         wait_for(
             lambda: platform.adjudicate(DEMO_STUDY).open_conflicts().height == 7,
+            60,
             "the adjudicator service to raise the demo's conflicts",
+            every=0.2,
         )
         settings = WebSettings.from_env(home, environ={})
         users = UserStore(settings.users_db, hasher=fast_hasher())
@@ -137,7 +131,9 @@ def test_the_committee_decides_on_kafka_as_on_the_embedded_log(
     # Access records reach the trail once the service has applied them.
     trail = wait_for(
         lambda: (text := monitor.get("/audit?kind=access").text).count("DECIDE REFUSED") and text,
+        60,
         "the refusal to reach the audit trail",
+        every=0.2,
     )
     assert "SIGN_IN ALLOWED" in trail and "mon.lee (monitor)" in trail
     decisions = platform.records("committee_decision", DEMO_STUDY).collect()
