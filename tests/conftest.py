@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -12,6 +13,8 @@ try:  # tests/ importable as a package (rootdir on sys.path)
     from tests import servers
 except ModuleNotFoundError:  # pytest "prepend" import of tests/ as a plain directory
     import servers  # type: ignore[no-redef]
+
+from tests.store.trials import build_home, copy_home
 
 # =============================================================================================
 # Real servers on loopback (see tests/servers.py and /work/shared/spec/INFRA.md).
@@ -88,3 +91,27 @@ def bucket_factory() -> Callable[..., str]:
 
 
 # ---------------------------------------------------------------- end of real-server fixtures
+
+
+# =============================================================================================
+# Trial homes: the demo trial ingested once per session, copied for each test that writes.
+# =============================================================================================
+
+
+@pytest.fixture(scope="session")
+def trial_templates(tmp_path_factory: pytest.TempPathFactory) -> Callable[[bool], Path]:
+    base = tmp_path_factory.getbasetemp() / "trial-templates"
+    base.mkdir(exist_ok=True)
+    return lambda decided: build_home(base / ("decided" if decided else "open"), decided)
+
+
+@pytest.fixture
+def decided_home(trial_templates: Callable[[bool], Path], tmp_path: Path) -> Path:
+    """A home whose demo study has every conflict decided: it can be locked."""
+    return copy_home(trial_templates(True), tmp_path / "home")
+
+
+@pytest.fixture
+def open_home(trial_templates: Callable[[bool], Path], tmp_path: Path) -> Path:
+    """A home whose demo study still has open conflicts: a lock must be refused."""
+    return copy_home(trial_templates(False), tmp_path / "home")

@@ -10,20 +10,14 @@ import polars as pl
 import pytest
 
 from services.adjudicator.errors import DecisionRefusedError, UnknownConflictError
-from services.demo.trial import DEMO_STUDY, write_demo_trial
+from services.demo.trial import DEMO_STUDY
 from services.platform import Platform
 
 
-@pytest.fixture(scope="module")
-def demo_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    return write_demo_trial(tmp_path_factory.mktemp("files"))
-
-
 @pytest.fixture
-def platform(tmp_path: Path, demo_files: dict[str, Path]) -> Platform:
-    platform = Platform.embedded(tmp_path / "home")
-    platform.ingest(DEMO_STUDY, list(demo_files.values()))
-    return platform
+def platform(open_home: Path) -> Platform:
+    """The demo trial ingested, no decision taken."""
+    return Platform.embedded(open_home)
 
 
 def conflict(platform: Platform, type_: str, subject: str, tract: str) -> dict:

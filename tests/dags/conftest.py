@@ -15,8 +15,6 @@ from typing import Any
 
 import pytest
 
-from tests.store.conftest import decided_home, open_home, trial_templates  # noqa: F401
-
 DAGS = Path(__file__).resolve().parents[2] / "dags"
 
 

@@ -20,7 +20,6 @@ from argon2 import PasswordHasher
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from services.demo.trial import DEMO_STUDY, write_demo_trial
 from services.platform import Platform
 from services.web.app import create_app
 from services.web.auth import UserStore
@@ -48,14 +47,10 @@ def fast_hasher() -> PasswordHasher:
 
 
 @pytest.fixture(scope="session")
-def demo_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A home with the demo trial ingested and no decision taken (7 open conflicts)."""
-    home = tmp_path_factory.mktemp("demo-home")
-    platform = Platform.embedded(home)
-    files = write_demo_trial(home / "demo-files")
-    platform.ingest(DEMO_STUDY, list(files.values()))
-    platform.bus.close()
-    return home
+def demo_home(trial_templates: Callable[[bool], Path]) -> Path:
+    """A home with the demo trial ingested and no decision taken (7 open conflicts); tests
+    copy it before writing."""
+    return trial_templates(False)
 
 
 @dataclass
