@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -130,12 +131,12 @@ def test_snapshot_layout(demo_home: tuple[Path, dict]) -> None:
     assert manifest["row_counts"]["tract_outcomes.parquet"] == 50
 
 
-def test_a_tampered_lock_is_refused(tmp_path: Path) -> None:
-    tract(tmp_path, "demo", "--json")
-    target = tmp_path / "objects" / "locks" / "DEMO" / "DEMO-PRIMARY-LOCK" / "report.json"
+def test_a_tampered_lock_is_refused(demo_home: tuple[Path, dict], tmp_path: Path) -> None:
+    home = shutil.copytree(demo_home[0], tmp_path / "home")
+    target = home / "objects" / "locks" / "DEMO" / "DEMO-PRIMARY-LOCK" / "report.json"
     target.chmod(0o644)
     target.write_text(target.read_text().replace('"FULL_CLOSURE": 12', '"FULL_CLOSURE": 13'))
-    done = tract(tmp_path, "report", "--study", "DEMO", "--lock", "DEMO-PRIMARY-LOCK", check=False)
+    done = tract(home, "report", "--study", "DEMO", "--lock", "DEMO-PRIMARY-LOCK", check=False)
     assert done.returncode == 1
     assert "report.json: sha256" in done.stderr and "altered" in done.stderr
 
@@ -162,25 +163,27 @@ def test_lock_is_refused_while_conflicts_are_open(tmp_path: Path) -> None:
     assert not (tmp_path / "objects" / "locks" / "DEMO" / "L1").exists()
 
 
-def test_post_lock_data_is_accepted_and_flagged(tmp_path: Path) -> None:
-    tract(tmp_path, "demo", "--json")
-    late = tmp_path / "late" / "clinical_exams.csv"
+def test_post_lock_data_is_accepted_and_flagged(
+    demo_home: tuple[Path, dict], tmp_path: Path
+) -> None:
+    home = shutil.copytree(demo_home[0], tmp_path / "home")
+    late = home / "late" / "clinical_exams.csv"
     late.parent.mkdir()
-    header = (tmp_path / "demo-files" / "clinical_exams.csv").read_text().splitlines()[0]
+    header = (home / "demo-files" / "clinical_exams.csv").read_text().splitlines()[0]
     late.write_text(
         header
         + "\nEX-S01-T1-FU6,2,S01,T1,FU6,2024-11-04,EXAM-1,CLOSED,N,0,2025-01-10T10:00:00Z,crc.jones,signature added,N\n"
     )
     assert (
-        json.loads(tract(tmp_path, "ingest", "--study", "DEMO", str(late), "--json").stdout)[0][
+        json.loads(tract(home, "ingest", "--study", "DEMO", str(late), "--json").stdout)[0][
             "accepted"
         ]
         == 1
     )
-    tracts = tract_json(tmp_path, "outcomes", "--study", "DEMO")["tracts"]
+    tracts = tract_json(home, "outcomes", "--study", "DEMO")["tracts"]
     flagged = {(t["subject_id"], t["tract_id"]) for t in tracts if t["post_lock"]}
     assert flagged == {("S01", "T1")}
-    locked = tract_json(tmp_path, "report", "--study", "DEMO", "--lock", "DEMO-PRIMARY-LOCK")
+    locked = tract_json(home, "report", "--study", "DEMO", "--lock", "DEMO-PRIMARY-LOCK")
     assert locked["completers"]["FULL_CLOSURE"] == 12
 
 
