@@ -94,14 +94,14 @@ def open_dated(store: ObjectStore, study: str, stamp: str) -> Snapshot:
             f"no snapshot {stamp} for study {study} at {store.location(prefix)}; "
             "list them with `tract snapshot list`"
         ) from None
-    tables, events = verified_frames(store, prefix, manifest)
+    tables, events, files = verified_frames(store, prefix, manifest)
     meta = {
         "source": "snapshot",
         "snapshot": stamp,
         "rule_set": manifest["rule_set"]["id"],
         "rule_set_version": manifest["rule_set"]["version"],
     }
-    return Snapshot(study, tables, events, meta)
+    return Snapshot(study, tables, events, meta, files)
 
 
 def list_snapshots(store: ObjectStore, study: str | None = None) -> list[Entry]:

@@ -42,6 +42,8 @@ class Snapshot:
     tables: dict[str, pl.DataFrame]
     events: dict[str, pl.DataFrame]
     meta: dict[str, Any] = field(default_factory=dict)
+    files: dict[str, bytes] = field(default_factory=dict)
+    """A stored snapshot's other verified files (``report.json``), by name."""
 
     def lazy(self) -> dict[str, pl.LazyFrame]:
         """Every table and event kind as LazyFrames (events under ``events/<kind>``)."""
@@ -152,7 +154,7 @@ def read_manifest(store: ObjectStore, study: str, lock_id: str) -> dict[str, Any
 def open_lock(store: ObjectStore, study: str, lock_id: str) -> Snapshot:
     """A locked snapshot, after checking every file against the manifest's sha256."""
     manifest = read_manifest(store, study, lock_id)
-    tables, events = verified_frames(store, lock_prefix(study, lock_id), manifest)
+    tables, events, files = verified_frames(store, lock_prefix(study, lock_id), manifest)
     meta = {
         "source": "lock",
         "lock_id": lock_id,
@@ -160,16 +162,18 @@ def open_lock(store: ObjectStore, study: str, lock_id: str) -> Snapshot:
         "rule_set": manifest["rule_set"]["id"],
         "rule_set_version": manifest["rule_set"]["version"],
     }
-    return Snapshot(study, tables, events, meta)
+    return Snapshot(study, tables, events, meta, files)
 
 
 def verified_frames(
     store: ObjectStore, prefix: str, manifest: dict[str, Any]
-) -> tuple[dict[str, pl.DataFrame], dict[str, pl.DataFrame]]:
-    """The Parquet files under ``prefix`` as frames (tables, events), each read only after its
-    bytes match the manifest's sha256; a missing or altered file refuses the whole snapshot."""
+) -> tuple[dict[str, pl.DataFrame], dict[str, pl.DataFrame], dict[str, bytes]]:
+    """The files under ``prefix``: Parquet as frames (tables, events), the others as bytes, each
+    read only after its bytes match the manifest's sha256; a missing or altered file refuses
+    the whole snapshot."""
     tables: dict[str, pl.DataFrame] = {}
     events: dict[str, pl.DataFrame] = {}
+    others: dict[str, bytes] = {}
     for name, expected in manifest["files"].items():
         key = f"{prefix}/{name}"
         try:
@@ -186,10 +190,11 @@ def verified_frames(
                 "restore it from the store's retained version"
             )
         if not name.endswith(".parquet"):
+            others[name] = data
             continue
         frame = pl.read_parquet(io.BytesIO(data))
         if name.startswith("events/"):
             events[name.removeprefix("events/").removesuffix(".parquet")] = frame
         else:
             tables[name.removesuffix(".parquet")] = frame
-    return tables, events
+    return tables, events, others

@@ -43,25 +43,17 @@ def run_job(settings: Settings, study: str, lock_id: str) -> JobResult:
 
     store = open_store(settings)
     snapshot = open_lock(store, study, lock_id)
-    frozen = json.loads(store.read(f"{lock_prefix(study, lock_id)}/report.json"))
+    frozen = json.loads(snapshot.files["report.json"])  # verified with the rest
     report = snapshot.report(load_ruleset().confidence_level)
     reproduced = all(
         json.dumps(report.get(k), sort_keys=True, default=str)
         == json.dumps(frozen.get(k), sort_keys=True, default=str)
         for k in REPRODUCED
     )
-    counts = {
-        name: frame.select(_len()).collect().item() for name, frame in snapshot.lazy().items()
-    }
+    counts = {name: frame.collect().height for name, frame in snapshot.lazy().items()}
     return JobResult(
         study, lock_id, store.location(lock_prefix(study, lock_id)), counts, report, reproduced
     )
-
-
-def _len() -> Any:
-    import polars as pl
-
-    return pl.len()
 
 
 def render(result: JobResult) -> str:
