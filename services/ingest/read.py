@@ -26,29 +26,29 @@ from services.ingest.errors import (
 LINE = "_line"
 
 
-def read_rows(path: Path, contract: Contract) -> pl.DataFrame:
-    """Text values of every row of ``path``, checked against the contract's columns."""
-    text = _decode(path)
+def read_rows(path: Path, contract: Contract, data: bytes | None = None) -> pl.DataFrame:
+    """Text values of every row of ``path`` (its bytes ``data`` when the caller has read them
+    already), checked against the contract's columns."""
+    text = _decode(path.name, path.read_bytes() if data is None else data)
     if contract.source and contract.source.format == "jsonl":
         return _read_jsonl(path.name, text, contract)
     return _read_csv(path.name, text, contract)
 
 
-def _decode(path: Path) -> str:
-    data = path.read_bytes()
+def _decode(name: str, data: bytes) -> str:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
         raise NotUtf8Error(
-            path.name,
+            name,
             f"not UTF-8 (byte 0x{data[exc.start]:02x} on line {line})",
             "export the file again as UTF-8",
         ) from None
     # Trailing blank lines are the end of the file, not rows.
     text = text.removeprefix("\ufeff").rstrip("\r\n") + "\n"
     if not text.strip():
-        raise EmptyFileError(path.name, "the file is empty", "send the export with its rows")
+        raise EmptyFileError(name, "the file is empty", "send the export with its rows")
     return text
 
 

@@ -59,7 +59,8 @@ def ingest_file(
     """Validate ``path`` row by row and publish what it holds; raise only to refuse the file."""
     started = utc_now()
     contract = kind_of(path, kind)
-    raw = read_rows(path, contract)
+    data = path.read_bytes()  # once: what is hashed is what was read
+    raw = read_rows(path, contract, data)
     run_id = f"run-{uuid.uuid4().hex[:12]}"
     typed, invalid = validate(raw, contract)
     payloads = _payloads(typed, contract)
@@ -137,7 +138,7 @@ def ingest_file(
                 "ingest_run": run_id,
                 "source_kind": contract.kind,
                 "file": str(path),
-                "file_sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+                "file_sha256": hashlib.sha256(data).hexdigest(),
                 "read": report.read,
                 "accepted": report.accepted,
                 "duplicates": report.duplicates,
