@@ -121,12 +121,13 @@ class Platform:
             lock_positions=None if upto is not None else self.lock_positions(study),
         )
 
-    def sync_conflicts(self, study: str) -> int:
-        """Record in the log which conflicts were raised or cleared since the last sync."""
+    def sync_conflicts(self, study: str, result: Adjudication | None = None) -> int:
+        """Record in the log which conflicts were raised or cleared since the last sync
+        (``result``: the study's adjudication, when the caller has just made it)."""
         if hasattr(self.bus, "await_applied"):  # Kafka: the adjudicator service records them;
             self.bus.await_applied()  # wait until it has applied what this process sent
             return 0
-        result = self.adjudicate(study)
+        result = result or self.adjudicate(study)
         register = self.records("conflict_change", study).sort("offset").collect()
         last = register.group_by("conflict_id").agg(
             pl.col("condition", "fingerprint", "conflict_type", "subject_id", "tract_id").last(),

@@ -55,14 +55,6 @@ class _Scoped(Platform):
 
     def __init__(self, view: SubjectView, rules: RuleSet) -> None:
         super().__init__(_Collect(), view, None, rules)  # type: ignore[arg-type]
-        self._memo: dict[str, Any] = {}
-
-    def adjudicate(self, study: str, upto: dict[str, int] | None = None) -> Any:
-        if upto is not None:
-            return super().adjudicate(study, upto)
-        if study not in self._memo:
-            self._memo[study] = super().adjudicate(study)
-        return self._memo[study]
 
 
 class AdjudicatorService:
@@ -222,8 +214,9 @@ class AdjudicatorService:
         outputs: list[Event] = []
         for study, subjects in sorted(touched.items()):
             scoped = _Scoped(SubjectView(self.frames, subjects), self.rules)
-            changes = outcome_changes(study, scoped.adjudicate(study), subjects, self.published, at)
-            scoped.sync_conflicts(study)
+            result = scoped.adjudicate(study)
+            changes = outcome_changes(study, result, subjects, self.published, at)
+            scoped.sync_conflicts(study, result)
             batch: list[Event] = []
             for event in changes + scoped.bus.events:
                 self._keep_new(event, batch)
