@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import Annotated
+from datetime import UTC
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
 
 from services.web.auth import Session
 from services.web.deps import client, pick_study, render, viewer, web
-from services.web.evidence import blinder
+from services.web.evidence import Blinder, blinder
 from services.web.views import AuditFilters, audit_csv, audit_view
 
 router = APIRouter()
@@ -25,10 +25,9 @@ def audit(
     view = None
     if study is not None:
         platform = web(request).platform
-        hide = blinder(
-            platform.records("mri_read", study).collect(), not session.can("see_reader_ids")
+        view = audit_view(
+            platform.audit(study), study, studies, filters, _blinder(platform, study, session)
         )
-        view = audit_view(platform.audit(study), study, studies, filters, hide)
     return render(request, "audit.html", {"view": view, "filters": filters}, session)
 
 
@@ -41,10 +40,7 @@ def audit_export(
     state = web(request)
     if study is None:
         return Response("", media_type="text/csv")
-    hide = blinder(
-        state.platform.records("mri_read", study).collect(), not session.can("see_reader_ids")
-    )
-    body = audit_csv(state.platform.audit(study), filters, hide)
+    body = audit_csv(state.platform.audit(study), filters, _blinder(state.platform, study, session))
     state.record(
         who=session.username,
         role=session.role,
@@ -55,9 +51,14 @@ def audit_export(
         path=request.url.path,
         client=client(request),
     )
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    stamp = state.clock().astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
     return Response(
         body,
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="audit-{study}-{stamp}.csv"'},
     )
+
+
+def _blinder(platform: Any, study: str, session: Session) -> Blinder:
+    """Reader ids hidden unless the session's role may see them."""
+    return blinder(platform.records("mri_read", study).collect(), not session.can("see_reader_ids"))
