@@ -23,7 +23,7 @@ from pathlib import Path
 
 import polars as pl
 
-KINDS = ("subject", "tract", "injection", "clinical_exam", "mri_read", "pathology_report")
+from services.adjudicator.state import EVIDENCE_KINDS as KINDS
 
 
 def prepare(folder: Path, n_subjects: int) -> int:

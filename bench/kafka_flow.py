@@ -39,6 +39,8 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
     from kafka import KafkaConsumer, KafkaProducer
 
+from services.adjudicator.state import EVIDENCE_KINDS  # noqa: E402 (after the path set-up)
+
 STUDY = "SYN"
 
 
@@ -49,8 +51,7 @@ def events_of(files: dict[str, Path], home: Path) -> list:
     platform = Platform.embedded(home)
     platform.ingest(STUDY, list(files.values()))
     log = platform.source
-    kinds = ("subject", "tract", "injection", "clinical_exam", "mri_read", "pathology_report")
-    return [event for kind in kinds for event in log.read(kind, 0, 10**9)]
+    return [event for kind in EVIDENCE_KINDS for event in log.read(kind, 0, 10**9)]
 
 
 def raw_rates(bootstrap: str, events: list, prefix: str) -> tuple[float, float]:
@@ -131,13 +132,12 @@ def kafka_rate(bootstrap: str, files: dict[str, Path], work: Path, expected: int
         started = time.perf_counter()
         platform.ingest(STUDY, list(files.values()))
         published = time.perf_counter()
-        kinds = ("subject", "tract", "injection", "clinical_exam", "mri_read", "pathology_report")
         while True:
             if service.poll() is not None:
                 tail = (work / "adjudicator.log").read_text()[-3000:]
                 raise SystemExit(f"the adjudicator service exited:\n{tail}")
             counts = state.positions()
-            if sum(counts.get(k, 0) for k in kinds) >= expected and not state.outbox():
+            if sum(counts.get(k, 0) for k in EVIDENCE_KINDS) >= expected and not state.outbox():
                 break
             time.sleep(0.05)
         done = time.perf_counter()

@@ -15,7 +15,7 @@ import polars as pl
 from click.testing import CliRunner
 
 import schemas
-from services.adjudicator.state import current, decode
+from services.adjudicator.state import EVIDENCE_KINDS, current, decode
 from services.bus.embedded import EmbeddedLog
 from services.cli import cli
 from services.platform import Platform
@@ -23,7 +23,7 @@ from services.platform import Platform
 CASES = Path(__file__).parent / "cases"
 TRACT = Path(sys.executable).parent / "tract"
 STUDY = "ST-INGEST"
-EVIDENCE = ("subject", "tract", "injection", "clinical_exam", "mri_read", "pathology_report")
+EVIDENCE = EVIDENCE_KINDS
 
 
 @dataclass(frozen=True)
