@@ -16,7 +16,7 @@ import polars as pl
 import schemas
 from services.adjudicator.committee import make_decision
 from services.adjudicator.engine import Adjudication, adjudicate
-from services.adjudicator.errors import UnknownConflictError
+from services.adjudicator.errors import StaleReviewError, UnknownConflictError
 from services.adjudicator.ruleset import RuleSet, load_ruleset
 from services.adjudicator.state import EVIDENCE_KINDS, Evidence, decode, empty_records
 from services.bus import EventBus, open_bus
@@ -202,12 +202,27 @@ class Platform:
         maps_to: str | None = None,
         study: str | None = None,
         dry_run: bool = False,
+        seen_fingerprint: str | None = None,
+        seen_decision: str | None = None,
     ) -> dict[str, Any]:
         """Record a committee decision (validated against the protocol) and return it.
 
         ``dry_run`` validates and returns the decision without recording it (a confirm step).
+        ``seen_fingerprint`` / ``seen_decision``: the conflict's inputs and decision in force as
+        the deciding member reviewed them ("" for none); if either changed since, the decision
+        is refused with :class:`StaleReviewError`.
         """
         study, conflict, result = self.find_conflict(conflict_id, study)
+        if seen_fingerprint is not None and (conflict["fingerprint"] or "") != seen_fingerprint:
+            raise StaleReviewError(
+                f"conflict {conflict_id}: the evidence changed since you reviewed it; "
+                "review the conflict again before deciding"
+            )
+        if seen_decision is not None and (conflict["decision_id"] or "") != seen_decision:
+            raise StaleReviewError(
+                f"conflict {conflict_id}: another decision ({conflict['decision_id']}) was "
+                "recorded since you reviewed it; review the conflict again"
+            )
         registry = result.tracts.filter(pl.col("subject_id") == conflict["subject_id"])
         rule = registry.filter(pl.col("tract_id") == conflict["tract_id"])
         event = make_decision(

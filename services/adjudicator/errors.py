@@ -17,6 +17,11 @@ class DecisionRefusedError(AdjudicatorError):
     """A committee decision that does not meet the protocol (quorum, rationale, status)."""
 
 
+class StaleReviewError(DecisionRefusedError):
+    """A decision confirmed by someone who saw other evidence, or another decision in force,
+    than there is now."""
+
+
 class LockBlockedError(AdjudicatorError):
     """A database lock refused, naming what blocks it."""
 

@@ -32,7 +32,3 @@ class AccessRefusedError(WebError):
     def __init__(self, message: str, status_code: int = 403) -> None:
         super().__init__(message)
         self.status_code = status_code
-
-
-class StaleReviewError(WebError):
-    """A confirmation whose reviewer saw other evidence, or another decision, than there is now."""

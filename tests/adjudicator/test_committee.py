@@ -9,7 +9,11 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from services.adjudicator.errors import DecisionRefusedError, UnknownConflictError
+from services.adjudicator.errors import (
+    DecisionRefusedError,
+    StaleReviewError,
+    UnknownConflictError,
+)
 from services.demo.trial import DEMO_STUDY
 from services.platform import Platform
 
@@ -131,6 +135,22 @@ def test_a_later_decision_supersedes_and_both_stay_in_the_audit_trail(platform: 
     ]
     assert mine["old_value"].to_list() == ["rule: NOT_CLOSED", f"superseded {first['decision_id']}"]
     assert all(w.startswith("dr.a for dr.a, dr.b") for w in mine["who"])
+
+
+def test_a_decision_on_a_stale_review_is_refused(platform: Platform) -> None:
+    c = conflict(platform, "CLINICAL_MRI_DISCORDANCE", "S13", "T3")
+    reviewed = {"seen_fingerprint": c["fingerprint"], "seen_decision": ""}
+    first = decide(platform, c["conflict_id"], status="CLOSED", **reviewed)
+    with pytest.raises(StaleReviewError, match="another decision"):
+        decide(platform, c["conflict_id"], status="NOT_CLOSED", **reviewed)
+    with pytest.raises(StaleReviewError, match="the evidence changed"):
+        decide(
+            platform,
+            c["conflict_id"],
+            seen_fingerprint="an older fingerprint",
+            seen_decision=first["decision_id"],
+        )
+    assert tract_row(platform, "S13", "T3")["outcome"] == "CLOSED"
 
 
 def test_changed_inputs_reopen_a_decided_conflict(platform: Platform, tmp_path: Path) -> None:

@@ -9,10 +9,13 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from services.adjudicator.errors import DecisionRefusedError, UnknownConflictError
+from services.adjudicator.errors import (
+    DecisionRefusedError,
+    StaleReviewError,
+    UnknownConflictError,
+)
 from services.web.auth import Session
 from services.web.deps import guard, refuse, render, viewer, web
-from services.web.errors import StaleReviewError
 from services.web.views import QueueFilters, conflict_queue, conflict_view
 
 router = APIRouter()
@@ -164,40 +167,30 @@ def record_decision(
     """Step 2: record it, unless the evidence or the decision in force changed meanwhile."""
     about = _about(request, conflict_id, study)
     session = guard(request, csrf_token, "decide", "DECIDE", **about)
-    platform = web(request).platform
-    with platform.mutex:  # the check and the write see the same log
-        try:
-            study, row, _ = platform.find_conflict(conflict_id, study or None)
-            if (row["fingerprint"] or "") != seen_fingerprint:
-                raise StaleReviewError(
-                    f"conflict {conflict_id}: the evidence changed since you reviewed it; "
-                    "review the conflict again before deciding"
-                )
-            if (row["decision_id"] or "") != seen_decision:
-                raise StaleReviewError(
-                    f"conflict {conflict_id}: another decision ({row['decision_id']}) was "
-                    "recorded since you reviewed it; review the conflict again"
-                )
-            decision = platform.decide(
-                conflict_id,
-                status=status or None,
-                rationale=rationale,
-                members=members or [],
-                recorded_by=session.username,
-                maps_to=maps_to or None,
-                study=study,
-            )
-        except UnknownConflictError as exc:
-            raise refuse(request, session, "DECIDE", str(exc), 404, **about) from None
-        except (StaleReviewError, DecisionRefusedError) as exc:
-            code = 409 if isinstance(exc, StaleReviewError) else 400
-            refuse(request, session, "DECIDE", str(exc), code, **about)
-            form = {
-                "status": status,
-                "maps_to": maps_to,
-                "rationale": rationale,
-                "members": members or [],
-            }
-            return _conflict_page(request, session, conflict_id, study, form, str(exc), code)
+    study = about["study"] or study
+    try:  # one platform call: the check and the write see the same log
+        decision = web(request).platform.decide(
+            conflict_id,
+            status=status or None,
+            rationale=rationale,
+            members=members or [],
+            recorded_by=session.username,
+            maps_to=maps_to or None,
+            study=study or None,
+            seen_fingerprint=seen_fingerprint,
+            seen_decision=seen_decision,
+        )
+    except UnknownConflictError as exc:
+        raise refuse(request, session, "DECIDE", str(exc), 404, **about) from None
+    except DecisionRefusedError as exc:
+        code = 409 if isinstance(exc, StaleReviewError) else 400
+        refuse(request, session, "DECIDE", str(exc), code, **about)
+        form = {
+            "status": status,
+            "maps_to": maps_to,
+            "rationale": rationale,
+            "members": members or [],
+        }
+        return _conflict_page(request, session, conflict_id, study, form, str(exc), code)
     target = urlencode({"study": study, "recorded": decision["decision_id"]})
     return RedirectResponse(f"/conflicts/{conflict_id}?{target}", status_code=303)
