@@ -14,7 +14,7 @@ from services.adjudicator.lock import code_version, freeze_cut
 from services.adjudicator.snapshot import (
     Snapshot,
     current_snapshot,
-    sha256,
+    file_entries,
     snapshot_files,
     verified_frames,
 )
@@ -75,7 +75,7 @@ def write_dated_snapshot(platform: Platform, study: str, stamp: str) -> dict[str
         "open_conflicts": snapshot.tables["conflicts"]
         .filter(snapshot.tables["conflicts"]["status"] == "OPEN")
         .height,
-        "files": {name: {"sha256": sha256(d), "bytes": len(d)} for name, d in files.items()},
+        "files": file_entries(files),
     }
     try:
         store.write_snapshot(prefix, files, json.dumps(manifest, indent=2).encode())

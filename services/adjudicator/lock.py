@@ -33,6 +33,7 @@ from services.adjudicator.errors import AdjudicatorError, LockBlockedError, Lock
 from services.adjudicator.snapshot import (
     Snapshot,
     current_snapshot,
+    file_entries,
     lock_prefix,
     open_lock,
     read_manifest,
@@ -190,9 +191,7 @@ def materialise(
         },
         "code_version": code_version(),
         "row_counts": {name: _rows(name, snapshot) for name in files if name.endswith(".parquet")},
-        "files": {
-            name: {"sha256": sha256(data), "bytes": len(data)} for name, data in files.items()
-        },
+        "files": file_entries(files),
     }
     return stage(staging, files, json.dumps(manifest, indent=2).encode())
 

@@ -137,6 +137,11 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def file_entries(files: dict[str, bytes]) -> dict[str, dict[str, Any]]:
+    """A manifest's ``files``: the sha256 and size of each file, by name."""
+    return {name: {"sha256": sha256(data), "bytes": len(data)} for name, data in files.items()}
+
+
 def lock_prefix(study: str, lock_id: str) -> str:
     return f"locks/{study}/{lock_id}"
 

@@ -13,7 +13,7 @@ import polars as pl
 
 from services.adjudicator.errors import LockRefusedError
 from services.adjudicator.lock import lock_record
-from services.adjudicator.snapshot import read_manifest, sha256
+from services.adjudicator.snapshot import file_entries, read_manifest
 from services.events import utc_now
 from services.store.errors import ObjectLockedError
 
@@ -101,7 +101,7 @@ def _record_in_store(
 ) -> dict[str, Any]:
     """Write the unlock record once; a re-run after a crash reuses the one already written."""
     data = json.dumps(record, indent=2).encode()
-    manifest = {"files": {RECORD: {"sha256": sha256(data), "bytes": len(data)}}}
+    manifest = {"files": file_entries({RECORD: data})}
     try:
         platform.store.write_snapshot(
             unlock_prefix(study, lock_id), {RECORD: data}, json.dumps(manifest).encode()
