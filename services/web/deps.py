@@ -14,7 +14,7 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
-from services.web.auth import CookieSigner, Session, UserStore, tokens_match
+from services.web.auth import CookieSigner, Session, User, UserStore, tokens_match
 from services.web.core import Recorder, SerialPlatform
 from services.web.errors import AccessRefusedError
 from services.web.roles import PERMISSIONS
@@ -83,6 +83,19 @@ def refuse(
         **context,
     )
     return AccessRefusedError(message, status_code)
+
+
+def allow(request: Request, who: Session | User, action: str, **context: Any) -> None:
+    """Record an allowed action in the audit trail (refusals go through :func:`refuse`)."""
+    web(request).record(
+        who=who.username,
+        role=who.role,
+        action=action,
+        outcome="ALLOWED",
+        path=request.url.path,
+        client=client(request),
+        **context,
+    )
 
 
 def guard(

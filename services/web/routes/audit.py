@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
 
 from services.web.auth import Session
-from services.web.deps import client, pick_study, render, viewer, web
+from services.web.deps import allow, pick_study, render, viewer, web
 from services.web.evidence import Blinder, blinder
 from services.web.views import AuditFilters, audit_csv, audit_view
 
@@ -41,15 +41,12 @@ def audit_export(
     if study is None:
         return Response("", media_type="text/csv")
     body = audit_csv(state.platform.audit(study), filters, _blinder(state.platform, study, session))
-    state.record(
-        who=session.username,
-        role=session.role,
-        action="EXPORT",
-        outcome="ALLOWED",
+    allow(
+        request,
+        session,
+        "EXPORT",
         detail=f"audit CSV {filters.query() or 'unfiltered'}",
         study=study,
-        path=request.url.path,
-        client=client(request),
     )
     stamp = state.clock().astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
     return Response(

@@ -13,7 +13,7 @@ from services.web.auth import tokens_match
 from services.web.deps import (
     LOGIN_COOKIE,
     SESSION_COOKIE,
-    client,
+    allow,
     guard,
     refuse,
     render,
@@ -85,14 +85,7 @@ def sign_in(
         refuse(request, username.strip().lower() or None, "SIGN_IN", exc.reason, 401)
         return _login_page(request, next, str(exc), status_code=401)
     token = state.users.open_session(user)
-    state.record(
-        who=user.username,
-        role=user.role,
-        action="SIGN_IN",
-        outcome="ALLOWED",
-        path=request.url.path,
-        client=client(request),
-    )
+    allow(request, user, "SIGN_IN")
     response = RedirectResponse(_safe_next(next), status_code=303)
     response.set_cookie(
         SESSION_COOKIE,
@@ -113,14 +106,7 @@ def sign_out(request: Request, csrf_token: Annotated[str, Form()] = "") -> Respo
     token = state.signer.session_token(request.cookies.get(SESSION_COOKIE))
     if token:
         state.users.close_session(token)
-    state.record(
-        who=session.username,
-        role=session.role,
-        action="SIGN_OUT",
-        outcome="ALLOWED",
-        path=request.url.path,
-        client=client(request),
-    )
+    allow(request, session, "SIGN_OUT")
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(SESSION_COOKIE)
     return response
