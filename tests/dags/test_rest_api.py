@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from tests import servers
-from tests.dags.conftest import DAGS
+from tests.dags.conftest import airflow_env
 from tests.store.trials import STUDY, env_of, s3_settings
 
 pytestmark = pytest.mark.slow
@@ -45,20 +45,19 @@ def test_data_manager_locks_through_the_rest_api_and_an_analyst_reads_s3(
     home = tmp_path / "airflow"
     port = servers.free_port()
     url = f"http://127.0.0.1:{port}"
-    env = env_of(settings) | {
-        "AIRFLOW_HOME": str(home),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS),
-        "AIRFLOW__CORE__PARALLELISM": "4",
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
-        "AIRFLOW__API__HOST": "127.0.0.1",
-        "AIRFLOW__API__PORT": str(port),
-        "AIRFLOW__API__BASE_URL": url,
-        "AIRFLOW__API__WORKERS": "1",
-        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{url}/execution/",
-        # standalone starts its components as `airflow ...`: the venv's bin must be on PATH
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-    }
+    env = (
+        env_of(settings)
+        | airflow_env(home)
+        | {
+            "AIRFLOW__API__HOST": "127.0.0.1",
+            "AIRFLOW__API__PORT": str(port),
+            "AIRFLOW__API__BASE_URL": url,
+            "AIRFLOW__API__WORKERS": "1",
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{url}/execution/",
+            # standalone starts its components as `airflow ...`: the venv's bin must be on PATH
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        }
+    )
     standalone = servers.ManagedServer(
         "airflow-standalone",
         [sys.executable, "-m", "airflow", "standalone"],
