@@ -123,11 +123,15 @@ class KafkaBus:
                     }
                     for name, t in missing.items()
                 }
-                with contextlib.suppress(kerr.TopicAlreadyExistsError):
-                    self.retrying(
-                        "creating topics",
-                        lambda: admin.create_topics(request, wait_for_metadata=True),
-                    )
+
+                def create() -> None:
+                    # Caught here, before retrying() turns it into a BusError: another client
+                    # (a second service starting, a broker auto-create) created one of them
+                    # since the listing. The broker still creates the others of the request.
+                    with contextlib.suppress(kerr.TopicAlreadyExistsError):
+                        admin.create_topics(request, wait_for_metadata=True)
+
+                self.retrying("creating topics", create)
         finally:
             admin.close()
         self._topics_ready = True

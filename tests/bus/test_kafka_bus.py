@@ -6,6 +6,7 @@ import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -32,6 +33,26 @@ def bus(broker, topic_factory: Callable[..., str], tmp_path: Path):
     bus = KafkaBus(KafkaConfig.from_settings(settings))
     yield bus
     bus.close()
+
+
+def test_topics_another_client_created_meanwhile_are_not_an_error(
+    bus: KafkaBus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two services starting together both find the topics missing; the second to create
+    them must go on (it used to stop with 'Topic ... already exists')."""
+    bus.ensure_topics()
+    late = KafkaBus(bus.config)
+    connect = late.admin
+
+    def admin_that_listed_before_the_other_created_them() -> Any:
+        admin = connect()
+        admin.list_topics = lambda: []
+        return admin
+
+    monkeypatch.setattr(late, "admin", admin_that_listed_before_the_other_created_them)
+    late.ensure_topics()
+    late.send([sample_event("clinical_exam", 1, subject="S7")])
+    late.close()
 
 
 def _drain(consumer, want: int, timeout: float = 30.0) -> list[Event]:
