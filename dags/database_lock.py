@@ -7,7 +7,8 @@ reason and who requests it (the form validates them). The run
 1. **check_request**: the lock id again returns the existing lock (nothing new is written);
    an id that was unlocked is refused;
 2. **check_conflicts**: fails listing every open conflict (resolve them with the committee);
-3. **freeze_cut**: records the event-log positions the lock covers;
+3. **freeze_cut**: claims the lock id for this request, then records the event-log positions
+   the lock covers and the hash chain's head there (its anchor);
 4. **materialise**: computes outcomes, conflicts, audit and events at the cut as Parquet in a
    staging folder (conflicts are checked again at the cut);
 5. **validate**: the Great Expectations suite in `infra/gx/`; a failure lists the failing
@@ -98,13 +99,13 @@ def database_lock() -> None:
         return lock_check_conflicts(request)
 
     @task
-    def freeze_cut() -> dict[str, int]:
+    def freeze_cut(request: dict[str, Any]) -> dict[str, Any]:
         from services.adjudicator.tasks import lock_freeze_cut
 
-        return lock_freeze_cut()
+        return lock_freeze_cut(request)
 
     @task
-    def materialise(request: dict[str, Any], cut: dict[str, int]) -> str:
+    def materialise(request: dict[str, Any], cut: dict[str, Any]) -> str:
         from services.adjudicator.tasks import lock_materialise
 
         return lock_materialise(request, cut)
@@ -135,7 +136,7 @@ def database_lock() -> None:
 
     request = check_request()
     conflicts = check_conflicts(request)
-    cut = freeze_cut()
+    cut = freeze_cut(request)
     staged = materialise(request, cut)
     checked = validate(request)
     written = write_snapshot(request)

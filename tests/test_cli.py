@@ -229,7 +229,7 @@ def test_home_from_the_environment(tmp_path: Path) -> None:
         cwd=tmp_path,
     )
     assert done.returncode == 0, done.stderr
-    assert (tmp_path / "from-env" / "events.db").exists()
+    assert (tmp_path / "from-env" / "log" / "LOG").exists()
 
 
 def test_ingest_refusal_exit_code_and_audit(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from services.adjudicator.audit import PLATFORM_WIDE
+from services.audit import PLATFORM_WIDE
 from services.events import Event, make_event, utc_now
 from services.platform import Platform
 

@@ -8,7 +8,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from services.adjudicator.errors import AdjudicatorError
+from services.errors import TractError
 from services.web.auth import Session
 from services.web.deps import guard, pick_study, refuse, render, viewer, web
 from services.web.views import dashboard_view
@@ -64,7 +64,7 @@ def lock(
         manifest = web(request).platform.lock(
             study, lock_id.strip(), reason, session.username, level
         )
-    except AdjudicatorError as exc:
+    except TractError as exc:
         refuse(request, session, "LOCK", str(exc), 409, study=study)
         form = {"lock_id": lock_id, "reason": reason, "level": level}
         return _page(request, session, study, str(exc), 409, form)
