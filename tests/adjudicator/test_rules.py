@@ -452,7 +452,7 @@ def test_conflict_ids_are_stable_and_fingerprints_follow_the_inputs() -> None:
 def test_decisions_record_rule_set_and_inputs() -> None:
     result = one_tract(closed_exams("S1"), healed_reads("S1"))
     row = result.tracts.row(0, named=True)
-    assert (row["rule_set"], row["rule_set_version"]) == ("exosome-fistula-protocol", 1)
+    assert (row["rule_set"], row["rule_set_version"]) == ("exosome-fistula-protocol", 2)
     assert row["decided_by"] == "RULE"
     # subject, tract, the exams the rules read (INJ1, FU5, FU6; not FU4), two final reads
     assert len(used_event_ids(row)) == 2 + 3 + 2
