@@ -167,10 +167,15 @@ def test_inadequate_adjudicator_read_does_not_decide() -> None:
 
 
 def test_baseline_reads_do_not_count_for_the_final_mri() -> None:
-    reads = [read("S1", "T1", r, t2=True, timepoint="MRI_BL") for r in ("R1", "R2")] + healed_reads(
-        "S1"
+    # Baseline reads re-read after the final ones: neither latest nor log order lets them in.
+    later = STAMP + timedelta(days=900)
+    baseline = [
+        read("S1", "T1", r, t2=True, timepoint="MRI_BL", read_at=later, offset=10_000 + i)
+        for i, r in enumerate(("R1", "R2"))
+    ]
+    assert (
+        outcome(one_tract(closed_exams("S1"), [*healed_reads("S1"), *baseline]), "S1") == "CLOSED"
     )
-    assert outcome(one_tract(closed_exams("S1"), reads), "S1") == "CLOSED"
 
 
 # clinical.status and clinical.sustained ----------------------------------------------------
@@ -442,6 +447,20 @@ def test_admire_ignores_t2_and_uses_one_visit() -> None:
     assert outcome(result, "S1", column="admire_outcome") == "CLOSED"
     assert outcome(result, "S1", column="clinical_only_outcome") == "NOT_CLOSED"
     assert result.patients["response_50"][0] is True
+
+
+@pytest.mark.parametrize(
+    ("reads", "primary"),
+    [
+        ([read("S1", "T1", r, t2=True) for r in ("R1", "R2")], "NOT_CLOSED"),  # MRI not healed
+        ([read("S1", "T1", "R1"), read("S1", "T1", "R2", t2=True)], "PENDING"),  # MRI undecided
+    ],
+)
+def test_clinical_only_ignores_the_mri(reads: list[dict], primary: str) -> None:
+    result = one_tract(closed_exams("S1"), reads)
+    assert outcome(result, "S1") == primary
+    assert outcome(result, "S1", column="clinical_only_outcome") == "CLOSED"
+    assert result.patients["clinical_only_category"][0] == "FULL_CLOSURE"
 
 
 @pytest.mark.parametrize(("closed", "treated", "responds"), [(1, 2, True), (1, 3, False)])

@@ -158,10 +158,11 @@ def test_out_of_window_on_an_untreated_tract_raises_nothing() -> None:
 # Visits out of date order ------------------------------------------------------------------
 
 
-def test_fu5_dated_after_fu6_is_a_data_query_not_a_discordance() -> None:
+@pytest.mark.parametrize("fu5_day", [303, 300])  # after FU6, or on the same day
+def test_fu5_dated_after_fu6_is_a_data_query_not_a_discordance(fu5_day: int) -> None:
     exams = [
         exam("S1", "T1", "INJ1", "OPEN", True, 2),
-        exam("S1", "T1", "FU5", exam_date=day(303)),
+        exam("S1", "T1", "FU5", exam_date=day(fu5_day)),
         exam("S1", "T1", "FU6", exam_date=day(300)),
     ]
     result = one_tract(exams, healed_reads("S1"))
@@ -197,6 +198,9 @@ def test_the_gap_uses_the_dates_every_record_allows() -> None:
     # Both readings at least 28 days apart: sustained, whichever record is right.
     apart = [*exams[:2], exams[2] | {"exam_date": day(298)}, exams[3]]
     assert outcome(one_tract(apart, healed_reads("S1")), "S1", column="clinical") == "CLOSED"
+    # 20 or exactly 28 days apart: one reading is sustained, so still undecided.
+    edge = [*exams[:3], exams[3] | {"exam_date": day(298)}]
+    assert outcome(one_tract(edge, healed_reads("S1")), "S1", column="clinical") is None
     # Both readings less than 28 days apart: not sustained, whichever record is right.
     close = [*exams[:2], exams[2], exams[3] | {"exam_date": day(295)}]
     assert outcome(one_tract(close, healed_reads("S1")), "S1", column="clinical") == "NOT_CLOSED"
