@@ -19,6 +19,7 @@ from services.adjudicator.rules.conflicts import KEY as CONFLICT_KEY
 from services.adjudicator.rules.conflicts import (
     out_of_window,
     outcome_conflicts,
+    outside_registry,
     unmatched_tracts,
     with_event_ids,
     with_identity,
@@ -33,7 +34,7 @@ from services.adjudicator.rules.registry import (
     first_received,
     unknown_subjects,
 )
-from services.adjudicator.rules.schedule import day_zero, with_windows
+from services.adjudicator.rules.schedule import day_zero, window_flags
 from services.adjudicator.rules.sensitivity import (
     in_window_outcomes,
     response_50,
@@ -166,26 +167,33 @@ def adjudicate(
         "pathology": evidence.pathology,
         "injections": evidence.injections,
     }
+    outside = outside_registry(by_source, registry).collect().lazy()
+    # Subject ids named by evidence or the registry without a subject record (usually none:
+    # only then is the evidence gathered again, by subject).
+    unknown = (
+        pl.concat([outside.select("subject_id"), evidence.tracts.select("subject_id")])
+        .unique()
+        .join(subjects, on="subject_id", how="anti")
+        .collect()
+    )
+    sources = {
+        "registry tract": evidence.tracts,
+        "exam": exams,
+        "MRI read": reads,
+        "pathology report": evidence.pathology,
+        "injection": evidence.injections,
+    }
     identity = pl.concat(
         [
             duplicate_registrations(subject_copies, tract_copies, subjects),
-            unknown_subjects(
-                {
-                    "registry tract": evidence.tracts,
-                    "exam": exams,
-                    "MRI read": reads,
-                    "pathology report": evidence.pathology,
-                    "injection": evidence.injections,
-                },
-                subjects,
-            ),
+            *([unknown_subjects(sources, unknown.lazy())] if unknown.height else []),
         ]
     )
 
     # UNMATCHED_TRACT first: its decisions (map to a registry tract, or a new fistula) change
     # which tract the rest of the evidence belongs to, for every definition alike (a mapping
     # re-keys a record, as a site correction would; it decides no outcome).
-    unmatched = with_identity(unmatched_tracts(by_source, registry, active).collect(), study)
+    unmatched = with_identity(unmatched_tracts(outside, active).collect(), study)
     unmatched_status = conflict_status(unmatched.lazy(), decisions, register)
     mappings = tract_mappings(unmatched_status).collect()
     remap = mappings.filter(pl.col("decision_status") == "MAPPED")
@@ -205,13 +213,14 @@ def adjudicate(
 
     # Materialise the shared intermediates once: each later plan reads them, not the evidence.
     day0 = day_zero(evidence.injections, evidence.exams, rules).collect().lazy()
-    exams, reads = pl.collect_all(
+    exams, reads = pl.collect_all([mapped(exams), mapped(reads)])
+    exam_days, read_days = pl.collect_all(
         [
-            with_windows(mapped(exams), "visit", "exam_date", day0, rules),
-            with_windows(mapped(reads), "timepoint", "scan_date", day0, rules),
+            window_flags(exams.lazy(), "visit", "exam_date", day0, rules),
+            window_flags(reads.lazy(), "timepoint", "scan_date", day0, rules),
         ]
     )
-    exams, reads = exams.lazy(), reads.lazy()
+    exams, reads = exams.hstack(exam_days).lazy(), reads.hstack(read_days).lazy()
     final_reads = reads.filter(pl.col("timepoint") == rules.final_mri)
     visits = visit_status(exams).collect().lazy()
     post_lock = (

@@ -11,6 +11,7 @@ import pytest
 import schemas
 from services.adjudicator.report import build_report, completer_table
 from services.adjudicator.rules.patient import CATEGORIES
+from services.adjudicator.ruleset import load_ruleset
 from tests.adjudicator.builders import (
     DAY0,
     closed_exams,
@@ -256,3 +257,12 @@ def test_a_completer_without_a_treated_tract_is_counted_so_the_table_adds_up() -
     assert (table["n"], table["FULL_CLOSURE"], table["NOT_EVALUABLE"]) == (2, 1, 1)
     assert sum(table[c] for c in CATEGORIES) == table["n"]
     assert sum(table["percent"][c] for c in CATEGORIES) == 100.0
+
+
+def test_a_rule_set_without_windows_checks_none() -> None:
+    v1 = load_ruleset(schemas.rules_path(1))
+    assert (v1.version, v1.windows) == (1, ())
+    exams = [*closed_exams("S1")[:-1], exam("S1", "T1", "FU6", exam_date=day(200))]
+    result = one_tract(exams, healed_reads("S1"), rule_set=v1)
+    assert result.visits["in_window"].null_count() == result.visits.height
+    assert "OUT_OF_WINDOW" not in types(result)

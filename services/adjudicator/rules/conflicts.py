@@ -18,6 +18,7 @@ import polars as pl
 
 from services.adjudicator.rules import TRACT_KEY
 from services.adjudicator.rules.registry import DUPLICATE_REGISTRATION, UNKNOWN_SUBJECT
+from services.adjudicator.rules.schedule import windows
 from services.adjudicator.ruleset import RuleSet
 from services.events import digest
 
@@ -77,20 +78,25 @@ def _rows(
     )
 
 
-def unmatched_tracts(
-    evidence: dict[str, pl.LazyFrame], tracts: pl.LazyFrame, active: pl.LazyFrame
-) -> pl.LazyFrame:
-    """Tract ids in exams, reads, reports or injections that are not in the subject's registry.
-    ``active`` lists the subjects conflicts may concern (not withdrawn)."""
+def outside_registry(evidence: dict[str, pl.LazyFrame], tracts: pl.LazyFrame) -> pl.LazyFrame:
+    """Evidence rows (exams, reads, reports, injections: label -> frame) whose subject and
+    tract are not in the registry: ``subject_id``, ``tract_id``, ``event_id``, ``source``.
+    Few rows: the raw material of UNMATCHED_TRACT and UNKNOWN_SUBJECT."""
     seen = pl.concat(
         [
             frame.select(*TRACT_KEY, "event_id", source=pl.lit(label))
             for label, frame in evidence.items()
         ]
     )
+    return seen.join(tracts.select(TRACT_KEY), on=TRACT_KEY, how="anti")
+
+
+def unmatched_tracts(outside: pl.LazyFrame, active: pl.LazyFrame) -> pl.LazyFrame:
+    """Tract ids in exams, reads, reports or injections that are not in the subject's registry
+    (``outside``: :func:`outside_registry`). ``active`` lists the subjects conflicts may
+    concern (not withdrawn; a subject without a subject record is UNKNOWN_SUBJECT instead)."""
     unmatched = (
-        seen.join(tracts.select(TRACT_KEY), on=TRACT_KEY, how="anti")
-        .join(active, on="subject_id", how="semi")
+        outside.join(active, on="subject_id", how="semi")
         .group_by(TRACT_KEY)
         .agg(event_ids=pl.col("event_id").unique().sort(), sources=pl.col("source").unique().sort())
     )
@@ -222,7 +228,7 @@ def out_of_window(
 ) -> pl.LazyFrame:
     """OUT_OF_WINDOW: an assessment an outcome rule reads (``rules.outcome_assessments``)
     dated outside its window, per tract and visit or MRI timepoint. ``exams`` and
-    ``final_reads`` carry ``study_day``, ``window_from``, ``window_to`` and ``in_window``."""
+    ``final_reads`` carry ``study_day`` and ``in_window`` (``rules/schedule.py``)."""
     assessed = tracts.filter(pl.col("active") & pl.col("treated")).select(TRACT_KEY)
     read_set = set(rules.outcome_assessments)
 
@@ -233,6 +239,7 @@ def out_of_window(
                 (pl.col("in_window") == False) & pl.col(assessment).is_in(list(read_set))  # noqa: E712
             )
             .join(assessed, on=TRACT_KEY, how="semi")
+            .join(windows(rules), left_on=assessment, right_on="assessment", how="left")
             .group_by(*TRACT_KEY, assessment)
             .agg(
                 _days=pl.format("{} ({})", day, pl.col(date)).unique().sort().str.join(", "),

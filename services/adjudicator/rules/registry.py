@@ -25,11 +25,11 @@ def first_received(
 ) -> tuple[pl.LazyFrame, pl.LazyFrame]:
     """(one record per ``key``: the first received; every record of a key held more than once).
     Almost every key has one record: only the others are sorted."""
-    marked = records.with_columns(_copies=pl.len().over(key))
-    several = marked.filter(pl.col("_copies") > 1).drop("_copies")
+    repeated = pl.struct(key).is_duplicated()
+    several = records.filter(repeated)
     counted = pl.concat(
         [
-            marked.filter(pl.col("_copies") == 1).drop("_copies"),
+            records.filter(~repeated),
             several.sort("offset").unique(key, keep="first", maintain_order=True),
         ]
     )
@@ -106,15 +106,16 @@ def duplicate_registrations(
     return pl.concat([subject_rows, tract_rows])
 
 
-def unknown_subjects(evidence: dict[str, pl.LazyFrame], subjects: pl.LazyFrame) -> pl.LazyFrame:
-    """UNKNOWN_SUBJECT conflicts: per subject id with no current subject record, the evidence
-    that names it (``evidence``: label -> frame with subject_id and event_id), counted by kind."""
+def unknown_subjects(evidence: dict[str, pl.LazyFrame], unknown: pl.LazyFrame) -> pl.LazyFrame:
+    """UNKNOWN_SUBJECT conflicts: per subject id in ``unknown`` (ids with no current subject
+    record), the evidence that names it (``evidence``: label -> frame with subject_id and
+    event_id), counted by kind."""
     seen = pl.concat(
         [
             frame.select("subject_id", "event_id", _kind=pl.lit(label))
             for label, frame in evidence.items()
         ]
-    ).join(subjects.select("subject_id"), on="subject_id", how="anti")
+    ).join(unknown.select("subject_id"), on="subject_id", how="semi")
     n = pl.col("_n")
     counts = (
         seen.group_by("subject_id", "_kind")

@@ -30,34 +30,38 @@ def day_zero(injections: pl.LazyFrame, exams: pl.LazyFrame, rules: RuleSet) -> p
     )
 
 
-def _windows(rules: RuleSet) -> pl.LazyFrame:
+def windows(rules: RuleSet) -> pl.LazyFrame:
+    """The rule set's windows: ``assessment``, ``window_from``, ``window_to`` (study days)."""
     return pl.LazyFrame(
         {
-            "_assessment": [w.name for w in rules.windows],
+            "assessment": [w.name for w in rules.windows],
             "window_from": [w.day - w.early for w in rules.windows],
             "window_to": [w.day + w.late for w in rules.windows],
         },
-        schema={"_assessment": pl.String, "window_from": pl.Int64, "window_to": pl.Int64},
+        schema={"assessment": pl.String, "window_from": pl.Int64, "window_to": pl.Int64},
     )
 
 
-def with_windows(
+def window_flags(
     records: pl.LazyFrame, assessment: str, date: str, day0: pl.LazyFrame, rules: RuleSet
 ) -> pl.LazyFrame:
-    """Adds ``study_day`` (``date`` minus the subject's day 0), the window of the record's
-    ``assessment`` (a visit or MRI timepoint column) as ``window_from``..``window_to`` (study
-    days, both allowed), and ``in_window`` (null when day 0 or the window is unknown)."""
+    """One row per record, in the records' order (to set beside them): ``study_day`` (``date``
+    minus the subject's day 0) and ``in_window``, whether that day lies in the window of the
+    record's ``assessment`` (a visit or MRI timepoint column), both ends allowed; null when
+    day 0 or the window is unknown. Only three narrow columns are joined, never the records."""
     day = pl.col("study_day")
     return (
-        records.join(day0, on="subject_id", how="left", maintain_order="left")
+        records.select("subject_id", assessment, date)
+        .join(day0, on="subject_id", how="left", maintain_order="left")
         .join(
-            _windows(rules),
+            windows(rules),
             left_on=assessment,
-            right_on="_assessment",
+            right_on="assessment",
             how="left",
             maintain_order="left",
         )
         .with_columns(study_day=(pl.col(date) - pl.col("day0")).dt.total_days())
-        .with_columns(in_window=(day >= pl.col("window_from")) & (day <= pl.col("window_to")))
-        .drop("day0")
+        .select(
+            "study_day", in_window=(day >= pl.col("window_from")) & (day <= pl.col("window_to"))
+        )
     )

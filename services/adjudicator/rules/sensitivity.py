@@ -69,18 +69,22 @@ def in_window_outcomes(
         .unique()
         .join(tracts.select(TRACT_KEY), on=TRACT_KEY, how="semi")
         .collect()
-        .lazy()
     )
+    if touched.is_empty():  # the usual case: every assessment in its window
+        return tracts.with_columns(
+            in_window_outcome="rule_outcome", in_window_discharge_improved="discharge_improved"
+        )
+    keys = touched.lazy()
     keep = pl.col("in_window").fill_null(True)
-    kept_exams = exams.filter(keep).join(touched, on=TRACT_KEY, how="semi")
-    kept_reads = reads.filter(keep).join(touched, on=TRACT_KEY, how="semi")
+    kept_exams = exams.join(keys, on=TRACT_KEY, how="semi").filter(keep)
+    kept_reads = reads.join(keys, on=TRACT_KEY, how="semi").filter(keep)
     visits = visit_status(kept_exams)
     again = pl.concat(
         [
-            touched,
-            clinical_sustained(touched, visits, rules).select("clinical"),
-            mri_consensus(touched, kept_reads, rules).select("mri"),
-            discharge_improved(touched, visits, rules).select("discharge_improved"),
+            keys,
+            clinical_sustained(keys, visits, rules).select("clinical"),
+            mri_consensus(keys, kept_reads, rules).select("mri"),
+            discharge_improved(keys, visits, rules).select("discharge_improved"),
         ],
         how="horizontal",
     ).select(
