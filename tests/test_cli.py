@@ -58,7 +58,12 @@ def test_demo_reproduces_the_published_results(demo_home: tuple[Path, dict]) -> 
         12,
         3,
     )
-    assert set(report["sensitivity"]) == {"ADMIRE_COMBINED", "CLINICAL_ONLY", "RESPONSE_50"}
+    assert set(report["sensitivity"]) == {
+        "ADMIRE_COMBINED",
+        "CLINICAL_ONLY",
+        "RESPONSE_50",
+        "IN_WINDOW",
+    }
     assert report["readers"]["kappa"] is not None and 0 < report["readers"]["adjudication_rate"] < 1
     assert report["committee"]["open_conflicts"] == 0
     assert report["committee"]["by_type"]["READER_DISAGREEMENT"] == {
