@@ -12,6 +12,7 @@ from services.errors import TractError
 from services.web.auth import Session
 from services.web.deps import guard, pick_study, refuse, render, viewer, web
 from services.web.views import dashboard_view
+from services.web.visibility import visible
 
 router = APIRouter()
 
@@ -25,7 +26,7 @@ def _page(
     form: dict[str, str] | None = None,
 ) -> HTMLResponse:
     study, studies = pick_study(request, study)
-    view = None if study is None else dashboard_view(web(request).platform, study, studies)
+    view = None if study is None else dashboard_view(visible(request, session), study, studies)
     return render(
         request,
         "dashboard.html",
