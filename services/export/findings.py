@@ -98,7 +98,9 @@ def _result(
 ) -> pl.Expr:
     """One TR/MI test as a struct: code, original and standard results, status."""
     spec = {**standard("sdtm").datasets["TR"].tests, **standard("sdtm").datasets["MI"].tests}[code]
-    text = value.cast(pl.String)
+    number = value.cast(pl.Float64, strict=False)
+    whole = number.is_not_null() & (number == number.floor()) & (number.abs() < 1e15)
+    text = pl.when(whole).then(number.cast(pl.Int64).cast(pl.String)).otherwise(value.cast(pl.String))
     return pl.struct(
         code=pl.lit(code),
         test=pl.lit(spec["test"]),
