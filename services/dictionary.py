@@ -77,11 +77,17 @@ def _source() -> dict[str, Any]:
     return yaml.safe_load(SOURCE.read_text())
 
 
-def _event_table(kind: str, meanings: dict[str, dict[str, str]], params: dict[str, Any]) -> dict[str, Any]:
+def _event_table(
+    kind: str, meanings: dict[str, dict[str, str]], params: dict[str, Any]
+) -> dict[str, Any]:
     contract = schemas.contract(kind)
     words = meanings.get(kind, {})
     columns: dict[str, Any] = {
-        name: {"type": _ENVELOPE_TYPES[name], "meaning": meanings["envelope"][name], "required": True}
+        name: {
+            "type": _ENVELOPE_TYPES[name],
+            "meaning": meanings["envelope"][name],
+            "required": True,
+        }
         for name in ENVELOPE
     }
     for f in contract.fields:
@@ -100,8 +106,13 @@ def _event_table(kind: str, meanings: dict[str, dict[str, str]], params: dict[st
     identity = [contract.id_field, contract.version_field] if contract.id_field else []
     return {
         "file": f"events/{kind}.parquet",
-        "description": f"Every accepted version of every {kind} event up to the cut (contract {kind} v{contract.version}); "
-        + ("the current version of a record is its highest version, unless deleted." if identity else "append-only."),
+        "description": f"Every accepted version of every {kind} event up to the cut "
+        f"(contract {kind} v{contract.version}); "
+        + (
+            "the current version of a record is its highest version, unless deleted."
+            if identity
+            else "append-only."
+        ),
         "key": ["event_id"],
         "record_identity": identity,
         "columns": columns,

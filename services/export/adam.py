@@ -27,7 +27,10 @@ def adsl(sdtm: dict[str, pl.DataFrame]) -> pl.DataFrame:
     )
     enrolled = ds.filter(pl.col("DSDECOD") == "ENROLLED").select("USUBJID", ENRLDT=_date("DSSTDTC"))
     tracts = (
-        sdtm["TU"].filter(pl.col("TUORRES") == "TARGET").group_by("USUBJID").agg(NTRTTR=pl.len().cast(pl.Int64))
+        sdtm["TU"]
+        .filter(pl.col("TUORRES") == "TARGET")
+        .group_by("USUBJID")
+        .agg(NTRTTR=pl.len().cast(pl.Int64))
     )
     completed = pl.col("_decod") == "COMPLETED"
     return (
@@ -42,7 +45,9 @@ def adsl(sdtm: dict[str, pl.DataFrame]) -> pl.DataFrame:
             TRTEDT=_date("RFXENDTC"),
             ENRLFL=pl.lit("Y"),
             ITTFL=pl.lit("Y"),
-            SAFFL=pl.when(pl.col("RFXSTDTC").is_not_null()).then(pl.lit("Y")).otherwise(pl.lit("N")),
+            SAFFL=pl.when(pl.col("RFXSTDTC").is_not_null())
+            .then(pl.lit("Y"))
+            .otherwise(pl.lit("N")),
             COMPLFL=pl.when(completed).then(pl.lit("Y")).otherwise(pl.lit("N")),
             EOSSTT=pl.when(completed)
             .then(pl.lit("COMPLETED"))
@@ -100,7 +105,14 @@ def _from_rs(rs: pl.DataFrame, paramcd: str, spec: dict[str, Any]) -> pl.DataFra
     return _bds(frame, paramcd, spec)
 
 
-def _itt(rs: pl.DataFrame, ds: pl.DataFrame, subjects: pl.DataFrame, spec: dict[str, Any], rules: RuleSet, visitnum: float | None) -> pl.DataFrame:
+def _itt(
+    rs: pl.DataFrame,
+    ds: pl.DataFrame,
+    subjects: pl.DataFrame,
+    spec: dict[str, Any],
+    rules: RuleSet,
+    visitnum: float | None,
+) -> pl.DataFrame:
     """Full closure over every enrolled subject: completers from OVRLRESP, the others imputed as
     failures (DTYPE = NRI) from their disposition (or enrolment while still in follow-up)."""
     observed = _from_rs(rs, "FCLSITT", spec).with_columns(
@@ -160,7 +172,9 @@ def adrs(sdtm: dict[str, pl.DataFrame], subjects: pl.DataFrame, rules: RuleSet) 
         for code, spec in params.items()
     ]
     frame = _subject_columns(pl.concat(parts, how="diagonal_relaxed"), subjects).with_columns(
-        ANL01FL=pl.when((pl.col("PARAMCD") == "FCLSITT") | (pl.col("COMPLFL") == "Y")).then(pl.lit("Y"))
+        ANL01FL=pl.when((pl.col("PARAMCD") == "FCLSITT") | (pl.col("COMPLFL") == "Y")).then(
+            pl.lit("Y")
+        )
     )
     return _aseq(frame, ["PARAMCD", "RSLNKID", "AVISITN"])
 
@@ -189,8 +203,10 @@ def _exams(tr: pl.DataFrame) -> pl.DataFrame:
 def adtr(sdtm: dict[str, pl.DataFrame], subjects: pl.DataFrame, rules: RuleSet) -> pl.DataFrame:
     tr = sdtm["TR"]
     exams = _exams(tr)
-    visits = visit_status(exams.lazy()).collect().join(
-        exams.select("visit", "visitnum").unique(), on="visit", how="left"
+    visits = (
+        visit_status(exams.lazy())
+        .collect()
+        .join(exams.select("visit", "visitnum").unique(), on="visit", how="left")
     )
     seq = tr.select("USUBJID", "TRSPID", "TRTESTCD", "TRSEQ")
 
@@ -221,20 +237,33 @@ def adtr(sdtm: dict[str, pl.DataFrame], subjects: pl.DataFrame, rules: RuleSet) 
     )
     status = _bds(status, "TRSTAT", params["TRSTAT"])
     baseline = pl.col("visit") == rules.baseline_discharge_visit
-    grade = source("DISCHGR").with_columns(
-        BASE=pl.col("discharge_grade").filter(baseline).first().over(["subject_id", "tract_id"]).cast(pl.Float64)
-    ).select(
-        **common,
-        AVAL=pl.col("discharge_grade").cast(pl.Float64),
-        AVALC=pl.lit(None, pl.String),
-        SRCVAR=pl.lit("TRSTRESN"),
-        BASE="BASE",
-        ABLFL=pl.when(baseline).then(pl.lit("Y")),
+    grade = (
+        source("DISCHGR")
+        .with_columns(
+            BASE=pl.col("discharge_grade")
+            .filter(baseline)
+            .first()
+            .over(["subject_id", "tract_id"])
+            .cast(pl.Float64)
+        )
+        .select(
+            **common,
+            AVAL=pl.col("discharge_grade").cast(pl.Float64),
+            AVALC=pl.lit(None, pl.String),
+            SRCVAR=pl.lit("TRSTRESN"),
+            BASE="BASE",
+            ABLFL=pl.when(baseline).then(pl.lit("Y")),
+        )
     )
     grade = _bds(grade, "DISCHGR", params["DISCHGR"]).with_columns(
         CHG=pl.when(pl.col("ABLFL").is_null()).then(pl.col("AVAL") - pl.col("BASE"))
     )
-    frame = _subject_columns(pl.concat([status.with_columns(CHG=pl.lit(None, pl.Float64)), grade], how="diagonal_relaxed"), subjects)
+    frame = _subject_columns(
+        pl.concat(
+            [status.with_columns(CHG=pl.lit(None, pl.Float64)), grade], how="diagonal_relaxed"
+        ),
+        subjects,
+    )
     frame = frame.with_columns(AVAL=pl.col("AVAL").cast(pl.Float64), ANL01FL=pl.lit("Y"))
     return _aseq(frame, ["TRLNKID", "PARAMCD", "AVISITN"])
 
@@ -242,6 +271,10 @@ def adtr(sdtm: dict[str, pl.DataFrame], subjects: pl.DataFrame, rules: RuleSet) 
 def build_adam(sdtm: dict[str, pl.DataFrame], rules: RuleSet) -> dict[str, pl.DataFrame]:
     """ADSL, ADRS and ADTR conformed to ``schemas/cdisc/adam.yaml``."""
     subjects = adsl(sdtm)
-    frames = {"ADSL": subjects, "ADRS": adrs(sdtm, subjects, rules), "ADTR": adtr(sdtm, subjects, rules)}
+    frames = {
+        "ADSL": subjects,
+        "ADRS": adrs(sdtm, subjects, rules),
+        "ADTR": adtr(sdtm, subjects, rules),
+    }
     spec = standard("adam")
     return {name: conform(frames[name], spec.datasets[name]) for name in spec.datasets}

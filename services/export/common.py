@@ -46,9 +46,11 @@ def epoch_by_date(day: pl.Expr, first_dose: pl.Expr, design: dict[str, Any]) -> 
     protocol_day = (day - first_dose).dt.total_days()
     expr = pl.lit(epochs[order[0][0]])
     for element, start in order[1:]:
-        expr = pl.when(first_dose.is_not_null() & (protocol_day >= start)).then(
-            pl.lit(epochs[element])
-        ).otherwise(expr)
+        expr = (
+            pl.when(first_dose.is_not_null() & (protocol_day >= start))
+            .then(pl.lit(epochs[element]))
+            .otherwise(expr)
+        )
     return pl.when(day.is_not_null()).then(expr)
 
 

@@ -81,7 +81,9 @@ Check = Callable[[str, pl.DataFrame, dict[str, Any], Context], pl.DataFrame]
 """(dataset, frame with ROW, rule, context) -> failing rows: ROW, variable, value."""
 
 
-def _fail(frame: pl.DataFrame, mask: pl.Expr, variable: str, value: pl.Expr | None = None) -> pl.DataFrame:
+def _fail(
+    frame: pl.DataFrame, mask: pl.Expr, variable: str, value: pl.Expr | None = None
+) -> pl.DataFrame:
     shown = (pl.col(variable) if value is None else value).cast(pl.String)
     return frame.filter(mask).select(ROW, _variable=pl.lit(variable), _value=shown)
 
@@ -96,10 +98,18 @@ def _required(name: str, frame: pl.DataFrame, rule: dict[str, Any], ctx: Context
     only = _qualified(name, params["only"]) if "only" in params else None
     parts = []
     for var in ctx.specs[name].variables:
-        if var.core not in params["core"] or var.name in skip or (only is not None and var.name not in only):
+        if (
+            var.core not in params["core"]
+            or var.name in skip
+            or (only is not None and var.name not in only)
+        ):
             continue
         if var.name not in frame.columns:
-            parts.append(pl.DataFrame({ROW: [None], "_variable": [var.name], "_value": [None]}, schema=_SCHEMA))
+            parts.append(
+                pl.DataFrame(
+                    {ROW: [None], "_variable": [var.name], "_value": [None]}, schema=_SCHEMA
+                )
+            )
         else:
             parts.append(_fail(frame, pl.col(var.name).is_null(), var.name))
     return _concat(parts)
@@ -107,10 +117,14 @@ def _required(name: str, frame: pl.DataFrame, rule: dict[str, Any], ctx: Context
 
 def _present(name: str, frame: pl.DataFrame, rule: dict[str, Any], ctx: Context) -> pl.DataFrame:
     missing = [
-        v.name for v in ctx.specs[name].variables
+        v.name
+        for v in ctx.specs[name].variables
         if v.core in rule["params"]["core"] and v.name not in frame.columns
     ]
-    return pl.DataFrame({ROW: [None] * len(missing), "_variable": missing, "_value": [None] * len(missing)}, schema=_SCHEMA)
+    return pl.DataFrame(
+        {ROW: [None] * len(missing), "_variable": missing, "_value": [None] * len(missing)},
+        schema=_SCHEMA,
+    )
 
 
 def _in_codelist(column: str, frame: pl.DataFrame, codelist: Codelist) -> pl.Expr:
@@ -128,14 +142,21 @@ def _codelist(name: str, frame: pl.DataFrame, rule: dict[str, Any], ctx: Context
     return _concat(parts)
 
 
-def _test_codelist(name: str, frame: pl.DataFrame, rule: dict[str, Any], ctx: Context) -> pl.DataFrame:
+def _test_codelist(
+    name: str, frame: pl.DataFrame, rule: dict[str, Any], ctx: Context
+) -> pl.DataFrame:
     prefix = name[:2]
-    code, result = f"{prefix}TESTCD", f"{prefix}ORRES" if f"{prefix}ORRES" in frame.columns else f"{prefix}STRESC"
+    code, result = (
+        f"{prefix}TESTCD",
+        f"{prefix}ORRES" if f"{prefix}ORRES" in frame.columns else f"{prefix}STRESC",
+    )
     parts = []
     for test, spec in ctx.specs[name].tests.items():
         if spec.get("codelist") and result in frame.columns:
             terms = ctx.codelists[spec["codelist"]].values
-            mask = (pl.col(code) == test) & pl.col(result).is_not_null() & ~pl.col(result).is_in(terms)
+            mask = (
+                (pl.col(code) == test) & pl.col(result).is_not_null() & ~pl.col(result).is_in(terms)
+            )
             parts.append(_fail(frame, mask, result))
     return _concat(parts)
 
@@ -155,7 +176,9 @@ def _duplicates(frame: pl.DataFrame, columns: list[str]) -> pl.DataFrame:
     return _fail(frame, pl.struct(present).is_duplicated(), "+".join(present), key)
 
 
-def _unique_keys(name: str, frame: pl.DataFrame, rule: dict[str, Any], ctx: Context) -> pl.DataFrame:
+def _unique_keys(
+    name: str, frame: pl.DataFrame, rule: dict[str, Any], ctx: Context
+) -> pl.DataFrame:
     return _duplicates(frame, list(ctx.specs[name].keys))
 
 
@@ -173,13 +196,17 @@ def _reference(name: str, frame: pl.DataFrame, rule: dict[str, Any], ctx: Contex
     if target is None:
         return _concat([])
     columns, wanted = params["columns"], params["target_columns"]
-    keys = target.select([pl.col(t).alias(c) for c, t in zip(columns, wanted, strict=True)]).unique()
+    keys = target.select(
+        [pl.col(t).alias(c) for c, t in zip(columns, wanted, strict=True)]
+    ).unique()
     present = frame.filter(pl.all_horizontal(pl.col(c).is_not_null() for c in columns))
     missing = present.join(keys, on=columns, how="anti")
     return _fail(missing, pl.lit(True), columns[-1])
 
 
-def _supp_parent(name: str, frame: pl.DataFrame, rule: dict[str, Any], ctx: Context) -> pl.DataFrame:
+def _supp_parent(
+    name: str, frame: pl.DataFrame, rule: dict[str, Any], ctx: Context
+) -> pl.DataFrame:
     found = []
     for (rdomain, idvar), rows in frame.group_by("RDOMAIN", "IDVAR"):
         parent = ctx.frames.get(str(rdomain))
@@ -187,7 +214,9 @@ def _supp_parent(name: str, frame: pl.DataFrame, rule: dict[str, Any], ctx: Cont
             found.append(_fail(rows, pl.lit(True), "RDOMAIN"))
             continue
         keys = parent.select("USUBJID", IDVARVAL=pl.col(str(idvar)).cast(pl.String)).unique()
-        found.append(_fail(rows.join(keys, on=["USUBJID", "IDVARVAL"], how="anti"), pl.lit(True), "IDVARVAL"))
+        found.append(
+            _fail(rows.join(keys, on=["USUBJID", "IDVARVAL"], how="anti"), pl.lit(True), "IDVARVAL")
+        )
     return _concat(found)
 
 
@@ -197,9 +226,16 @@ def _traceable(name: str, frame: pl.DataFrame, rule: dict[str, Any], ctx: Contex
         for d in ctx.frames
         if {f"{d}SEQ", "USUBJID"} <= set(ctx.frames[d].columns) and len(d) == 2
     ]
-    known = pl.concat(sources) if sources else pl.DataFrame(schema={"USUBJID": pl.String, "SRCDOM": pl.String, "SRCSEQ": pl.Int64})
+    known = (
+        pl.concat(sources)
+        if sources
+        else pl.DataFrame(schema={"USUBJID": pl.String, "SRCDOM": pl.String, "SRCSEQ": pl.Int64})
+    )
     missing = frame.join(known, on=["USUBJID", "SRCDOM", "SRCSEQ"], how="anti")
-    value = pl.concat_str([pl.col("SRCDOM").fill_null("?"), pl.col("SRCSEQ").cast(pl.String).fill_null("?")], separator=".")
+    value = pl.concat_str(
+        [pl.col("SRCDOM").fill_null("?"), pl.col("SRCSEQ").cast(pl.String).fill_null("?")],
+        separator=".",
+    )
     return _fail(missing, pl.lit(True), "SRCDOM+SRCSEQ", value)
 
 
@@ -208,18 +244,34 @@ def _xpt_limits(name: str, frame: pl.DataFrame, rule: dict[str, Any], ctx: Conte
     parts = []
     spec = ctx.specs[name]
     for var in spec.variables:
-        if len(var.name) > limits["name"] or not var.name.isalnum() or len(var.label) > limits["label"]:
-            parts.append(pl.DataFrame({ROW: [None], "_variable": [var.name], "_value": [var.label]}, schema=_SCHEMA))
+        if (
+            len(var.name) > limits["name"]
+            or not var.name.isalnum()
+            or len(var.label) > limits["label"]
+        ):
+            parts.append(
+                pl.DataFrame(
+                    {ROW: [None], "_variable": [var.name], "_value": [var.label]}, schema=_SCHEMA
+                )
+            )
         if var.type == "text" and var.name in frame.columns:
             text = pl.col(var.name)
-            bad = (text.str.len_bytes() > limits["text_bytes"]) | ~text.str.contains(r"^[\x20-\x7E]*$")
+            bad = (text.str.len_bytes() > limits["text_bytes"]) | ~text.str.contains(
+                r"^[\x20-\x7E]*$"
+            )
             parts.append(_fail(frame, text.is_not_null() & bad, var.name))
     if len(name) > limits["name"] or len(spec.label) > limits["label"]:
-        parts.append(pl.DataFrame({ROW: [None], "_variable": ["(dataset)"], "_value": [spec.label]}, schema=_SCHEMA))
+        parts.append(
+            pl.DataFrame(
+                {ROW: [None], "_variable": ["(dataset)"], "_value": [spec.label]}, schema=_SCHEMA
+            )
+        )
     return _concat(parts)
 
 
-def _not_null_when(name: str, frame: pl.DataFrame, rule: dict[str, Any], ctx: Context) -> pl.DataFrame:
+def _not_null_when(
+    name: str, frame: pl.DataFrame, rule: dict[str, Any], ctx: Context
+) -> pl.DataFrame:
     params = rule["params"]
     when = pl.all_horizontal(pl.col(c) == v for c, v in params["when"].items())
     return _fail(frame, when & pl.col(params["column"]).is_null(), params["column"])
@@ -249,7 +301,9 @@ def _concat(parts: list[pl.DataFrame]) -> pl.DataFrame:
 
 
 def check(
-    frames: dict[str, pl.DataFrame], specs: dict[str, Dataset], codelists: dict[str, Codelist],
+    frames: dict[str, pl.DataFrame],
+    specs: dict[str, Dataset],
+    codelists: dict[str, Codelist],
     only: set[str] | None = None,
 ) -> Report:
     """Every rule on every dataset it names (``only``: the datasets being exported; the others
@@ -259,7 +313,9 @@ def check(
     targets = [n for n in frames if n in specs and (only is None or n in only)]
     for rule in rules():
         kind = CHECKS[rule["kind"]]
-        names = targets if rule["datasets"] == "*" else [n for n in rule["datasets"] if n in targets]
+        names = (
+            targets if rule["datasets"] == "*" else [n for n in rule["datasets"] if n in targets]
+        )
         for name in names:
             frame = frames[name].with_row_index(ROW, offset=1)
             failing = kind(name, frame, rule, ctx)
@@ -271,7 +327,8 @@ def check(
             if rule["severity"] != "error":
                 # A warning is about a variable, not a record: one finding per variable.
                 failing = failing.group_by("_variable", maintain_order=True).agg(
-                    pl.first(ROW), pl.first("USUBJID") if who is not None else pl.lit(None).alias("USUBJID"),
+                    pl.first(ROW),
+                    pl.first("USUBJID") if who is not None else pl.lit(None).alias("USUBJID"),
                     _value=pl.len().cast(pl.String) + pl.lit(" record(s)"),
                 )
             failing = failing.head(MAX_PER_RULE)

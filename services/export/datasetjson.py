@@ -13,7 +13,13 @@ from odmlib.dataset_json_1_1.model import Column, DatasetJSON, SourceSystem
 from services.export.spec import Dataset
 
 VERSION = "1.1.0"
-TYPES = {"text": "string", "integer": "integer", "float": "double", "date": "date", "sasdate": "date"}
+TYPES = {
+    "text": "string",
+    "integer": "integer",
+    "float": "double",
+    "date": "date",
+    "sasdate": "date",
+}
 
 
 def item_oid(dataset: str, variable: str) -> str:

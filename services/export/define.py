@@ -17,7 +17,13 @@ from services.export.codelists import Codelist
 from services.export.datasetjson import item_oid
 from services.export.spec import Dataset, Standard, Variable
 
-DATA_TYPES = {"text": "text", "integer": "integer", "float": "float", "date": "date", "sasdate": "integer"}
+DATA_TYPES = {
+    "text": "text",
+    "integer": "integer",
+    "float": "float",
+    "date": "date",
+    "sasdate": "integer",
+}
 REFERENCE = ("TA", "TE", "TV", "TS")
 NOT_DERIVED = {"see RSTESTCD", "see TRTESTCD", "see MITESTCD", "see QNAM"}
 
@@ -34,7 +40,11 @@ def method_texts(standard: Standard, rules: RuleSet) -> dict[str, str]:
 
 def _test_method(dataset: Dataset, methods: dict[str, str]) -> str:
     """A result variable derived per test: the derivation of each test, one after the other."""
-    parts = [f"{code}: {methods[spec['method']]}" for code, spec in dataset.tests.items() if spec.get("method") in methods]
+    parts = [
+        f"{code}: {methods[spec['method']]}"
+        for code, spec in dataset.tests.items()
+        if spec.get("method") in methods
+    ]
     return " | ".join(parts)
 
 
@@ -47,7 +57,9 @@ def _length(frame: pl.DataFrame, variable: Variable) -> dict[str, Any]:
         widest = column.cast(pl.String).str.len_chars().max()
         return {"Length": max(int(widest or 1), 1)}
     if variable.type == "float":
-        decimals = column.drop_nulls().cast(pl.String).str.extract(r"\.(\d*?)0*$", 1).str.len_chars().max()
+        decimals = (
+            column.drop_nulls().cast(pl.String).str.extract(r"\.(\d*?)0*$", 1).str.len_chars().max()
+        )
         return {"Length": 8, "SignificantDigits": int(decimals or 0)}
     return {}
 
@@ -74,8 +86,12 @@ def _codelist(codelist: Codelist) -> DEFINE.CodeList:
         if decoded:
             items.append(
                 DEFINE.CodeListItem(
-                    CodedValue=value, OrderNumber=order, **extended,
-                    Decode=DEFINE.Decode(TranslatedText=[DEFINE.TranslatedText(_content=decode or value, lang="en")]),
+                    CodedValue=value,
+                    OrderNumber=order,
+                    **extended,
+                    Decode=DEFINE.Decode(
+                        TranslatedText=[DEFINE.TranslatedText(_content=decode or value, lang="en")]
+                    ),
                 )
             )
         else:
@@ -101,7 +117,7 @@ def define_xml(
     """The define.xml of the given datasets (all of one standard)."""
     methods = method_texts(standard, rules)
     std_oid = f"STD.{standard.name}"
-    groups, items, used_methods, comments, used_codelists, leaves = [], [], {}, {}, set(), []
+    groups, items, used_methods, comments, used_codelists = [], [], {}, {}, set()
     for name, frame in frames.items():
         dataset = standard.datasets[name]
         refs = []
@@ -115,8 +131,14 @@ def define_xml(
             if variable.name in dataset.keys:
                 ref["KeySequence"] = dataset.keys.index(variable.name) + 1
             if variable.origin == "Derived" and variable.method:
-                key = f"{name}.{variable.name}" if variable.method in NOT_DERIVED else variable.method
-                text = _test_method(dataset, methods) if variable.method in NOT_DERIVED else methods.get(key)
+                key = (
+                    f"{name}.{variable.name}" if variable.method in NOT_DERIVED else variable.method
+                )
+                text = (
+                    _test_method(dataset, methods)
+                    if variable.method in NOT_DERIVED
+                    else methods.get(key)
+                )
                 if text:
                     used_methods[key] = text
                     ref["MethodOID"] = f"MT.{key}"
@@ -133,7 +155,9 @@ def define_xml(
             if variable.type == "sasdate":
                 item["DisplayFormat"] = "DATE9."
             if variable.codelist:
-                item["CodeListRef"] = DEFINE.CodeListRef(CodeListOID=codelists[variable.codelist].oid)
+                item["CodeListRef"] = DEFINE.CodeListRef(
+                    CodeListOID=codelists[variable.codelist].oid
+                )
                 used_codelists.add(variable.codelist)
             if variable.comment:
                 comments[f"COM.{name}.{variable.name}"] = variable.comment
@@ -148,7 +172,11 @@ def define_xml(
                 Repeating="No" if name in ("DM", "ADSL") or name in REFERENCE else "Yes",
                 IsReferenceData="Yes" if name in REFERENCE else "No",
                 SASDatasetName=name,
-                **({"Domain": name} if standard.publishing_set == "SDTM" and not name.startswith("SUPP") else {}),
+                **(
+                    {"Domain": name}
+                    if standard.publishing_set == "SDTM" and not name.startswith("SUPP")
+                    else {}
+                ),
                 Purpose=standard.purpose,
                 Structure=dataset.structure,
                 ArchiveLocationID=leaf,
@@ -165,16 +193,32 @@ def define_xml(
         Description=description,
         DefineVersion="2.1.0",
         Standards=DEFINE.Standards(
-            Standard=[DEFINE.Standard(OID=std_oid, Name=standard.name, Type="IG", Version=standard.version, Status="Final")]
+            Standard=[
+                DEFINE.Standard(
+                    OID=std_oid,
+                    Name=standard.name,
+                    Type="IG",
+                    Version=standard.version,
+                    Status="Final",
+                )
+            ]
         ),
         ItemGroupDef=groups,
         ItemDef=items,
         CodeList=[_codelist(codelists[c]) for c in sorted(used_codelists)],
         MethodDef=[
-            DEFINE.MethodDef(OID=f"MT.{key}", Name=f"Algorithm for {key}", Type="Computation", Description=_text(text))
+            DEFINE.MethodDef(
+                OID=f"MT.{key}",
+                Name=f"Algorithm for {key}",
+                Type="Computation",
+                Description=_text(text),
+            )
             for key, text in sorted(used_methods.items())
         ],
-        CommentDef=[DEFINE.CommentDef(OID=oid, Description=_text(text)) for oid, text in sorted(comments.items())],
+        CommentDef=[
+            DEFINE.CommentDef(OID=oid, Description=_text(text))
+            for oid, text in sorted(comments.items())
+        ],
     )
     odm = DEFINE.ODM(
         FileType="Snapshot",

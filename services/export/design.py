@@ -70,8 +70,14 @@ def ts(inp: Inputs) -> pl.DataFrame:
 def ta(inp: Inputs) -> pl.DataFrame:
     arm = inp.design["arm"]
     rows = [
-        {"ARMCD": arm["code"], "ARM": arm["name"], "TAETORD": i, "ETCD": e["code"],
-         "ELEMENT": e["name"], "EPOCH": e["epoch"]}
+        {
+            "ARMCD": arm["code"],
+            "ARM": arm["name"],
+            "TAETORD": i,
+            "ETCD": e["code"],
+            "ELEMENT": e["name"],
+            "EPOCH": e["epoch"],
+        }
         for i, e in enumerate(inp.design["elements"], start=1)
     ]
     return _frame(inp.study, "TA", rows)
@@ -79,8 +85,13 @@ def ta(inp: Inputs) -> pl.DataFrame:
 
 def te(inp: Inputs) -> pl.DataFrame:
     rows = [
-        {"ETCD": e["code"], "ELEMENT": e["name"], "TESTRL": e["start"], "TEENRL": e.get("end"),
-         "TEDUR": e.get("duration")}
+        {
+            "ETCD": e["code"],
+            "ELEMENT": e["name"],
+            "TESTRL": e["start"],
+            "TEENRL": e.get("end"),
+            "TEDUR": e.get("duration"),
+        }
         for e in inp.design["elements"]
     ]
     return _frame(inp.study, "TE", rows)
@@ -89,9 +100,15 @@ def te(inp: Inputs) -> pl.DataFrame:
 def tv(inp: Inputs) -> pl.DataFrame:
     arm = inp.design["arm"]
     rows = [
-        {"VISITNUM": float(v["num"]), "VISIT": v["visit"],
-         "VISITDY": v["day"] + 1 if v["day"] >= 0 else v["day"],
-         "ARMCD": arm["code"], "ARM": arm["name"], "TVSTRL": v["start"], "TVENRL": v.get("end")}
+        {
+            "VISITNUM": float(v["num"]),
+            "VISIT": v["visit"],
+            "VISITDY": v["day"] + 1 if v["day"] >= 0 else v["day"],
+            "ARMCD": arm["code"],
+            "ARM": arm["name"],
+            "TVSTRL": v["start"],
+            "TVENRL": v.get("end"),
+        }
         for v in inp.design["visits"]
     ]
     return _frame(inp.study, "TV", rows)

@@ -6,7 +6,14 @@ from __future__ import annotations
 
 import polars as pl
 
-from services.export.common import epoch_of_visit, iso_date, study_day, visit_number, with_seq, yes_no
+from services.export.common import (
+    epoch_of_visit,
+    iso_date,
+    study_day,
+    visit_number,
+    with_seq,
+    yes_no,
+)
 from services.export.source import Inputs
 from services.export.spec import standard
 
@@ -18,21 +25,18 @@ def supp(
 ) -> pl.DataFrame:
     """SUPP-- rows for one qualifier: one per parent row whose value is not null."""
     label = standard("sdtm").datasets[f"SUPP{rdomain}"].qnams[qnam]["label"]
-    return (
-        parent.select(
-            STUDYID=pl.lit(study),
-            RDOMAIN=pl.lit(rdomain),
-            USUBJID="USUBJID",
-            IDVAR=pl.lit(idvar),
-            IDVARVAL=pl.col(idvar).cast(pl.String),
-            QNAM=pl.lit(qnam),
-            QLABEL=pl.lit(label),
-            QVAL=qval.cast(pl.String),
-            QORIG=pl.lit(qorig),
-            QEVAL=pl.lit(None, pl.String),
-        )
-        .filter(pl.col("QVAL").is_not_null())
-    )
+    return parent.select(
+        STUDYID=pl.lit(study),
+        RDOMAIN=pl.lit(rdomain),
+        USUBJID="USUBJID",
+        IDVAR=pl.lit(idvar),
+        IDVARVAL=pl.col(idvar).cast(pl.String),
+        QNAM=pl.lit(qnam),
+        QLABEL=pl.lit(label),
+        QVAL=qval.cast(pl.String),
+        QORIG=pl.lit(qorig),
+        QEVAL=pl.lit(None, pl.String),
+    ).filter(pl.col("QVAL").is_not_null())
 
 
 def _visit(inp: Inputs, visit: pl.Expr) -> dict[str, pl.Expr]:
@@ -47,12 +51,16 @@ def tu(inp: Inputs) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Registry tracts (TARGET when treated, NON-TARGET otherwise) and the committee's new ones."""
     baseline = inp.rules.visits[0]
     subjects = inp.subjects.select("subject_id", "USUBJID", "first_dose", "enrolled_on")
-    registry = inp.evidence["tract"].join(subjects, on="subject_id").with_columns(
-        _day=pl.coalesce("first_dose", "enrolled_on"),
-        _visit=pl.when(pl.col("first_dose").is_not_null()).then(pl.lit(baseline)),
-        _result=pl.when("treated").then(pl.lit("TARGET")).otherwise(pl.lit("NON-TARGET")),
-        _method=pl.lit("PHYSICAL EXAMINATION"),
-        _eval=pl.lit("INVESTIGATOR"),
+    registry = (
+        inp.evidence["tract"]
+        .join(subjects, on="subject_id")
+        .with_columns(
+            _day=pl.coalesce("first_dose", "enrolled_on"),
+            _visit=pl.when(pl.col("first_dose").is_not_null()).then(pl.lit(baseline)),
+            _result=pl.when("treated").then(pl.lit("TARGET")).otherwise(pl.lit("NON-TARGET")),
+            _method=pl.lit("PHYSICAL EXAMINATION"),
+            _eval=pl.lit("INVESTIGATOR"),
+        )
     )
     new = inp.new_tracts.join(subjects, on="subject_id").with_columns(
         _day=pl.col("decided_at").dt.date(),
@@ -61,7 +69,17 @@ def tu(inp: Inputs) -> tuple[pl.DataFrame, pl.DataFrame]:
         _method=pl.lit(None, pl.String),
         _eval=pl.lit("ADJUDICATION COMMITTEE"),
     )
-    columns = ["subject_id", "tract_id", "USUBJID", "first_dose", "_day", "_visit", "_result", "_method", "_eval"]
+    columns = [
+        "subject_id",
+        "tract_id",
+        "USUBJID",
+        "first_dose",
+        "_day",
+        "_visit",
+        "_result",
+        "_method",
+        "_eval",
+    ]
     tracts = pl.concat([registry.select(columns), new.select(columns)])
     frame = tracts.select(
         STUDYID=pl.lit(inp.study),
@@ -80,14 +98,26 @@ def tu(inp: Inputs) -> tuple[pl.DataFrame, pl.DataFrame]:
         TUDY=study_day(pl.col("_day"), pl.col("first_dose")),
     )
     frame = with_seq(frame, "TUSEQ", ["TULNKID"])
-    keyed = inp.evidence["tract"].join(subjects, on="subject_id").join(
-        frame.select("USUBJID", "TUSEQ", tract_id="TULNKID"), on=["USUBJID", "tract_id"]
+    keyed = (
+        inp.evidence["tract"]
+        .join(subjects, on="subject_id")
+        .join(frame.select("USUBJID", "TUSEQ", tract_id="TULNKID"), on=["USUBJID", "tract_id"])
     )
     qualifiers = pl.concat(
         [
             supp(keyed, "TU", "TUSEQ", "PARKSTYP", pl.col("parks_type"), "CRF", inp.study),
-            supp(keyed, "TU", "TUSEQ", "CLOCKPOS", pl.col("external_opening_clock"), "CRF", inp.study),
-            supp(keyed, "TU", "TUSEQ", "DRAINBL", yes_no(pl.col("draining_at_baseline")), "CRF", inp.study),
+            supp(
+                keyed, "TU", "TUSEQ", "CLOCKPOS", pl.col("external_opening_clock"), "CRF", inp.study
+            ),
+            supp(
+                keyed,
+                "TU",
+                "TUSEQ",
+                "DRAINBL",
+                yes_no(pl.col("draining_at_baseline")),
+                "CRF",
+                inp.study,
+            ),
         ]
     )
     return frame, qualifiers
@@ -100,7 +130,9 @@ def _result(
     spec = {**standard("sdtm").datasets["TR"].tests, **standard("sdtm").datasets["MI"].tests}[code]
     number = value.cast(pl.Float64, strict=False)
     whole = number.is_not_null() & (number == number.floor()) & (number.abs() < 1e15)
-    text = pl.when(whole).then(number.cast(pl.Int64).cast(pl.String)).otherwise(value.cast(pl.String))
+    text = (
+        pl.when(whole).then(number.cast(pl.Int64).cast(pl.String)).otherwise(value.cast(pl.String))
+    )
     return pl.struct(
         code=pl.lit(code),
         test=pl.lit(spec["test"]),
@@ -134,14 +166,33 @@ def tr(inp: Inputs) -> pl.DataFrame:
             _result("DISCHGR", grade, grade),
         ],
     ).select(
-        "subject_id", "code", "test", "orres", "stresc", "stresn", "unit", "stat", "method",
-        spid="record_id", tract="tract_id", visit="visit", day="exam_date",
-        evaluator=pl.lit("INVESTIGATOR"), evalid=pl.lit(None, pl.String),
+        "subject_id",
+        "code",
+        "test",
+        "orres",
+        "stresc",
+        "stresn",
+        "unit",
+        "stat",
+        "method",
+        spid="record_id",
+        tract="tract_id",
+        visit="visit",
+        day="exam_date",
+        evaluator=pl.lit("INVESTIGATOR"),
+        evalid=pl.lit(None, pl.String),
     )
     size = pl.col("collection_mm")
     has = size.is_not_null()
     dims = [
-        pl.when(has).then(_result(f"COLLDIM{i + 1}", size.list.get(i, null_on_oob=True), size.list.get(i, null_on_oob=True), "mm"))
+        pl.when(has).then(
+            _result(
+                f"COLLDIM{i + 1}",
+                size.list.get(i, null_on_oob=True),
+                size.list.get(i, null_on_oob=True),
+                "mm",
+            )
+        )
         for i in range(3)
     ]
     reads = _long(
@@ -156,32 +207,47 @@ def tr(inp: Inputs) -> pl.DataFrame:
             *dims,
         ],
     ).select(
-        "subject_id", "code", "test", "orres", "stresc", "stresn", "unit", "stat", "method",
-        spid="read_id", tract="tract_id", visit="timepoint", day="scan_date",
+        "subject_id",
+        "code",
+        "test",
+        "orres",
+        "stresc",
+        "stresn",
+        "unit",
+        "stat",
+        "method",
+        spid="read_id",
+        tract="tract_id",
+        visit="timepoint",
+        day="scan_date",
         evaluator=pl.lit("INDEPENDENT ASSESSOR"),
         evalid=pl.col("reader_role").replace_strict(EVALUATOR_IDS, return_dtype=pl.String),
     )
     subjects = inp.subjects.select("subject_id", "USUBJID", "first_dose")
-    frame = pl.concat([exams, reads]).join(subjects, on="subject_id").select(
-        STUDYID=pl.lit(inp.study),
-        DOMAIN=pl.lit("TR"),
-        USUBJID="USUBJID",
-        TRSPID="spid",
-        TRLNKID="tract",
-        TRTESTCD="code",
-        TRTEST="test",
-        TRORRES="orres",
-        TRORRESU="unit",
-        TRSTRESC="stresc",
-        TRSTRESN="stresn",
-        TRSTRESU="unit",
-        TRSTAT="stat",
-        TRMETHOD="method",
-        TREVAL="evaluator",
-        TREVALID="evalid",
-        **_visit(inp, pl.col("visit")),
-        TRDTC=iso_date("day"),
-        TRDY=study_day(pl.col("day"), pl.col("first_dose")),
+    frame = (
+        pl.concat([exams, reads])
+        .join(subjects, on="subject_id")
+        .select(
+            STUDYID=pl.lit(inp.study),
+            DOMAIN=pl.lit("TR"),
+            USUBJID="USUBJID",
+            TRSPID="spid",
+            TRLNKID="tract",
+            TRTESTCD="code",
+            TRTEST="test",
+            TRORRES="orres",
+            TRORRESU="unit",
+            TRSTRESC="stresc",
+            TRSTRESN="stresn",
+            TRSTRESU="unit",
+            TRSTAT="stat",
+            TRMETHOD="method",
+            TREVAL="evaluator",
+            TREVALID="evalid",
+            **_visit(inp, pl.col("visit")),
+            TRDTC=iso_date("day"),
+            TRDY=study_day(pl.col("day"), pl.col("first_dose")),
+        )
     )
     return with_seq(frame, "TRSEQ", ["TRLNKID", "VISITNUM", "TRDTC", "TRSPID", "TRTESTCD"])
 
@@ -226,6 +292,11 @@ def mi(inp: Inputs) -> tuple[pl.DataFrame, pl.DataFrame]:
     samples = reports.join(subjects, on="subject_id").unique(["USUBJID", "sample_id"], keep="last")
     qualifiers = supp(
         samples.rename({"sample_id": "MIREFID"}),
-        "MI", "MIREFID", "SPECADEQ", yes_no(pl.col("specimen_adequate")), "eDT", inp.study,
+        "MI",
+        "MIREFID",
+        "SPECADEQ",
+        yes_no(pl.col("specimen_adequate")),
+        "eDT",
+        inp.study,
     )
     return frame, qualifiers

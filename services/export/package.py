@@ -72,7 +72,9 @@ def build(
     ADaM always needs SDTM, so SDTM is built even when only ADaM is asked for."""
     unknown = set(kinds) - set(KINDS)
     if unknown or not kinds:
-        raise ExportError(f"export sdtm, adam or both, not {', '.join(sorted(unknown)) or 'nothing'}")
+        raise ExportError(
+            f"export sdtm, adam or both, not {', '.join(sorted(unknown)) or 'nothing'}"
+        )
     rules = rules or load_ruleset()
     inputs = read_inputs(snapshot, rules, study_design(study_meta))
     frames = {"sdtm": sdtm.build_sdtm(inputs)}
@@ -115,11 +117,18 @@ def package_files(
                 files[f"{folder}/{name.lower()}.xpt"] = xpt_bytes(frame, dataset)
             if "json" in formats:
                 files[f"{folder}/{name.lower()}.json"] = dataset_json_bytes(
-                    frame, dataset, study=package.study, created=created,
-                    modified=package.locked_at or created, system_version=version,
+                    frame,
+                    dataset,
+                    study=package.study,
+                    created=created,
+                    modified=package.locked_at or created,
+                    system_version=version,
                 )
         files[f"{folder}/define.xml"] = define_xml(
-            spec, frames, codelists, package.rules,
+            spec,
+            frames,
+            codelists,
+            package.rules,
             study=package.study,
             description=f"{package.study} {spec.name} {spec.version} from lock {package.lock_id} ({package.locked_at})",
             created=created,
@@ -143,9 +152,16 @@ def manifest(package: Package, files: dict[str, bytes], created: str) -> dict[st
         "exported_at": created,
         "rule_set": package.rules.label,
         "standards": {k: f"{standard(k).name} {standard(k).version}" for k in package.datasets},
-        "records": {name: frame.height for frames in package.datasets.values() for name, frame in frames.items()},
+        "records": {
+            name: frame.height
+            for frames in package.datasets.values()
+            for name, frame in frames.items()
+        },
         "left_out": package.left_out,
-        "conformance": {"errors": len(package.conformance.errors), "warnings": len(package.conformance.warnings)},
+        "conformance": {
+            "errors": len(package.conformance.errors),
+            "warnings": len(package.conformance.warnings),
+        },
         "code_version": metadata.version("tract-adjudication"),
         "files": file_entries(files),
     }
@@ -171,12 +187,19 @@ class ExportResult:
         ]
         lines += [f"  warning: {w}" for w in self.warnings]
         if self.manifest["left_out"]:
-            lines.append(f"  left out (tracts neither registered nor decided new): {self.manifest['left_out']}")
+            lines.append(
+                f"  left out (tracts neither registered nor decided new): {self.manifest['left_out']}"
+            )
         return "\n".join(lines)
 
 
-def _export(snapshot: Snapshot, kinds: tuple[str, ...], formats: tuple[str, ...], rules: RuleSet | None,
-            study_meta: dict[str, Any] | None) -> tuple[Package, dict[str, bytes], dict[str, Any]]:
+def _export(
+    snapshot: Snapshot,
+    kinds: tuple[str, ...],
+    formats: tuple[str, ...],
+    rules: RuleSet | None,
+    study_meta: dict[str, Any] | None,
+) -> tuple[Package, dict[str, bytes], dict[str, Any]]:
     package = build(snapshot, kinds, rules, study_meta)
     created = utc_now()
     files = package_files(package, formats, created, study_meta)
@@ -188,7 +211,9 @@ def write_folder(out: Path, files: dict[str, bytes], manifest_bytes: bytes) -> N
     earlier export there is replaced; a folder holding anything else is refused)."""
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not (out / MANIFEST).exists():
-        raise ExportError(f"{out} is not empty and holds no earlier export ({MANIFEST}); choose an empty --out folder")
+        raise ExportError(
+            f"{out} is not empty and holds no earlier export ({MANIFEST}); choose an empty --out folder"
+        )
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.{uuid.uuid4().hex}"
     for name, data in {**files, MANIFEST: manifest_bytes}.items():
@@ -218,8 +243,12 @@ def export_lock(
     if out is None and store.exists(f"{prefix}/{MANIFEST}"):
         # A stored export is written once, like the lock it comes from: running again finds it.
         listing = json.loads(store.read(f"{prefix}/{MANIFEST}"))
-        return ExportResult(where=store.location(prefix), manifest=listing | {"already_exported": True}, warnings=())
-    package, files, listing = _export(open_lock(store, study, lock_id), kinds, formats, rules, study_meta)
+        return ExportResult(
+            where=store.location(prefix), manifest=listing | {"already_exported": True}, warnings=()
+        )
+    package, files, listing = _export(
+        open_lock(store, study, lock_id), kinds, formats, rules, study_meta
+    )
     manifest_bytes = json.dumps(listing, indent=2).encode()
     if out is not None:
         write_folder(out, files, manifest_bytes)
@@ -243,5 +272,7 @@ def load_study_meta(path: Path | None) -> dict[str, Any] | None:
     except (OSError, yaml.YAMLError) as exc:
         raise ExportError(f"study metadata {path}: {exc}") from None
     if not isinstance(loaded, dict):
-        raise ExportError(f"study metadata {path}: expected a mapping of the keys of schemas/cdisc/study.yaml")
+        raise ExportError(
+            f"study metadata {path}: expected a mapping of the keys of schemas/cdisc/study.yaml"
+        )
     return loaded

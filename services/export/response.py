@@ -10,7 +10,14 @@ from __future__ import annotations
 
 import polars as pl
 
-from services.export.common import epoch_of_visit, iso_date, study_day, visit_number, with_seq, yes_no
+from services.export.common import (
+    epoch_of_visit,
+    iso_date,
+    study_day,
+    visit_number,
+    with_seq,
+    yes_no,
+)
 from services.export.findings import EVALUATOR_IDS, supp
 from services.export.source import TRACT_KEY, Inputs
 from services.export.spec import standard
@@ -40,7 +47,11 @@ def _tract_dates(inp: Inputs) -> pl.DataFrame:
             on=f"{role}_event_id",
             how="left",
         )
-    decided = inp.conflicts.select("decision_id", "decided_at").drop_nulls("decision_id").unique("decision_id")
+    decided = (
+        inp.conflicts.select("decision_id", "decided_at")
+        .drop_nulls("decision_id")
+        .unique("decision_id")
+    )
     return frame.join(decided, on="decision_id", how="left").with_columns(
         mri_day=pl.max_horizontal("r1_scan", "r2_scan", "adj_scan"),
         outcome_day=pl.max_horizontal("exam_day", "r1_scan", "r2_scan", "adj_scan"),
@@ -92,37 +103,114 @@ def _tract_rows(inp: Inputs) -> list[pl.DataFrame]:
     primary, final = rules.primary_visit, rules.final_mri
     committee = tracts.filter(pl.col("decided_by") == "COMMITTEE")
     fu6 = pl.col("fu6_closed")
-    rule = pl.concat_str([pl.col("rule_set"), pl.lit("@v"), pl.col("rule_set_version").cast(pl.String)])
+    rule = pl.concat_str(
+        [pl.col("rule_set"), pl.lit("@v"), pl.col("rule_set_version").cast(pl.String)]
+    )
     rows = [
-        _rows(tracts, "CLINCLS", _pending("clinical"), visit=primary, day=pl.col("exam_day"),
-              evaluator="INVESTIGATOR", not_done=WITHDRAWN, reason=withdrawn,
-              qualifiers={"_basis": pl.col("clinical_reason")}),
-        _rows(tracts, "PVCLS", pl.when(fu6).then(pl.lit("CLOSED")).when(~fu6).then(pl.lit("NOT_CLOSED")).otherwise(pl.lit("PENDING")),
-              visit=primary, day=pl.col("exam_day"), evaluator="INVESTIGATOR", not_done=WITHDRAWN, reason=withdrawn),
-        _rows(tracts, "MRICONS", _pending("mri"), visit=final, day=pl.col("mri_day"),
-              not_done=WITHDRAWN, reason=withdrawn, qualifiers={"_basis": pl.col("mri_basis")}),
-        _rows(tracts, "MRINOCOL", yes_no(pl.col("mri_dry") == "HEALED"), visit=final, day=pl.col("mri_day"),
-              not_done=WITHDRAWN | pl.col("mri_dry").is_null(), reason="NO MRI CONSENSUS"),
-        _rows(tracts, "TRCLOSE", pl.col("rule_outcome"), visit=primary, day=pl.col("outcome_day"),
-              accepted=pl.when(pl.col("decided_by") == "RULE").then(pl.lit("Y")),
-              not_done=WITHDRAWN, reason=withdrawn, qualifiers={"_rule": rule}),
-        _rows(committee, "TRCLOSE", pl.col("outcome"), visit=primary, day=pl.col("decided_at").dt.date(),
-              evaluator="ADJUDICATION COMMITTEE", accepted=pl.lit("Y"),
-              qualifiers={"_decision": pl.col("decision_id"), "_conflict": pl.col("override_conflict_type"), "_rule": rule}),
-        _rows(tracts, "ADMCLS", pl.col("admire_outcome"), visit=primary, day=pl.col("outcome_day"),
-              not_done=WITHDRAWN, reason=withdrawn),
-        _rows(tracts, "DISCHIMP", yes_no(pl.col("discharge_improved")), visit=primary, day=pl.col("exam_day"),
-              not_done=WITHDRAWN | pl.col("discharge_improved").is_null(), reason="DISCHARGE GRADE MISSING OR INCONSISTENT"),
+        _rows(
+            tracts,
+            "CLINCLS",
+            _pending("clinical"),
+            visit=primary,
+            day=pl.col("exam_day"),
+            evaluator="INVESTIGATOR",
+            not_done=WITHDRAWN,
+            reason=withdrawn,
+            qualifiers={"_basis": pl.col("clinical_reason")},
+        ),
+        _rows(
+            tracts,
+            "PVCLS",
+            pl.when(fu6)
+            .then(pl.lit("CLOSED"))
+            .when(~fu6)
+            .then(pl.lit("NOT_CLOSED"))
+            .otherwise(pl.lit("PENDING")),
+            visit=primary,
+            day=pl.col("exam_day"),
+            evaluator="INVESTIGATOR",
+            not_done=WITHDRAWN,
+            reason=withdrawn,
+        ),
+        _rows(
+            tracts,
+            "MRICONS",
+            _pending("mri"),
+            visit=final,
+            day=pl.col("mri_day"),
+            not_done=WITHDRAWN,
+            reason=withdrawn,
+            qualifiers={"_basis": pl.col("mri_basis")},
+        ),
+        _rows(
+            tracts,
+            "MRINOCOL",
+            yes_no(pl.col("mri_dry") == "HEALED"),
+            visit=final,
+            day=pl.col("mri_day"),
+            not_done=WITHDRAWN | pl.col("mri_dry").is_null(),
+            reason="NO MRI CONSENSUS",
+        ),
+        _rows(
+            tracts,
+            "TRCLOSE",
+            pl.col("rule_outcome"),
+            visit=primary,
+            day=pl.col("outcome_day"),
+            accepted=pl.when(pl.col("decided_by") == "RULE").then(pl.lit("Y")),
+            not_done=WITHDRAWN,
+            reason=withdrawn,
+            qualifiers={"_rule": rule},
+        ),
+        _rows(
+            committee,
+            "TRCLOSE",
+            pl.col("outcome"),
+            visit=primary,
+            day=pl.col("decided_at").dt.date(),
+            evaluator="ADJUDICATION COMMITTEE",
+            accepted=pl.lit("Y"),
+            qualifiers={
+                "_decision": pl.col("decision_id"),
+                "_conflict": pl.col("override_conflict_type"),
+                "_rule": rule,
+            },
+        ),
+        _rows(
+            tracts,
+            "ADMCLS",
+            pl.col("admire_outcome"),
+            visit=primary,
+            day=pl.col("outcome_day"),
+            not_done=WITHDRAWN,
+            reason=withdrawn,
+        ),
+        _rows(
+            tracts,
+            "DISCHIMP",
+            yes_no(pl.col("discharge_improved")),
+            visit=primary,
+            day=pl.col("exam_day"),
+            not_done=WITHDRAWN | pl.col("discharge_improved").is_null(),
+            reason="DISCHARGE GRADE MISSING OR INCONSISTENT",
+        ),
     ]
     for role, label in EVALUATOR_IDS.items():
         prefix = role.lower()
         read = tracts.filter(pl.col(f"{prefix}_event_id").is_not_null())
         healed = pl.col(f"{prefix}_healed")
         rows.append(
-            _rows(read, "MRIHEAL", pl.when(healed).then(pl.lit("HEALED")).otherwise(pl.lit("NOT_HEALED")),
-                  visit=final, day=pl.col(f"{prefix}_scan"),
-                  evaluator="INDEPENDENT ASSESSOR", evalid=pl.lit(label),
-                  not_done=~pl.col(f"{prefix}_evaluable"), reason="IMAGE QUALITY INADEQUATE")
+            _rows(
+                read,
+                "MRIHEAL",
+                pl.when(healed).then(pl.lit("HEALED")).otherwise(pl.lit("NOT_HEALED")),
+                visit=final,
+                day=pl.col(f"{prefix}_scan"),
+                evaluator="INDEPENDENT ASSESSOR",
+                evalid=pl.lit(label),
+                not_done=~pl.col(f"{prefix}_evaluable"),
+                reason="IMAGE QUALITY INADEQUATE",
+            )
         )
     return rows
 
@@ -135,7 +223,9 @@ def _subject_rows(inp: Inputs, tract_rows: pl.DataFrame) -> list[pl.DataFrame]:
         .agg(tract_day=pl.col("day").max())
     )
     patients = (
-        inp.patients.join(inp.subjects.select("subject_id", "withdrawn_on"), on="subject_id", how="left")
+        inp.patients.join(
+            inp.subjects.select("subject_id", "withdrawn_on"), on="subject_id", how="left"
+        )
         .join(last, on="subject_id", how="left")
         .with_columns(
             _day=pl.when(WITHDRAWN).then(pl.col("withdrawn_on")).otherwise(pl.col("tract_day")),
@@ -145,12 +235,28 @@ def _subject_rows(inp: Inputs, tract_rows: pl.DataFrame) -> list[pl.DataFrame]:
     others = patients.filter(pl.col("subject_status") != "COMPLETED")
     visit = inp.rules.primary_visit
     rows = []
-    for code, column in (("OVRLRESP", "category"), ("OVRLADM", "admire_category"), ("OVRLCLN", "clinical_only_category")):
-        rows.append(_rows(completed, code, pl.col(column), visit=visit, day=pl.col("_day"), tract=False))
-        rows.append(_rows(others, code, pl.col(column), visit=None, day=pl.col("_day"), tract=False))
+    for code, column in (
+        ("OVRLRESP", "category"),
+        ("OVRLADM", "admire_category"),
+        ("OVRLCLN", "clinical_only_category"),
+    ):
+        rows.append(
+            _rows(completed, code, pl.col(column), visit=visit, day=pl.col("_day"), tract=False)
+        )
+        rows.append(
+            _rows(others, code, pl.col(column), visit=None, day=pl.col("_day"), tract=False)
+        )
     rows.append(
-        _rows(patients, "RESP50", yes_no(pl.col("response_50")), visit=visit, day=pl.col("_day"), tract=False,
-              not_done=WITHDRAWN | pl.col("response_50").is_null(), reason="PRIMARY VISIT STATUS UNKNOWN")
+        _rows(
+            patients,
+            "RESP50",
+            yes_no(pl.col("response_50")),
+            visit=visit,
+            day=pl.col("_day"),
+            tract=False,
+            not_done=WITHDRAWN | pl.col("response_50").is_null(),
+            reason="PRIMARY VISIT STATUS UNKNOWN",
+        )
     )
     return rows
 
@@ -167,7 +273,9 @@ def rs(inp: Inputs) -> tuple[pl.DataFrame, pl.DataFrame]:
         DOMAIN=pl.lit("RS"),
         RSLNKID="tract_id",
         RSTESTCD="code",
-        RSTEST=pl.col("code").replace_strict({c: t["test"] for c, t in tests.items()}, return_dtype=pl.String),
+        RSTEST=pl.col("code").replace_strict(
+            {c: t["test"] for c, t in tests.items()}, return_dtype=pl.String
+        ),
         RSCAT=pl.lit(CATEGORY),
         RSORRES="result",
         RSSTRESC="result",

@@ -7,7 +7,14 @@ from __future__ import annotations
 import polars as pl
 
 from services.export import design, findings, response
-from services.export.common import epoch_by_date, epoch_of_visit, iso_date, study_day, visit_number, with_seq
+from services.export.common import (
+    epoch_by_date,
+    epoch_of_visit,
+    iso_date,
+    study_day,
+    visit_number,
+    with_seq,
+)
 from services.export.source import Inputs
 from services.export.spec import conform, standard
 
@@ -50,9 +57,11 @@ def _withdrawal_decode(inp: Inputs) -> pl.Expr:
     reason = pl.col("withdrawal_reason").str.to_lowercase()
     expr: pl.Expr = pl.lit("OTHER")
     for entry in reversed(inp.design["withdrawal_reasons"]):
-        expr = pl.when(reason.str.contains(entry["contains"].lower(), literal=True)).then(
-            pl.lit(entry["decode"])
-        ).otherwise(expr)
+        expr = (
+            pl.when(reason.str.contains(entry["contains"].lower(), literal=True))
+            .then(pl.lit(entry["decode"]))
+            .otherwise(expr)
+        )
     return expr
 
 
@@ -103,20 +112,24 @@ def _visits(inp: Inputs, visit: str) -> dict[str, pl.Expr]:
 def ex(inp: Inputs) -> pl.DataFrame:
     treatment = inp.design["treatment"]
     day = pl.col("administered_on")
-    frame = inp.evidence["injection"].join(_first_dose(inp), on="subject_id").select(
-        **_base(inp, "EX"),
-        EXSPID="record_id",
-        FOCID="tract_id",
-        EXTRT=pl.lit(treatment["name"]),
-        EXDOSE="volume_ml",
-        EXDOSU=pl.lit(treatment["dose_unit"]),
-        EXDOSFRM=pl.lit(treatment["dose_form"]),
-        EXROUTE=pl.lit(treatment["route"]),
-        **_visits(inp, "visit"),
-        EXSTDTC=iso_date(day),
-        EXENDTC=iso_date(day),
-        EXSTDY=study_day(day, pl.col("first_dose")),
-        EXENDY=study_day(day, pl.col("first_dose")),
+    frame = (
+        inp.evidence["injection"]
+        .join(_first_dose(inp), on="subject_id")
+        .select(
+            **_base(inp, "EX"),
+            EXSPID="record_id",
+            FOCID="tract_id",
+            EXTRT=pl.lit(treatment["name"]),
+            EXDOSE="volume_ml",
+            EXDOSU=pl.lit(treatment["dose_unit"]),
+            EXDOSFRM=pl.lit(treatment["dose_form"]),
+            EXROUTE=pl.lit(treatment["route"]),
+            **_visits(inp, "visit"),
+            EXSTDTC=iso_date(day),
+            EXENDTC=iso_date(day),
+            EXSTDY=study_day(day, pl.col("first_dose")),
+            EXENDY=study_day(day, pl.col("first_dose")),
+        )
     )
     return with_seq(frame, "EXSEQ", ["FOCID", "EXSTDTC", "EXSPID"])
 
@@ -124,11 +137,20 @@ def ex(inp: Inputs) -> pl.DataFrame:
 def pr(inp: Inputs) -> pl.DataFrame:
     """MRI scans (one per subject, timepoint and scan date) and biopsies (one per sample)."""
     scans = inp.evidence["mri_read"].select(
-        "subject_id", spid="timepoint", focid=pl.lit(None, pl.String), trt=pl.lit("MAGNETIC RESONANCE IMAGING"),
-        visit="timepoint", day="scan_date",
+        "subject_id",
+        spid="timepoint",
+        focid=pl.lit(None, pl.String),
+        trt=pl.lit("MAGNETIC RESONANCE IMAGING"),
+        visit="timepoint",
+        day="scan_date",
     )
     biopsies = inp.evidence["pathology_report"].select(
-        "subject_id", spid="sample_id", focid="tract_id", trt=pl.lit("BIOPSY"), visit="visit", day="collected_on"
+        "subject_id",
+        spid="sample_id",
+        focid="tract_id",
+        trt=pl.lit("BIOPSY"),
+        visit="visit",
+        day="collected_on",
     )
     frame = (
         pl.concat([scans, biopsies])

@@ -134,8 +134,12 @@ def subject_dates(study: str, evidence: dict[str, pl.DataFrame], rules: RuleSet)
     )
     final = pl.concat(
         [
-            exams.filter(pl.col("visit") == rules.primary_visit).select("subject_id", day="exam_date"),
-            reads.filter(pl.col("timepoint") == rules.final_mri).select("subject_id", day="scan_date"),
+            exams.filter(pl.col("visit") == rules.primary_visit).select(
+                "subject_id", day="exam_date"
+            ),
+            reads.filter(pl.col("timepoint") == rules.final_mri).select(
+                "subject_id", day="scan_date"
+            ),
         ]
     )
     return (
@@ -151,13 +155,22 @@ def subject_dates(study: str, evidence: dict[str, pl.DataFrame], rules: RuleSet)
         )
         .join(
             inj.group_by("subject_id").agg(
-                first_dose=pl.col("administered_on").min(), last_dose=pl.col("administered_on").max()
+                first_dose=pl.col("administered_on").min(),
+                last_dose=pl.col("administered_on").max(),
             ),
             on="subject_id",
             how="left",
         )
-        .join(dated.group_by("subject_id").agg(last_record=pl.col("day").max()), on="subject_id", how="left")
-        .join(final.group_by("subject_id").agg(last_visit=pl.col("day").max()), on="subject_id", how="left")
+        .join(
+            dated.group_by("subject_id").agg(last_record=pl.col("day").max()),
+            on="subject_id",
+            how="left",
+        )
+        .join(
+            final.group_by("subject_id").agg(last_visit=pl.col("day").max()),
+            on="subject_id",
+            how="left",
+        )
         .with_columns(last_date=pl.max_horizontal("last_record", "withdrawn_on", "enrolled_on"))
         .sort("subject_id")
     )
