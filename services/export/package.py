@@ -1,6 +1,6 @@
 """The submission package of one lock: SDTM and/or ADaM as XPT v5 and Dataset-JSON, a
 define.xml per standard, the data dictionary and the conformance report, laid out as an eCTD
-module 5 folder and listed, with sha256, in ``export.json``.
+module 5 folder and listed, with sha256, in ``manifest.json``.
 
 Nothing is written unless every conformance error rule passes; the folder is written beside
 its final place and renamed into it, so a reader never sees half an export.
@@ -31,6 +31,7 @@ from services.export.errors import ExportError
 from services.export.source import read_inputs, study_design
 from services.export.spec import standard
 from services.export.xpt import xpt_bytes
+from services.store import MANIFEST as STORE_MANIFEST
 
 if TYPE_CHECKING:
     from services.adjudicator.snapshot import Snapshot
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
 
 KINDS = ("sdtm", "adam")
 FORMATS = ("xpt", "json")
-MANIFEST = "export.json"
+MANIFEST = STORE_MANIFEST  # manifest.json, as in a lock
 
 
 def folders(study: str) -> dict[str, str]:
@@ -102,7 +103,7 @@ def package_files(
     created: str | None = None,
     study_meta: dict[str, Any] | None = None,
 ) -> dict[str, bytes]:
-    """The export's files by path (``export.json`` last); refuses a package with conformance errors."""
+    """The export's files by path (without the manifest); refuses a package with conformance errors."""
     package.conformance.raise_on_errors()
     created = created or utc_now()
     version = metadata.version("tract-adjudication")
@@ -236,7 +237,7 @@ def export_lock(
     study_meta: dict[str, Any] | None = None,
 ) -> ExportResult:
     """Export a verified lock into ``out``, or (``out`` None) into the store under
-    ``exports/<study>/<lock_id>/`` with ``export.json`` as its manifest, written last."""
+    ``exports/<study>/<lock_id>/`` with ``manifest.json`` as its manifest, written last."""
     from services.adjudicator.snapshot import open_lock
 
     prefix = export_prefix(study, lock_id)

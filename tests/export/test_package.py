@@ -62,7 +62,7 @@ def tables_from_report(report: dict) -> dict:
 
 
 def test_demo_export_is_a_submission_folder_listed_with_hashes(demo_export: Path) -> None:
-    listing = json.loads((demo_export / "export.json").read_text())
+    listing = json.loads((demo_export / "manifest.json").read_text())
     sdtm, adam = (demo_export / folders(STUDY)[k] for k in ("sdtm", "adam"))
     for name in (
         "dm",
@@ -92,7 +92,7 @@ def test_demo_export_is_a_submission_folder_listed_with_hashes(demo_export: Path
             name
         )
     on_disk = {str(p.relative_to(demo_export)) for p in demo_export.rglob("*") if p.is_file()}
-    assert on_disk == set(listing["files"]) | {"export.json"}
+    assert on_disk == set(listing["files"]) | {"manifest.json"}
 
 
 def test_the_trial_table_comes_back_from_adam_alone(demo_export: Path, demo_lock: Locked) -> None:
