@@ -35,7 +35,11 @@ class Finding:
     def __str__(self) -> str:
         where = f"{self.dataset}" + (f" record {self.record}" if self.record else "")
         who = f" (USUBJID {self.usubjid})" if self.usubjid else ""
-        what = f" {self.variable}={self.value!r}" if self.variable else ""
+        what = (
+            f" {self.variable}" + (f"={self.value!r}" if self.record else "")
+            if self.variable
+            else ""
+        )
         return f"{self.rule} {where}{who}{what}: {self.message}"
 
 
@@ -324,12 +328,14 @@ def check(
             who = frame.select(ROW, "USUBJID") if "USUBJID" in frame.columns else None
             if who is not None:
                 failing = failing.join(who, on=ROW, how="left")
-            if rule["severity"] != "error":
+            warning = rule["severity"] != "error"
+            if warning:
                 # A warning is about a variable, not a record: one finding per variable.
                 failing = failing.group_by("_variable", maintain_order=True).agg(
-                    pl.first(ROW),
-                    pl.first("USUBJID") if who is not None else pl.lit(None).alias("USUBJID"),
-                    _value=pl.len().cast(pl.String) + pl.lit(" record(s)"),
+                    pl.lit(None, pl.UInt32).alias(ROW),
+                    pl.lit(None, pl.String).alias("USUBJID"),
+                    pl.lit(None, pl.String).alias("_value"),
+                    _count=pl.len(),
                 )
             failing = failing.head(MAX_PER_RULE)
             for row in failing.iter_rows(named=True):
@@ -342,7 +348,9 @@ def check(
                         usubjid=row.get("USUBJID"),
                         variable=row["_variable"],
                         value=row["_value"],
-                        message=rule["message"],
+                        message=f"{rule['message']} ({row['_count']} records)"
+                        if warning
+                        else rule["message"],
                     )
                 )
     return Report(rules=len(rules()), findings=tuple(findings))
