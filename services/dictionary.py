@@ -21,6 +21,7 @@ import yaml
 
 import schemas
 from services.adjudicator.ruleset import RuleSet, load_ruleset
+from services.adjudicator.state import EVIDENCE_KINDS
 
 SOURCE = Path(str(resources.files("schemas") / "dictionary.yaml"))
 ENVELOPE = ("offset", "event_id")
@@ -137,6 +138,15 @@ def dictionary(rules: RuleSet | None = None) -> dict[str, Any]:
         }
     for kind in schemas.contracts():
         tables[f"events/{kind}"] = _event_table(kind, source["events"], params)
+    for kind in EVIDENCE_KINDS:
+        # The current-version tables a lock may carry (state.current: same columns).
+        table = _event_table(kind, source["events"], params)
+        tables[f"current/{kind}"] = table | {
+            "file": f"current/{kind}.parquet",
+            "description": f"The current version of every {kind} record at the cut (highest "
+            "version; deleted records left out), as the lock's checks saw them.",
+            "key": table["record_identity"],
+        }
     return {"rule_set": rules.label, "rule_parameters": params, "tables": tables}
 
 

@@ -93,3 +93,17 @@ def test_markdown_has_a_section_per_table_and_a_row_per_column() -> None:
         assert f"## {name}\n" in text
         for column in table["columns"]:
             assert f"| {column} |" in text, f"{name}.{column}"
+
+
+def test_current_version_tables_are_described_as_state_current_gives_them(
+    demo_lock: Locked,
+) -> None:
+    from services.adjudicator.state import EVIDENCE_KINDS, current
+
+    tables = dictionary()["tables"]
+    for kind in EVIDENCE_KINDS:
+        frame = current(demo_lock.snapshot.events[kind].lazy(), schemas.contract(kind)).collect()
+        described = tables[f"current/{kind}"]["columns"]
+        assert {c: described[c]["type"] for c in described} == {
+            c: polars_type(t) for c, t in frame.schema.items()
+        }, kind
