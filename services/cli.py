@@ -450,3 +450,8 @@ def main() -> None:
         sys.exit(exc.exit_code)
     except TractError as exc:
         fail(str(exc))
+
+
+from services.export.commands import export as export_command  # noqa: E402
+
+cli.add_command(export_command)

@@ -215,3 +215,82 @@ def snapshot_write(study: str, when: str | datetime | None = None) -> dict[str, 
         "files": len(manifest["files"]),
         "open_conflicts": manifest["open_conflicts"],
     }
+
+
+# submission export and downstream triggers --------------------------------------------------
+LOCKS_ASSET = "tract://locks"
+"""The asset every lock updates (its events say which study and lock); a per-study and a
+per-lock asset (``tract://locks/<study>``, ``tract://locks/<study>/<lock_id>``) come with it."""
+
+
+def lock_export(request: dict[str, Any], what: str) -> dict[str, Any]:
+    """The submission package of the verified lock (``what``: sdtm, adam or all), written once
+    under ``exports/<study>/<lock_id>/`` in the lock's store; a conformance error fails the task
+    with every finding in the log, and the lock stands."""
+    from services.export.errors import ConformanceError
+    from services.export.package import KINDS, export_lock
+
+    try:
+        result = export_lock(
+            _platform().store,
+            request["study"],
+            request["lock_id"],
+            kinds=KINDS if what == "all" else (what,),
+        )
+    except ConformanceError as exc:
+        for finding in exc.findings:
+            log.error("conformance: %s", finding)
+        raise
+    for warning in result.warnings:
+        log.warning("conformance: %s", warning)
+    log.info("%s", result.summary())
+    return {
+        "location": result.where,
+        "files": len(result.manifest["files"]),
+        "records": result.manifest["records"],
+        "warnings": len(result.warnings),
+    }
+
+
+def lock_asset_events(study: str, payload: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """The per-study and per-lock asset URIs a published lock updates, and the extra every
+    event carries (from the lock event's payload: lock id, level, store location, sha256)."""
+    lock_id = payload["lock_id"]
+    extra = {
+        "study": study,
+        "lock_id": lock_id,
+        "level": payload["level"],
+        "locked_at": payload["at"],
+        "location": payload["location"],
+        "manifest_sha256": payload["manifest_sha256"],
+        "uri": f"{LOCKS_ASSET}/{study}/{lock_id}",
+    }
+    return [(f"{LOCKS_ASSET}/{study}", extra), (f"{LOCKS_ASSET}/{study}/{lock_id}", extra)]
+
+
+def analyse_lock(event: dict[str, Any]) -> dict[str, Any]:
+    """Downstream of a lock: open it verified and recompute its tables (the analysis job)."""
+    from services.analysis.job import run_job
+
+    result = run_job(_settings(), event["study"], event["lock_id"])
+    log.info(
+        "lock %s of %s at %s: tables %s",
+        result.lock_id,
+        result.study,
+        result.location,
+        "reproduced" if result.reproduced else "DIFFER from the frozen report",
+    )
+    if not result.reproduced:
+        from services.errors import TractError
+
+        raise TractError(
+            f"lock {result.lock_id} of {result.study}: the recomputed tables differ from its "
+            "report.json; do not use this lock until the platform team has looked at it"
+        )
+    return {
+        "study": result.study,
+        "lock_id": result.lock_id,
+        "reproduced": result.reproduced,
+        "completers": result.report["completers"]["n"],
+        "full_closure": result.report["completers"]["FULL_CLOSURE"],
+    }
