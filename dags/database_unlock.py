@@ -48,14 +48,14 @@ ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 def database_unlock() -> None:
     @task
     def check_request(params: dict[str, Any] | None = None) -> dict[str, Any]:
-        from services.adjudicator.tasks import unlock_check_request
+        from services.lock.tasks import unlock_check_request
 
         assert params is not None
         return unlock_check_request(dict(params))
 
     @task
     def publish_unlock(request: dict[str, Any]) -> dict[str, Any]:
-        from services.adjudicator.tasks import unlock_publish
+        from services.lock.tasks import unlock_publish
 
         return unlock_publish(request)
 

@@ -4,18 +4,16 @@ included), 1 refused (a decision, a lock, a bad option), 2 a whole file refused.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
 
 import click
 import polars as pl
 
 from services.config import Settings
+from services.console import Context, emit, fail, json_option, study_option
 from services.errors import TractError
-from services.platform import Platform
 from services.render import report_text, table_text
 from services.web import commands as web_commands
 
@@ -32,54 +30,6 @@ def _show_progress(name: str, result: object, seconds: float) -> None:
         return
     rate = rows / seconds if seconds > 0 else float("inf")
     click.echo(f"  {name}: {rows:,} rows in {seconds:.1f} s ({rate:,.0f} rows/s)", err=True)
-
-
-def fail(message: str, code: int = 1) -> None:
-    click.secho(f"error: {message}", fg="red", err=True)
-    sys.exit(code)
-
-
-def emit(data: Any, as_json: bool, text: str | None = None) -> None:
-    click.echo(json.dumps(data, indent=2, default=str) if as_json else text)
-
-
-class Context:
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.home = settings.home
-        self._platform: Platform | None = None
-
-    @property
-    def platform(self) -> Platform:
-        if self._platform is None:
-            self._platform = Platform.from_settings(self.settings)
-        return self._platform
-
-    def store_and_locks(self) -> tuple[Any, pl.DataFrame | None]:
-        """The store, and the log's lock events when this home has a log (an analyst's
-        machine may have only the store: locks are then checked against their manifests)."""
-        from services.store import open_store
-
-        if self.settings.bus == "embedded" and not (self.home / "log").exists():
-            return open_store(self.settings), None
-        platform = self.platform
-        return platform.store, platform.source.records("lock").collect()
-
-    def study(self, study: str | None) -> str:
-        """The named study (which this home must hold), or the only one there is."""
-        if study:
-            return self.platform.check_study(study)
-        studies = self.platform.studies()
-        if len(studies) == 1:
-            return studies[0]
-        fail(
-            f"name a study with --study; {self.home} holds {', '.join(studies) or 'none yet (ingest first)'}"
-        )
-        raise AssertionError
-
-
-json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for machines.")
-study_option = click.option("--study", help="Study id (default: the only study in the home).")
 
 
 @click.group()

@@ -32,6 +32,7 @@ from services.config import Settings
 from services.errors import TractError
 from services.events import Event
 from services.ingest.errors import FileRefusedError
+from services.ingest.identity import known_from_records
 from services.ingest.report import IngestReport
 from services.ingest.service import ingest_file
 from services.lock.sources import Anchor, LockSources
@@ -95,7 +96,9 @@ class Platform:
     def known_records(self, kind: str, study: str) -> pl.DataFrame:
         """(record_id, version, content_hash) the log holds, plus what this process sent and
         the service may not have applied yet (Kafka)."""
-        frame = self.source.identity_index(kind, study)  # type: ignore[attr-defined]
+        contract = schemas.contract(kind)
+        columns = (contract.id_field, contract.version_field, "content_hash")
+        frame = known_from_records(self.source.records(kind, study, columns=columns), contract)
         recent = getattr(self.bus, "recent_identities", None)
         return frame if recent is None else pl.concat([frame, recent(kind, study)])
 

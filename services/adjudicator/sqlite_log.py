@@ -143,16 +143,16 @@ class EmbeddedLog:
         if subjects is not None:
             frame = frame.filter(pl.col("subject_id").is_in(list(subjects)))
         if frame.is_empty():
-            typed = empty_records(kind).with_columns(study=pl.lit(None, pl.String))
+            typed = empty_records(kind).with_columns(
+                study=pl.lit(None, pl.String), content_hash=pl.lit(None, pl.String)
+            )
         else:
             decoded = decode(frame, schemas.contract(kind)).collect()
-            typed = pl.concat([decoded, frame.select("study")], how="horizontal").lazy()
+            envelope = frame.select(
+                "study", content_hash=pl.col("payload").str.json_path_match("$.content_hash")
+            )
+            typed = pl.concat([decoded, envelope], how="horizontal").lazy()
         return typed if columns is None else typed.select(columns)
-
-    def identity_index(self, kind: str, study: str) -> pl.DataFrame:
-        from services.ingest.service import known_from_frame
-
-        return known_from_frame(self.frame(kind, study), schemas.contract(kind))
 
     def studies(self) -> list[str]:
         rows = self._db.execute(

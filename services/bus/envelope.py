@@ -220,3 +220,20 @@ def dead_letter(
         digest("dead-letter", topic, partition, offset),
         payload,
     )
+
+
+def known_from_frame(frame: pl.DataFrame, contract: Contract) -> pl.DataFrame:
+    """The identity index (record_id, version, content_hash) of event JSON frames: what a
+    Kafka producer sent and the service's state file hold."""
+    if frame.is_empty():
+        return pl.DataFrame(
+            schema={"record_id": pl.String, "version": pl.Int64, "content_hash": pl.String}
+        )
+    dtype = pl.Struct(
+        {contract.id_field: pl.String, contract.version_field: pl.Int64, "content_hash": pl.String}
+    )
+    return (
+        frame.select(pl.col("payload").str.json_decode(dtype).struct.unnest())
+        .rename({contract.id_field: "record_id", contract.version_field: "version"})
+        .unique(["record_id", "version"], keep="first")
+    )

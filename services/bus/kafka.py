@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import polars as pl
 
 import schemas
-from services.bus.envelope import FRAME_SCHEMA, encode
+from services.bus.envelope import FRAME_SCHEMA, encode, known_from_frame
 from services.bus.errors import BusUnavailableError
 from services.bus.kafka_config import KafkaConfig
 from services.bus.kafka_consumer import Delivery, KafkaEventConsumer, Position
@@ -183,8 +183,6 @@ class KafkaBus:
     def recent_identities(self, kind: str, study: str) -> pl.DataFrame:
         """Identities of the records this process sent (ingest judges identity against them
         too, since the adjudicator may not have applied them yet)."""
-        from services.ingest.service import known_from_frame
-
         rows = self._recent.get((kind, study), [])
         frame = pl.DataFrame(rows, schema=FRAME_SCHEMA, orient="row")
         return known_from_frame(frame, schemas.contract(kind))

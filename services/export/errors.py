@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any
 
 from services.errors import TractError
-
-if TYPE_CHECKING:
-    from services.export.conformance import Finding
 
 
 class ExportError(TractError):
@@ -17,7 +14,8 @@ class ExportError(TractError):
 class ConformanceError(ExportError):
     """The datasets broke a rule of the conformance suite; nothing was written."""
 
-    def __init__(self, findings: tuple[Finding, ...], limit: int = 20) -> None:
+    def __init__(self, findings: tuple[Any, ...], limit: int = 20) -> None:
+        """``findings``: the conformance suite's ``Finding`` records (each prints as one line)."""
         self.findings = findings
         shown = "\n".join(f"  {f}" for f in findings[:limit])
         more = f"\n  ... and {len(findings) - limit} more" if len(findings) > limit else ""

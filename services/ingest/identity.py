@@ -69,3 +69,17 @@ def classify(rows: pl.DataFrame, known: pl.DataFrame, contract: Contract) -> pl.
             + pl.lit(" with different content; send a new version with a change_reason")
         ),
     ).drop("_id", "_version", "_first_hash", "_first_line", "_repeat", "_known_hash")
+
+
+def known_from_records(records: pl.LazyFrame, contract: Contract) -> pl.DataFrame:
+    """The identity index (record_id, version, content_hash) from typed records."""
+    return (
+        records.select(
+            record_id=pl.col(contract.id_field),
+            version=pl.col(contract.version_field),
+            content_hash=pl.col("content_hash"),
+        )
+        .unique(["record_id", "version"], keep="first")
+        .collect()
+        .cast(dict(KNOWN_SCHEMA))
+    )

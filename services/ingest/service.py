@@ -22,7 +22,7 @@ import schemas
 from schemas import Contract
 from services.events import make_event, utc_now
 from services.ingest.errors import UnknownKindError
-from services.ingest.identity import KNOWN_SCHEMA, classify
+from services.ingest.identity import classify
 from services.ingest.read import LINE, read_rows
 from services.ingest.report import IngestReport, Rejection
 from services.ingest.validate import validate
@@ -197,33 +197,4 @@ def _dead_letters(
     ).with_columns(
         event_id=event_id(study, "rejected_row", pl.lit(file), pl.col("line"), pl.col("raw")),
         subject_id=pl.col("raw").str.json_path_match("$.subject_id").fill_null(""),
-    )
-
-
-def known_from_records(records: pl.LazyFrame, contract: Contract) -> pl.DataFrame:
-    """The identity index (record_id, version, content_hash) from typed records."""
-    return (
-        records.select(
-            record_id=pl.col(contract.id_field),
-            version=pl.col(contract.version_field),
-            content_hash=pl.col("content_hash"),
-        )
-        .unique(["record_id", "version"], keep="first")
-        .collect()
-        .cast(dict(KNOWN_SCHEMA))
-    )
-
-
-def known_from_frame(frame: pl.DataFrame, contract: Contract) -> pl.DataFrame:
-    """The identity index from a topic frame whose ``payload`` column holds event JSON (the
-    Kafka adjudicator's state file)."""
-    if frame.is_empty():
-        return pl.DataFrame(schema=KNOWN_SCHEMA)
-    dtype = pl.Struct(
-        {contract.id_field: pl.String, contract.version_field: pl.Int64, "content_hash": pl.String}
-    )
-    return (
-        frame.select(pl.col("payload").str.json_decode(dtype).struct.unnest())
-        .rename({contract.id_field: "record_id", contract.version_field: "version"})
-        .unique(["record_id", "version"], keep="first")
     )

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import click
 
 if TYPE_CHECKING:
-    from services.cli import Context
+    from services.console import Context
 
 
 def _echo(data: object, as_json: bool, text: str) -> None:

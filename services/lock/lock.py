@@ -25,10 +25,8 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 import tempfile
-import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from importlib import metadata
@@ -56,6 +54,7 @@ from services.lock.snapshot import (
     snapshot_files,
 )
 from services.lock.sources import Anchor, LockSources
+from services.lock.staging import read_staged, stage
 from services.state.records import Cut, lock_in_force
 from services.store import MANIFEST
 from services.store.errors import ObjectLockedError, ObjectNotFoundError
@@ -310,11 +309,6 @@ def freeze_cut(sources: LockSources, request: LockRequest | None = None) -> dict
     return {"positions": cut, "chain": anchor}
 
 
-def staging_dir(home: Path, study: str, lock_id: str) -> Path:
-    """Where a lock's Parquet waits between materialise and write (under the platform home)."""
-    return Path(home) / "staging" / "locks" / study / lock_id
-
-
 def changes_since(sources: LockSources, study: str, snapshot: Snapshot) -> dict[str, Any] | None:
     """How the outcomes differ from the study's previous lock (the last one written), for the
     manifest: ``{"lock_id", "tracts", "patients"}``; None for a first lock."""
@@ -412,49 +406,6 @@ def materialise(
     return stage(staging, files, json.dumps(manifest, indent=2).encode())
 
 
-def stage(staging: Path, files: dict[str, bytes], manifest: bytes) -> Path:
-    """Write files and manifest into ``staging``, replacing an earlier attempt atomically."""
-    staging = Path(staging)
-    staging.parent.mkdir(parents=True, exist_ok=True)
-    tmp = staging.parent / f".{staging.name}.{uuid.uuid4().hex}"
-    for name, data in files.items():
-        (tmp / name).parent.mkdir(parents=True, exist_ok=True)
-        (tmp / name).write_bytes(data)
-    (tmp / MANIFEST).write_bytes(manifest)
-    if staging.exists():
-        shutil.rmtree(staging)
-    tmp.rename(staging)
-    return staging
-
-
-def restage(staging: Path, files: dict[str, bytes], **manifest_changes: Any) -> None:
-    """Add ``files`` to a staged lock and update its manifest (``files`` and
-    ``manifest_changes``), before anything is written to the store."""
-    staged, manifest_bytes_ = read_staged(staging)
-    manifest = json.loads(manifest_bytes_) | manifest_changes
-    manifest["files"] |= file_entries(files)
-    stage(staging, staged | files, json.dumps(manifest, indent=2).encode())
-
-
-def read_staged(staging: Path) -> tuple[dict[str, bytes], bytes]:
-    """The staged files and manifest bytes, each file checked against the staged manifest."""
-    manifest_path = Path(staging) / MANIFEST
-    if not manifest_path.is_file():
-        raise LockRefusedError(
-            f"nothing staged at {staging}: run the materialise step (or the whole DAG) again"
-        )
-    manifest_bytes_ = manifest_path.read_bytes()
-    files: dict[str, bytes] = {}
-    for name, expected in json.loads(manifest_bytes_)["files"].items():
-        data = (Path(staging) / name).read_bytes()
-        if sha256(data) != expected["sha256"]:
-            raise LockRefusedError(
-                f"staged file {Path(staging) / name} changed after materialise; run it again"
-            )
-        files[name] = data
-    return files, manifest_bytes_
-
-
 def write_lock(sources: LockSources, study: str, lock_id: str, staging: Path) -> str:
     """Put the staged lock into the store (retained when hard), manifest last; its location.
 
@@ -533,10 +484,6 @@ def publish_lock(sources: LockSources, study: str, lock_id: str) -> dict[str, An
         )
     sources.publish([lock_event(study, payload)])
     return payload
-
-
-def discard_staging(staging: Path) -> None:
-    shutil.rmtree(staging, ignore_errors=True)
 
 
 # the whole lock, for the CLI and the web page ---------------------------------------------------

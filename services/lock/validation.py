@@ -22,7 +22,7 @@ import yaml
 import schemas
 from services.adjudicator.state import EVIDENCE_KINDS, current
 from services.lock.errors import ValidationFailedError
-from services.lock.lock import read_staged
+from services.lock.staging import read_staged
 
 SUITE = Path(__file__).resolve().parents[2] / "infra" / "gx" / "lock_suite.yaml"
 COLUMN_ARGS = ("column", "column_A", "column_B")
@@ -261,7 +261,7 @@ def validate_staged(staging: Path, suite: dict[str, Any] | None = None) -> Valid
 def record_validation(staging: Path, report: ValidationReport, suite: dict[str, Any]) -> None:
     """Put the gate's results and the suite it ran into the staged lock, and say so in its
     manifest, so the lock itself tells that the checks ran and what they found."""
-    from services.lock.lock import restage
+    from services.lock.staging import restage
 
     results = json.dumps(report.to_dict(), indent=2, default=str).encode()
     suite_text = yaml.safe_dump(suite, sort_keys=False).encode()

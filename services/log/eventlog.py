@@ -32,7 +32,6 @@ from pathlib import Path
 
 import polars as pl
 
-import schemas
 from services.events import Event, utc_now
 from services.log.chain import GENESIS, Break, Entry, link, sha256_file, walk
 from services.log.errors import LogDamagedError, NotALogError
@@ -470,14 +469,6 @@ class EventLog:
                 pl.col("subject_id").is_in(pl.Series(list(subjects), dtype=pl.String))
             )
         return frame if columns is None else frame.select(columns)
-
-    def identity_index(self, kind: str, study: str) -> pl.DataFrame:
-        """The identity index of a record kind: record_id, version and content_hash held."""
-        from services.ingest.service import known_from_records
-
-        contract = schemas.contract(kind)
-        columns = (contract.id_field, contract.version_field, "content_hash")
-        return known_from_records(self.records(kind, study, columns=columns), contract)
 
     def positions(self) -> dict[str, int]:
         """Per kind, the offset the next event will get."""

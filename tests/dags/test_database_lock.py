@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from services.config import Settings
-from services.lock.lock import staging_dir
+from services.lock.staging import staging_dir
 from services.lock.snapshot import open_lock
 from services.lock.validation import SUITE
 from services.platform import Platform

@@ -43,7 +43,7 @@ def _request(request: dict[str, Any]) -> Any:
 
 
 def _staging(request: dict[str, Any]) -> Path:
-    from services.lock.lock import staging_dir
+    from services.lock.staging import staging_dir
 
     return staging_dir(_settings().home, request["study"], request["lock_id"])
 
@@ -118,7 +118,7 @@ def lock_validate(request: dict[str, Any]) -> dict[str, Any]:
     try:
         report.raise_on_failure()
     except ValidationFailedError:
-        from services.lock.lock import discard_staging
+        from services.lock.staging import discard_staging
 
         discard_staging(_staging(request))
         raise
@@ -146,7 +146,8 @@ def lock_verify(request: dict[str, Any]) -> str:
 
 
 def lock_publish(request: dict[str, Any]) -> dict[str, Any]:
-    from services.lock.lock import discard_staging, publish_lock
+    from services.lock.lock import publish_lock
+    from services.lock.staging import discard_staging
 
     payload = publish_lock(_sources(), request["study"], request["lock_id"])
     discard_staging(_staging(request))
