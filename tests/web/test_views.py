@@ -172,7 +172,10 @@ def test_readiness_to_lock() -> None:
         pl.DataFrame({"offset": [0], "action": ["LOCK"], "lock_id": ["L1"]}),
     )
     assert (locked.lock_in_force, locked.changed_after_lock) == ("L1", 1)
-    assert locked.message.startswith("Ready to lock")  # data came in after the lock
+    # data came in after the lock: said so, and a new lock needs the signed unlock first
+    # (one lock in force per study; it used to say "Ready to lock")
+    assert locked.message.startswith("Locked as L1; since the lock")
+    assert "1 treated tract(s) have data or decisions entered after it" in locked.message
     settled = readiness(
         CONFLICTS.head(0),
         _tracts(),
