@@ -99,7 +99,7 @@ def ingest_file(
         r[LINE]: r for r in raw.filter(pl.col(LINE).is_in(rejected[LINE].to_list())).to_dicts()
     }
     for rejection in rejections:
-        original = {k: v for k, v in raw_by_line[rejection.line].items() if k != LINE}
+        original = {k: v for k, v in raw_by_line[rejection.line].items() if not k.startswith("_")}
         events.append(
             make_event(
                 "rejected_row",
