@@ -166,19 +166,20 @@ def _checks(f: Field, json: bool) -> list[_Check]:
     if f.required:
         check(raw.is_null(), f"{f.name} is required; fill it in")
     if json:
-        kind = pl.col(JSON_TYPES).struct.field(f.name)
         check(
-            kind == "lone_surrogate",
+            _json_type(f) == "lone_surrogate",
             pl.lit(f"{f.name} holds a lone surrogate (an unpaired \\uD800-\\uDFFF escape), ")
             + pl.lit("which is not a character; send valid Unicode text, got ")
             + _shown(raw),
         )
     if f.type == "string":
-        control = raw.str.extract(f"({_CONTROL})", 1)
+        # Text: the JSON type first (an array is not a long id), then what the text holds.
+        if json:
+            check(present & _wrong_json_type(f, raw), _json_reason(f, raw))
         check(
-            present & control.is_not_null(),
+            present & raw.str.contains(_CONTROL),
             pl.lit(f"{f.name} contains the control character 0x")
-            + control.str.encode("hex")
+            + raw.str.extract(f"({_CONTROL})", 1).str.encode("hex")
             + pl.lit("; remove it"),
         )
         check(
@@ -208,19 +209,30 @@ def _checks(f: Field, json: bool) -> list[_Check]:
             pl.lit(f"{f.name} must be {_bounds(f)}") + got,
         )
         check(present & value.is_null(), pl.lit(f"{f.name} must be {_EXPECTED[f.type]}") + got)
-    if json:
-        sent, words = _JSON_EXPECTED.get(f.type, _JSON_STRING)
-        kind = pl.col(JSON_TYPES).struct.field(f.name)
-        wrong = kind != sent
-        if f.type == "int":
-            wrong = wrong | ~raw.str.contains(_JSON_INT)
-        shown = pl.when(kind == "string").then(pl.lit('"') + _shown(raw) + pl.lit('"'))
-        check(
-            present & wrong,
-            pl.lit(f"{f.name} must be {words}, got ") + shown.otherwise(_shown(raw)),
-        )
+    if json and f.type != "string":
+        # Codes, dates and numbers: a value whose text passes but whose JSON type does not
+        # ("1" for 1, "Y" for true, 1.0 for an integer).
+        check(present & _wrong_json_type(f, raw), _json_reason(f, raw))
     checks.extend(_range_checks(f, raw, value))
     return checks
+
+
+def _json_type(f: Field) -> pl.Expr:
+    return pl.col(JSON_TYPES).struct.field(f.name)
+
+
+def _wrong_json_type(f: Field, raw: pl.Expr) -> pl.Expr:
+    sent = _JSON_EXPECTED.get(f.type, _JSON_STRING)[0]
+    wrong = _json_type(f) != sent
+    return wrong | ~raw.str.contains(_JSON_INT) if f.type == "int" else wrong
+
+
+def _json_reason(f: Field, raw: pl.Expr) -> pl.Expr:
+    """``<field> must be <JSON type>, got <value as JSON>``: a string is shown in quotes."""
+    words = _JSON_EXPECTED.get(f.type, _JSON_STRING)[1]
+    quoted = pl.lit('"') + _shown(raw) + pl.lit('"')
+    shown = pl.when(_json_type(f) == "string").then(quoted).otherwise(_shown(raw))
+    return pl.lit(f"{f.name} must be {words}, got ") + shown
 
 
 def _has_form(f: Field, raw: pl.Expr) -> pl.Expr:
