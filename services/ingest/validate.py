@@ -1,10 +1,16 @@
 """Row validation, vectorised: raw text in, typed rows and reasons out.
 
-Each field contributes checks in a fixed order: required, characters, length, form (and
-enum), JSON type, range. A row is rejected by its first failing check in column order (a
-short CSV row before any field, a missing change_reason after them all). The checks are
-cheap booleans over every row; reasons are written only for the rows that failed. Nothing
-here raises for a bad row: a rejected row is data.
+Each field contributes checks in the order a person would fix them: required; for text, its
+JSON type, then the characters it holds; length; the enum or the form of a code, date or
+number, then its JSON type; range. A row is rejected by its first failing check in column
+order (a short CSV row before any field, a missing change_reason after them all). The checks
+are cheap booleans over every row; reasons are written only for the rows that failed.
+Nothing here raises for a bad row: a rejected row is data.
+
+JSON Lines values are strictly typed (``_json`` says what was sent): text fields take JSON
+strings, integers JSON integer literals (``1``, not ``1.0`` nor ``"1"``), numbers JSON numbers,
+booleans ``true``/``false``, lists JSON arrays. A value whose text would pass but whose type
+does not is rejected as ``<field> must be a JSON integer, got "1"``.
 
 Characters: C0 control characters other than tab and line feed, DEL, Unicode non-characters
 (U+FDD0..U+FDEF and U+xFFFE/U+xFFFF) and, from JSON escapes, lone surrogates are rejected in
@@ -35,6 +41,8 @@ _NONCHARACTER = (
     + "".join(rf"\x{{{plane:X}FFFE}}\x{{{plane:X}FFFF}}" for plane in range(1, 17))
     + "]"
 )
+_NOT_TEXT = f"{_CONTROL}|{_NONCHARACTER}"
+_NONCHARACTERS = "U+FDD0..U+FDEF, U+FFFE, U+FFFF or another U+xFFFE, U+xFFFF"
 _SHOWN = 50  # characters of a bad value quoted in a reason
 
 _EXPECTED = {
@@ -139,14 +147,15 @@ def _row_checks(raw: pl.DataFrame) -> list[_Check]:
         return []
     missing = pl.col(MISSING)
     names = missing.str.split(", ")
+    width = len([c for c in raw.columns if not c.startswith("_")])
     return [
         _Check(
             field=names.list.first(),
             failed=missing.is_not_null(),
             reason=pl.format(
                 "row has {} of {} fields: missing {}",
-                pl.lit(len([c for c in raw.columns if not c.startswith("_")])) - names.list.len(),
-                pl.lit(len([c for c in raw.columns if not c.startswith("_")])),
+                pl.lit(width) - names.list.len(),
+                pl.lit(width),
                 missing,
             ),
         )
@@ -176,16 +185,13 @@ def _checks(f: Field, json: bool) -> list[_Check]:
         # Text: the JSON type first (an array is not a long id), then what the text holds.
         if json:
             check(present & _wrong_json_type(f, raw), _json_reason(f, raw))
+        control = raw.str.extract(f"({_CONTROL})", 1)
         check(
-            present & raw.str.contains(_CONTROL),
-            pl.lit(f"{f.name} contains the control character 0x")
-            + raw.str.extract(f"({_CONTROL})", 1).str.encode("hex")
-            + pl.lit("; remove it"),
-        )
-        check(
-            present & raw.str.contains(_NONCHARACTER),
-            f"{f.name} contains a Unicode non-character (U+FFFE, U+FFFF, U+FDD0..U+FDEF "
-            "or the like), which is not text; remove it",
+            present & raw.str.contains(_NOT_TEXT),
+            pl.when(control.is_not_null())
+            .then(pl.lit(f"{f.name} contains the control character 0x") + control.str.encode("hex"))
+            .otherwise(pl.lit(f"{f.name} contains a Unicode non-character ({_NONCHARACTERS})"))
+            + pl.lit(", which is not text; remove it"),
         )
     if f.max_length is not None:
         length = raw.str.len_chars()

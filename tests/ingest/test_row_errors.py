@@ -25,8 +25,8 @@ SURROGATE = (
     "send valid Unicode text"
 )
 NON_CHARACTER = (
-    "contains a Unicode non-character (U+FFFE, U+FFFF, U+FDD0..U+FDEF or the like), "
-    "which is not text; remove it"
+    "contains a Unicode non-character (U+FDD0..U+FDEF, U+FFFE, U+FFFF or another U+xFFFE, "
+    "U+xFFFF), which is not text; remove it"
 )
 
 
@@ -343,7 +343,11 @@ CASES_TABLE = [
         (2, 6),
         (
             (3, "examiner_id", f"examiner_id {NON_CHARACTER}"),
-            (4, "entered_by", "entered_by contains the control character 0x00; remove it"),
+            (
+                4,
+                "entered_by",
+                "entered_by contains the control character 0x00, which is not text; remove it",
+            ),
             (5, "change_reason", f"change_reason {NON_CHARACTER}"),
         ),
     ),
