@@ -2,8 +2,9 @@
 
 Three ways through, the first that applies:
 
-1. **Clean**: no quote character and every line has the header's number of fields (one count
-   of the file's commas says so). Polars reads the values; row n is on line n + 2.
+1. **Clean**: every line after the header is one record with all its fields: Polars read as
+   many records as there are lines, and the commas outside quoted values (the file's count
+   less those inside the values read) are what complete rows hold. Row n is on line n + 2.
 2. **Framed by line**: every line holds an even number of quotes (no quoted value spans
    lines) and its quoting is well formed. Fields per line are counted vectorised (commas
    outside quoted values), so short rows and blank lines are known; Polars reads the values.
@@ -44,8 +45,7 @@ def read_csv(file: str, data: bytes, contract: Contract) -> pl.DataFrame:
     quoted = b'"' in data
 
     values = _polars_values(data, names)
-    lines = data.count(b"\n")
-    if not quoted and values is not None and data.count(b",") == (width - 1) * lines:
+    if values is not None and _clean(data, values, width, quoted):
         numbered = values.with_columns(
             pl.int_range(2, values.height + 2, dtype=pl.Int64).alias(LINE),
             pl.lit(width, pl.Int64).alias("_fields"),
@@ -57,6 +57,22 @@ def read_csv(file: str, data: bytes, contract: Contract) -> pl.DataFrame:
         numbered = pl.concat([values, framing], how="horizontal").filter(~pl.col("_blank"))
         return _finish(file, numbered.drop("_blank"), names, contract)
     return _finish(file, _record_by_record(file, data, names), names, contract)
+
+
+def _clean(data: bytes, values: pl.DataFrame, width: int, quoted: bool) -> bool:
+    """One complete record on each line (blank lines and short rows fail the comma count)."""
+    lines = data.count(b"\n")
+    if values.height + 1 != lines:
+        return False
+    commas = data.count(b",")
+    if quoted:
+        inside = values.select(
+            pl.sum_horizontal(
+                pl.col(c).str.count_matches(",", literal=True).sum() for c in values.columns
+            )
+        )
+        commas -= inside.item()
+    return commas == (width - 1) * lines
 
 
 def _header(data: bytes) -> list[str]:
@@ -162,14 +178,13 @@ def _finish(file: str, rows: pl.DataFrame, names: list[str], contract: Contract)
             missing = (
                 pl.when(fields == count).then(pl.lit(", ".join(names[count:]))).otherwise(missing)
             )
-    trimmed = [pl.col(c).str.strip_chars() for c in contract.columns]
-    return rows.select(
-        *[
-            pl.when(t.str.len_bytes() > 0).then(t).alias(c)
-            for t, c in zip(trimmed, contract.columns, strict=True)
-        ],
-        LINE,
-        missing.alias(MISSING),
+    columns = contract.columns
+    trimmed = rows.select(
+        *[pl.col(c).str.strip_chars() for c in columns], LINE, missing.alias(MISSING)
+    )
+    # A second pass: in one, Polars would strip every value twice.
+    return trimmed.with_columns(
+        pl.when(pl.col(c).str.len_bytes() > 0).then(pl.col(c)).alias(c) for c in columns
     )
 
 

@@ -47,9 +47,10 @@ def normalise(name: str, data: bytes) -> bytes:
             f"not UTF-8 (byte 0x{data[exc.start]:02x} on line {line})",
             "export the file again as UTF-8",
         ) from None
-    data = data.rstrip(b"\n") + b"\n"
-    if not data.strip():
+    if not data or data.isspace():
         raise EmptyFileError(name, "the file is empty", "send the export with its rows")
+    if data.endswith(b"\n\n") or not data.endswith(b"\n"):  # copies: only when needed
+        data = data.rstrip(b"\n") + b"\n"
     return data
 
 

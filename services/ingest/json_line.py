@@ -25,6 +25,12 @@ _STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}:,]', re.DOTALL)
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _CLOSE = {"[": "]", "{": "}"}
+# Unicode White_Space, what Polars trims from the values of the vectorised path (Python's
+# str.strip would also take U+001C..U+001F, which validation rejects as control characters).
+_WHITESPACE = (
+    "\t\n\x0b\x0c\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009"
+    "\u200a\u2028\u2029\u202f\u205f\u3000"
+)
 _ONE_LINE = "send one JSON object per line"
 
 
@@ -111,7 +117,7 @@ def _typed(value: Any) -> Typed:
     if isinstance(value, _Number):
         return "number", str(value)
     if isinstance(value, str):
-        text = value.strip() or None
+        text = value.strip(_WHITESPACE) or None
         if text is not None and _SURROGATE.search(text):
             return "lone_surrogate", _escaped(text)
         return "string", text
