@@ -61,8 +61,7 @@ def read_jsonl(file: str, data: bytes, contract: Contract) -> pl.DataFrame:
         & pl.all_horizontal(pl.col(name).is_not_null() for name in columns)
     )
     order = _file_order(complete, columns)
-    in_order = pl.all_horizontal(pl.col(a) < pl.col(b) for a, b in itertools.pairwise(order))
-    fast = complete.filter(in_order) if len(order) > 1 else complete
+    fast = complete.filter(_in_order(order))
     slow = lines.join(fast.select(LINE), on=LINE, how="anti")
 
     rows = [_typed_columns(fast, order, contract)]
@@ -78,11 +77,19 @@ def _marker(name: str) -> str:
 
 
 def _file_order(complete: pl.DataFrame, columns: tuple[str, ...]) -> list[str]:
-    """The order of the keys in the first complete flat line (the writer's order)."""
+    """The writer's key order: the contract's, unless most lines use the first line's."""
     if complete.height == 0:
         return list(columns)
     first = complete.row(0, named=True)
-    return sorted(columns, key=lambda name: first[name])
+    found = sorted(columns, key=lambda name: first[name])
+    counts = complete.select(
+        _in_order(list(columns)).sum().alias("contract"), _in_order(found).sum().alias("first")
+    ).row(0)
+    return list(columns) if counts[0] >= counts[1] else found
+
+
+def _in_order(order: list[str]) -> pl.Expr:
+    return pl.all_horizontal(pl.col(a) < pl.col(b) for a, b in itertools.pairwise(order))
 
 
 def _typed_columns(lines: pl.DataFrame, order: list[str], contract: Contract) -> pl.DataFrame:
