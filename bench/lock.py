@@ -110,8 +110,8 @@ def main() -> None:
         tis = {ti.task_id: ti for ti in run.get_task_instances()}
         assert str(run.state) == "success", {t: str(ti.state) for t, ti in tis.items()}
 
-        from services.adjudicator.snapshot import lock_prefix
         from services.config import Settings
+        from services.lock.snapshot import lock_prefix
         from services.store import MANIFEST, open_store
 
         store = open_store(Settings.from_env())

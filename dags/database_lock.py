@@ -7,7 +7,8 @@ reason and who requests it (the form validates them). The run
 1. **check_request**: the lock id again returns the existing lock (nothing new is written);
    an id that was unlocked is refused;
 2. **check_conflicts**: fails listing every open conflict (resolve them with the committee);
-3. **freeze_cut**: records the event-log positions the lock covers;
+3. **freeze_cut**: claims the lock id for this request, then records the event-log positions
+   the lock covers and the hash chain's head there (its anchor);
 4. **materialise**: computes outcomes, conflicts, audit and events at the cut as Parquet in a
    staging folder (conflicts are checked again at the cut);
 5. **validate**: the Great Expectations suite in `infra/gx/`; a failure lists the failing
@@ -15,7 +16,15 @@ reason and who requests it (the form validates them). The run
 6. **write_snapshot**: writes the files, then the manifest, to the store (`TRACT_STORE`; a hard
    lock with COMPLIANCE retention);
 7. **verify_hashes**: reads every file back and checks its sha256 against the manifest;
-8. **publish_lock_event**: the lock event that the audit trail and `tract report --lock` see.
+8. **publish_lock_event**: the lock event that the audit trail and `tract report --lock` see,
+   and an Airflow asset event per lock: `tract://locks` (every lock), `tract://locks/<study>`
+   and `tract://locks/<study>/<lock_id>`, each with the study, lock id, level, store location
+   and manifest sha256 as extra; schedule a downstream DAG on one of them
+   (`dags/locked_study_analysis.py` is an example);
+9. **export_submission** (with `export` set to sdtm, adam or all; skipped for `none`): SDTM,
+   ADaM, define.xml and the data dictionary of the verified lock, checked by the conformance
+   suite, written once under `exports/<study>/<lock_id>/` in the same store. A conformance error
+   fails this task with every finding in its log; the lock itself stands.
 
 The platform is found through the environment (`TRACT_HOME`, `TRACT_STORE`, `TRACT_S3_*`).
 Store outages are retried; refusals (conflicts, data quality) fail at once.
@@ -27,6 +36,8 @@ from datetime import timedelta
 from typing import Any
 
 from airflow.sdk import (
+    Asset,
+    AssetAlias,
     ExceptionRetryPolicy,
     Param,
     RetryAction,
@@ -38,6 +49,10 @@ from airflow.sdk import (
 )
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+LOCKS = Asset(name="tract_locks", uri="tract://locks")
+"""Every lock of every study (the event's extra names which); see services.adjudicator.tasks."""
+LOCK_ALIAS = AssetAlias("tract_lock")
+"""Resolved per run to tract://locks/<study> and tract://locks/<study>/<lock_id>."""
 RETRY_POLICY = ExceptionRetryPolicy(
     rules=[
         RetryRule(exception="services.errors.TransientError", action=RetryAction.RETRY),
@@ -77,6 +92,12 @@ RETRY_POLICY = ExceptionRetryPolicy(
         ),
         "reason": Param(type="string", minLength=10, title="Reason"),
         "requested_by": Param(type="string", minLength=2, title="Requested by"),
+        "export": Param(
+            "none",
+            enum=["none", "sdtm", "adam", "all"],
+            title="Submission export",
+            description="After the hashes are verified: SDTM, ADaM or both, with define.xml.",
+        ),
     },
 )
 def database_lock() -> None:
@@ -98,13 +119,13 @@ def database_lock() -> None:
         return lock_check_conflicts(request)
 
     @task
-    def freeze_cut() -> dict[str, int]:
+    def freeze_cut(request: dict[str, Any]) -> dict[str, Any]:
         from services.adjudicator.tasks import lock_freeze_cut
 
-        return lock_freeze_cut()
+        return lock_freeze_cut(request)
 
     @task
-    def materialise(request: dict[str, Any], cut: dict[str, int]) -> str:
+    def materialise(request: dict[str, Any], cut: dict[str, Any]) -> str:
         from services.adjudicator.tasks import lock_materialise
 
         return lock_materialise(request, cut)
@@ -127,21 +148,40 @@ def database_lock() -> None:
 
         return lock_verify(request)
 
-    @task
-    def publish_lock_event(request: dict[str, Any]) -> dict[str, Any]:
-        from services.adjudicator.tasks import lock_publish
+    @task(outlets=[LOCKS, LOCK_ALIAS])
+    def publish_lock_event(request: dict[str, Any], *, outlet_events: Any = None) -> dict[str, Any]:
+        from services.adjudicator.tasks import lock_asset_events, lock_publish
 
-        return lock_publish(request)
+        payload = lock_publish(request)
+        events = lock_asset_events(request["study"], payload)
+        outlet_events[LOCKS].extra = events[0][1]
+        for uri, extra in events:
+            outlet_events[LOCK_ALIAS].add(Asset(name=uri, uri=uri), extra=extra)
+        return payload
+
+    @task
+    def export_submission(
+        request: dict[str, Any], params: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        what = (params or {}).get("export", "none")
+        if what == "none":
+            raise AirflowSkipException("no submission export asked for (param export)")
+        from services.adjudicator.tasks import lock_export
+
+        return lock_export(request, what)
 
     request = check_request()
     conflicts = check_conflicts(request)
-    cut = freeze_cut()
+    cut = freeze_cut(request)
     staged = materialise(request, cut)
     checked = validate(request)
     written = write_snapshot(request)
     verified = verify_hashes(request)
     published = publish_lock_event(request)
-    chain(request, conflicts, cut, staged, checked, written, verified, published)
+    exported = export_submission(request)
+    chain(request, conflicts, cut, staged, checked, written, verified, published, exported)
 
 
 database_lock()

@@ -20,6 +20,18 @@ from services.render import report_text, table_text
 from services.web import commands as web_commands
 
 CONFLICT_FIELDS = ["conflict_id", "type", "subject_id", "tract_id", "status"]
+SHOWN_REJECTIONS = 20
+"""Rejected rows listed per file in the text output (every one is in --json and the log)."""
+
+
+def _show_progress(name: str, result: object, seconds: float) -> None:
+    """One line per file on the terminal as it is done: rows and rate."""
+    rows = getattr(result, "read", None)
+    if rows is None:
+        click.secho(f"  {name}: refused ({seconds:.1f} s)", fg="red", err=True)
+        return
+    rate = rows / seconds if seconds > 0 else float("inf")
+    click.echo(f"  {name}: {rows:,} rows in {seconds:.1f} s ({rate:,.0f} rows/s)", err=True)
 
 
 def fail(message: str, code: int = 1) -> None:
@@ -43,10 +55,20 @@ class Context:
             self._platform = Platform.from_settings(self.settings)
         return self._platform
 
+    def store_and_locks(self) -> tuple[Any, pl.DataFrame | None]:
+        """The store, and the log's lock events when this home has a log (an analyst's
+        machine may have only the store: locks are then checked against their manifests)."""
+        from services.store import open_store
+
+        if self.settings.bus == "embedded" and not (self.home / "log").exists():
+            return open_store(self.settings), None
+        platform = self.platform
+        return platform.store, platform.source.records("lock").collect()
+
     def study(self, study: str | None) -> str:
-        """The named study, or the only one there is."""
+        """The named study (which this home must hold), or the only one there is."""
         if study:
-            return study
+            return self.platform.check_study(study)
         studies = self.platform.studies()
         if len(studies) == 1:
             return studies[0]
@@ -88,6 +110,7 @@ def cli(ctx: click.Context, home: Path, bus: str | None, store: str | None) -> N
     help="Serve a drop folder: ingest each new file once, move it to processed/ or refused/.",
 )
 @click.option("--poll", default=1.0, show_default=True, help="Seconds between scans (--watch).")
+@click.option("--quiet", "-q", is_flag=True, help="Print only refusals and errors.")
 @json_option
 @click.pass_obj
 def ingest(
@@ -97,16 +120,24 @@ def ingest(
     files: tuple[Path, ...],
     watch: Path | None,
     poll: float,
+    quiet: bool,
     as_json: bool,
 ) -> None:
-    """Validate transfer files and publish their rows; rejected rows are kept with a reason."""
+    """Validate transfer files and publish their rows; rejected rows are kept with a reason.
+
+    On a terminal each file's rows and rate are shown as it is done; the text output lists at
+    most the first rejections of each file (all of them are in --json and in the dead letters:
+    `tract audit`)."""
     if watch is not None:
         from services.ingest.watch import serve
 
         return serve(obj.settings, study, watch, poll, as_json)
     if not files:
         fail("name the files to ingest, or --watch DIR to serve a drop folder")
-    outcome = obj.platform.ingest(study, list(files), kind)
+    progress = None
+    if not quiet and not as_json and sys.stderr.isatty():
+        progress = _show_progress
+    outcome = obj.platform.ingest(study, list(files), kind, on_file=progress)
     rows = [r.to_dict() for r in outcome.reports]
     rows += [
         {
@@ -133,11 +164,17 @@ def ingest(
     )
     if as_json:
         emit([{k: r[k] for k in keep if k in r} for r in rows], True)
-    else:
+    elif not quiet:
         for report in outcome.reports:
             click.echo(report.summary())
-            for rejection in report.rejected:
+            for rejection in report.rejected[:SHOWN_REJECTIONS]:
                 click.echo(f"  rejected: {rejection}")
+            hidden = len(report.rejected) - SHOWN_REJECTIONS
+            if hidden > 0:
+                click.echo(
+                    f"  ... and {hidden} more rejected row(s) of {report.file}: all are in "
+                    "--json and in the audit trail (`tract audit --study ... --csv FILE`)"
+                )
     for refusal in outcome.refused:
         click.secho(f"refused: {refusal}", fg="red", err=True)
     if outcome.refused:
@@ -151,7 +188,7 @@ def ingest(
 @click.pass_obj
 def conflicts(obj: Context, study: str | None, show_all: bool, as_json: bool) -> None:
     """List conflicts for the committee (open ones unless --all)."""
-    studies = [study] if study else obj.platform.studies()
+    studies = [obj.platform.check_study(study)] if study else obj.platform.studies()
     frames = [obj.platform.adjudicate(s).conflicts.with_columns(study=pl.lit(s)) for s in studies]
     if not frames:
         emit([], as_json, f"no conflicts: nothing has been ingested into {obj.home} yet")
@@ -221,11 +258,17 @@ def decide(
 
 @cli.command()
 @study_option
+@click.option(
+    "--subject",
+    "subjects",
+    multiple=True,
+    help="Only this subject (repeatable): a point read, quick on any size of trial.",
+)
 @json_option
 @click.pass_obj
-def outcomes(obj: Context, study: str | None, as_json: bool) -> None:
+def outcomes(obj: Context, study: str | None, subjects: tuple[str, ...], as_json: bool) -> None:
     """Per-tract outcomes and per-patient categories."""
-    result = obj.platform.adjudicate(obj.study(study))
+    result = obj.platform.outcomes(obj.study(study), subjects or None)
     tracts = result.tracts.filter(pl.col("treated"))
     tract_cols = [
         "subject_id",
@@ -244,9 +287,15 @@ def outcomes(obj: Context, study: str | None, as_json: bool) -> None:
                 "study": result.study,
                 "rule_set": result.rule_set,
                 "rule_set_version": result.rule_set_version,
-                "tracts": tracts.select(*tract_cols, "decision_id").to_dicts(),
+                "tracts": tracts.select(
+                    *tract_cols, "decision_id", *_since_lock_columns(tracts, "locked_outcome")
+                ).to_dicts(),
                 "patients": result.patients.select(
-                    "subject_id", "category", "n_treated", "n_closed"
+                    "subject_id",
+                    "category",
+                    "n_treated",
+                    "n_closed",
+                    *_since_lock_columns(result.patients, "locked_category"),
                 ).to_dicts(),
                 "new_tracts": result.new_tracts.select(
                     "subject_id", "tract_id", "decision_id"
@@ -263,6 +312,11 @@ def outcomes(obj: Context, study: str | None, as_json: bool) -> None:
                 ["subject_id", "subject_status", "category", "n_treated", "n_closed"],
             )
         )
+
+
+def _since_lock_columns(frame: pl.DataFrame, locked: str) -> list[str]:
+    """What differs from the lock in force (present when the state keeps it)."""
+    return [c for c in (locked, "changed_since_lock") if c in frame.columns]
 
 
 @cli.command()
@@ -301,10 +355,14 @@ def lock(
     manifest = obj.platform.lock(study, lock_id, reason, requested_by, level)
     where = obj.platform.store.location(f"locks/{study}/{lock_id}")
     note = "already locked" if manifest.get("already_locked") else "locked"
+    event = obj.platform.lock_event(study, lock_id) or {}
+    receipt = event.get("manifest_sha256")
     emit(
-        manifest,
+        manifest | {"receipt": receipt},
         as_json,
-        f"{note}: {study} {lock_id} at {where} ({len(manifest['files'])} files, sha256 verified)",
+        f"{note}: {study} {lock_id} at {where} ({len(manifest['files'])} files, sha256 verified)\n"
+        f"receipt: {receipt} (give it to analysts: `python -m services.analysis.job ... "
+        "--receipt` checks the lock is the one published)",
     )
 
 
@@ -335,6 +393,29 @@ def audit(obj: Context, study: str | None, csv_path: Path | None, as_json: bool)
 
 
 @cli.command()
+@click.option("--study", help="Only this study's locks (the log is always walked whole).")
+@click.option(
+    "--expect-head",
+    metavar="SEQ:HASH",
+    help="A chain head you noted earlier (from a previous verify or a lock): it must still hold.",
+)
+@json_option
+@click.pass_obj
+def verify(obj: Context, study: str | None, expect_head: str | None, as_json: bool) -> None:
+    """Walk the event log's hash chain, every segment and every lock; say what was altered.
+
+    Exit 0: intact. Exit 1: something does not match (the first finding is named).
+    """
+    from services.store import open_store
+    from services.verify import verify_home
+
+    verdict = verify_home(obj.home, open_store(obj.settings), study, expect_head)
+    emit(verdict.to_dict(), as_json, verdict.text())
+    if not verdict.intact:
+        sys.exit(1)
+
+
+@cli.command()
 @json_option
 @click.pass_obj
 def demo(obj: Context, as_json: bool) -> None:
@@ -349,9 +430,9 @@ def demo(obj: Context, as_json: bool) -> None:
 # Commands that live beside their adapters register here, one line each.
 cli.add_command(web_commands.serve)
 cli.add_command(web_commands.users)
-from services.adjudicator import lock_commands  # noqa: E402
 from services.adjudicator.commands import adjudicator  # noqa: E402
 from services.bus.commands import kafka  # noqa: E402
+from services.lock import commands as lock_commands  # noqa: E402
 
 cli.add_command(adjudicator)
 cli.add_command(kafka)
@@ -369,3 +450,8 @@ def main() -> None:
         sys.exit(exc.exit_code)
     except TractError as exc:
         fail(str(exc))
+
+
+from services.export.commands import export as export_command  # noqa: E402
+
+cli.add_command(export_command)

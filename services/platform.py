@@ -1,41 +1,46 @@
-"""The platform assembled: an event log, an object store and a rule set, with the operations
-the CLI, the web page and the DAGs all call. Adapters choose the log and the store; the
-operations are the same on every one.
+"""The platform assembled: an event log, the maintained state, an object store and a rule set,
+with the operations the CLI, the web page and the DAGs all call. Adapters choose the log and
+the store; the operations are the same on every one.
+
+Data walks one way: ingest -> log -> state -> lock. The platform hands each layer only what it
+reads (records, a store, a way to publish), never itself.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
-from dataclasses import dataclass
+import io
+import time
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import polars as pl
 
 import schemas
 from services.adjudicator.committee import make_decision
-from services.adjudicator.engine import Adjudication, adjudicate
-from services.adjudicator.errors import StaleReviewError, UnknownConflictError
+from services.adjudicator.engine import Adjudication
+from services.adjudicator.errors import (
+    AdjudicatorError,
+    StaleReviewError,
+    UnknownConflictError,
+)
 from services.adjudicator.ruleset import RuleSet, load_ruleset
-from services.adjudicator.state import EVIDENCE_KINDS, Evidence, decode, empty_records
 from services.bus import EventBus, open_bus
 from services.config import Settings
-from services.events import Event, make_event, utc_now
+from services.errors import TractError
+from services.events import Event
 from services.ingest.errors import FileRefusedError
 from services.ingest.report import IngestReport
-from services.ingest.service import ingest_file, known_from_frame
+from services.ingest.service import ingest_file
+from services.lock.sources import Anchor, LockSources
+from services.log import EventLog
+from services.log.segment import Batch
+from services.state import MaintainedState, Records, adjudicate_study
+from services.state.postlock import LockBaseline
+from services.state.records import Cut, lock_cut, lock_in_force
 from services.store import ObjectStore, open_store
-
-
-class EventSource(Protocol):
-    """Where the adjudicator reads applied events from, as frames."""
-
-    def frame(
-        self, topic: str, study: str | None = None, upto: int | None = None
-    ) -> pl.DataFrame: ...
-
-    def positions(self) -> dict[str, int]: ...
 
 
 @dataclass(frozen=True)
@@ -44,12 +49,28 @@ class IngestOutcome:
     refused: tuple[FileRefusedError, ...]
 
 
+class UnknownStudyError(AdjudicatorError):
+    """A study this home holds nothing of."""
+
+
 class Platform:
     def __init__(
-        self, bus: EventBus, source: EventSource, store: ObjectStore, rules: RuleSet | None = None
+        self,
+        bus: EventBus,
+        source: Records,
+        store: ObjectStore,
+        rules: RuleSet | None = None,
+        home: Path | None = None,
     ) -> None:
         self.bus, self.source, self.store = bus, source, store
         self.rules = rules or load_ruleset()
+        self.home = Path(home) if home is not None else Path("tract-data")
+        self.log = source if isinstance(source, EventLog) else None
+        self.state = (
+            MaintainedState(self.home / "state", self.log, self.rules, self._baseline)
+            if self.log is not None
+            else None
+        )
 
     @classmethod
     def embedded(cls, home: Path | str, rules: RuleSet | None = None) -> Platform:
@@ -60,122 +81,146 @@ class Platform:
     def from_settings(cls, settings: Settings, rules: RuleSet | None = None) -> Platform:
         """The adapters the settings name (embedded log or Kafka; local folder or S3)."""
         bus, source = open_bus(settings)
-        return cls(bus, source, open_store(settings), rules)
+        return cls(bus, source, open_store(settings), rules, settings.home)
+
+    def exclusive(self) -> contextlib.AbstractContextManager[Any]:
+        """The log's writer lock where the log has one (the embedded log); Kafka ingest has one
+        writer per topic and the adjudicator service re-checks identities."""
+        if self.log is not None:
+            return self.log.exclusive()
+        return contextlib.nullcontext()
 
     # ingest ---------------------------------------------------------------------------------
     def known_records(self, kind: str, study: str) -> pl.DataFrame:
-        frame = self.source.frame(kind, study)
-        recent = getattr(self.bus, "recent_frame", None)  # Kafka: sent here, maybe not applied
-        if recent is not None:
-            frame = pl.concat([frame, recent(kind, study)])
-        return known_from_frame(frame, schemas.contract(kind))
+        """(record_id, version, content_hash) the log holds, plus what this process sent and
+        the service may not have applied yet (Kafka)."""
+        frame = self.source.identity_index(kind, study)  # type: ignore[attr-defined]
+        recent = getattr(self.bus, "recent_identities", None)
+        return frame if recent is None else pl.concat([frame, recent(kind, study)])
 
-    def ingest(self, study: str, paths: list[Path], kind: str | None = None) -> IngestOutcome:
-        """Ingest each file; a refused file applies nothing and the others go on."""
-        reports, refused = [], []
-        # Identity checks read the log, then publish: one ingest at a time per log, where the
-        # log can say so (the embedded one can; Kafka ingest has one writer per topic).
-        exclusive = getattr(self.bus, "exclusive", contextlib.nullcontext)
+    def ingest(
+        self,
+        study: str,
+        paths: list[Path],
+        kind: str | None = None,
+        on_file: Callable[[str, IngestReport | FileRefusedError, float], None] | None = None,
+    ) -> IngestOutcome:
+        """Ingest each file; a refused file applies nothing and the others go on. Whatever goes
+        wrong with one file (short of the log itself failing) is its refusal, never a traceback
+        that hides the rest. ``on_file(name, report or refusal, seconds)`` follows progress."""
+        reports: list[IngestReport] = []
+        refused: list[FileRefusedError] = []
+        self.check_log()
         for path in paths:
-            try:
-                with exclusive():
-                    reports.append(
-                        ingest_file(Path(path), study, self.bus, self.known_records, kind)
-                    )
-            except FileRefusedError as exc:
-                refused.append(exc)
+            started = time.perf_counter()
+            result = self._ingest_one(study, Path(path), kind)
+            if isinstance(result, FileRefusedError):
+                refused.append(result)
+            else:
+                reports.append(result)
+            if on_file is not None:
+                on_file(Path(path).name, result, time.perf_counter() - started)
         self.sync_conflicts(study)
         return IngestOutcome(tuple(reports), tuple(refused))
 
-    # adjudication ---------------------------------------------------------------------------
-    def records(self, kind: str, study: str, upto: dict[str, int] | None = None) -> pl.LazyFrame:
-        """Every accepted version of a kind's records for a study (typed, with event_id and
-        offset), optionally only those before the cut ``upto``."""
-        frame = self.source.frame(kind, study, None if upto is None else upto.get(kind, 0))
-        if frame.is_empty():
-            return empty_records(kind)
-        return decode(frame, schemas.contract(kind))
+    def _ingest_one(
+        self, study: str, path: Path, kind: str | None
+    ) -> IngestReport | FileRefusedError:
+        try:
+            with self.exclusive():  # identity check and append: one ingest at a time
+                run = ingest_file(path, study, self.known_records, kind)
+                self.append(list(run.batches))
+            return run.report
+        except FileRefusedError as exc:
+            return exc
+        except TractError:
+            raise  # the log or the bus failed: nothing more can be applied
+        except Exception as exc:
+            return FileRefusedError(
+                path.name,
+                f"could not be read ({type(exc).__name__}: {str(exc)[:200]})",
+                "check the file's format against DATA_TRANSFER.md; if it looks right, "
+                "report it to the tract maintainers with the file",
+            )
+
+    def append(self, batches: list[Batch]) -> int:
+        """Append frames (one commit on the embedded log; per-event records on Kafka)."""
+        self.check_log()
+        return self.bus.append(batches)
+
+    def publish(self, events: list[Event]) -> int:
+        self.check_log()
+        return self.bus.publish(events)
+
+    def check_log(self) -> None:
+        """Before any write: a log that lost committed events is refused, never written on."""
+        if self.state is not None:
+            self.state.check_log()
+
+    # reading --------------------------------------------------------------------------------
+    def records(self, kind: str, study: str, upto: Cut | None = None) -> pl.LazyFrame:
+        """Every accepted version of a kind's records for a study: its contract's columns with
+        ``offset`` and ``event_id``, optionally only those before the cut ``upto`` (the log's
+        own records add the envelope and provenance: ``self.source.records``)."""
+        limit = None if upto is None else upto.get(kind, 0)
+        columns = ("offset", "event_id", *schemas.contract(kind).columns)
+        return self.source.records(kind, study, limit).select(columns)
 
     def studies(self) -> list[str]:
-        frames = [
-            self.source.frame(kind).select("study") for kind in ("subject", "committee_decision")
-        ]
-        return sorted(pl.concat(frames)["study"].unique().to_list())
+        return self.source.studies()
 
-    def lock_positions(self, study: str) -> dict[str, int] | None:
-        """The log positions of the study's lock in force, if any (the latest lock not undone)."""
-        locks = self.records("lock", study).sort("offset").collect()
-        if locks.is_empty() or locks["action"][-1] != "LOCK":
-            return None
-        return json.loads(locks["positions"][-1])
+    def check_study(self, study: str) -> str:
+        """``study`` if this home holds it, else :class:`UnknownStudyError` naming those it does."""
+        studies = self.studies()
+        if study not in studies:
+            raise UnknownStudyError(
+                f"study {study!r} has no data in this home; it holds "
+                + (", ".join(studies) if studies else "no study yet (ingest first)")
+            )
+        return study
 
-    def adjudicate(self, study: str, upto: dict[str, int] | None = None) -> Adjudication:
-        records = {kind: self.records(kind, study, upto) for kind in EVIDENCE_KINDS}
-        evidence = Evidence.from_records(records)
-        return adjudicate(
-            study,
-            evidence,
-            self.rules,
-            self.records("committee_decision", study, upto),
-            self.records("conflict_change", study, upto),
-            lock_positions=None if upto is not None else self.lock_positions(study),
+    def adjudicate(self, study: str, upto: Cut | None = None) -> Adjudication:
+        """The study's outcomes: the maintained state now, or computed at the cut ``upto``."""
+        if upto is None and self.state is not None:
+            return self.state.adjudication(study)
+        if upto is not None and self.state is not None and self._unchanged_since(study, upto):
+            return self.state.adjudication(study)
+        return adjudicate_study(self.source, study, self.rules, upto)
+
+    def outcomes(self, study: str, subjects: Collection[str] | None = None) -> Adjudication:
+        """The current outcomes of ``study`` (of ``subjects`` only, when given: a point read of
+        the maintained state, whatever the size of the trial)."""
+        if self.state is not None:
+            return self.state.adjudication(study, subjects)
+        result = self.adjudicate(study)
+        if subjects is None:
+            return result
+        wanted = pl.Series(list(subjects), dtype=pl.String)
+        return Adjudication(
+            **{
+                f.name: getattr(result, f.name).filter(pl.col("subject_id").is_in(wanted))
+                if isinstance(getattr(result, f.name), pl.DataFrame)
+                else getattr(result, f.name)
+                for f in fields(result)
+            }
         )
 
-    def sync_conflicts(self, study: str, result: Adjudication | None = None) -> int:
-        """Record in the log which conflicts were raised or cleared since the last sync
-        (``result``: the study's adjudication, when the caller has just made it)."""
+    def _unchanged_since(self, study: str, cut: Cut) -> bool:
+        """True when the log holds nothing of ``study`` at or after ``cut`` (so the state,
+        caught up, is the study at the cut)."""
+        assert self.log is not None
+        self.state.catch_up()  # type: ignore[union-attr]
+        return all(
+            e.end <= cut.get(e.topic, 0) or e.topic in ("conflict_change", "access")
+            for e in self.log.entries(study=study)
+        )
+
+    def sync_conflicts(self, study: str | None = None) -> int:
+        """Bring the maintained state (and its conflict register) up to date with the log."""
         if hasattr(self.bus, "await_applied"):  # Kafka: the adjudicator service records them;
             self.bus.await_applied()  # wait until it has applied what this process sent
             return 0
-        result = result or self.adjudicate(study)
-        register = self.records("conflict_change", study).sort("offset").collect()
-        last = register.group_by("conflict_id").agg(
-            pl.col("condition", "fingerprint", "conflict_type", "subject_id", "tract_id").last(),
-            changes=pl.len(),
-        )
-        now = result.conflicts.filter(pl.col("status") != "RESOLVED").select(
-            "conflict_id", "type", "subject_id", "tract_id", "fingerprint", "detail"
-        )
-        joined = now.join(last, on="conflict_id", how="full", coalesce=True, suffix="_was")
-        events: list[Event] = []
-        at = utc_now()
-        for row in joined.iter_rows(named=True):
-            holds = row["type"] is not None
-            was = row["condition"]
-            if holds and (was != "RAISED" or row["fingerprint"] != row["fingerprint_was"]):
-                condition = "RAISED"
-            elif not holds and was == "RAISED":
-                condition = "CLEARED"
-                row |= {
-                    "type": row["conflict_type"],
-                    "subject_id": row["subject_id_was"],
-                    "tract_id": row["tract_id_was"],
-                }
-            else:
-                continue
-            payload = {
-                "conflict_id": row["conflict_id"],
-                "conflict_type": row["type"],
-                "subject_id": row["subject_id"],
-                "tract_id": row["tract_id"],
-                "condition": condition,
-                "fingerprint": row["fingerprint"] if holds else None,
-                "detail": row["detail"] if holds else None,
-                "at": at,
-            }
-            seq = row["changes"] or 0
-            events.append(
-                make_event(
-                    "conflict_change",
-                    study,
-                    row["subject_id"],
-                    payload,
-                    row["conflict_id"],
-                    seq,
-                    condition,
-                )
-            )
-        return self.bus.publish(events)
+        return self.state.catch_up() if self.state is not None else 0
 
     # committee ------------------------------------------------------------------------------
     def find_conflict(
@@ -212,63 +257,157 @@ class Platform:
         the deciding member reviewed them ("" for none); if either changed since, the decision
         is refused with :class:`StaleReviewError`.
         """
-        study, conflict, result = self.find_conflict(conflict_id, study)
-        if seen_fingerprint is not None and (conflict["fingerprint"] or "") != seen_fingerprint:
-            raise StaleReviewError(
-                f"conflict {conflict_id}: the evidence changed since you reviewed it; "
-                "review the conflict again before deciding"
+        with self.exclusive():  # the checks and the write see the same log
+            study, conflict, result = self.find_conflict(conflict_id, study)
+            if seen_fingerprint is not None and (conflict["fingerprint"] or "") != seen_fingerprint:
+                raise StaleReviewError(
+                    f"conflict {conflict_id}: the evidence changed since you reviewed it; "
+                    "review the conflict again before deciding"
+                )
+            if seen_decision is not None and (conflict["decision_id"] or "") != seen_decision:
+                raise StaleReviewError(
+                    f"conflict {conflict_id}: another decision ({conflict['decision_id']}) was "
+                    "recorded since you reviewed it; review the conflict again"
+                )
+            registry = result.tracts.filter(pl.col("subject_id") == conflict["subject_id"])
+            rule = registry.filter(pl.col("tract_id") == conflict["tract_id"])
+            event = make_decision(
+                study=study,
+                conflict=conflict,
+                status=status or "",
+                rationale=rationale,
+                members=members,
+                recorded_by=recorded_by,
+                rules=self.rules,
+                registry_tracts=registry["tract_id"].to_list(),
+                maps_to=maps_to,
+                rule_outcome=rule["rule_outcome"][0] if rule.height else None,
             )
-        if seen_decision is not None and (conflict["decision_id"] or "") != seen_decision:
-            raise StaleReviewError(
-                f"conflict {conflict_id}: another decision ({conflict['decision_id']}) was "
-                "recorded since you reviewed it; review the conflict again"
-            )
-        registry = result.tracts.filter(pl.col("subject_id") == conflict["subject_id"])
-        rule = registry.filter(pl.col("tract_id") == conflict["tract_id"])
-        event = make_decision(
-            study=study,
-            conflict=conflict,
-            status=status or "",
-            rationale=rationale,
-            members=members,
-            recorded_by=recorded_by,
-            rules=self.rules,
-            registry_tracts=registry["tract_id"].to_list(),
-            maps_to=maps_to,
-            rule_outcome=rule["rule_outcome"][0] if rule.height else None,
-        )
-        if dry_run:
-            return event.payload
-        self.bus.publish([event])
-        self.sync_conflicts(study)
+            if dry_run:
+                return event.payload
+            self.publish([event])
+            self.sync_conflicts(study)
         return event.payload
 
     # lock and report ------------------------------------------------------------------------
-    def lock(
-        self, study: str, lock_id: str, reason: str, requested_by: str, level: str = "soft"
-    ) -> dict[str, Any]:
-        from services.adjudicator.lock import take_lock
+    def lock_sources(self) -> LockSources:
+        """What the lock package reads and writes, from this platform's adapters."""
+        return LockSources(
+            records=self.source,
+            store=self.store,
+            publish=self.publish,
+            rules=self.rules,
+            outcomes=self.adjudicate,
+            freeze=self._freeze,
+            home=self.home,
+            exclusive=self.exclusive,
+        )
 
-        return take_lock(self, study, lock_id, reason, requested_by, level)
+    def _freeze(self) -> tuple[Cut, Anchor]:
+        self.sync_conflicts()
+        if self.log is not None:
+            positions, head = self.log.cut()
+            return positions, {"seq": head.seq, "hash": head.hash}
+        return self.source.positions(), {}
+
+    def lock(
+        self,
+        study: str,
+        lock_id: str,
+        reason: str,
+        requested_by: str,
+        level: str = "soft",
+        retention_days: int | None = None,
+        *,
+        validate: bool = False,
+    ) -> dict[str, Any]:
+        """Lock ``study`` (see :mod:`services.lock.lock`); the same request again returns the
+        lock it made."""
+        from services.lock.lock import LockRequest, take_lock
+
+        request = LockRequest(study, lock_id, reason, requested_by, level)
+        return take_lock(self.lock_sources(), request, retention_days, validate=validate)
+
+    def lock_state(self, study: str, lock_id: str) -> str | None:
+        """LOCK or UNLOCK (the lock's latest published event), or None if never published."""
+        from services.lock.lock import lock_state
+
+        return lock_state(self.lock_sources(), study, lock_id)
+
+    def lock_positions(self, study: str) -> Cut | None:
+        """The cut of the study's lock in force, if any."""
+        return lock_cut(lock_in_force(self.source, study))
+
+    def lock_event(self, study: str, lock_id: str) -> dict[str, Any] | None:
+        """The LOCK event of ``lock_id`` (its receipt: ``manifest_sha256``), if published."""
+        from services.lock.lock import published_lock
+
+        return published_lock(self.lock_sources(), study, lock_id)
+
+    def open_lock(self, study: str, lock_id: str) -> Any:
+        """A lock's verified snapshot, its manifest checked against the LOCK event in the log."""
+        from services.lock.snapshot import open_lock
+
+        event = self.lock_event(study, lock_id)
+        return open_lock(self.store, study, lock_id, event["manifest_sha256"] if event else None)
 
     def report(
         self, study: str, lock_id: str | None = None, result: Adjudication | None = None
     ) -> dict[str, Any]:
         """The report of a lock, or of the current state (from ``result`` when the caller has
         just adjudicated ``study``)."""
-        from services.adjudicator.snapshot import open_lock, outcome_snapshot
+        from services.lock.snapshot import outcome_snapshot
+        from services.state.postlock import changes_since_lock
 
         if lock_id:
-            snapshot = open_lock(self.store, study, lock_id)
-        else:
-            snapshot = outcome_snapshot(self, study, result or self.adjudicate(study))
-        return snapshot.report(self.rules.confidence_level)
+            return self.open_lock(study, lock_id).report(self.rules.confidence_level)
+        result = result or self.adjudicate(study)
+        pathology = self.records("pathology_report", study).collect()
+        report = outcome_snapshot(result, pathology).report(self.rules.confidence_level)
+        if "lock_id" in result.tracts.columns:
+            report["since_lock"] = changes_since_lock(result)
+        return report
 
     def audit(self, study: str) -> pl.DataFrame:
-        from services.adjudicator.audit import audit_trail
+        from services.audit import audit_trail
 
-        return audit_trail(self, study)
+        return audit_trail(self.source, study)
 
+    def _baseline(self, study: str, lock: dict[str, Any]) -> LockBaseline | None:
+        """The outcomes the lock in force froze (read once from the store, verified against its
+        LOCK event, then kept beside the state)."""
+        from services.lock.snapshot import lock_prefix, read_manifest, sha256
 
-def lock_event(study: str, payload: dict[str, Any]) -> Event:
-    return make_event("lock", study, "", payload, payload["lock_id"], payload["action"])
+        cache = (
+            self.home
+            / "state"
+            / "baselines"
+            / study
+            / f"{lock['lock_id']}-{lock['manifest_sha256'][:16]}"
+        )
+        names = {"tracts": "tract_outcomes.parquet", "patients": "patient_outcomes.parquet"}
+        if not all((cache / f"{n}.parquet").exists() for n in names):
+            try:
+                manifest = read_manifest(
+                    self.store, study, lock["lock_id"], lock["manifest_sha256"]
+                )
+                frames = {}
+                for name, file in names.items():
+                    data = self.store.read(f"{lock_prefix(study, lock['lock_id'])}/{file}")
+                    if sha256(data) != manifest["files"][file]["sha256"]:
+                        return None
+                    frames[name] = pl.read_parquet(io.BytesIO(data))
+            except (TractError, KeyError):
+                return None  # the flags say "no lock" rather than guess; `tract verify` tells why
+            cache.mkdir(parents=True, exist_ok=True)
+            frames["tracts"].select("subject_id", "tract_id", "outcome").write_parquet(
+                cache / "tracts.parquet"
+            )
+            frames["patients"].select("subject_id", "category").write_parquet(
+                cache / "patients.parquet"
+            )
+        return LockBaseline(
+            lock["lock_id"],
+            pl.read_parquet(cache / "tracts.parquet"),
+            pl.read_parquet(cache / "patients.parquet"),
+        )

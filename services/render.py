@@ -33,6 +33,7 @@ def report_text(report: dict[str, Any]) -> str:
     )
     lines = [
         f"Study {report['study']}: {source}; rules {report['rule_set']} v{report['rule_set_version']}",
+        *_since_lock(report.get("since_lock")),
         "",
         f"Completers (n = {c['n']})",
         f"  FULL_CLOSURE  {c['FULL_CLOSURE']:>3}  {_pct(c['percent']['FULL_CLOSURE']):>6}"
@@ -94,3 +95,16 @@ def table_text(frame: pl.DataFrame, columns: list[str]) -> str:
     head = "  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))
     body = ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in rows]
     return "\n".join([head, *body])
+
+
+def _since_lock(since: dict[str, Any] | None) -> list[str]:
+    """What differs from the lock in force (current reports only)."""
+    if not since or not since.get("lock_id"):
+        return []
+    if not (since["tracts"] or since["patients"] or since["post_lock_data"]):
+        return [f"Since lock {since['lock_id']}: no outcome or category changed, no data after it"]
+    return [
+        f"Since lock {since['lock_id']}: {since['tracts']} tract outcome(s) and "
+        f"{since['patients']} patient categor{'y' if since['patients'] == 1 else 'ies'} changed; "
+        f"{since['post_lock_data']} treated tract(s) with data or decisions after the lock"
+    ]

@@ -58,7 +58,12 @@ def test_demo_reproduces_the_published_results(demo_home: tuple[Path, dict]) -> 
         12,
         3,
     )
-    assert set(report["sensitivity"]) == {"ADMIRE_COMBINED", "CLINICAL_ONLY", "RESPONSE_50"}
+    assert set(report["sensitivity"]) == {
+        "ADMIRE_COMBINED",
+        "CLINICAL_ONLY",
+        "RESPONSE_50",
+        "IN_WINDOW",
+    }
     assert report["readers"]["kappa"] is not None and 0 < report["readers"]["adjudication_rate"] < 1
     assert report["committee"]["open_conflicts"] == 0
     assert report["committee"]["by_type"]["READER_DISAGREEMENT"] == {
@@ -229,7 +234,7 @@ def test_home_from_the_environment(tmp_path: Path) -> None:
         cwd=tmp_path,
     )
     assert done.returncode == 0, done.stderr
-    assert (tmp_path / "from-env" / "events.db").exists()
+    assert (tmp_path / "from-env" / "log" / "LOG").exists()
 
 
 def test_ingest_refusal_exit_code_and_audit(tmp_path: Path) -> None:

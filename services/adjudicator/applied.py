@@ -23,7 +23,7 @@ import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from services.bus.embedded import EmbeddedLog
+from services.adjudicator.sqlite_log import EmbeddedLog
 from services.events import Event, utc_now
 
 Position = tuple[str, int]

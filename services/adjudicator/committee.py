@@ -55,6 +55,7 @@ def conflict_status(
         "rationale",
         "members",
         "decided_at",
+        pl.col("offset").alias("decision_offset"),
         pl.col("fingerprint").alias("decision_fingerprint"),
         pl.col("conflict_type").alias("_d_type"),
         pl.col("subject_id").alias("_d_subject"),
@@ -97,12 +98,14 @@ def conflict_status(
 
 
 def tract_overrides(statuses: pl.LazyFrame) -> pl.LazyFrame:
-    """Per tract, the committee's final status from its latest decision in force."""
+    """Per tract, the committee's final status from its latest decision in force: when
+    several conflicts of one tract are decided, the latest decision (by ``decided_at``, then
+    log position) is the committee's last word on the tract."""
     return (
         statuses.filter(
             (pl.col("status") == DECIDED) & pl.col("decision_status").is_in(OUTCOME_STATUSES)
         )
-        .sort("decided_at")
+        .sort("decided_at", "decision_offset", maintain_order=True)
         .group_by("subject_id", "tract_id")
         .agg(
             committee_outcome=pl.col("decision_status").last(),

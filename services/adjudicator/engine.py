@@ -17,7 +17,9 @@ from services.adjudicator.rules import TRACT_KEY
 from services.adjudicator.rules.clinical import clinical_sustained, visit_status
 from services.adjudicator.rules.conflicts import KEY as CONFLICT_KEY
 from services.adjudicator.rules.conflicts import (
+    out_of_window,
     outcome_conflicts,
+    outside_registry,
     unmatched_tracts,
     with_event_ids,
     with_identity,
@@ -26,7 +28,18 @@ from services.adjudicator.rules.discharge import discharge_improved
 from services.adjudicator.rules.mri import mri_consensus
 from services.adjudicator.rules.patient import patient_category
 from services.adjudicator.rules.primary import primary_outcome
-from services.adjudicator.rules.sensitivity import response_50, sensitivity_outcomes
+from services.adjudicator.rules.registry import (
+    SUBJECT_KEY,
+    duplicate_registrations,
+    first_received,
+    unknown_subjects,
+)
+from services.adjudicator.rules.schedule import day_zero, window_flags
+from services.adjudicator.rules.sensitivity import (
+    in_window_outcomes,
+    response_50,
+    sensitivity_outcomes,
+)
 from services.adjudicator.ruleset import RuleSet
 from services.adjudicator.state import Evidence
 
@@ -73,9 +86,9 @@ def used_event_ids(tract: Mapping[str, Any]) -> list[str]:
 
 _ENVELOPE = ("subject_id", "tract_id", "event_id", "offset")
 _COLUMNS = {
-    "subjects": ("subject_id", "status", "event_id", "offset"),
-    "tracts": (*_ENVELOPE, "treated", "parks_type"),
-    "injections": _ENVELOPE,
+    "subjects": ("subject_id", "record_id", "status", "event_id", "offset"),
+    "tracts": (*_ENVELOPE, "record_id", "treated", "parks_type"),
+    "injections": (*_ENVELOPE, "visit", "administered_on"),
     "exams": (
         *_ENVELOPE,
         "visit",
@@ -87,6 +100,7 @@ _COLUMNS = {
     "reads": (
         *_ENVELOPE,
         "timepoint",
+        "scan_date",
         "reader_role",
         "reader_id",
         "image_quality",
@@ -99,10 +113,14 @@ _COLUMNS = {
 
 
 def _beside(first: pl.DataFrame, *others: pl.DataFrame) -> pl.DataFrame:
-    """Frames with the same tract keys in the same order, side by side (no join, no copy)."""
+    """Frames with the same tract keys in the same order, side by side (no join, no copy).
+
+    The keys are unique by construction (``first_received``), and each rule keeps the rows
+    and order it is given, so a mismatch here is a bug in a rule, never a property of data.
+    """
     for other in others:
         if not other.select(TRACT_KEY).equals(first.select(TRACT_KEY)):
-            raise AssertionError("a rule changed the rows or the order of the tracts it was given")
+            raise RuntimeError("a rule changed the rows or the order of the tracts it was given")
     return pl.concat([first, *(other.drop(TRACT_KEY) for other in others)], how="horizontal")
 
 
@@ -130,15 +148,17 @@ def adjudicate(
     evidence = evidence.collect(_COLUMNS)
     # Decisions and the conflict register are read by both conflict_status calls: decode once.
     decisions, register = (frame.lazy() for frame in pl.collect_all([decisions, register]))
-    subjects = evidence.subjects
-    active = subjects.filter(pl.col("status") != "WITHDRAWN").select("subject_id")
-    # Sorted once here; every later join keeps this order, so outputs come sorted by tract.
-    registry = (
-        evidence.tracts.select(*TRACT_KEY, "treated", "parks_type", "event_id", "offset")
-        .sort(TRACT_KEY)
-        .collect()
-        .lazy()
+    # One record per subject and per registry tract (the first received); the others are
+    # DUPLICATE_REGISTRATION conflicts. From here on every tract key is unique.
+    subjects, subject_copies = first_received(evidence.subjects, SUBJECT_KEY)
+    registry, tract_copies = first_received(evidence.tracts, TRACT_KEY)
+    subjects, subject_copies, tract_copies, registry = (
+        frame.lazy()
+        for frame in pl.collect_all(
+            [subjects, subject_copies, tract_copies, registry.sort(TRACT_KEY)]
+        )
     )
+    active = subjects.filter(pl.col("status") != "WITHDRAWN").select("subject_id")
     exams = _flag_post_lock(evidence.exams, "clinical_exam", lock_positions)
     reads = _flag_post_lock(evidence.reads, "mri_read", lock_positions)
     by_source = {
@@ -147,10 +167,33 @@ def adjudicate(
         "pathology": evidence.pathology,
         "injections": evidence.injections,
     }
+    outside = outside_registry(by_source, registry).collect().lazy()
+    # Subject ids named by evidence or the registry without a subject record (usually none:
+    # only then is the evidence gathered again, by subject).
+    unknown = (
+        pl.concat([outside.select("subject_id"), evidence.tracts.select("subject_id")])
+        .unique()
+        .join(subjects, on="subject_id", how="anti")
+        .collect()
+    )
+    sources = {
+        "registry tract": evidence.tracts,
+        "exam": exams,
+        "MRI read": reads,
+        "pathology report": evidence.pathology,
+        "injection": evidence.injections,
+    }
+    identity = pl.concat(
+        [
+            duplicate_registrations(subject_copies, tract_copies, subjects),
+            *([unknown_subjects(sources, unknown.lazy())] if unknown.height else []),
+        ]
+    )
 
     # UNMATCHED_TRACT first: its decisions (map to a registry tract, or a new fistula) change
-    # which tract the rest of the evidence belongs to.
-    unmatched = with_identity(unmatched_tracts(by_source, registry, active).collect(), study)
+    # which tract the rest of the evidence belongs to, for every definition alike (a mapping
+    # re-keys a record, as a site correction would; it decides no outcome).
+    unmatched = with_identity(unmatched_tracts(outside, active).collect(), study)
     unmatched_status = conflict_status(unmatched.lazy(), decisions, register)
     mappings = tract_mappings(unmatched_status).collect()
     remap = mappings.filter(pl.col("decision_status") == "MAPPED")
@@ -169,8 +212,15 @@ def adjudicate(
         )
 
     # Materialise the shared intermediates once: each later plan reads them, not the evidence.
+    day0 = day_zero(evidence.injections, evidence.exams, rules).collect().lazy()
     exams, reads = pl.collect_all([mapped(exams), mapped(reads)])
-    exams, reads = exams.lazy(), reads.lazy()
+    exam_days, read_days = pl.collect_all(
+        [
+            window_flags(exams.lazy(), "visit", "exam_date", day0, rules),
+            window_flags(reads.lazy(), "timepoint", "scan_date", day0, rules),
+        ]
+    )
+    exams, reads = exams.hstack(exam_days).lazy(), reads.hstack(read_days).lazy()
     final_reads = reads.filter(pl.col("timepoint") == rules.final_mri)
     visits = visit_status(exams).collect().lazy()
     post_lock = (
@@ -184,8 +234,7 @@ def adjudicate(
     tracts = _beside(
         *pl.collect_all(
             [
-                registry.rename({"event_id": "tract_event_id"})
-                .drop("offset")
+                registry.select(*TRACT_KEY, "treated", "parks_type", tract_event_id="event_id")
                 .join(
                     subjects.select(
                         "subject_id", subject_status="status", subject_event_id="event_id"
@@ -210,6 +259,7 @@ def adjudicate(
         tracts.lazy()
         .pipe(primary_outcome)
         .pipe(sensitivity_outcomes)
+        .pipe(in_window_outcomes, exams, reads, rules)
         .with_columns(
             pl.col("post_lock").fill_null(False),
             rule_set=pl.lit(rules.id),
@@ -220,11 +270,18 @@ def adjudicate(
 
     found = with_identity(
         with_event_ids(
-            outcome_conflicts(visits, tracts.lazy(), rules), exams, final_reads
+            pl.concat(
+                [
+                    outcome_conflicts(visits, tracts.lazy(), rules),
+                    out_of_window(exams, final_reads, tracts.lazy(), rules),
+                ]
+            ),
+            exams,
+            final_reads,
         ).collect(),
         study,
     )
-    current = pl.concat([unmatched, found])
+    current = pl.concat([with_identity(identity.collect(), study), unmatched, found])
     statuses = conflict_status(current.lazy(), decisions, register).collect()
 
     overrides = keys.join(
@@ -241,9 +298,20 @@ def adjudicate(
         "outcome": "category",
         "admire_outcome": "admire_category",
         "clinical_only_outcome": "clinical_only_category",
+        "in_window_outcome": "in_window_category",
     }
+    # Subjects named only by the registry (no subject record) get a row too, status unknown.
+    unregistered = (
+        registry.select("subject_id")
+        .unique()
+        .join(subjects, on="subject_id", how="anti")
+        .with_columns(status=pl.lit(None, pl.String))
+    )
+    everyone = pl.concat([subjects.select("subject_id", "status"), unregistered])
     patients = (
-        patient_category(lazy, evidence.subjects, definitions)
+        patient_category(
+            lazy, everyone, definitions, {"in_window_outcome": "in_window_discharge_improved"}
+        )
         .join(response_50(lazy, rules.response_fraction), on="subject_id", how="left")
         .with_columns(rule_set=pl.lit(rules.id), rule_set_version=pl.lit(rules.version))
         .sort("subject_id")

@@ -11,9 +11,10 @@ from collections.abc import Collection, Sequence
 
 import polars as pl
 
-from services.adjudicator.state import EVIDENCE_KINDS
-from services.bus.embedded import FRAME_SCHEMA, EmbeddedLog
-from services.bus.envelope import keep_text
+import schemas
+from services.adjudicator.sqlite_log import EmbeddedLog
+from services.adjudicator.state import EVIDENCE_KINDS, decode, empty_records
+from services.bus.envelope import FRAME_SCHEMA, keep_text
 from services.events import Event
 
 SUBJECT_SCOPED = frozenset(
@@ -96,3 +97,21 @@ class SubjectView:
 
     def positions(self) -> dict[str, int]:
         return dict(self._frames.ends)
+
+    def records(
+        self,
+        kind: str,
+        study: str | None = None,
+        upto: int | None = None,
+        subjects: Collection[str] | None = None,
+        columns: Sequence[str] | None = None,
+    ) -> pl.LazyFrame:
+        """Typed records (the :class:`~services.state.Records` protocol) of the view."""
+        frame = self.frame(kind, study, upto)
+        if subjects is not None and kind in SUBJECT_SCOPED:
+            frame = frame.filter(pl.col("subject_id").is_in(list(subjects)))
+        typed = empty_records(kind) if frame.is_empty() else decode(frame, schemas.contract(kind))
+        return typed if columns is None else typed.select(columns)
+
+    def studies(self) -> list[str]:
+        return sorted(set(self._frames.frame("subject")["study"].to_list()))

@@ -12,6 +12,7 @@ from typing import Any
 import polars as pl
 
 from services.adjudicator import stats
+from services.adjudicator.committee import tract_mappings
 from services.adjudicator.rules.patient import CATEGORIES, FULL_CLOSURE
 from services.adjudicator.rules.sensitivity import DEFINITIONS
 
@@ -142,10 +143,25 @@ def committee_overrides(tracts: pl.DataFrame, conflicts: pl.DataFrame) -> dict[s
     }
 
 
-def pathology_table(pathology: pl.DataFrame, tracts: pl.DataFrame) -> dict[str, Any]:
+def pathology_table(
+    pathology: pl.DataFrame, tracts: pl.DataFrame, conflicts: pl.DataFrame
+) -> dict[str, Any]:
     """Medians per injection visit and paired Wilcoxon INJ1 vs INJ3 per marker (adequate
-    specimens of treated tracts only)."""
+    specimens of treated tracts only). A report filed under a tract id the committee MAPPED
+    to a registry tract counts for that tract, as the exams and reads do."""
     treated = tracts.filter(pl.col("treated")).select("subject_id", "tract_id")
+    remap = tract_mappings(conflicts.lazy()).filter(pl.col("decision_status") == "MAPPED")
+    pathology = (
+        pathology.lazy()
+        .join(
+            remap.select("subject_id", "tract_id", "maps_to"),
+            on=["subject_id", "tract_id"],
+            how="left",
+        )
+        .with_columns(tract_id=pl.coalesce("maps_to", "tract_id"))
+        .drop("maps_to")
+        .collect()
+    )
     adequate = pathology.filter(pl.col("specimen_adequate")).join(
         treated, on=["subject_id", "tract_id"], how="semi"
     )
@@ -209,6 +225,10 @@ def build_report(
             "ci": _ci(responders, completers.height, level),
         }
     }
+    sensitivity["IN_WINDOW"] = {
+        "completers": completer_table(patients, "in_window_category", level),
+        "tracts": tract_table(tracts, "in_window_outcome", level),
+    }
     assert tuple(sensitivity) == DEFINITIONS
     return {
         **meta,
@@ -219,5 +239,5 @@ def build_report(
         "sensitivity": sensitivity,
         "readers": reader_agreement(tracts),
         "committee": committee_overrides(tracts, conflicts),
-        "pathology": pathology_table(pathology, tracts),
+        "pathology": pathology_table(pathology, tracts, conflicts),
     }

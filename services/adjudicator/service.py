@@ -32,29 +32,12 @@ from services.adjudicator.state import EVIDENCE_KINDS
 from services.bus.errors import BusError, BusUnavailableError
 from services.bus.kafka import Delivery, KafkaBus
 from services.events import Event, canonical_json, digest, utc_now
-from services.platform import Platform
+from services.state.records import adjudicate_study, lock_cut, lock_in_force
+from services.state.register import register_changes
 
 log = logging.getLogger(__name__)
 
 TOUCHES_SUBJECT = frozenset({*EVIDENCE_KINDS, "committee_decision"})
-
-
-class _Collect:
-    """A bus that only keeps what is published: the service decides when it goes out."""
-
-    def __init__(self) -> None:
-        self.events: list[Event] = []
-
-    def publish(self, events: Sequence[Event]) -> int:
-        self.events.extend(events)
-        return len(events)
-
-
-class _Scoped(Platform):
-    """The platform's own adjudication and conflict register, over some subjects only."""
-
-    def __init__(self, view: SubjectView, rules: RuleSet) -> None:
-        super().__init__(_Collect(), view, None, rules)  # type: ignore[arg-type]
 
 
 class AdjudicatorService:
@@ -213,12 +196,14 @@ class AdjudicatorService:
         at = utc_now()
         outputs: list[Event] = []
         for study, subjects in sorted(touched.items()):
-            scoped = _Scoped(SubjectView(self.frames, subjects), self.rules)
-            result = scoped.adjudicate(study)
+            view = SubjectView(self.frames, subjects)
+            lock = lock_cut(lock_in_force(view, study))
+            result = adjudicate_study(view, study, self.rules, lock_cut=lock)
             changes = outcome_changes(study, result, subjects, self.published, at)
-            scoped.sync_conflicts(study, result)
+            register = view.records("conflict_change", study).collect()
+            conflict_events, _ = register_changes(study, result.conflicts, register, at, subjects)
             batch: list[Event] = []
-            for event in changes + scoped.bus.events:
+            for event in changes + conflict_events:
                 self._keep_new(event, batch)
             remember(self.published, changes)
             outputs += self.frames.append(batch)

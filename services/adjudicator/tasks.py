@@ -28,16 +28,22 @@ def _platform(settings: Settings | None = None) -> Any:
     return Platform.from_settings(settings or _settings())
 
 
+def _sources(settings: Settings | None = None) -> Any:
+    """What the lock steps read and write (records, state, store), from the environment."""
+    return _platform(settings).lock_sources()
+
+
 def _request(request: dict[str, Any]) -> Any:
-    from services.adjudicator.lock import LockRequest
+    from services.lock.lock import LockRequest
 
     return LockRequest(
-        **{k: request[k] for k in ("study", "lock_id", "reason", "requested_by", "level")}
+        **{k: request[k] for k in ("study", "lock_id", "reason", "requested_by", "level")},
+        request_id=request.get("request_id", ""),
     )
 
 
 def _staging(request: dict[str, Any]) -> Path:
-    from services.adjudicator.lock import staging_dir
+    from services.lock.lock import staging_dir
 
     return staging_dir(_settings().home, request["study"], request["lock_id"])
 
@@ -45,10 +51,10 @@ def _staging(request: dict[str, Any]) -> Path:
 # database_lock ------------------------------------------------------------------------------
 def lock_check_request(params: dict[str, Any]) -> dict[str, Any]:
     """The request, checked, with ``existing`` set when this lock id was already written."""
-    from services.adjudicator.lock import check_request
+    from services.lock.lock import check_request
 
     request = _request(params)
-    existing = check_request(_platform(), request)
+    existing = check_request(_sources(), request)
     if existing is not None:
         log.info(
             "lock %s of %s already exists (locked %s by %s): nothing new will be written",
@@ -61,29 +67,31 @@ def lock_check_request(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def lock_check_conflicts(request: dict[str, Any]) -> dict[str, int]:
-    from services.adjudicator.lock import check_conflicts
+    from services.lock.lock import check_conflicts
 
-    counts = check_conflicts(_platform(), request["study"])
+    counts = check_conflicts(_sources(), request["study"])
     log.info("no open conflicts in %s (%s)", request["study"], counts or "none at all")
     return counts
 
 
-def lock_freeze_cut() -> dict[str, int]:
-    from services.adjudicator.lock import freeze_cut
+def lock_freeze_cut(request: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Claim the lock id for this request, then the cut (log positions) and the chain head
+    there (the lock's anchor in the log)."""
+    from services.lock.lock import freeze_cut
 
-    cut = freeze_cut(_platform())
-    log.info("cut frozen at log positions %s", cut)
+    cut = freeze_cut(_sources(), _request(request) if request else None)
+    log.info("cut frozen at log positions %s (chain %s)", cut["positions"], cut["chain"])
     return cut
 
 
-def lock_materialise(request: dict[str, Any], cut: dict[str, int]) -> str:
-    from services.adjudicator.lock import materialise
+def lock_materialise(request: dict[str, Any], cut: dict[str, Any]) -> str:
+    from services.lock.lock import materialise
 
     settings = _settings()
     staging = materialise(
-        _platform(settings),
+        _sources(settings),
         _request(request),
-        {k: int(v) for k, v in cut.items()},
+        cut,
         _staging(request),
         settings.hard_lock_retention_days,
     )
@@ -93,8 +101,8 @@ def lock_materialise(request: dict[str, Any], cut: dict[str, int]) -> str:
 
 def lock_validate(request: dict[str, Any]) -> dict[str, Any]:
     """The GX gate; on failure every failing expectation goes to the task log, then it raises."""
-    from services.adjudicator.errors import ValidationFailedError
-    from services.adjudicator.validation import staged_frames, validate_frames
+    from services.lock.errors import ValidationFailedError
+    from services.lock.validation import staged_frames, validate_frames
 
     frames, manifest = staged_frames(_staging(request))
     report = validate_frames(frames, manifest)
@@ -104,7 +112,7 @@ def lock_validate(request: dict[str, Any]) -> dict[str, Any]:
     try:
         report.raise_on_failure()
     except ValidationFailedError:
-        from services.adjudicator.lock import discard_staging
+        from services.lock.lock import discard_staging
 
         discard_staging(_staging(request))
         raise
@@ -112,28 +120,28 @@ def lock_validate(request: dict[str, Any]) -> dict[str, Any]:
 
 
 def lock_write(request: dict[str, Any]) -> str:
-    from services.adjudicator.lock import write_lock
+    from services.lock.lock import write_lock
 
-    where = write_lock(_platform(), request["study"], request["lock_id"], _staging(request))
+    where = write_lock(_sources(), request["study"], request["lock_id"], _staging(request))
     log.info("wrote %s (%s lock)", where, request["level"])
     return where
 
 
 def lock_verify(request: dict[str, Any]) -> str:
-    from services.adjudicator.lock import verify_lock
+    from services.lock.lock import verify_lock
 
     staging = _staging(request)
     digest = verify_lock(
-        _platform(), request["study"], request["lock_id"], staging if staging.exists() else None
+        _sources(), request["study"], request["lock_id"], staging if staging.exists() else None
     )
     log.info("every file matches the manifest (manifest sha256 %s)", digest)
     return digest
 
 
 def lock_publish(request: dict[str, Any]) -> dict[str, Any]:
-    from services.adjudicator.lock import discard_staging, publish_lock
+    from services.lock.lock import discard_staging, publish_lock
 
-    payload = publish_lock(_platform(), request["study"], request["lock_id"])
+    payload = publish_lock(_sources(), request["study"], request["lock_id"])
     discard_staging(_staging(request))
     log.info("lock event published: %s", payload)
     return payload
@@ -141,13 +149,20 @@ def lock_publish(request: dict[str, Any]) -> dict[str, Any]:
 
 # database_unlock ----------------------------------------------------------------------------
 def unlock_check_request(params: dict[str, Any]) -> dict[str, Any]:
-    from services.adjudicator.snapshot import read_manifest
-    from services.adjudicator.unlock import check_unlock
+    from services.lock.snapshot import read_manifest
+    from services.lock.unlock import check_unlock
 
     reason, by, approvers = check_unlock(
         params["reason"], params["requested_by"], params["approvers"]
     )
-    manifest = read_manifest(_platform().store, params["study"], params["lock_id"])
+    platform = _platform()
+    event = platform.lock_event(params["study"], params["lock_id"])
+    manifest = read_manifest(
+        platform.store,
+        params["study"],
+        params["lock_id"],
+        event["manifest_sha256"] if event else None,
+    )
     log.info(
         "unlocking %s (%s lock of %s)", params["lock_id"], manifest["level"], manifest["locked_at"]
     )
@@ -161,10 +176,10 @@ def unlock_check_request(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def unlock_publish(request: dict[str, Any]) -> dict[str, Any]:
-    from services.adjudicator.unlock import unlock
+    from services.lock.unlock import unlock
 
     record = unlock(
-        _platform(),
+        _sources(),
         request["study"],
         request["lock_id"],
         request["reason"],
@@ -183,10 +198,10 @@ def snapshot_studies(only: str | None = None) -> list[str]:
 
 def snapshot_write(study: str, when: str | datetime | None = None) -> dict[str, Any]:
     """A dated snapshot of ``study``; ``when`` (the run's date) names it."""
-    from services.adjudicator.catalog import stamp_of, write_dated_snapshot
+    from services.lock.catalog import stamp_of, write_dated_snapshot
 
     moment = datetime.fromisoformat(when) if isinstance(when, str) else (when or datetime.now(UTC))
-    manifest = write_dated_snapshot(_platform(), study, stamp_of(moment.astimezone(UTC)))
+    manifest = write_dated_snapshot(_sources(), study, stamp_of(moment.astimezone(UTC)))
     log.info(
         "snapshot %s of %s: %d files, %d open conflicts",
         manifest["snapshot"],
@@ -199,4 +214,83 @@ def snapshot_write(study: str, when: str | datetime | None = None) -> dict[str, 
         "snapshot": manifest["snapshot"],
         "files": len(manifest["files"]),
         "open_conflicts": manifest["open_conflicts"],
+    }
+
+
+# submission export and downstream triggers --------------------------------------------------
+LOCKS_ASSET = "tract://locks"
+"""The asset every lock updates (its events say which study and lock); a per-study and a
+per-lock asset (``tract://locks/<study>``, ``tract://locks/<study>/<lock_id>``) come with it."""
+
+
+def lock_export(request: dict[str, Any], what: str) -> dict[str, Any]:
+    """The submission package of the verified lock (``what``: sdtm, adam or all), written once
+    under ``exports/<study>/<lock_id>/`` in the lock's store; a conformance error fails the task
+    with every finding in the log, and the lock stands."""
+    from services.export.errors import ConformanceError
+    from services.export.package import KINDS, export_lock
+
+    try:
+        result = export_lock(
+            _platform().store,
+            request["study"],
+            request["lock_id"],
+            kinds=KINDS if what == "all" else (what,),
+        )
+    except ConformanceError as exc:
+        for finding in exc.findings:
+            log.error("conformance: %s", finding)
+        raise
+    for warning in result.warnings:
+        log.warning("conformance: %s", warning)
+    log.info("%s", result.summary())
+    return {
+        "location": result.where,
+        "files": len(result.manifest["files"]),
+        "records": result.manifest["records"],
+        "warnings": len(result.warnings),
+    }
+
+
+def lock_asset_events(study: str, payload: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """The per-study and per-lock asset URIs a published lock updates, and the extra every
+    event carries (from the lock event's payload: lock id, level, store location, sha256)."""
+    lock_id = payload["lock_id"]
+    extra = {
+        "study": study,
+        "lock_id": lock_id,
+        "level": payload["level"],
+        "locked_at": payload["at"],
+        "location": payload["location"],
+        "manifest_sha256": payload["manifest_sha256"],
+        "uri": f"{LOCKS_ASSET}/{study}/{lock_id}",
+    }
+    return [(f"{LOCKS_ASSET}/{study}", extra), (f"{LOCKS_ASSET}/{study}/{lock_id}", extra)]
+
+
+def analyse_lock(event: dict[str, Any]) -> dict[str, Any]:
+    """Downstream of a lock: open it verified and recompute its tables (the analysis job)."""
+    from services.analysis.job import run_job
+
+    result = run_job(_settings(), event["study"], event["lock_id"])
+    log.info(
+        "lock %s of %s at %s: tables %s",
+        result.lock_id,
+        result.study,
+        result.location,
+        "reproduced" if result.reproduced else "DIFFER from the frozen report",
+    )
+    if not result.reproduced:
+        from services.errors import TractError
+
+        raise TractError(
+            f"lock {result.lock_id} of {result.study}: the recomputed tables differ from its "
+            "report.json; do not use this lock until the platform team has looked at it"
+        )
+    return {
+        "study": result.study,
+        "lock_id": result.lock_id,
+        "reproduced": result.reproduced,
+        "completers": result.report["completers"]["n"],
+        "full_closure": result.report["completers"]["FULL_CLOSURE"],
     }

@@ -11,15 +11,17 @@ if TYPE_CHECKING:
 
 
 def open_locked(
-    study: str, lock_id: str, settings: Settings | None = None
+    study: str, lock_id: str, settings: Settings | None = None, receipt: str | None = None
 ) -> dict[str, pl.LazyFrame]:
     """Every table and event kind of the lock as LazyFrames, after every file's sha256 matched
-    the manifest (raises ``SnapshotTamperedError`` otherwise). The store comes from
-    ``settings`` or the environment (``TRACT_STORE``, ``TRACT_S3_*``); no event log is needed.
+    the manifest and, with ``receipt`` (the lock's manifest sha256, printed by ``tract lock``),
+    the manifest matched the receipt (raises ``SnapshotTamperedError`` otherwise). The store
+    comes from ``settings`` or the environment (``TRACT_STORE``, ``TRACT_S3_*``); no event log
+    is needed.
     """
-    from services.adjudicator.snapshot import open_lock
     from services.config import Settings
+    from services.lock.snapshot import open_lock
     from services.store import open_store
 
     store = open_store(settings or Settings.from_env())
-    return open_lock(store, study, lock_id).lazy()
+    return open_lock(store, study, lock_id, receipt).lazy()

@@ -2,11 +2,15 @@
 every file against the manifest, recompute the trial's tables from the locked Parquet and
 print them, checking they match the report frozen with the lock.
 
-    python -m services.analysis.job --store s3://tract-locks --study EXO1 --lock PRIMARY
+    python -m services.analysis.job --store s3://tract-locks --study EXO1 --lock PRIMARY \
+        --receipt 74f62136...   # the lock's receipt, as `tract lock` printed it
 
 The S3 endpoint and keys come from ``TRACT_S3_ENDPOINT``, ``TRACT_S3_ACCESS_KEY``,
 ``TRACT_S3_SECRET_KEY`` (and ``TRACT_S3_SECURE``); nothing else of the platform is needed:
-no event log, no Airflow. Exit code 1 when the lock is missing or was tampered with.
+no event log, no Airflow. The receipt (the sha256 of the manifest the LOCK event published)
+anchors the lock: without it, or a reachable event log (``--home``), a manifest rewritten
+together with its files would still verify, and the job says so. Exit code 1 when the lock is
+missing, tampered with, or not the one the receipt names.
 """
 
 from __future__ import annotations
@@ -33,16 +37,26 @@ class JobResult:
     row_counts: dict[str, int]
     report: dict[str, Any]
     reproduced: bool
+    anchored_by: str | None
+    """"receipt", "log" or None: what the manifest itself was checked against."""
 
 
-def run_job(settings: Settings, study: str, lock_id: str) -> JobResult:
-    """Open the lock (verified), recompute its report and compare with the frozen one."""
+def run_job(settings: Settings, study: str, lock_id: str, receipt: str | None = None) -> JobResult:
+    """Open the lock (verified: the manifest against the receipt or the event log when there
+    is one, every file against the manifest), recompute its report, compare with the frozen
+    one."""
     from services.adjudicator.ruleset import load_ruleset
-    from services.adjudicator.snapshot import lock_prefix, open_lock
+    from services.lock.snapshot import lock_prefix, open_lock
     from services.store import open_store
 
     store = open_store(settings)
-    snapshot = open_lock(store, study, lock_id)
+    anchored_by = "receipt" if receipt else None
+    if receipt is None and (settings.home / "log").exists():
+        from services.platform import Platform
+
+        event = Platform.from_settings(settings).lock_event(study, lock_id)
+        receipt, anchored_by = (event["manifest_sha256"], "log") if event else (None, None)
+    snapshot = open_lock(store, study, lock_id, receipt)
     frozen = json.loads(snapshot.files["report.json"])  # verified with the rest
     report = snapshot.report(load_ruleset().confidence_level)
     reproduced = all(
@@ -52,16 +66,29 @@ def run_job(settings: Settings, study: str, lock_id: str) -> JobResult:
     )
     counts = {name: frame.collect().height for name, frame in snapshot.lazy().items()}
     return JobResult(
-        study, lock_id, store.location(lock_prefix(study, lock_id)), counts, report, reproduced
+        study,
+        lock_id,
+        store.location(lock_prefix(study, lock_id)),
+        counts,
+        report,
+        reproduced,
+        anchored_by,
     )
 
 
 def render(result: JobResult) -> str:
     from services.render import report_text
 
+    anchor = {
+        "receipt": "the manifest is the one your receipt names",
+        "log": "the manifest is the one the event log's LOCK event names",
+        None: "NOT ANCHORED: pass --receipt (printed by `tract lock`) to check the manifest "
+        "itself was not rewritten",
+    }[result.anchored_by]
     lines = [
         f"Lock {result.lock_id} of {result.study} at {result.location}: "
-        f"{len(result.row_counts)} Parquet files, every sha256 verified against the manifest",
+        f"{len(result.row_counts)} Parquet files, every sha256 verified against the manifest; "
+        + anchor,
         "",
         *(f"  {name:<34} {rows:>9} rows" for name, rows in sorted(result.row_counts.items())),
         "",
@@ -82,11 +109,17 @@ def render(result: JobResult) -> str:
 @click.option("--home", default=None, help="Platform home, for a local store.")
 @click.option("--study", required=True)
 @click.option("--lock", "lock_id", required=True, help="The lock id to read.")
+@click.option(
+    "--receipt",
+    help="The lock's receipt (sha256 of its manifest, as `tract lock` printed it).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for machines.")
-def main(store: str, home: str | None, study: str, lock_id: str, as_json: bool) -> None:
+def main(
+    store: str, home: str | None, study: str, lock_id: str, receipt: str | None, as_json: bool
+) -> None:
     """Read a locked snapshot, verified, and print the trial's tables."""
     try:
-        result = run_job(Settings.from_env(store=store, home=home), study, lock_id)
+        result = run_job(Settings.from_env(store=store, home=home), study, lock_id, receipt)
     except TractError as exc:
         click.secho(f"error: {exc}", fg="red", err=True)
         sys.exit(1)

@@ -1,7 +1,9 @@
 """The event bus seam: one small protocol, two real implementations.
 
-``EmbeddedLog`` (SQLite in WAL mode, the default) and the Kafka adapter both implement
-:class:`EventBus`. Everything above this package speaks only in :class:`~services.events.Event`.
+The embedded log (:class:`services.log.EventLog`, the default: columnar segments, hash-chained)
+and the Kafka adapter both implement :class:`EventBus`. Above this package, events travel as
+:class:`~services.events.Event` objects (decisions, locks) or as frames
+(:class:`~services.log.segment.Batch`: a file's rows, dead letters).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from services.events import Event
 
 if TYPE_CHECKING:
     from services.config import Settings
+    from services.log.segment import Batch
 
 
 class Consumer(Protocol):
@@ -26,8 +29,9 @@ class EventBus(Protocol):
         """Append events; an event id seen before is not appended again. Returns how many were new."""
         ...
 
-    def consumer(self, group: str, topics: Sequence[str]) -> Consumer:
-        """A consumer that resumes from the group's committed positions."""
+    def append(self, batches: Sequence[Batch]) -> int:
+        """Append frames of events, all or nothing where the log can promise it; returns how
+        many events were new."""
         ...
 
     def positions(self) -> dict[str, int]:
@@ -42,9 +46,17 @@ def open_bus(settings: Settings) -> tuple[EventBus, Any]:
     from services.bus.errors import BusError
 
     if settings.bus == "embedded":
-        from services.bus.embedded import EmbeddedLog
+        from services.log import EventLog
+        from services.log.errors import NotALogError
 
-        log = EmbeddedLog(settings.home / "events.db")
+        if (settings.home / "events.db").exists() and not (settings.home / "log").exists():
+            raise NotALogError(
+                f"{settings.home} was written by an earlier tract (events.db, a per-event "
+                "SQLite log); this version keeps a columnar log in log/. Re-ingest the transfer "
+                "files into a new home (the outcomes come out the same; event ids are new), or keep "
+                "using the earlier version for this home"
+            )
+        log = EventLog(settings.home / "log")
         return log, log
     if settings.bus.startswith("kafka://"):
         from services.bus.kafka import open_kafka

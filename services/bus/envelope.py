@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
+import polars as pl
+
 import schemas
 from schemas import Contract, Field
 from services.bus.errors import MalformedEventError
@@ -26,6 +28,16 @@ _NON_EMPTY = ("event_id", "kind", "schema_version")  # study and subject may be 
 _TIMESTAMP = re.compile(schemas.TIMESTAMP_PATTERN)
 
 Record = tuple[bytes, bytes, list[tuple[str, bytes]]]
+FRAME_SCHEMA = pl.Schema(
+    {
+        "offset": pl.Int64(),
+        "event_id": pl.String(),
+        "study": pl.String(),
+        "subject_id": pl.String(),
+        "payload": pl.String(),
+    }
+)
+"""Events with their payload as JSON text, one row each (the Kafka service's frames)."""
 
 
 @dataclass(frozen=True, eq=False)

@@ -19,13 +19,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 import polars as pl
 
 import schemas
-from services.bus.embedded import FRAME_SCHEMA
-from services.bus.envelope import encode
+from services.bus.envelope import FRAME_SCHEMA, encode
 from services.bus.errors import BusUnavailableError
 from services.bus.kafka_config import KafkaConfig
 from services.bus.kafka_consumer import Delivery, KafkaEventConsumer, Position
 from services.bus.kafka_errors import ERRORS, bounded, translate, translated
 from services.events import Event
+from services.log.segment import Batch, events_of
 
 with warnings.catch_warnings():
     # kafka-python 3.0.12 loads its protocol schemas with deprecated importlib.resources calls
@@ -142,6 +142,11 @@ class KafkaBus:
         """Send events and wait for every acknowledgement; returns how many were sent."""
         return len(self.send(events))
 
+    def append(self, batches: Sequence[Batch]) -> int:
+        """Send frames as per-event records (Kafka keeps one record per event), all in one
+        producer batch and one wait for the acknowledgements."""
+        return self.publish([e for batch in batches for e in events_of(batch)])
+
     def send(self, events: Sequence[Event]) -> list[tuple[str, int, int]]:
         """Send events (acks=all); the (topic, partition, offset) each landed at, in order."""
         if not events:
@@ -175,11 +180,14 @@ class KafkaBus:
                 self._recent.setdefault((e.kind, e.study), []).append(row)
         return [landed[i] for i in range(len(events))]
 
-    def recent_frame(self, kind: str, study: str) -> pl.DataFrame:
-        """Records this process sent (ingest judges identity against them too, since the
-        adjudicator may not have applied them yet)."""
+    def recent_identities(self, kind: str, study: str) -> pl.DataFrame:
+        """Identities of the records this process sent (ingest judges identity against them
+        too, since the adjudicator may not have applied them yet)."""
+        from services.ingest.service import known_from_frame
+
         rows = self._recent.get((kind, study), [])
-        return pl.DataFrame(rows, schema=FRAME_SCHEMA, orient="row")
+        frame = pl.DataFrame(rows, schema=FRAME_SCHEMA, orient="row")
+        return known_from_frame(frame, schemas.contract(kind))
 
     def _send_once(
         self,

@@ -1,8 +1,10 @@
-"""One ingest run: read a file, validate, classify identities, publish events, account for rows.
+"""One ingest run of one file, as frames: validate, classify identities, build the batches.
 
-Accepted rows, dead letters and the run's accounting go out in one publish, so the embedded
-log applies all of it or none of it; event ids come from content, so a re-run after a crash
-appends nothing twice.
+Nothing here goes row by row: content digests and event ids are Polars expressions
+(sha256 from polars-hash), so a file of a million rows costs what its columns cost. The run
+returns its report and the batches to append (accepted rows, dead letters, the run's
+accounting); the caller appends them in one commit, so all of it lands or none of it, and
+the ids, derived from content, make a re-run after a crash append nothing twice.
 """
 
 from __future__ import annotations
@@ -10,22 +12,27 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
+import polars_hash as plh
 
 import schemas
 from schemas import Contract
-from services.bus import EventBus
-from services.events import Event, canonical_json, digest, make_event, utc_now
+from services.events import make_event, utc_now
 from services.ingest.errors import UnknownKindError
 from services.ingest.identity import KNOWN_SCHEMA, classify
 from services.ingest.read import LINE, read_rows
 from services.ingest.report import IngestReport, Rejection
 from services.ingest.validate import validate
+from services.log.segment import Batch, batch_of_events
 
 KnownRecords = Callable[[str, str], pl.DataFrame]
 """(kind, study) -> the record_id, version and content_hash the log already holds."""
+
+DIGEST_HEX = 32
+"""Content digests keep 128 bits of sha256; event ids keep 96 (as ``services.events.digest``)."""
 
 
 def kind_of(path: Path, kind: str | None = None) -> Contract:
@@ -49,77 +56,89 @@ def kind_of(path: Path, kind: str | None = None) -> Contract:
     )
 
 
+def _sha(expr: pl.Expr) -> pl.Expr:
+    """sha256 hex of a text expression (polars-hash: stable across versions, vectorised)."""
+    return plh.concat_str(expr).chash.sha2_256()
+
+
+def _stable_text(name: str, dtype: pl.DataType) -> pl.Expr:
+    """A column as text whose spelling does not depend on the Polars version: floats by their
+    bits, timestamps as microseconds, dates as ISO days."""
+    col = pl.col(name)
+    if dtype == pl.Float64():
+        return col.reinterpret(signed=False).cast(pl.String)
+    if dtype == pl.List(pl.Float64()):
+        return col.list.eval(pl.element().reinterpret(signed=False).cast(pl.String)).list.join(",")
+    if dtype == pl.Datetime("us", "UTC"):
+        return col.dt.epoch("us").cast(pl.String)
+    return col.cast(pl.String)
+
+
+def content_hash(contract: Contract) -> pl.Expr:
+    """The digest of a typed row's content (every contract field, by name): the same record
+    sent twice gives the same digest, and any difference gives another."""
+    schema = schemas.polars_schema(contract)
+    row = pl.struct([_stable_text(n, dtype).alias(n) for n, dtype in schema.items()])
+    return _sha(row.struct.json_encode()).str.slice(0, DIGEST_HEX)
+
+
+def event_id(study: str, kind: str, *parts: pl.Expr) -> pl.Expr:
+    """``services.events.digest(study, kind, *parts)``, vectorised."""
+    text = pl.concat_str(
+        [pl.lit(study), pl.lit(kind), *[p.cast(pl.String) for p in parts]], separator="|"
+    )
+    return _sha(text).str.slice(0, 24)
+
+
+@dataclass(frozen=True)
+class FileRun:
+    """What one file's run produced: the report people read and the batches to append."""
+
+    report: IngestReport
+    batches: tuple[Batch, ...]
+    kind: str
+    subjects: pl.Series
+    """Subjects whose records this run accepted (their outcomes need recomputing)."""
+
+
 def ingest_file(
-    path: Path,
-    study: str,
-    bus: EventBus,
-    known_records: KnownRecords,
-    kind: str | None = None,
-) -> IngestReport:
-    """Validate ``path`` row by row and publish what it holds; raise only to refuse the file."""
+    path: Path, study: str, known_records: KnownRecords, kind: str | None = None
+) -> FileRun:
+    """Validate ``path`` row by row (in columns) and build what to append; raise only to
+    refuse the whole file."""
     started = utc_now()
     contract = kind_of(path, kind)
     data = path.read_bytes()  # once: what is hashed is what was read
     raw = read_rows(path, contract, data)
     run_id = f"run-{uuid.uuid4().hex[:12]}"
     typed, invalid = validate(raw, contract)
-    payloads = _payloads(typed, contract)
-    typed = typed.with_columns(
-        content_hash=pl.Series([digest(canonical_json(p)) for p in payloads], dtype=pl.String)
-    )
+    typed = typed.with_columns(content_hash=content_hash(contract))
     known = known_records(contract.kind, study)
-    # The row index is taken before classify's join: it points into ``payloads``.
-    classified = classify(typed.with_row_index("_row"), known, contract)
+    classified = classify(typed, known, contract)
 
-    meta = {"source_file": path.name, "ingest_run": run_id}
-    events: list[Event] = []
     accepted = classified.filter(pl.col("outcome") == "accepted")
-    for row, line, content_hash in accepted.select("_row", LINE, "content_hash").iter_rows():
-        payload = payloads[row]
-        events.append(
-            make_event(
-                contract.kind,
-                study,
-                payload["subject_id"],
-                {**payload, **meta, "source_line": line, "content_hash": content_hash},
-                payload[contract.id_field],
-                payload[contract.version_field],
-                content_hash,
-            )
-        )
-
+    accepted_frame = accepted.select(
+        *contract.columns,
+        event_id=event_id(
+            study,
+            contract.kind,
+            pl.col(contract.id_field),
+            pl.col(contract.version_field),
+            pl.col("content_hash"),
+        ),
+        source_file=pl.lit(path.name),
+        source_line=pl.col(LINE),
+        ingest_run=pl.lit(run_id),
+        content_hash=pl.col("content_hash"),
+    )
     conflicting = classified.filter(pl.col("outcome") == "rejected").select(
         LINE, pl.lit(contract.version_field).alias("field"), "reason"
     )
     rejected = pl.concat([invalid, conflicting]).sort(LINE)
+    dead = _dead_letters(raw, rejected, contract, path.name, run_id, study)
     rejections = tuple(
         Rejection(path.name, line, field, reason) for line, field, reason in rejected.iter_rows()
     )
-    raw_by_line = {
-        r[LINE]: r for r in raw.filter(pl.col(LINE).is_in(rejected[LINE].to_list())).to_dicts()
-    }
-    for rejection in rejections:
-        original = {k: v for k, v in raw_by_line[rejection.line].items() if not k.startswith("_")}
-        events.append(
-            make_event(
-                "rejected_row",
-                study,
-                original.get("subject_id") or "",
-                {
-                    "source_kind": contract.kind,
-                    "file": path.name,
-                    "line": rejection.line,
-                    "field": rejection.field,
-                    "reason": rejection.reason,
-                    "raw": canonical_json(original),
-                    "ingest_run": run_id,
-                },
-                path.name,
-                rejection.line,
-                canonical_json(original),
-            )
-        )
-
     report = IngestReport(
         file=path.name,
         kind=contract.kind,
@@ -129,47 +148,75 @@ def ingest_file(
         duplicates=classified.filter(pl.col("outcome") == "duplicate").height,
         rejected=rejections,
     )
-    events.append(
-        make_event(
-            "ingest_run",
-            study,
-            "",
-            {
-                "ingest_run": run_id,
-                "source_kind": contract.kind,
-                "file": str(path),
-                "file_sha256": hashlib.sha256(data).hexdigest(),
-                "read": report.read,
-                "accepted": report.accepted,
-                "duplicates": report.duplicates,
-                "rejected": len(rejections),
-                "started_at": started,
-                "finished_at": utc_now(),
-            },
-            run_id,
+    run = make_event(
+        "ingest_run",
+        study,
+        "",
+        {
+            "ingest_run": run_id,
+            "source_kind": contract.kind,
+            "file": str(path),
+            "file_sha256": hashlib.sha256(data).hexdigest(),
+            "read": report.read,
+            "accepted": report.accepted,
+            "duplicates": report.duplicates,
+            "rejected": len(rejections),
+            "started_at": started,
+            "finished_at": utc_now(),
+        },
+        run_id,
+    )
+    batches = (
+        Batch(contract.kind, study, accepted_frame),
+        Batch("rejected_row", study, dead),
+        batch_of_events("ingest_run", study, [run]),
+    )
+    return FileRun(report, batches, contract.kind, accepted_frame["subject_id"].unique())
+
+
+def _dead_letters(
+    raw: pl.DataFrame,
+    rejected: pl.DataFrame,
+    contract: Contract,
+    file: str,
+    run_id: str,
+    study: str,
+) -> pl.DataFrame:
+    """One dead letter per rejected line: the source row as the site sent it (its text values
+    as JSON), with the first reason."""
+    original = raw.join(rejected, on=LINE, how="inner").sort(LINE)
+    text = pl.struct([pl.col(c) for c in contract.columns]).struct.json_encode()
+    return original.select(
+        source_kind=pl.lit(contract.kind),
+        file=pl.lit(file),
+        line=pl.col(LINE),
+        field=pl.col("field"),
+        reason=pl.col("reason"),
+        raw=text,
+        ingest_run=pl.lit(run_id),
+    ).with_columns(
+        event_id=event_id(study, "rejected_row", pl.lit(file), pl.col("line"), pl.col("raw")),
+        subject_id=pl.col("raw").str.json_path_match("$.subject_id").fill_null(""),
+    )
+
+
+def known_from_records(records: pl.LazyFrame, contract: Contract) -> pl.DataFrame:
+    """The identity index (record_id, version, content_hash) from typed records."""
+    return (
+        records.select(
+            record_id=pl.col(contract.id_field),
+            version=pl.col(contract.version_field),
+            content_hash=pl.col("content_hash"),
         )
+        .unique(["record_id", "version"], keep="first")
+        .collect()
+        .cast(dict(KNOWN_SCHEMA))
     )
-    bus.publish(events)
-    return report
-
-
-def _payloads(typed: pl.DataFrame, contract: Contract) -> list[dict]:
-    """Rows as JSON-ready dicts (dates and timestamps as ISO text), without ``_line``."""
-    text = typed.select(
-        [
-            pl.col(name).dt.to_string("%Y-%m-%dT%H:%M:%SZ")
-            if dtype == pl.Datetime("us", "UTC")
-            else pl.col(name).dt.to_string("%Y-%m-%d")
-            if dtype == pl.Date()
-            else pl.col(name)
-            for name, dtype in schemas.polars_schema(contract).items()
-        ]
-    )
-    return text.to_dicts()
 
 
 def known_from_frame(frame: pl.DataFrame, contract: Contract) -> pl.DataFrame:
-    """The identity index from a topic frame whose ``payload`` column holds event JSON."""
+    """The identity index from a topic frame whose ``payload`` column holds event JSON (the
+    Kafka adjudicator's state file)."""
     if frame.is_empty():
         return pl.DataFrame(schema=KNOWN_SCHEMA)
     dtype = pl.Struct(

@@ -2,7 +2,9 @@
 
 Passwords are hashed with argon2id (argon2-cffi); only a hash of each session token is stored,
 and the cookie carries the token signed with the home's secret (itsdangerous). Every session
-has its own CSRF token, which every form posts back.
+has its own CSRF token, which every form posts back. The file holds hashes and live CSRF
+tokens, so it and its folder are owner-only (0600 in 0700), tightened when found looser.
+Failed sign-ins are throttled by account, by client address and by both (``throttle.py``).
 """
 
 from __future__ import annotations
@@ -22,9 +24,11 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from itsdangerous import BadSignature, URLSafeSerializer
 
+from services.files import private_database, private_dir
 from services.web.errors import SignInRefusedError, UserError
 from services.web.roles import ROLES, can
 from services.web.settings import WebSettings
+from services.web.throttle import INVALID_NAME, Limits, SignInThrottle
 
 USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")
 MIN_PASSWORD = 10
@@ -38,7 +42,6 @@ CREATE TABLE IF NOT EXISTS sessions (
     token_sha256 TEXT PRIMARY KEY, username TEXT NOT NULL, csrf_token TEXT NOT NULL,
     created_at TEXT NOT NULL, expires_at TEXT NOT NULL
 );
-CREATE TABLE IF NOT EXISTS failed_sign_ins (username TEXT NOT NULL, at TEXT NOT NULL);
 """
 
 
@@ -86,24 +89,40 @@ class UserStore:
         session_hours: float = 12.0,
         max_failed_sign_ins: int = 5,
         lockout_minutes: int = 15,
+        max_failed_per_client: int = 20,
+        max_failed_per_account: int = 100,
     ) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(self.path.parent)
+        private_database(self.path)
         self.hasher = hasher or PasswordHasher()
         self.session_hours = session_hours
-        self.max_failed, self.lockout = max_failed_sign_ins, timedelta(minutes=lockout_minutes)
         # A hash to verify against when the user is unknown, so timing does not tell.
         self._dummy_hash = self.hasher.hash(secrets.token_urlsafe(16))
         with self._db() as db:
             db.executescript(_SCHEMA)
+        self.throttle = SignInThrottle(
+            self.path,
+            Limits(
+                per_pair=max_failed_sign_ins,
+                per_client=max_failed_per_client,
+                per_account=max_failed_per_account,
+                window=timedelta(minutes=lockout_minutes),
+            ),
+        )
 
     @classmethod
-    def from_settings(cls, settings: WebSettings) -> UserStore:
+    def from_settings(
+        cls, settings: WebSettings, hasher: PasswordHasher | None = None
+    ) -> UserStore:
         return cls(
             settings.users_db,
+            hasher=hasher,
             session_hours=settings.session_hours,
             max_failed_sign_ins=settings.max_failed_sign_ins,
             lockout_minutes=settings.lockout_minutes,
+            max_failed_per_client=settings.max_failed_per_client,
+            max_failed_per_account=settings.max_failed_per_account,
         )
 
     @contextmanager
@@ -197,46 +216,40 @@ class UserStore:
             raise UserError(f"a password needs at least {MIN_PASSWORD} characters")
 
     # sign-in and sessions ---------------------------------------------------------------------
-    def authenticate(self, username: str, password: str) -> User:
-        """The user, or :class:`SignInRefusedError` whose ``reason`` says why (for the audit)."""
+    def authenticate(self, username: str, password: str, client: str | None = None) -> User:
+        """The user, or :class:`SignInRefusedError` whose ``reason`` says why (for the audit).
+
+        ``client`` is the address the attempt came from. The attempt is counted (and may be
+        refused) before the password is checked: see ``throttle.py``.
+        """
         name = username.strip().lower()
-        now = _now()
+        account = name if USERNAME.match(name) else INVALID_NAME
+        client = client or "unknown"
+        self.throttle.reserve(account, client)
+        if account == INVALID_NAME:  # no user can have it: nothing to look up or hash
+            raise SignInRefusedError("unknown user")
         with self._db() as db:
             row = db.execute(
                 "SELECT password_hash, active FROM users WHERE username = ?", (name,)
             ).fetchone()
-            failures = db.execute(
-                "SELECT COUNT(*) FROM failed_sign_ins WHERE username = ? AND at > ?",
-                (name, _iso(now - self.lockout)),
-            ).fetchone()[0]
-        if failures >= self.max_failed:
-            raise SignInRefusedError(
-                f"{failures} failed sign-ins in {self.lockout.seconds // 60} minutes; locked out"
-            )
         try:
             self.hasher.verify(row[0] if row else self._dummy_hash, password)
             ok = row is not None
         except (VerificationError, InvalidHashError):
             ok = False
-        reason = None
         if row is None:
-            reason = "unknown user"
-        elif not ok:
-            reason = "wrong password"
-        elif not row[1]:
-            reason = "account removed"
-        if reason:
-            with self._db() as db:
-                db.execute("INSERT INTO failed_sign_ins VALUES (?, ?)", (name, _iso(now)))
-            raise SignInRefusedError(reason)
+            raise SignInRefusedError("unknown user")
+        if not ok:
+            raise SignInRefusedError("wrong password")
+        if not row[1]:
+            raise SignInRefusedError("account removed")
         if self.hasher.check_needs_rehash(row[0]):
             with self._db() as db:
                 db.execute(
                     "UPDATE users SET password_hash = ? WHERE username = ?",
                     (self.hasher.hash(password), name),
                 )
-        with self._db() as db:
-            db.execute("DELETE FROM failed_sign_ins WHERE username = ?", (name,))
+        self.throttle.succeeded(account, client)
         return self.user(name)
 
     def open_session(self, user: User) -> str:

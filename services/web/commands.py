@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import sys
 from typing import Any
 
 import click
@@ -47,7 +48,11 @@ def serve(obj: Any, host: str, port: int, proxy_headers: bool) -> None:
     Uses the same home and bus as every other command (--home, --bus), so it serves the
     embedded log or Kafka alike. Settings: TRACT_WEB_OVERDUE_DAYS (default 14),
     TRACT_WEB_SECRET (default: generated once under <home>/web/secret),
-    TRACT_WEB_SECURE_COOKIES (auto, 1 or 0), TRACT_WEB_SESSION_HOURS (default 12).
+    TRACT_WEB_SECURE_COOKIES (auto, 1 or 0), TRACT_WEB_SESSION_HOURS (default 12),
+    TRACT_WEB_COMMITTEE_SEES_RESULTS (default 0), TRACT_WEB_MAX_FAILED_SIGN_INS (5, per
+    account and address), TRACT_WEB_MAX_FAILED_PER_CLIENT (20, per address),
+    TRACT_WEB_MAX_FAILED_PER_ACCOUNT (100, per account from new addresses),
+    TRACT_WEB_LOCKOUT_MINUTES (15).
     """
     import uvicorn
 
@@ -73,6 +78,7 @@ def serve(obj: Any, host: str, port: int, proxy_headers: bool) -> None:
         proxy_headers=proxy_headers,  # trusted from 127.0.0.1, or $FORWARDED_ALLOW_IPS
         log_level="info",
     )
+    app.state.web.record.flush()  # refusals still being aggregated reach the audit trail
 
 
 @click.group()
@@ -80,15 +86,54 @@ def users() -> None:
     """Manage who can sign in to the web page (kept in <home>/web/users.db)."""
 
 
+def _no_argv_password(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    """Issue 13: a password in argv is readable by every local account (ps, /proc/*/cmdline)."""
+    if value is not None:
+        raise click.UsageError(
+            "--password is not accepted: a password on the command line is visible to other "
+            "local accounts; omit it to be prompted, or pipe it in with --password-stdin",
+            ctx,
+        )
+
+
+NO_ARGV_PASSWORD = click.option(
+    "--password", hidden=True, expose_value=False, callback=_no_argv_password
+)
+PASSWORD_STDIN = click.option(
+    "--password-stdin",
+    "from_stdin",
+    is_flag=True,
+    help="Read the password from the first line of standard input (for scripts) instead of "
+    "prompting.",
+)
+
+
+def _password(from_stdin: bool, prompt: str) -> str:
+    """From a hidden prompt (asked twice) or the first line of stdin; never from argv."""
+    if not from_stdin:
+        return click.prompt(prompt, hide_input=True, confirmation_prompt=True)
+    line = sys.stdin.readline().removesuffix("\n").removesuffix("\r")
+    if not line:
+        click.secho(
+            "error: no password on standard input; pipe one line, e.g. "
+            "`printf '%s\\n' \"$PASSWORD\" | tract users add NAME --role ROLE --password-stdin`",
+            fg="red",
+            err=True,
+        )
+        sys.exit(1)
+    return line
+
+
 @users.command("add")
 @click.argument("username")
 @click.option("--role", required=True, type=click.Choice(ROLES), help="What the user may do.")
-@click.option("--password", help="The password (prompted, hidden, when omitted).")
+@PASSWORD_STDIN
+@NO_ARGV_PASSWORD
 @click.pass_obj
-def add(obj: Any, username: str, role: str, password: str | None) -> None:
-    """Add a user (or bring a removed one back) with a role and a password."""
-    if password is None:
-        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+def add(obj: Any, username: str, role: str, from_stdin: bool) -> None:
+    """Add a user (or bring a removed one back) with a role and a password (prompted twice,
+    hidden, or read from stdin with --password-stdin)."""
+    password = _password(from_stdin, "Password")
     user = _store(obj).add(username, role, password)
     _record(obj, "USER_ADD", f"{user.username} as {user.role}")
     click.echo(f"added {user.username} ({user.role})")
@@ -96,12 +141,13 @@ def add(obj: Any, username: str, role: str, password: str | None) -> None:
 
 @users.command("passwd")
 @click.argument("username")
-@click.option("--password", help="The new password (prompted, hidden, when omitted).")
+@PASSWORD_STDIN
+@NO_ARGV_PASSWORD
 @click.pass_obj
-def passwd(obj: Any, username: str, password: str | None) -> None:
-    """Set a new password; the user's open sessions end."""
-    if password is None:
-        password = click.prompt("New password", hide_input=True, confirmation_prompt=True)
+def passwd(obj: Any, username: str, from_stdin: bool) -> None:
+    """Set a new password (prompted twice, hidden, or read from stdin with --password-stdin);
+    the user's open sessions end."""
+    password = _password(from_stdin, "New password")
     user = _store(obj).set_password(username, password)
     _record(obj, "USER_PASSWORD", f"new password for {user.username}")
     click.echo(f"password changed for {user.username}")

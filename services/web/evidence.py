@@ -1,15 +1,15 @@
 """The evidence the committee weighs on one conflict, as display-ready view objects.
 
-Pure functions over frames. Two protections live here rather than in templates: reader
-identities are blinded for roles that may not see them (the page says Reader 1, Reader 2,
-Adjudicator), and only an allow-list of fields reaches the page, so treatment-sensitive fields
-(the injections' volumes and dates: ``HIDDEN_FIELDS``) never do. Per-version statuses come from
-the rules themselves (``clinical.status``, ``mri.healed``), never from the template.
+Pure functions over frames that are already blinded for the viewer's role
+(``visibility.py``: hidden fields withheld, free text scrubbed of reader identities). Readers
+are always labelled by role (Reader 1, Reader 2, Adjudicator), with their identity only for
+roles that may see it; only an allow-list of fields reaches the page, and injections are not
+part of it. Per-version statuses come from the rules themselves (``clinical.status``,
+``mri.healed``), never from the template.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -26,8 +26,6 @@ from services.adjudicator.rules.mri import large_collection, mri_healed
 from services.adjudicator.ruleset import RuleSet
 from services.adjudicator.state import current
 
-# Never shown on the committee's pages: what was injected, how much and when.
-HIDDEN_FIELDS = {"injection": ("volume_ml", "administered_on")}
 READER_ROLES = ("R1", "R2", "ADJ")
 ROLE_LABEL = {"R1": "Reader 1", "R2": "Reader 2", "ADJ": "Adjudicator"}
 MARKERS = (
@@ -56,27 +54,16 @@ def text(value: Any) -> str:
     return str(value)
 
 
-@dataclass(frozen=True)
-class Blinder:
-    """Replaces reader identities with a neutral label wherever free text might carry them."""
-
-    reader_ids: frozenset[str]
-    active: bool
-
-    def scrub(self, value: str | None) -> str | None:
-        if not self.active or not value or not self.reader_ids:
-            return value
-        names = "|".join(re.escape(n) for n in sorted(self.reader_ids, key=len, reverse=True))
-        return re.sub(rf"(?<![\w-])({names})(?![\w-])", "[blinded reader]", value)
-
-    def reader(self, role: str, reader_id: str | None) -> str:
-        label = ROLE_LABEL.get(role, role)
-        return label if self.active or not reader_id else f"{label} ({reader_id})"
+def shown_id(row: dict[str, Any], field: str) -> str:
+    """A record's id as shown: ``_shown_id`` when blinding added it (an id that embeds a
+    reader's identity is scrubbed for display, while the frame keeps the id for its logic)."""
+    return row.get("_shown_id") or row[field]
 
 
-def blinder(reads: pl.DataFrame, blind: bool) -> Blinder:
-    ids = frozenset(reads["reader_id"].drop_nulls().to_list()) if reads.height else frozenset()
-    return Blinder(ids, blind)
+def reader_label(role: str, reader_id: str | None, show_id: bool) -> str:
+    """Reader 1, Reader 2 or Adjudicator, with the identity only when the role may see it."""
+    label = ROLE_LABEL.get(role, role)
+    return f"{label} ({reader_id})" if show_id and reader_id else label
 
 
 # -- clinical exams ---------------------------------------------------------------------------
@@ -200,7 +187,7 @@ def _compare(
     by_role: dict[str, dict[str, Any] | None],
     corrections: pl.DataFrame,
     rules: RuleSet,
-    hide: Blinder,
+    show_ids: bool,
 ) -> MriComparison:
     # At the final MRI the adjudicator's column is always there (empty until a read comes).
     roles = [
@@ -217,7 +204,7 @@ def _compare(
     return MriComparison(
         timepoint=timepoint,
         readers=tuple(
-            hide.reader(role, None if read is None else read["reader_id"])
+            reader_label(role, None if read is None else read["reader_id"], show_ids)
             for role, read in zip(roles, reads, strict=True)
         ),
         rows=(
@@ -234,19 +221,20 @@ def _compare(
         ),
         corrections=tuple(
             f"{ROLE_LABEL.get(r['reader_role'], r['reader_role'])} read "
-            f"{r['read_id']} v{r['read_version']}: "
+            f"{shown_id(r, 'read_id')} v{r['read_version']}: "
             + ("deleted; " if r["deleted"] else "")
-            + (hide.scrub(r["change_reason"]) or "no reason given")
+            + (r["change_reason"] or "no reason given")
             for r in corrections.sort("read_version").iter_rows(named=True)
         ),
     )
 
 
 def mri_side_by_side(
-    reads: pl.DataFrame, rules: RuleSet, hide: Blinder, timepoints: Sequence[str]
+    reads: pl.DataFrame, rules: RuleSet, show_ids: bool, timepoints: Sequence[str]
 ) -> list[MriComparison]:
     """R1, R2 and ADJ next to each other per timepoint (current versions), with the rule's
-    healed verdict per read and where the two primary readers differ."""
+    healed verdict per read and where the two primary readers differ; reader identities only
+    with ``show_ids``."""
     if reads.is_empty():
         return []
     live = (
@@ -267,7 +255,7 @@ def mri_side_by_side(
         corrections = reads.filter(
             (pl.col("timepoint") == timepoint) & (pl.col("read_version") > 1)
         )
-        comparisons.append(_compare(timepoint, by_role, corrections, rules, hide))
+        comparisons.append(_compare(timepoint, by_role, corrections, rules, show_ids))
     return comparisons
 
 
@@ -314,7 +302,8 @@ def pathology_trend(reports: pl.DataFrame) -> PathologyTrend | None:
     rows.append(ComparisonRow("Specimen", adequacy))
     changes.append("")
     notes = tuple(
-        f"{r['report_id']} v{r['report_version']}: {r['change_reason'] or 'no reason given'}"
+        f"{shown_id(r, 'report_id')} v{r['report_version']}: "
+        f"{r['change_reason'] or 'no reason given'}"
         for r in reports.filter(pl.col("report_version") > 1).iter_rows(named=True)
     )
     return PathologyTrend(PATHOLOGY_VISITS, tuple(rows), "INJ1 → INJ3", tuple(changes), notes)
@@ -345,21 +334,21 @@ class Conclusion:
     outcome_events: tuple[EventRef, ...]
 
 
-def describe_events(records: dict[str, pl.DataFrame], hide: Blinder) -> dict[str, str]:
+def describe_events(records: dict[str, pl.DataFrame]) -> dict[str, str]:
     """event_id -> a short description of the record version it carries."""
     described: dict[str, str] = {}
     for kind, frame in records.items():
-        if kind in HIDDEN_FIELDS or frame.is_empty():
+        if frame.is_empty():
             continue
         contract = schemas.contract(kind)
         where = next((c for c in ("visit", "timepoint") if c in frame.columns), None)
         for row in frame.iter_rows(named=True):
-            label = f"{kind} {row[contract.id_field]} v{row[contract.version_field]}"
+            label = f"{kind} {shown_id(row, contract.id_field)} v{row[contract.version_field]}"
             if where:
                 label += f" ({row[where]}" + (
                     f", {row['reader_role']})" if kind == "mri_read" else ")"
                 )
-            described[row["event_id"]] = hide.scrub(label) or label
+            described[row["event_id"]] = label
     return described
 
 

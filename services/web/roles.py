@@ -1,5 +1,6 @@
 """Who may do what on the web page: roles and permissions as data (no dependencies, so the CLI
-can offer the roles without loading the web stack)."""
+can offer the roles without loading the web stack). What each role may *see* is the
+visibility policy's (``visibility.py``)."""
 
 ROLES = ("committee", "data_manager", "monitor", "admin")
 # A role missing from a permission's set is refused, and the refusal audited.
@@ -7,7 +8,6 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "view": frozenset(ROLES),
     "decide": frozenset({"committee"}),
     "lock": frozenset({"data_manager", "admin"}),
-    "see_reader_ids": frozenset({"data_manager", "monitor", "admin"}),
 }
 
 

@@ -1,7 +1,7 @@
 """The web page's settings: one frozen object read from ``TRACT_WEB_*`` variables.
 
 The session secret signs cookies; when ``TRACT_WEB_SECRET`` is unset one is generated once and
-kept in ``<home>/web/secret`` (mode 0600), so sessions survive a restart.
+kept in ``<home>/web/secret`` (mode 0600, in a 0700 folder), so sessions survive a restart.
 """
 
 from __future__ import annotations
@@ -13,7 +13,16 @@ from pathlib import Path
 from typing import ClassVar
 
 from services.config import Secret
+from services.files import private_dir, private_file
 from services.web.errors import WebConfigError
+
+INTEGERS = (
+    "overdue_days",
+    "max_failed_sign_ins",
+    "max_failed_per_client",
+    "max_failed_per_account",
+    "lockout_minutes",
+)
 
 
 def web_folder(home: Path) -> Path:
@@ -24,7 +33,15 @@ def web_folder(home: Path) -> Path:
 @dataclass(frozen=True)
 class WebSettings:
     """``secure_cookies``: None marks cookies Secure only for requests that came over https
-    (behind a TLS proxy, with ``--proxy-headers``); True always; False never."""
+    (behind a TLS proxy, with ``--proxy-headers``); True always; False never.
+
+    Sign-in failures within ``lockout_minutes`` are counted three ways (see ``auth.py``):
+    per account and client address (``max_failed_sign_ins``), per address over every account
+    (``max_failed_per_client``) and per account over every address (``max_failed_per_account``,
+    which only refuses addresses the account has never signed in from).
+    ``committee_sees_results``: whether the committee role sees study-level efficacy figures
+    (off by default: an endpoint committee is kept away from aggregate results).
+    """
 
     secret: Secret = field(repr=False)
     users_db: Path = Path("tract-data/web/users.db")
@@ -32,7 +49,10 @@ class WebSettings:
     secure_cookies: bool | None = None
     session_hours: float = 12.0
     max_failed_sign_ins: int = 5
+    max_failed_per_client: int = 20
+    max_failed_per_account: int = 100
     lockout_minutes: int = 15
+    committee_sees_results: bool = False
 
     ENV: ClassVar[dict[str, str]] = {
         "secret": "TRACT_WEB_SECRET",
@@ -40,7 +60,10 @@ class WebSettings:
         "secure_cookies": "TRACT_WEB_SECURE_COOKIES",
         "session_hours": "TRACT_WEB_SESSION_HOURS",
         "max_failed_sign_ins": "TRACT_WEB_MAX_FAILED_SIGN_INS",
+        "max_failed_per_client": "TRACT_WEB_MAX_FAILED_PER_CLIENT",
+        "max_failed_per_account": "TRACT_WEB_MAX_FAILED_PER_ACCOUNT",
         "lockout_minutes": "TRACT_WEB_LOCKOUT_MINUTES",
+        "committee_sees_results": "TRACT_WEB_COMMITTEE_SEES_RESULTS",
     }
 
     @classmethod
@@ -57,7 +80,7 @@ class WebSettings:
         for name, value in raw.items():
             var = cls.ENV.get(name, name)
             try:
-                if name in ("overdue_days", "max_failed_sign_ins", "lockout_minutes"):
+                if name in INTEGERS:
                     values[name] = int(str(value))
                     if values[name] < 0:  # type: ignore[operator]
                         raise ValueError
@@ -67,12 +90,17 @@ class WebSettings:
                         raise ValueError
                 elif name == "secure_cookies":
                     values[name] = _tristate(value)
+                elif name == "committee_sees_results":
+                    values[name] = _tristate(value)
+                    if values[name] is None:
+                        raise ValueError
                 else:
                     values[name] = value
             except ValueError:
                 raise WebConfigError(
                     f"{var}={value!r} is not a valid value for {name}; "
-                    "use a non-negative number (or 1/0/auto for TRACT_WEB_SECURE_COOKIES)"
+                    "use a non-negative number (1/0 for TRACT_WEB_COMMITTEE_SEES_RESULTS, "
+                    "1/0/auto for TRACT_WEB_SECURE_COOKIES)"
                 ) from None
         if "secret" not in values:
             values["secret"] = stored_secret(home)
@@ -95,11 +123,12 @@ def _tristate(value: object) -> bool | None:
 
 
 def stored_secret(home: Path) -> str:
-    """The home's session secret, created on first use (owner-only permissions)."""
+    """The home's session secret, created on first use (owner-only permissions; a looser
+    file or folder left by an older version is tightened)."""
     path = web_folder(home) / "secret"
+    private_dir(path.parent)
     if path.exists():
-        return path.read_text().strip()
-    path.parent.mkdir(parents=True, exist_ok=True)
+        return private_file(path).read_text().strip()
     value = secrets.token_urlsafe(48)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

@@ -1,8 +1,9 @@
 """What each page shows, assembled from the platform's results as plain view objects.
 
 The routes call these and hand the result to a template; nothing here knows about HTTP. The
-queue's age and overdue flag, the audit filters, the readiness to lock and the reader blinding
-are decided here, where they can be tested with plain frames.
+queue's age and overdue flag, the audit filters and the readiness to lock are decided here,
+where they can be tested with plain frames. What a role may see is not: every frame arrives
+already blinded, read through a :class:`~services.web.visibility.VisiblePlatform`.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from services.adjudicator.rules.conflicts import TYPES
 from services.web import evidence as ev
 from services.web.errors import AccessRefusedError
 from services.web.plots import swimmer_svg
+from services.web.visibility import VisiblePlatform
 
 QUEUE_STATUSES = ("OPEN", "DECIDED", "RESOLVED", "ALL")
 AUDIT_LIMIT = 500
@@ -159,15 +161,15 @@ class ConflictView:
 
 
 def conflict_view(
-    platform: Any,
+    platform: VisiblePlatform,
     conflict_id: str,
     study: str | None,
     *,
-    blind: bool,
     now: datetime,
     overdue_days: int,
 ) -> ConflictView:
-    """Everything the conflict page shows; raises UnknownConflictError for an unknown id."""
+    """Everything the conflict page shows, as the viewer's role may see it; raises
+    UnknownConflictError for an unknown id."""
     study, row, result = platform.find_conflict(conflict_id, study)
     subject, tract_id = row["subject_id"], row["tract_id"]
     # Evidence recorded under tract ids the committee mapped onto this tract belongs here too.
@@ -184,7 +186,7 @@ def conflict_view(
     tract_ids = [tract_id, *aliases]
 
     def records(kind: str) -> pl.DataFrame:
-        return platform.records(kind, study).filter(pl.col("subject_id") == subject).collect()
+        return platform.records(kind, study, subject=subject).collect()
 
     subject_records = {
         kind: records(kind)
@@ -195,7 +197,7 @@ def conflict_view(
         for kind, frame in subject_records.items()
         if "tract_id" in frame.columns
     }
-    hide = ev.blinder(platform.records("mri_read", study).collect(), blind)
+    show_ids = not platform.policy.blinds_readers
     tracts = result.tracts.filter(
         (pl.col("subject_id") == subject) & (pl.col("tract_id") == tract_id)
     )
@@ -207,14 +209,14 @@ def conflict_view(
     return ConflictView(
         summary=summarize(study, row, now, overdue_days),
         timeline=ev.exam_timeline(mine["clinical_exam"], visits, rules.visits),
-        mri=ev.mri_side_by_side(mine["mri_read"], rules, hide, (rules.final_mri, "MRI_BL")),
+        mri=ev.mri_side_by_side(mine["mri_read"], rules, show_ids, (rules.final_mri, "MRI_BL")),
         pathology=ev.pathology_trend(mine["pathology_report"]),
-        conclusion=ev.conclusion(tract, row, ev.describe_events(subject_records, hide)),
+        conclusion=ev.conclusion(tract, row, ev.describe_events(subject_records)),
         history=ev.decision_history(platform.records("committee_decision", study).collect(), row),
         statuses=ev.allowed_statuses(row["type"]),
         registry_tracts=result.tracts.filter(pl.col("subject_id") == subject)["tract_id"].to_list(),
         tract_ids=tract_ids,
-        blinded=blind,
+        blinded=not show_ids,
         plot_svg=swimmer_svg(
             result.visits.filter(pl.col("subject_id") == subject),
             result.tracts.filter(pl.col("subject_id") == subject),
@@ -238,9 +240,13 @@ class Readiness:
 
 @dataclass(frozen=True)
 class DashboardView:
+    """``report`` holds only what the role may see (``results``: the efficacy figures too);
+    without them ``patients`` is empty and ``swimmer`` blank, since both add up to them."""
+
     study: str
     studies: list[str]
     report: dict[str, Any]
+    results: bool
     readiness: Readiness
     patients: list[dict[str, Any]]
     locks: list[dict[str, Any]]
@@ -274,9 +280,15 @@ def readiness(conflicts: pl.DataFrame, tracts: pl.DataFrame, locks: pl.DataFrame
     return Readiness(not open_.height, message, open_.height, pending, in_force, changed)
 
 
-def dashboard_view(platform: Any, study: str, studies: list[str]) -> DashboardView:
+def dashboard_view(platform: VisiblePlatform, study: str, studies: list[str]) -> DashboardView:
+    """The dashboard. Study-level efficacy figures (completer, ITT, tract and discharge tables
+    with their CIs, the sensitivity table, pathology medians and tests) come only with the
+    role's ``sees_results``; so do the per-patient categories and the study's swimmer plot,
+    whose rows add up to the same figures. Readiness, locks, reader agreement and the
+    committee's own counts are for everyone."""
     result = platform.adjudicate(study)
-    report = platform.report(study, result=result)
+    report = platform.report(study)
+    results = platform.policy.sees_results
     locks = platform.records("lock", study).collect()
     decided = (
         result.tracts.filter(pl.col("treated"))
@@ -302,8 +314,9 @@ def dashboard_view(platform: Any, study: str, studies: list[str]) -> DashboardVi
         study=study,
         studies=studies,
         report=report,
+        results=results,
         readiness=readiness(result.conflicts, result.tracts, locks),
-        patients=patients,
+        patients=patients if results else [],
         locks=[
             {
                 "lock_id": r["lock_id"],
@@ -316,7 +329,7 @@ def dashboard_view(platform: Any, study: str, studies: list[str]) -> DashboardVi
             }
             for r in locks.sort("offset", descending=True).iter_rows(named=True)
         ],
-        swimmer=swimmer_svg(result.visits, result.tracts, platform.rules.visits),
+        swimmer=swimmer_svg(result.visits, result.tracts, platform.rules.visits) if results else "",
     )
 
 
@@ -365,9 +378,9 @@ class AuditFilters:
         return {k: v for k, v in self.__dict__.items() if v}
 
 
-def filter_audit(trail: pl.DataFrame, f: AuditFilters, hide: ev.Blinder) -> pl.DataFrame:
-    """The trail rows matching every filter (user: part of who, any case), newest first, with
-    reader identities blinded for viewers who may not see them."""
+def filter_audit(trail: pl.DataFrame, f: AuditFilters) -> pl.DataFrame:
+    """The trail rows matching every filter (user: part of who, any case), newest first
+    (rows whose time is withheld from the role last)."""
     rows = trail
     if f.subject:
         rows = rows.filter(pl.col("subject_id").str.to_uppercase() == f.subject)
@@ -381,17 +394,7 @@ def filter_audit(trail: pl.DataFrame, f: AuditFilters, hide: ev.Blinder) -> pl.D
         rows = rows.filter(pl.col("at") >= since)
     if until := _moment(f.until, "until", end=True):
         rows = rows.filter(pl.col("at") <= until)
-    if hide.active:
-        sensitive = pl.col("kind").is_in(list(ev.HIDDEN_FIELDS))
-        rows = rows.with_columns(
-            pl.when(sensitive).then(pl.lit(None, pl.String)).otherwise(pl.col(c)).alias(c)
-            for c in ("old_value", "new_value")
-        )
-        text_columns = [c for c, t in rows.schema.items() if t == pl.String]
-        rows = rows.with_columns(
-            pl.col(c).map_elements(hide.scrub, return_dtype=pl.String) for c in text_columns
-        )
-    return rows.sort("at", "kind", "offset", descending=True)
+    return rows.sort("at", "kind", "offset", descending=True, nulls_last=True)
 
 
 @dataclass(frozen=True)
@@ -411,10 +414,9 @@ class AuditView:
         return "/audit.csv?" + urlencode({"study": self.study} | self.filters.query())
 
 
-def audit_view(
-    trail: pl.DataFrame, study: str, studies: list[str], f: AuditFilters, hide: ev.Blinder
-) -> AuditView:
-    rows = filter_audit(trail, f, hide)
+def audit_view(trail: pl.DataFrame, study: str, studies: list[str], f: AuditFilters) -> AuditView:
+    """``trail``: the study's audit trail as the viewer's role may see it."""
+    rows = filter_audit(trail, f)
     return AuditView(
         study=study,
         studies=studies,
@@ -431,9 +433,9 @@ def _defuse(value: str | None) -> str | None:
     return "'" + value if value and value[0] in "=+-@\t\r" else value
 
 
-def audit_csv(trail: pl.DataFrame, f: AuditFilters, hide: ev.Blinder) -> str:
+def audit_csv(trail: pl.DataFrame, f: AuditFilters) -> str:
     """The filtered trail, oldest first, as CSV safe to open in a spreadsheet."""
-    rows = filter_audit(trail, f, hide).sort("at", "kind", "offset")
+    rows = filter_audit(trail, f).sort("at", "kind", "offset", nulls_last=True)
     text_columns = [c for c, t in rows.schema.items() if t == pl.String]
     rows = rows.with_columns(
         pl.col(c).map_elements(_defuse, return_dtype=pl.String) for c in text_columns

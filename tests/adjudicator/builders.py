@@ -103,6 +103,22 @@ def exam(
     }
 
 
+def injection(
+    subject_id: str, tract_id: str = "T1", visit: str = "INJ1", **kw: Any
+) -> dict[str, Any]:
+    return {
+        **_meta("record_id", "record_version", "INJ", kw),
+        "subject_id": subject_id,
+        "tract_id": tract_id,
+        "visit": visit,
+        "administered_on": kw.pop("administered_on", DAY0 + timedelta(days=VISIT_DAY[visit])),
+        "volume_ml": 5.0,
+        "entered_at": STAMP,
+        "entered_by": "crc",
+        **kw,
+    }
+
+
 def read(
     subject_id: str,
     tract_id: str,
@@ -118,7 +134,9 @@ def read(
         "subject_id": subject_id,
         "tract_id": tract_id,
         "timepoint": timepoint,
-        "scan_date": DAY0 + timedelta(days=300),
+        "scan_date": kw.pop(
+            "scan_date", DAY0 + timedelta(days=-14 if timepoint == "MRI_BL" else 300)
+        ),
         "reader_id": {"R1": "RAD-A", "R2": "RAD-B", "ADJ": "RAD-C"}[role],
         "reader_role": role,
         "image_quality": quality,
@@ -148,11 +166,12 @@ def evidence(
     exams: list[dict] = (),  # type: ignore[assignment]
     reads: list[dict] = (),  # type: ignore[assignment]
     pathology: list[dict] = (),  # type: ignore[assignment]
+    injections: list[dict] = (),  # type: ignore[assignment]
 ) -> Evidence:
     records = {
         "subject": _frame("subject", list(subjects)),
         "tract": _frame("tract", list(tracts)),
-        "injection": _frame("injection", []),
+        "injection": _frame("injection", list(injections)),
         "clinical_exam": _frame("clinical_exam", list(exams)),
         "mri_read": _frame("mri_read", list(reads)),
         "pathology_report": _frame("pathology_report", list(pathology)),
@@ -168,6 +187,40 @@ def run(ev: Evidence, rule_set: RuleSet | None = None, decisions: list[dict] = (
         _frame("committee_decision", list(decisions)),
         _frame("conflict_change", []),
     )
+
+
+def decision(
+    conflict: dict[str, Any], status: str, decided_at: datetime, **kw: Any
+) -> dict[str, Any]:
+    """A committee decision on ``conflict`` (a row of ``Adjudication.conflicts``), as logged."""
+    n = next(_ids)
+    return {
+        "offset": kw.pop("offset", n),
+        "event_id": f"ev-{n}",
+        "decision_id": f"D-{n}",
+        "conflict_id": conflict["conflict_id"],
+        "conflict_type": conflict["type"],
+        "subject_id": conflict["subject_id"],
+        "tract_id": conflict["tract_id"],
+        "status": status,
+        "maps_to": kw.pop("maps_to", None),
+        "rationale": "reviewed",
+        "members": ["dr.a", "dr.b"],
+        "recorded_by": "dr.a",
+        "decided_at": decided_at,
+        "fingerprint": conflict["fingerprint"],
+        **kw,
+    }
+
+
+def conflict_row(result: Adjudication, type_: str, subject_id: str, tract_id: str = "T1") -> dict:
+    rows = result.conflicts.filter(
+        (pl.col("type") == type_)
+        & (pl.col("subject_id") == subject_id)
+        & (pl.col("tract_id") == tract_id)
+    )
+    assert rows.height == 1, f"no single {type_} conflict on {subject_id}/{tract_id}"
+    return rows.row(0, named=True)
 
 
 def outcome(

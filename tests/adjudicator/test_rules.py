@@ -15,8 +15,11 @@ from services.adjudicator.rules.mri import mri_consensus, mri_healed
 from services.adjudicator.rules.primary import closure
 from services.adjudicator.ruleset import load_ruleset
 from tests.adjudicator.builders import (
+    STAMP,
     closed_exams,
+    conflict_row,
     conflict_types,
+    decision,
     evidence,
     exam,
     healed_reads,
@@ -111,6 +114,30 @@ def test_reader_disagreement_decided_by_the_adjudicator(adj_t2: bool, expected: 
     assert "READER_DISAGREEMENT" not in {t for t, _, _ in conflict_types(result)}
 
 
+def test_an_adjudicator_read_does_not_override_agreeing_primary_reads() -> None:
+    reads = [*healed_reads("S1"), read("S1", "T1", "ADJ", t2=True)]
+    result = one_tract(closed_exams("S1"), reads)
+    assert outcome(result, "S1", column="mri_basis") == "R1 and R2 agree"
+    assert outcome(result, "S1") == "CLOSED"
+
+
+@pytest.mark.parametrize("arrival", ["in order", "latest first"])
+def test_a_role_read_twice_counts_with_its_latest_read(arrival: str) -> None:
+    first = read("S1", "T1", "R1", t2=True, read_at=STAMP, offset=1)
+    latest = read("S1", "T1", "R1", read_at=STAMP + timedelta(days=3), offset=2)
+    twice = [first, latest] if arrival == "in order" else [latest, first]
+    result = one_tract(closed_exams("S1"), [*twice, read("S1", "T1", "R2")])
+    assert outcome(result, "S1", column="r1_event_id") == latest["event_id"]
+    assert outcome(result, "S1") == "CLOSED"
+
+
+def test_a_role_read_twice_at_the_same_time_counts_with_the_later_in_the_log() -> None:
+    earlier = read("S1", "T1", "R1", t2=True, read_at=STAMP, offset=5)
+    later = read("S1", "T1", "R1", read_at=STAMP, offset=6)
+    result = one_tract(closed_exams("S1"), [later, earlier, read("S1", "T1", "R2")])
+    assert outcome(result, "S1", column="r1_event_id") == later["event_id"]
+
+
 def test_inadequate_primary_read_falls_back_to_the_adjudicator() -> None:
     reads = [
         read("S1", "T1", "R1"),
@@ -140,10 +167,15 @@ def test_inadequate_adjudicator_read_does_not_decide() -> None:
 
 
 def test_baseline_reads_do_not_count_for_the_final_mri() -> None:
-    reads = [read("S1", "T1", r, t2=True, timepoint="MRI_BL") for r in ("R1", "R2")] + healed_reads(
-        "S1"
+    # Baseline reads re-read after the final ones: neither latest nor log order lets them in.
+    later = STAMP + timedelta(days=900)
+    baseline = [
+        read("S1", "T1", r, t2=True, timepoint="MRI_BL", read_at=later, offset=10_000 + i)
+        for i, r in enumerate(("R1", "R2"))
+    ]
+    assert (
+        outcome(one_tract(closed_exams("S1"), [*healed_reads("S1"), *baseline]), "S1") == "CLOSED"
     )
-    assert outcome(one_tract(closed_exams("S1"), reads), "S1") == "CLOSED"
 
 
 # clinical.status and clinical.sustained ----------------------------------------------------
@@ -417,7 +449,83 @@ def test_admire_ignores_t2_and_uses_one_visit() -> None:
     assert result.patients["response_50"][0] is True
 
 
+@pytest.mark.parametrize(
+    ("reads", "primary"),
+    [
+        ([read("S1", "T1", r, t2=True) for r in ("R1", "R2")], "NOT_CLOSED"),  # MRI not healed
+        ([read("S1", "T1", "R1"), read("S1", "T1", "R2", t2=True)], "PENDING"),  # MRI undecided
+    ],
+)
+def test_clinical_only_ignores_the_mri(reads: list[dict], primary: str) -> None:
+    result = one_tract(closed_exams("S1"), reads)
+    assert outcome(result, "S1") == primary
+    assert outcome(result, "S1", column="clinical_only_outcome") == "CLOSED"
+    assert result.patients["clinical_only_category"][0] == "FULL_CLOSURE"
+
+
+@pytest.mark.parametrize(("closed", "treated", "responds"), [(1, 2, True), (1, 3, False)])
+def test_response_50_counts_exactly_half_as_a_response(
+    closed: int, treated: int, responds: bool
+) -> None:
+    tracts = [f"T{k}" for k in range(1, treated + 1)]
+    exams = [e for t in tracts[:closed] for e in closed_exams("S1", t)] + [
+        exam("S1", t, v, "OPEN", True, 2) for t in tracts[closed:] for v in ("INJ1", "FU5", "FU6")
+    ]
+    ev = evidence(
+        [subject("S1")], [tract("S1", t) for t in tracts], exams,
+        [r for t in tracts for r in healed_reads("S1", t)],
+    )  # fmt: skip
+    assert run(ev).patients["response_50"][0] is responds
+
+
+def test_response_50_is_unknown_while_a_tract_is_unknown_at_the_primary_visit() -> None:
+    ev = evidence(
+        [subject("S1")],
+        [tract("S1"), tract("S1", "T2"), tract("S1", "T3")],
+        [*closed_exams("S1"), exam("S1", "T2", "FU6", "OPEN", True, 1)],
+        [],
+    )
+    assert run(ev).patients["response_50"][0] is None  # 1 of 3 closed, T3 unknown: 1 or 2 of 3
+
+
 # conflicts: scope, identity ------------------------------------------------------------------
+
+
+def test_the_latest_of_several_decisions_on_one_tract_wins() -> None:
+    """Two conflicts on one tract, decided differently: the later decision is the committee's
+    last word on the tract, whatever order the decisions sit in."""
+    exams = [*closed_exams("S1"), exam("S1", "T1", "FU2", "CLOSED", True, 1)]  # contradictory
+    ev = evidence(
+        [subject("S1")],
+        [tract("S1")],
+        exams,
+        [read("S1", "T1", r, t2=True) for r in ("R1", "R2")],  # discordant
+    )
+    base = run(ev)
+    inconsistent = conflict_row(base, "INCONSISTENT_EXAM", "S1")
+    discordance = conflict_row(base, "CLINICAL_MRI_DISCORDANCE", "S1")
+    early = decision(inconsistent, "NOT_EVALUABLE", STAMP + timedelta(days=1), offset=900)
+    late = decision(discordance, "CLOSED", STAMP + timedelta(days=2), offset=901)
+    for decisions in ([early, late], [late, early]):
+        result = run(ev, decisions=decisions)
+        assert outcome(result, "S1") == "CLOSED"
+        assert outcome(result, "S1", column="decision_id") == late["decision_id"]
+    same_time = decision(discordance, "NOT_CLOSED", early["decided_at"], offset=950)
+    result = run(ev, decisions=[same_time, early])  # a tie: the later in the log wins
+    assert outcome(result, "S1") == "NOT_CLOSED"
+
+
+def test_a_later_decision_on_one_conflict_supersedes() -> None:
+    ev = evidence(
+        [subject("S1")],
+        [tract("S1")],
+        closed_exams("S1"),
+        [read("S1", "T1", r, t2=True) for r in ("R1", "R2")],
+    )
+    discordance = conflict_row(run(ev), "CLINICAL_MRI_DISCORDANCE", "S1")
+    first = decision(discordance, "CLOSED", STAMP + timedelta(days=1), offset=900)
+    second = decision(discordance, "NOT_EVALUABLE", STAMP + timedelta(days=2), offset=901)
+    assert outcome(run(ev, decisions=[second, first]), "S1") == "NOT_EVALUABLE"
 
 
 def test_withdrawn_subjects_raise_no_conflicts() -> None:
@@ -452,7 +560,7 @@ def test_conflict_ids_are_stable_and_fingerprints_follow_the_inputs() -> None:
 def test_decisions_record_rule_set_and_inputs() -> None:
     result = one_tract(closed_exams("S1"), healed_reads("S1"))
     row = result.tracts.row(0, named=True)
-    assert (row["rule_set"], row["rule_set_version"]) == ("exosome-fistula-protocol", 1)
+    assert (row["rule_set"], row["rule_set_version"]) == ("exosome-fistula-protocol", 2)
     assert row["decided_by"] == "RULE"
     # subject, tract, the exams the rules read (INJ1, FU5, FU6; not FU4), two final reads
     assert len(used_event_ids(row)) == 2 + 3 + 2

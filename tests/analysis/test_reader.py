@@ -16,10 +16,9 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pytest
 
-from services.adjudicator.errors import SnapshotTamperedError
-from services.adjudicator.lock import take_lock
 from services.analysis import open_locked
 from services.config import Settings
+from services.lock.errors import SnapshotTamperedError
 from services.platform import Platform
 from tests import servers
 from tests.store.trials import STUDY, env_of, s3_settings
@@ -39,7 +38,7 @@ def _run(argv: list[str], settings: Settings) -> subprocess.CompletedProcess[str
 @pytest.fixture
 def locked_local(decided_home: Path) -> Settings:
     settings = Settings(home=decided_home)
-    take_lock(Platform.from_settings(settings), STUDY, "PRIMARY", "primary analysis", "dm.jones")
+    Platform.from_settings(settings).lock(STUDY, "PRIMARY", "primary analysis", "dm.jones")
     return settings
 
 
@@ -107,7 +106,7 @@ def test_duckdb_reads_the_locked_parquet_straight_from_s3(
     decided_home: Path, seaweedfs: servers.S3Server, bucket_factory: Callable[..., str]
 ) -> None:
     settings = s3_settings(decided_home, seaweedfs, bucket_factory("duck"))
-    take_lock(Platform.from_settings(settings), STUDY, "PRIMARY", "primary analysis", "dm.jones")
+    Platform.from_settings(settings).lock(STUDY, "PRIMARY", "primary analysis", "dm.jones")
     verified = open_locked(STUDY, "PRIMARY", settings)["tract_outcomes"].collect()
 
     s3 = pafs.S3FileSystem(

@@ -16,9 +16,11 @@ EXPECTED = {
         "write_snapshot",
         "verify_hashes",
         "publish_lock_event",
+        "export_submission",
     ],
     "database_unlock": ["check_request", "publish_unlock"],
     "trial_snapshot": ["list_studies", "write_snapshot"],
+    "locked_study_analysis": ["read_lock_events", "recompute_tables"],
 }
 
 
@@ -34,7 +36,7 @@ def test_dags_are_documented_and_shaped_as_designed(dagbag: Any) -> None:
         assert [t.task_id for t in _in_order(dag)] == tasks
     lock = dagbag.get_dag("database_lock")
     assert type(lock.timetable).__name__ == "NullTimetable"  # manual only
-    assert set(lock.params) == {"study", "lock_id", "level", "reason", "requested_by"}
+    assert set(lock.params) == {"study", "lock_id", "level", "reason", "requested_by", "export"}
     assert lock.max_active_runs == 1
     daily = dagbag.get_dag("trial_snapshot").timetable
     assert "0 0 * * *" in repr(daily)  # @daily by default
@@ -47,7 +49,7 @@ def test_parsing_a_dag_imports_no_heavy_library(dagbag: Any) -> None:
 
     code = (
         "import runpy, sys\n"
-        "for f in ('database_lock', 'database_unlock', 'trial_snapshot'):\n"
+        "for f in ('database_lock', 'database_unlock', 'trial_snapshot', 'locked_study_analysis'):\n"
         "    runpy.run_path(f'dags/{f}.py')\n"
         "heavy = [m for m in ('polars', 'great_expectations', 'minio', 'services.platform')"
         " if m in sys.modules]\n"

@@ -10,10 +10,10 @@ import polars as pl
 import pytest
 import yaml
 
-from services.adjudicator.lock import staging_dir
-from services.adjudicator.snapshot import open_lock
-from services.adjudicator.validation import SUITE
 from services.config import Settings
+from services.lock.lock import staging_dir
+from services.lock.snapshot import open_lock
+from services.lock.validation import SUITE
 from services.platform import Platform
 from tests import servers
 from tests.dags.conftest import task_states
@@ -44,7 +44,9 @@ def conf(lock_id: str, level: str = "soft") -> dict[str, str]:
 
 
 def lock_events(settings: Settings) -> pl.DataFrame:
-    return Platform.from_settings(settings).records("lock", STUDY).collect()
+    """Published lock events (a CLAIM only reserves the id for its request)."""
+    events = Platform.from_settings(settings).records("lock", STUDY).collect()
+    return events.filter(pl.col("action") != "CLAIM")
 
 
 @pytest.fixture(params=["local", "seaweedfs"])
@@ -65,7 +67,8 @@ def test_lock_runs_end_to_end_and_again_is_idempotent(
 
     run = dag.test(run_conf=conf("PRIMARY", "hard"))
     assert str(run.state) == "success", task_states(run)
-    assert set(task_states(run).values()) == {"success"}
+    assert set(task_states(run).values()) == {"success", "skipped"}
+    assert task_states(run)["export_submission"] == "skipped"  # no export asked for
     platform = Platform.from_settings(settings)
     snapshot = open_lock(platform.store, STUDY, "PRIMARY")  # verified against the manifest
     assert snapshot.tables["patient_outcomes"].height == 23

@@ -9,9 +9,8 @@ from typing import Any
 import polars as pl
 import pytest
 
-from services.adjudicator.catalog import list_snapshots, open_dated
-from services.adjudicator.lock import take_lock
 from services.config import Settings
+from services.lock.catalog import list_snapshots, open_dated
 from services.platform import Platform
 from tests.dags.conftest import task_states
 from tests.store.trials import STUDY
@@ -37,7 +36,7 @@ def test_unlock_needs_two_approvers_and_lands_in_the_audit_trail(
     settings = Settings(home=decided_home)
     tract_env(settings)
     platform = Platform.from_settings(settings)
-    take_lock(platform, STUDY, "PRIMARY", "primary analysis", "dm.jones")
+    platform.lock(STUDY, "PRIMARY", "primary analysis", "dm.jones")
     dag = dagbag.get_dag("database_unlock")
 
     with pytest.raises(ParamValidationError):  # the form refuses a single approver

@@ -15,9 +15,10 @@ import polars as pl
 from click.testing import CliRunner
 
 import schemas
-from services.adjudicator.state import EVIDENCE_KINDS, current, decode
-from services.bus.embedded import EmbeddedLog
+from services.adjudicator.state import EVIDENCE_KINDS, current
 from services.cli import cli
+from services.log import EventLog
+from services.log.segment import ENVELOPE, iso_text, segment_schema
 from services.platform import Platform
 
 CASES = Path(__file__).parent / "cases"
@@ -69,9 +70,9 @@ def ingest_process(home: Path, *files: Path, kind: str | None = None, as_json: b
 
 
 @contextmanager
-def event_log(home: Path) -> Iterator[EmbeddedLog]:
+def event_log(home: Path) -> Iterator[EventLog]:
     """The home's embedded event log, closed afterwards."""
-    log = EmbeddedLog(home / "events.db")
+    log = EventLog(home / "log")
     try:
         yield log
     finally:
@@ -86,20 +87,26 @@ def positions(home: Path) -> dict[str, int]:
 def event_ids(home: Path, topic: str) -> list[str]:
     """A topic's event ids in log order."""
     with event_log(home) as log:
-        return log.frame(topic)["event_id"].to_list()
+        return log.records(topic).sort("offset").collect()["event_id"].to_list()
 
 
 def payloads(home: Path, topic: str) -> list[dict[str, Any]]:
-    """A topic's event payloads in log order."""
+    """A topic's event payloads in log order (dates and timestamps as the ISO text events
+    carry; record kinds with their provenance: source_file, source_line, ingest_run,
+    content_hash)."""
+    schema = segment_schema(topic)
     with event_log(home) as log:
-        return [json.loads(p) for p in log.frame(topic)["payload"]]
+        frame = log.records(topic).sort("offset").collect()
+    names = [n for n in schema if n not in ENVELOPE or n == "subject_id"]
+    return frame.with_columns(iso_text(schema)).select(names).to_dicts()
 
 
 def records(home: Path, kind: str) -> pl.DataFrame:
-    """Every accepted version of every record of ``kind`` (decoded), in log order."""
+    """Every accepted version of every record of ``kind`` (typed), in log order."""
+    contract = schemas.contract(kind)
     with event_log(home) as log:
-        frame = log.frame(kind, STUDY)
-    return decode(frame, schemas.contract(kind)).collect()
+        frame = log.records(kind, STUDY).sort("offset").collect()
+    return frame.select("offset", "event_id", *contract.columns)
 
 
 def current_records(home: Path, kind: str) -> pl.DataFrame:

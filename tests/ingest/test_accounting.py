@@ -36,7 +36,7 @@ def test_json_reports_add_up_and_match_the_runs_kept(tmp_path: Path) -> None:
             assert kept["started_at"] <= kept["finished_at"]
     assert len(payloads(home, "ingest_run")) == 2 * len(TRIAL)
     with event_log(home) as log:
-        assert set(log.frame("ingest_run")["study"]) == {STUDY}
+        assert set(log.records("ingest_run").collect()["study"]) == {STUDY}
 
 
 def test_cli_prints_the_accounting_of_each_file(tmp_path: Path) -> None:

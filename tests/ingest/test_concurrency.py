@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from services.bus.embedded import EmbeddedLog
+from services.log import EventLog
 
 HEADER = (
     "record_id,record_version,subject_id,tract_id,visit,exam_date,examiner_id,external_opening,"
@@ -56,5 +56,5 @@ def test_concurrent_ingests_never_accept_two_contents(tmp_path: Path) -> None:
     assert all(
         x["reason"].startswith("conflicting duplicate") for r in reports for x in r["rejections"]
     )
-    log = EmbeddedLog(tmp_path / "home" / "events.db")
+    log = EventLog(tmp_path / "home" / "log")
     assert log.positions()["clinical_exam"] == ROWS

@@ -1,8 +1,10 @@
-"""Crash safety: ``tract ingest`` killed with SIGKILL in the middle of publishing a large file,
+"""Crash safety: ``tract ingest`` killed with SIGKILL in the middle of appending a large file,
 then run again, ends in exactly the state of one clean run.
 
-The embedded log appends a file's events in one SQLite transaction, so the kill leaves all or
-nothing of the file; event ids come from content, so the re-run appends nothing twice.
+The embedded log commits a file's segments (accepted rows, dead letters, the run) in one index
+transaction, so the kill leaves all or nothing of the file; event ids come from content, so the
+re-run appends nothing twice. The kill happens at named crash points (``TRACT_CRASH_AT``), so
+each place a crash can fall is exercised every run, deterministically.
 """
 
 from __future__ import annotations
@@ -11,11 +13,12 @@ import csv
 import os
 import signal
 import subprocess
-import time
 from collections import Counter
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 import schemas
 
@@ -23,7 +26,15 @@ from .helpers import EVIDENCE, STUDY, TRACT, event_ids, payloads, platform, posi
 
 SUBJECTS, TRACTS = 1000, 3
 VISITS = schemas.contract("clinical_exam").field("visit").values
-KILL_AT_WAL_BYTES = 4 << 20  # the exam file's transaction is ~40 MB of WAL; the rest is tiny
+CRASH_POINTS = {
+    # after the first of the exam file's segments is on disk, before the index knows it
+    "segment-written": 0,
+    # after all of its segments, before the one index transaction that commits them
+    "segments-written": 0,
+    # after that commit, before HEAD is written: the file is in; the re-run adds nothing
+    "index-committed": 1,
+}
+"""Where the ingest is killed, and whether the exam file (the first one) must be in after it."""
 
 
 def _write(path: Path, kind: str, rows: list[dict[str, Any]]) -> Path:
@@ -94,20 +105,11 @@ def _command(home: Path, files: list[Path]) -> list[str]:
     return [str(TRACT), "--home", str(home), "ingest", "--study", STUDY, *map(str, files)]
 
 
-def _kill_mid_publish(home: Path, files: list[Path]) -> None:
-    """Start the ingest and SIGKILL it once the exam file's transaction is well under way."""
-    wal = home / "events.db-wal"
-    process = subprocess.Popen(_command(home, files), stdout=subprocess.DEVNULL)
-    deadline = time.monotonic() + 60
-    try:
-        while not (wal.exists() and wal.stat().st_size > KILL_AT_WAL_BYTES):
-            assert process.poll() is None, "the ingest finished before it could be killed"
-            assert time.monotonic() < deadline, "the ingest never started publishing"
-            time.sleep(0.005)
-        os.kill(process.pid, signal.SIGKILL)
-    finally:
-        process.wait(timeout=30)
-    assert process.returncode == -signal.SIGKILL
+def _kill_at(home: Path, files: list[Path], point: str) -> None:
+    """Run the ingest and let it SIGKILL itself at ``point`` of its first append."""
+    env = os.environ | {"TRACT_CRASH_AT": point}
+    done = subprocess.run(_command(home, files), stdout=subprocess.DEVNULL, env=env, timeout=120)
+    assert done.returncode == -signal.SIGKILL, "the ingest did not reach the crash point"
 
 
 def final_state(home: Path) -> dict[str, Any]:
@@ -126,16 +128,18 @@ def final_state(home: Path) -> dict[str, Any]:
     }
 
 
-def test_sigkill_mid_ingest_then_rerun_equals_one_clean_run(tmp_path: Path) -> None:
+@pytest.mark.parametrize("point", sorted(CRASH_POINTS))
+def test_sigkill_mid_ingest_then_rerun_equals_one_clean_run(tmp_path: Path, point: str) -> None:
     files, accepted, rejected = write_trial(tmp_path / "files")
     clean_home, crashed_home = tmp_path / "clean", tmp_path / "crashed"
     clean = subprocess.Popen(_command(clean_home, files), stdout=subprocess.DEVNULL)
 
-    _kill_mid_publish(crashed_home, files)
+    _kill_at(crashed_home, files, point)
     after_kill = positions(crashed_home)
     exams = after_kill.get("clinical_exam", 0)
     assert exams in (0, accepted), f"{exams} of {accepted} exams: the file was half applied"
-    if exams == 0:  # killed inside the transaction: not one event of the file survived
+    assert exams == CRASH_POINTS[point] * accepted
+    if exams == 0:  # killed inside the append: not one event of the file survived
         assert after_kill == {}
 
     rerun = subprocess.run(_command(crashed_home, files), capture_output=True, text=True)

@@ -12,12 +12,11 @@ import polars as pl
 import pytest
 from minio.commonconfig import COMPLIANCE
 
-from services.adjudicator.catalog import list_snapshots
-from services.adjudicator.errors import LockBlockedError, LockRefusedError, SnapshotTamperedError
-from services.adjudicator.lock import lock_state, take_lock
-from services.adjudicator.snapshot import lock_prefix, open_lock, read_manifest
-from services.adjudicator.unlock import unlock
 from services.errors import TransientError
+from services.lock.catalog import list_snapshots
+from services.lock.errors import LockBlockedError, LockRefusedError, SnapshotTamperedError
+from services.lock.snapshot import lock_prefix, open_lock, read_manifest
+from services.lock.unlock import unlock
 from services.platform import Platform
 from services.store.errors import StoreUnavailableError
 from services.store.s3 import S3Store
@@ -26,7 +25,9 @@ from tests.store.trials import STUDY, s3_settings
 
 
 def _lock_events(platform: Platform) -> pl.DataFrame:
-    return platform.records("lock", STUDY).sort("offset").collect()
+    """Published lock events (LOCK, UNLOCK); a CLAIM only reserves an id."""
+    events = platform.records("lock", STUDY).sort("offset").collect()
+    return events.filter(pl.col("action") != "CLAIM")
 
 
 def test_open_conflicts_block_the_lock_and_are_listed(open_home: Path) -> None:
@@ -36,7 +37,7 @@ def test_open_conflicts_block_the_lock_and_are_listed(open_home: Path) -> None:
     ]
     assert len(open_ids) > 0
     with pytest.raises(LockBlockedError) as blocked:
-        take_lock(platform, STUDY, "L1", "primary analysis", "dm.jones")
+        platform.lock(STUDY, "L1", "primary analysis", "dm.jones")
     for conflict_id in open_ids:
         assert conflict_id in str(blocked.value)
     assert "resolve them in the committee queue" in str(blocked.value)
@@ -46,10 +47,14 @@ def test_open_conflicts_block_the_lock_and_are_listed(open_home: Path) -> None:
 
 def test_the_same_lock_id_again_returns_the_same_lock(decided_home: Path) -> None:
     platform = Platform.embedded(decided_home)
-    first = take_lock(platform, STUDY, "PRIMARY", "primary analysis", "dm.jones")
-    again = take_lock(platform, STUDY, "PRIMARY", "different words", "someone.else", "hard")
+    first = platform.lock(STUDY, "PRIMARY", "primary analysis", "dm.jones")
+    again = platform.lock(STUDY, "PRIMARY", "different words", "someone.else")
     assert again.pop("already_locked") is True
     assert again == first
+    # Asking for another level does not change a lock (issue 9: a soft lock stayed soft while
+    # the answer said "already locked"); raising it is a signed step of its own.
+    with pytest.raises(LockRefusedError, match="signed step"):
+        platform.lock(STUDY, "PRIMARY", "different words", "someone.else", "hard")
     assert _lock_events(platform).height == 1
     assert platform.lock_positions(STUDY) == first["positions"]
 
@@ -58,7 +63,7 @@ def test_unlock_needs_a_reason_and_two_approvers_other_than_the_requester(
     decided_home: Path,
 ) -> None:
     platform = Platform.embedded(decided_home)
-    take_lock(platform, STUDY, "PRIMARY", "primary analysis", "dm.jones")
+    platform.lock(STUDY, "PRIMARY", "primary analysis", "dm.jones")
     refusals = {
         "one approver": ("late data", "dm.jones", ["dr.a"]),
         "requester approves": ("late data", "dm.jones", ["dm.jones", "dr.a"]),
@@ -67,13 +72,15 @@ def test_unlock_needs_a_reason_and_two_approvers_other_than_the_requester(
     }
     for case, (reason, by, approvers) in refusals.items():
         with pytest.raises(LockRefusedError):
-            unlock(platform, STUDY, "PRIMARY", reason, by, approvers)
-        assert lock_state(platform, STUDY, "PRIMARY") == "LOCK", case
+            unlock(platform.lock_sources(), STUDY, "PRIMARY", reason, by, approvers)
+        assert platform.lock_state(STUDY, "PRIMARY") == "LOCK", case
 
-    record = unlock(platform, STUDY, "PRIMARY", "late MRI reads", "dm.jones", ["dr.a", "dr.b"])
+    record = unlock(
+        platform.lock_sources(), STUDY, "PRIMARY", "late MRI reads", "dm.jones", ["dr.a", "dr.b"]
+    )
     assert record["approvers"] == ["dr.a", "dr.b"]
     assert platform.lock_positions(STUDY) is None  # no lock in force
-    assert unlock(platform, STUDY, "PRIMARY", "again", "dm.jones", ["dr.a", "dr.b"])[
+    assert unlock(platform.lock_sources(), STUDY, "PRIMARY", "again", "dm.jones", ["dr.a", "dr.b"])[
         "already_unlocked"
     ]
     trail = platform.audit(STUDY).filter(pl.col("kind") == "lock")
@@ -83,8 +90,8 @@ def test_unlock_needs_a_reason_and_two_approvers_other_than_the_requester(
     # The old lock's files stay and still verify; its id cannot be locked again.
     assert open_lock(platform.store, STUDY, "PRIMARY").tables["tract_outcomes"].height > 0
     with pytest.raises(LockRefusedError, match="new lock id"):
-        take_lock(platform, STUDY, "PRIMARY", "primary analysis", "dm.jones")
-    take_lock(platform, STUDY, "PRIMARY-2", "primary analysis, after the late reads", "dm.jones")
+        platform.lock(STUDY, "PRIMARY", "primary analysis", "dm.jones")
+    platform.lock(STUDY, "PRIMARY-2", "primary analysis, after the late reads", "dm.jones")
     assert [(e.id, e.status) for e in list_snapshots(platform.store, STUDY)] == [
         ("PRIMARY", "UNLOCKED"),
         ("PRIMARY-2", "LOCKED"),
@@ -97,7 +104,7 @@ def test_hard_lock_on_s3_is_retained_and_tampering_is_refused(
 ) -> None:
     settings = s3_settings(decided_home, seaweedfs, bucket_factory("hard"))
     platform = Platform.from_settings(settings)
-    manifest = take_lock(platform, STUDY, "FINAL", "final analysis", "dm.jones", "hard", 2)
+    manifest = platform.lock(STUDY, "FINAL", "final analysis", "dm.jones", "hard", 2)
     assert manifest["retain_until"]
 
     store = platform.store
@@ -149,7 +156,7 @@ def test_an_s3_outage_mid_lock_leaves_no_lock_and_a_rerun_succeeds(
         failing.server = s3
         platform.store = failing
         with pytest.raises(StoreUnavailableError) as down:
-            take_lock(platform, STUDY, "PRIMARY", "primary analysis", "dm.jones", "hard", 1)
+            platform.lock(STUDY, "PRIMARY", "primary analysis", "dm.jones", "hard", 1)
         assert isinstance(down.value, TransientError)
 
         s3.start()
@@ -158,10 +165,10 @@ def test_an_s3_outage_mid_lock_leaves_no_lock_and_a_rerun_succeeds(
         assert not store.exists(f"{lock_prefix(STUDY, 'PRIMARY')}/manifest.json")
         assert list_snapshots(store) == []  # nothing a reader would trust
         platform.store = store
-        assert lock_state(platform, STUDY, "PRIMARY") is None  # and no lock event
+        assert platform.lock_state(STUDY, "PRIMARY") is None  # and no lock event
 
-        manifest = take_lock(platform, STUDY, "PRIMARY", "primary analysis", "dm.jones", "hard", 1)
+        manifest = platform.lock(STUDY, "PRIMARY", "primary analysis", "dm.jones", "hard", 1)
         assert read_manifest(store, STUDY, "PRIMARY") == manifest
         assert open_lock(store, STUDY, "PRIMARY").tables["patient_outcomes"].height == 23
-        assert lock_state(platform, STUDY, "PRIMARY") == "LOCK"
+        assert platform.lock_state(STUDY, "PRIMARY") == "LOCK"
         assert json.loads(store.read(f"{lock_prefix(STUDY, 'PRIMARY')}/report.json"))["study"]

@@ -6,7 +6,7 @@ from typing import Any
 
 import polars as pl
 
-from services.adjudicator.validation import load_suite, validate_frames
+from services.lock.validation import load_suite, validate_frames
 
 SUITE_ONLY_POSITIONS: dict[str, Any] = {
     "name": "positions",

@@ -18,7 +18,7 @@ STUDY = DEMO_STUDY
 def build_home(home: Path, decided: bool) -> Path:
     """Ingest the demo trial into ``home``; with ``decided`` the committee settles every
     conflict (so the study can be locked), without it the conflicts stay open."""
-    if (home / "events.db").exists():
+    if (home / "log" / "LOG").exists():
         return home
     staging = home.with_name(home.name + ".building")
     shutil.rmtree(staging, ignore_errors=True)

@@ -9,13 +9,18 @@ from __future__ import annotations
 
 import re
 import shutil
+import socket
+import threading
+import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from html import unescape
 from pathlib import Path
 
 import pytest
+import uvicorn
 from argon2 import PasswordHasher
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -77,18 +82,14 @@ def site_factory(demo_home: Path, tmp_path: Path) -> Iterator[Callable[..., Site
     def make(
         clock: Callable[[], datetime] | None = None,
         environ: dict[str, str] | None = None,
+        hasher: PasswordHasher | None = None,
         **settings: object,
     ) -> Site:
         home = tmp_path / f"home-{len(made)}"
         shutil.copytree(demo_home, home)
         platform = Platform.embedded(home)
         web_settings = WebSettings.from_env(home, environ=environ or {}, **settings)
-        users = UserStore(
-            web_settings.users_db,
-            hasher=fast_hasher(),
-            max_failed_sign_ins=web_settings.max_failed_sign_ins,
-            lockout_minutes=web_settings.lockout_minutes,
-        )
+        users = UserStore.from_settings(web_settings, hasher=hasher or fast_hasher())
         for name, role in PEOPLE.items():
             users.add(name, role, PASSWORD)
         site = Site(home, platform, users, create_app(platform, web_settings, users, clock))
@@ -103,6 +104,26 @@ def site_factory(demo_home: Path, tmp_path: Path) -> Iterator[Callable[..., Site
 @pytest.fixture
 def site(site_factory: Callable[..., Site]) -> Site:
     return site_factory()
+
+
+@contextmanager
+def served(app: FastAPI) -> Iterator[str]:
+    """``app`` served by uvicorn in a daemon thread on a free loopback port; yields its URL."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 15
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
 
 
 def csrf_of(html: str) -> str:

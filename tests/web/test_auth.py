@@ -116,7 +116,6 @@ def test_roles_and_permissions() -> None:
     assert set(ROLES) == {"committee", "data_manager", "monitor", "admin"}
     assert can("committee", "decide") and not can("monitor", "decide")
     assert not can("committee", "lock") and can("data_manager", "lock")
-    assert not can("committee", "see_reader_ids")
     assert all(can(role, "view") for role in ROLES)
     assert not can(None, "view") and set(PERMISSIONS) >= {"view", "decide", "lock"}
 

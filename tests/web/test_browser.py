@@ -92,7 +92,8 @@ def test_a_committee_member_decides_a_conflict_and_the_report_follows(
     page.goto(f"{base}/login")
     shot(page, "01-login")
     sign_in(page, base, "dr.adams")
-    expect(page.get_by_test_id("category-S05")).to_have_text("PENDING")
+    expect(page.get_by_test_id("results-hidden")).to_be_visible()  # no efficacy figures
+    expect(page.get_by_test_id("patients")).to_have_count(0)
     expect(page.get_by_test_id("readiness")).to_contain_text("Not ready to lock: 7 open")
     shot(page, "02-dashboard-before")
 
@@ -131,7 +132,6 @@ def test_a_committee_member_decides_a_conflict_and_the_report_follows(
     shot(page, "06-decided")
 
     page.click("nav >> text=Dashboard")
-    expect(page.get_by_test_id("category-S05")).to_have_text("FULL_CLOSURE")
     expect(page.get_by_test_id("readiness")).to_contain_text("6 open conflict(s)")
     shot(page, "07-dashboard-after")
 
@@ -171,6 +171,7 @@ def test_a_data_manager_sees_the_study_ready_and_locks_it(
     decide_demo_conflicts(platform, recorded_by="dr.adams")
     sign_in(page, base, "dm.jones")
     expect(page.get_by_test_id("readiness")).to_contain_text("Ready to lock: no open conflicts")
+    expect(page.get_by_test_id("category-S05")).to_have_text("FULL_CLOSURE")
     page.fill("#lock_id", "PRIMARY")
     page.fill("#reason", "primary analysis")
     page.click("button:has-text('Lock DEMO')")

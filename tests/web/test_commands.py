@@ -43,17 +43,41 @@ def test_users_add_prompts_for_a_hidden_password_when_none_is_given(tmp_path: Pa
 
 
 def test_users_commands_manage_and_audit_accounts(tmp_path: Path) -> None:
-    assert (
-        run(tmp_path, "users", "add", "mon.lee", "--role", "monitor", "--password", "p" * 12)[0]
-        == 0
-    )
-    assert run(tmp_path, "users", "passwd", "mon.lee", "--password", "q" * 12)[0] == 0
+    add = ("users", "add", "mon.lee", "--role", "monitor", "--password-stdin")
+    assert run(tmp_path, *add, input="p" * 12 + "\n")[0] == 0
+    assert run(tmp_path, "users", "passwd", "mon.lee", input="q" * 12 + "\n" + "q" * 12)[0] == 0
     code, out = run(tmp_path, "users", "remove", "mon.lee")
     assert code == 0 and "removed mon.lee" in out
     assert "(removed)" in run(tmp_path, "users", "list")[1]
     access = Platform.embedded(tmp_path).records("access", "*").collect()
     assert access["action"].to_list() == ["USER_ADD", "USER_PASSWORD", "USER_REMOVE"]
     assert all(who.startswith("cli:") for who in access["who"])
+
+
+def test_a_password_is_read_from_stdin_not_from_the_command_line(tmp_path: Path) -> None:
+    """Issue 13: a password in argv is readable by every local account (ps, /proc)."""
+    code, out = run(tmp_path, "users", "add", "dr.x", "--role", "committee", "--password", "p" * 12)
+    assert code == 2 and "--password-stdin" in out and "p" * 12 not in out
+    assert run(tmp_path, "users", "list", "--json")[1].strip() == "[]"
+    code, out = run(
+        tmp_path, "users", "add", "dr.x", "--role", "committee", "--password-stdin",
+        input="a password with spaces  \nsecond line ignored\n",
+    )  # fmt: skip
+    assert code == 0 and "added dr.x" in out
+    from services.web.auth import UserStore
+
+    store = UserStore(tmp_path / "web" / "users.db")
+    assert store.authenticate("dr.x", "a password with spaces  ", "cli").username == "dr.x"
+
+
+def test_the_prompt_asks_twice_and_refuses_a_mismatch(tmp_path: Path) -> None:
+    code, out = run(
+        tmp_path, "users", "add", "dr.x", "--role", "committee",
+        input="a long password\nanother password\na long password\na long password\n",
+    )  # fmt: skip
+    assert code == 0 and "do not match" in out and "added dr.x" in out
+    code, out = run(tmp_path, "users", "passwd", "dr.x", "--password-stdin", input="\n")
+    assert code == 1 and "no password on standard input" in out
 
 
 def test_a_bad_user_command_prints_one_red_line() -> None:
@@ -69,8 +93,8 @@ def test_a_bad_user_command_prints_one_red_line() -> None:
 def test_a_short_password_is_refused(tmp_path: Path) -> None:
     done = subprocess.run(
         [TRACT, "--home", str(tmp_path), "users", "add", "dr.x", "--role", "committee",
-         "--password", "short"],
-        capture_output=True, text=True, timeout=60,
+         "--password-stdin"],
+        input="short\n", capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert done.returncode == 1 and "error: a password needs at least 10 characters" in done.stderr
 
@@ -81,8 +105,8 @@ def test_tract_serve_serves_the_committee_page(demo_home: Path, tmp_path: Path) 
     shutil.copytree(demo_home, home)
     subprocess.run(
         [TRACT, "--home", str(home), "users", "add", "dr.adams", "--role", "committee",
-         "--password", "correct horse battery"],
-        check=True, capture_output=True, timeout=60,
+         "--password-stdin"],
+        input="correct horse battery\n", check=True, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     port = servers.free_port()
     server = subprocess.Popen(

@@ -403,8 +403,11 @@ def test_a_decision_needs_review_then_confirmation(site: Site, as_role: AsRole) 
     assert 'data-testid="outcome">CLOSED' in page
     decision = site.platform.records("committee_decision", DEMO_STUDY).collect().row(-1, named=True)
     assert (decision["recorded_by"], decision["status"]) == ("dr.adams", "CLOSED")
-    # The report follows: S05's second tract closes, so S05 is now a full closure.
-    assert 'data-testid="category-S05">FULL_CLOSURE' in client.get("/").text
+    # The report follows: S05's second tract closes, so S05 is now a full closure (which the
+    # data manager sees; the committee is kept away from the study's results).
+    data_manager, _ = as_role("data_manager")
+    assert 'data-testid="category-S05">FULL_CLOSURE' in data_manager.get("/").text
+    assert 'data-testid="results-hidden"' in client.get("/").text
     audit = client.get("/audit?kind=committee_decision").text
     assert "dr.adams for dr.adams, dr.baker" in audit
 

@@ -1,5 +1,6 @@
-"""The pure parts of the pages: ages and overdue flags, queue filters, audit filters, reader
-blinding, the evidence views and the swimmer plot, on small hand-built frames."""
+"""The pure parts of the pages: ages and overdue flags, queue filters, audit filters, the
+evidence views and the swimmer plot, on small hand-built frames (the blinding policy has its
+own tests in test_visibility.py)."""
 
 from __future__ import annotations
 
@@ -25,7 +26,6 @@ from services.web.views import (
 
 NOW = datetime(2026, 11, 26, 12, tzinfo=UTC)
 RULES = load_ruleset()
-OPEN_BLINDER = ev.Blinder(frozenset(), active=False)
 
 
 def conflict(cid: str, kind: str, subject: str, status: str = "OPEN", days: int | None = 1):
@@ -117,26 +117,22 @@ TRAIL = pl.DataFrame(
     ],
 )
 def test_audit_filters(filters: AuditFilters, expected: list[str]) -> None:
-    assert filter_audit(TRAIL, filters, OPEN_BLINDER)["event_id"].to_list() == expected
+    assert filter_audit(TRAIL, filters)["event_id"].to_list() == expected
 
 
-def test_blinded_viewers_see_neither_readers_nor_treatment_values() -> None:
-    hide = ev.Blinder(frozenset({"RAD-A"}), active=True)
-    rows = filter_audit(TRAIL, AuditFilters(), hide)
-    text = rows.write_csv()
-    assert "RAD-A" not in text and "[blinded reader]" in text and "volume_ml" not in text
-    assert "volume_ml" in filter_audit(TRAIL, AuditFilters(), OPEN_BLINDER).write_csv()
+def test_rows_whose_time_is_withheld_sort_last_and_drop_out_of_time_filters() -> None:
+    trail = TRAIL.with_columns(at=pl.when(pl.col("kind") == "injection").then(None).otherwise("at"))
+    assert filter_audit(trail, AuditFilters())["event_id"].to_list() == ["e3", "e1", "e2"]
+    assert filter_audit(trail, AuditFilters(since="2024-01-01"))["event_id"].to_list() == [
+        "e3",
+        "e1",
+    ]
 
 
-def test_the_blinder_replaces_whole_identifiers_only() -> None:
-    hide = ev.Blinder(frozenset({"RAD-A", "RAD-AB"}), active=True)
-    assert hide.scrub("RAD-A and RAD-AB, not XRAD-A") == (
-        "[blinded reader] and [blinded reader], not XRAD-A"
-    )
-    assert hide.reader("R1", "RAD-A") == "Reader 1"
-    assert ev.Blinder(frozenset({"RAD-A"}), active=False).reader("ADJ", "RAD-C") == (
-        "Adjudicator (RAD-C)"
-    )
+def test_readers_are_labelled_by_role_with_their_identity_only_when_allowed() -> None:
+    assert ev.reader_label("R1", "RAD-A", show_id=False) == "Reader 1"
+    assert ev.reader_label("ADJ", "RAD-C", show_id=True) == "Adjudicator (RAD-C)"
+    assert ev.reader_label("R2", None, show_id=True) == "Reader 2"
 
 
 def test_audit_dates_are_validated() -> None:
@@ -146,7 +142,7 @@ def test_audit_dates_are_validated() -> None:
 
 def test_the_csv_defuses_formulas_but_keeps_the_text() -> None:
     trail = TRAIL.with_columns(why=pl.lit("=1+1"))
-    assert "'=1+1" in audit_csv(trail, AuditFilters(), OPEN_BLINDER)
+    assert "'=1+1" in audit_csv(trail, AuditFilters())
 
 
 def _tracts(**columns: list) -> pl.DataFrame:
@@ -278,14 +274,14 @@ def test_mri_reads_side_by_side_mark_where_readers_differ_and_blind_them() -> No
     reads = pl.DataFrame(
         [_read("R1", "RAD-A", False, None), _read("R2", "RAD-B", False, [25, 22, 5])]
     )
-    (final,) = ev.mri_side_by_side(reads, RULES, ev.blinder(reads, True), ("MRI_BL", "MRI_FINAL"))
+    (final,) = ev.mri_side_by_side(reads, RULES, False, ("MRI_BL", "MRI_FINAL"))
     assert final.readers == ("Reader 1", "Reader 2", "Adjudicator")
     rows = {r.label: r for r in final.rows}
     assert rows["Collection sizes"].values == ("none", "25 x 22 x 5 mm", "—")
     assert rows["Collection sizes"].differs and not rows["Fibrosis"].differs
     assert rows["Rule mri.healed"].values == ("healed", "not healed", "—")
     assert rows["Rule mri.healed"].differs
-    (shown,) = ev.mri_side_by_side(reads, RULES, ev.blinder(reads, False), ("MRI_FINAL",))
+    (shown,) = ev.mri_side_by_side(reads, RULES, True, ("MRI_FINAL",))
     assert shown.readers[0] == "Reader 1 (RAD-A)"
 
 
@@ -322,10 +318,8 @@ def test_the_pathology_trend_skips_inadequate_specimens() -> None:
     assert ev.pathology_trend(pl.DataFrame()) is None
 
 
-def test_injections_never_reach_the_event_descriptions() -> None:
-    records = {
-        "injection": pl.DataFrame({"event_id": ["i1"], "record_id": ["INJ-1"]}),
-        "clinical_exam": pl.DataFrame([_exam(1, "FU6", "CLOSED", False)]),
-    }
-    described = ev.describe_events(records, OPEN_BLINDER)
-    assert described == {"e-FU6-1": "clinical_exam EX-FU6 v1 (FU6)"}
+def test_events_are_described_by_kind_id_version_and_visit() -> None:
+    records = {"clinical_exam": pl.DataFrame([_exam(1, "FU6", "CLOSED", False)])}
+    assert ev.describe_events(records) == {"e-FU6-1": "clinical_exam EX-FU6 v1 (FU6)"}
+    shown = {"clinical_exam": records["clinical_exam"].with_columns(_shown_id=pl.lit("EX-[x]"))}
+    assert ev.describe_events(shown) == {"e-FU6-1": "clinical_exam EX-[x] v1 (FU6)"}

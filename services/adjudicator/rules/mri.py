@@ -29,10 +29,18 @@ def mri_healed(reads: pl.LazyFrame, p: MriParams) -> pl.LazyFrame:
 
 
 def _consensus(decision: str) -> dict[str, pl.Expr]:
-    """The consensus of R1, R2 and ADJ on one per-read decision (``healed`` or ``dry``)."""
+    """The consensus of R1, R2 and ADJ on one per-read decision (``healed`` or ``dry``).
+
+    Readers must be independent: R1 and R2 by one reader count as fewer than two primary
+    reads, and an ADJ read by R1's or R2's reader does not count.
+    """
     r1, r2, adj = (pl.col(f"{r}_{decision}") for r in ("r1", "r2", "adj"))
-    both = pl.col("r1_evaluable").fill_null(False) & pl.col("r2_evaluable").fill_null(False)
-    adj_ok = pl.col("adj_evaluable").fill_null(False)
+    r1_reader, r2_reader, adj_reader = (pl.col(f"{r}_reader") for r in ("r1", "r2", "adj"))
+    evaluable = pl.col("r1_evaluable").fill_null(False) & pl.col("r2_evaluable").fill_null(False)
+    same_primary = (r1_reader == r2_reader).fill_null(False)
+    both = evaluable & ~same_primary
+    adj_independent = ~((adj_reader == r1_reader) | (adj_reader == r2_reader)).fill_null(False)
+    adj_ok = pl.col("adj_evaluable").fill_null(False) & adj_independent
     agree = both & (r1 == r2)
     adjudicated = adj_ok & ~agree
     value = pl.when(agree).then(r1).when(adjudicated).then(adj)
@@ -42,6 +50,8 @@ def _consensus(decision: str) -> dict[str, pl.Expr]:
         .then(pl.lit("R1 and R2 agree"))
         .when(adjudicated)
         .then(pl.lit("adjudicator read"))
+        .when(evaluable & same_primary)
+        .then(pl.lit("R1 and R2 read by the same reader; no independent adjudicator read"))
         .when(both)
         .then(pl.lit("R1 and R2 disagree; no evaluable adjudicator read"))
         .otherwise(
@@ -49,7 +59,8 @@ def _consensus(decision: str) -> dict[str, pl.Expr]:
         ),
         "disagree": both & (r1 != r2),
         "needs_adjudicator": both & (r1 != r2) & ~adj_ok,
-        "missing": ~both & ~adj_ok,
+        "missing": ~evaluable & ~adj_ok,
+        "not_independent": same_primary | ~adj_independent,
     }
 
 
@@ -60,7 +71,8 @@ def mri_consensus(tracts: pl.LazyFrame, reads: pl.LazyFrame, rules: RuleSet) -> 
     ``mri`` is null while undecided; ``needs_adjudicator`` marks a reader disagreement without an
     evaluable ADJ read, ``missing_reads`` fewer than two evaluable primaries and no ADJ.
     ``mri_dry`` is the same consensus on the collection-only view (for ADMIRE_COMBINED).
-    A role read more than once counts with its latest read.
+    A role read more than once counts with its latest read. ``readers_not_independent``
+    marks final reads of one tract by the same reader in two roles (READER_NOT_INDEPENDENT).
     """
     final = mri_healed(reads.filter(pl.col("timepoint") == rules.final_mri), rules.mri)
     role_key = [*TRACT_KEY, "reader_role"]
@@ -101,5 +113,6 @@ def mri_consensus(tracts: pl.LazyFrame, reads: pl.LazyFrame, rules: RuleSet) -> 
         readers_disagree=healed["disagree"],
         needs_adjudicator=healed["needs_adjudicator"],
         missing_reads=healed["missing"],
+        readers_not_independent=healed["not_independent"],
         mri_dry=dry["value"],
     ).drop("_reads_r1", "_reads_r2", "_reads_adj", "r1_dry", "r2_dry", "adj_dry")

@@ -1,13 +1,19 @@
 """Sensitivity definitions, computed beside the primary one and never replacing it.
-Committee decisions do not apply to them."""
+Committee decisions on a tract's status do not apply to them (a MAPPED decision re-keys
+evidence for every definition: it says which tract a record is about, not how it ended)."""
 
 from __future__ import annotations
 
 import polars as pl
 
+from services.adjudicator.rules import TRACT_KEY
+from services.adjudicator.rules.clinical import clinical_sustained, visit_status
+from services.adjudicator.rules.discharge import discharge_improved
+from services.adjudicator.rules.mri import mri_consensus
 from services.adjudicator.rules.primary import closure
+from services.adjudicator.ruleset import RuleSet
 
-DEFINITIONS = ("ADMIRE_COMBINED", "CLINICAL_ONLY", "RESPONSE_50")
+DEFINITIONS = ("ADMIRE_COMBINED", "CLINICAL_ONLY", "RESPONSE_50", "IN_WINDOW")
 
 
 def sensitivity_outcomes(tracts: pl.LazyFrame) -> pl.LazyFrame:
@@ -44,4 +50,57 @@ def response_50(tracts: pl.LazyFrame, fraction: float) -> pl.LazyFrame:
             .when(pl.col("fu6_unknown") == 0)
             .then(False),
         )
+    )
+
+
+def in_window_outcomes(
+    tracts: pl.LazyFrame, exams: pl.LazyFrame, reads: pl.LazyFrame, rules: RuleSet
+) -> pl.LazyFrame:
+    """IN_WINDOW: the primary rules (no committee decisions) on in-window assessments only;
+    an out-of-window exam or read is left out as if it had not been done (``in_window`` false;
+    unknown counts as in). Adds ``in_window_outcome`` and ``in_window_discharge_improved``.
+
+    Needs ``rule_outcome`` and ``discharge_improved`` on ``tracts``: only the (few) tracts with
+    an out-of-window assessment are adjudicated again; the others keep their rule results.
+    """
+    late = pl.col("in_window") == False  # noqa: E712
+    touched = (
+        pl.concat([exams.filter(late).select(TRACT_KEY), reads.filter(late).select(TRACT_KEY)])
+        .unique()
+        .join(tracts.select(TRACT_KEY), on=TRACT_KEY, how="semi")
+        .collect()
+    )
+    if touched.is_empty():  # the usual case: every assessment in its window
+        return tracts.with_columns(
+            in_window_outcome="rule_outcome", in_window_discharge_improved="discharge_improved"
+        )
+    keys = touched.lazy()
+    keep = pl.col("in_window").fill_null(True)
+    kept_exams = exams.join(keys, on=TRACT_KEY, how="semi").filter(keep)
+    kept_reads = reads.join(keys, on=TRACT_KEY, how="semi").filter(keep)
+    visits = visit_status(kept_exams)
+    again = pl.concat(
+        [
+            keys,
+            clinical_sustained(keys, visits, rules).select("clinical"),
+            mri_consensus(keys, kept_reads, rules).select("mri"),
+            discharge_improved(keys, visits, rules).select("discharge_improved"),
+        ],
+        how="horizontal",
+    ).select(
+        *TRACT_KEY,
+        _outcome=closure(pl.col("clinical"), pl.col("mri")),
+        _improved="discharge_improved",
+        _touched=pl.lit(True),
+    )
+    touched_ = pl.col("_touched").fill_null(False)
+    return (
+        tracts.join(again, on=TRACT_KEY, how="left", maintain_order="left")
+        .with_columns(
+            in_window_outcome=pl.when(touched_).then("_outcome").otherwise("rule_outcome"),
+            in_window_discharge_improved=pl.when(touched_)
+            .then("_improved")
+            .otherwise("discharge_improved"),
+        )
+        .drop("_outcome", "_improved", "_touched")
     )

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from datetime import UTC
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
 
 from services.web.auth import Session
 from services.web.deps import allow, pick_study, render, viewer, web
-from services.web.evidence import Blinder, blinder
 from services.web.views import AuditFilters, audit_csv, audit_view
+from services.web.visibility import visible
 
 router = APIRouter()
 
@@ -24,10 +24,7 @@ def audit(
     study, studies = pick_study(request, study)
     view = None
     if study is not None:
-        platform = web(request).platform
-        view = audit_view(
-            platform.audit(study), study, studies, filters, _blinder(platform, study, session)
-        )
+        view = audit_view(visible(request, session).audit(study), study, studies, filters)
     return render(request, "audit.html", {"view": view, "filters": filters}, session)
 
 
@@ -40,7 +37,7 @@ def audit_export(
     state = web(request)
     if study is None:
         return Response("", media_type="text/csv")
-    body = audit_csv(state.platform.audit(study), filters, _blinder(state.platform, study, session))
+    body = audit_csv(visible(request, session).audit(study), filters)
     allow(
         request,
         session,
@@ -54,8 +51,3 @@ def audit_export(
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="audit-{study}-{stamp}.csv"'},
     )
-
-
-def _blinder(platform: Any, study: str, session: Session) -> Blinder:
-    """Reader ids hidden unless the session's role may see them."""
-    return blinder(platform.records("mri_read", study).collect(), not session.can("see_reader_ids"))

@@ -17,6 +17,7 @@ from services.adjudicator.errors import (
 from services.web.auth import Session
 from services.web.deps import guard, refuse, render, viewer, web
 from services.web.views import QueueFilters, conflict_queue, conflict_view
+from services.web.visibility import visible
 
 router = APIRouter()
 
@@ -26,10 +27,9 @@ def queue(request: Request, session: Annotated[Session, Depends(viewer)]) -> HTM
     state = web(request)
     filters = QueueFilters.from_query(request.query_params)
     studies = state.platform.studies()
+    seen = visible(request, session)
     frames = {
-        s: state.platform.adjudicate(s).conflicts
-        for s in studies
-        if not filters.study or s == filters.study
+        s: seen.adjudicate(s).conflicts for s in studies if not filters.study or s == filters.study
     }
     view = conflict_queue(frames, filters, state.clock(), state.settings.overdue_days)
     return render(request, "queue.html", {"view": view, "all_studies": studies}, session)
@@ -46,10 +46,9 @@ def _conflict_page(
 ) -> HTMLResponse:
     state = web(request)
     view = conflict_view(
-        state.platform,
+        visible(request, session),
         conflict_id,
         study or None,
-        blind=not session.can("see_reader_ids"),
         now=state.clock(),
         overdue_days=state.settings.overdue_days,
     )

@@ -8,10 +8,11 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from services.adjudicator.errors import AdjudicatorError
+from services.errors import TractError
 from services.web.auth import Session
 from services.web.deps import guard, pick_study, refuse, render, viewer, web
 from services.web.views import dashboard_view
+from services.web.visibility import visible
 
 router = APIRouter()
 
@@ -25,7 +26,7 @@ def _page(
     form: dict[str, str] | None = None,
 ) -> HTMLResponse:
     study, studies = pick_study(request, study)
-    view = None if study is None else dashboard_view(web(request).platform, study, studies)
+    view = None if study is None else dashboard_view(visible(request, session), study, studies)
     return render(
         request,
         "dashboard.html",
@@ -64,7 +65,7 @@ def lock(
         manifest = web(request).platform.lock(
             study, lock_id.strip(), reason, session.username, level
         )
-    except AdjudicatorError as exc:
+    except TractError as exc:
         refuse(request, session, "LOCK", str(exc), 409, study=study)
         form = {"lock_id": lock_id, "reason": reason, "level": level}
         return _page(request, session, study, str(exc), 409, form)

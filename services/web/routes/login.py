@@ -1,5 +1,7 @@
 """Sign-in and sign-out. The sign-in form carries a token that must match a signed cookie
-(no session exists yet to hold one); a new session token is issued at every sign-in."""
+(no session exists yet to hold one); a new session token is issued at every sign-in.
+Failures are throttled by account and client address (``throttle.py``); what a stranger
+types is logged bounded (``core.bounded``)."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from services.web.deps import (
     LOGIN_COOKIE,
     SESSION_COOKIE,
     allow,
+    client,
     guard,
     refuse,
     render,
@@ -80,7 +83,7 @@ def sign_in(
             "missing or wrong CSRF token on the sign-in form; reload the page and sign in again",
         )
     try:
-        user = state.users.authenticate(username, password)
+        user = state.users.authenticate(username, password, client(request))
     except SignInRefusedError as exc:
         refuse(request, username.strip().lower() or None, "SIGN_IN", exc.reason, 401)
         return _login_page(request, next, str(exc), status_code=401)

@@ -1,4 +1,6 @@
-"""The embedded default: a durable, append-only event log in one SQLite file (WAL mode).
+"""The Kafka adjudicator service's applied events: a per-event log in one SQLite file (WAL mode).
+
+(It was the embedded default before the columnar log; the Kafka service's state file keeps it.)
 
 Offsets are per topic and dense. A batch is appended in one transaction, so a crash leaves
 either the whole batch or none of it; event ids are unique per topic, so a batch published
@@ -9,13 +11,15 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
 
 import polars as pl
 
+import schemas
+from services.adjudicator.state import decode, empty_records
+from services.bus.envelope import FRAME_SCHEMA
 from services.bus.errors import BusError
 from services.events import Event, utc_now
 
@@ -34,21 +38,7 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE UNIQUE INDEX IF NOT EXISTS events_by_id ON events (topic, event_id);
 CREATE INDEX IF NOT EXISTS events_by_study ON events (topic, study, "offset");
 CREATE TABLE IF NOT EXISTS topic_ends (topic TEXT PRIMARY KEY, next_offset INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS consumer_positions (
-    grp TEXT NOT NULL, topic TEXT NOT NULL, next_offset INTEGER NOT NULL,
-    PRIMARY KEY (grp, topic)
-);
 """
-
-FRAME_SCHEMA = pl.Schema(
-    {
-        "offset": pl.Int64(),
-        "event_id": pl.String(),
-        "study": pl.String(),
-        "subject_id": pl.String(),
-        "payload": pl.String(),
-    }
-)
 
 
 class EmbeddedLog:
@@ -140,61 +130,36 @@ class EmbeddedLog:
         rows = self._db.execute(sql + ' ORDER BY "offset"', args).fetchall()
         return pl.DataFrame(rows, schema=FRAME_SCHEMA, orient="row")
 
-    def read(self, topic: str, start: int = 0, limit: int = 500) -> list[Event]:
+    def records(
+        self,
+        kind: str,
+        study: str | None = None,
+        upto: int | None = None,
+        subjects: Collection[str] | None = None,
+        columns: Sequence[str] | None = None,
+    ) -> pl.LazyFrame:
+        """Typed records of a kind (the :class:`~services.state.Records` protocol)."""
+        frame = self.frame(kind, study, upto)
+        if subjects is not None:
+            frame = frame.filter(pl.col("subject_id").is_in(list(subjects)))
+        if frame.is_empty():
+            typed = empty_records(kind).with_columns(study=pl.lit(None, pl.String))
+        else:
+            decoded = decode(frame, schemas.contract(kind)).collect()
+            typed = pl.concat([decoded, frame.select("study")], how="horizontal").lazy()
+        return typed if columns is None else typed.select(columns)
+
+    def identity_index(self, kind: str, study: str) -> pl.DataFrame:
+        from services.ingest.service import known_from_frame
+
+        return known_from_frame(self.frame(kind, study), schemas.contract(kind))
+
+    def studies(self) -> list[str]:
         rows = self._db.execute(
-            'SELECT "offset", event_id, study, subject_id, schema_version, payload FROM events '
-            'WHERE topic = ? AND "offset" >= ? ORDER BY "offset" LIMIT ?',
-            (topic, start, limit),
+            "SELECT DISTINCT study FROM events WHERE topic IN ('subject', 'committee_decision') "
+            "ORDER BY study"
         ).fetchall()
-        return [_event(topic, row) for row in rows]
-
-    def consumer(self, group: str, topics: Sequence[str]) -> EmbeddedConsumer:
-        return EmbeddedConsumer(self, group, tuple(topics))
-
-    def committed(self, group: str) -> dict[str, int]:
-        return dict(
-            self._db.execute(
-                "SELECT topic, next_offset FROM consumer_positions WHERE grp = ?", (group,)
-            ).fetchall()
-        )
-
-    def _commit_positions(self, group: str, positions: dict[str, int]) -> None:
-        self._db.executemany(
-            "INSERT INTO consumer_positions VALUES (?, ?, ?) "
-            "ON CONFLICT (grp, topic) DO UPDATE SET next_offset = excluded.next_offset",
-            [(group, topic, offset) for topic, offset in positions.items()],
-        )
+        return [r[0] for r in rows]
 
     def close(self) -> None:
         self._db.close()
-
-
-def _event(topic: str, row: tuple) -> Event:
-    offset, event_id, study, subject_id, schema_version, payload = row
-    return Event(topic, study, subject_id, event_id, json.loads(payload), schema_version, offset)
-
-
-class EmbeddedConsumer:
-    """Reads topics from the group's committed positions; ``commit`` stores what was polled."""
-
-    def __init__(self, log: EmbeddedLog, group: str, topics: tuple[str, ...]) -> None:
-        self._log, self._group, self._topics = log, group, topics
-        committed = log.committed(group)
-        self._next = {t: committed.get(t, 0) for t in topics}
-
-    def poll(self, max_records: int = 500, timeout_s: float = 1.0) -> list[Event]:
-        batch: list[Event] = []
-        for topic in self._topics:
-            events = self._log.read(topic, self._next[topic], max_records - len(batch))
-            if events:
-                self._next[topic] = events[-1].offset + 1  # type: ignore[operator]
-                batch.extend(events)
-            if len(batch) >= max_records:
-                break
-        return batch
-
-    def commit(self) -> None:
-        self._log._commit_positions(self._group, self._next)
-
-    def close(self) -> None:
-        """Nothing to release: positions live in the log itself."""

@@ -14,15 +14,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 import schemas
-from services.adjudicator.errors import AdjudicatorError, LockNotFoundError, SnapshotTamperedError
 from services.adjudicator.report import build_report
 from services.adjudicator.state import EVIDENCE_KINDS, current
+from services.lock.errors import LockError, LockNotFoundError, SnapshotTamperedError
+from services.state.records import Cut, records_at
 from services.store import MANIFEST, ObjectStore
 from services.store.errors import ObjectNotFoundError
 
 if TYPE_CHECKING:
     from services.adjudicator.engine import Adjudication
-    from services.platform import Platform
+    from services.lock.sources import LockSources
 
 TABLES = ("tract_outcomes", "patient_outcomes", "conflicts", "audit")
 EVENT_KINDS = (
@@ -68,27 +69,27 @@ class Snapshot:
                 meta={"study": self.study, **self.meta},
             )
         except pl.exceptions.ColumnNotFoundError as exc:
-            raise AdjudicatorError(
+            raise LockError(
                 f"snapshot {self.meta.get('lock_id', self.study)} was written by another version of "
                 f"tract (its manifest's code_version) whose tables lack a column this report needs "
                 f"({str(exc).splitlines()[0].split(';')[0]}); read its frozen report.json, or report with that version"
             ) from None
 
 
-def current_snapshot(
-    platform: Platform, study: str, upto: dict[str, int] | None = None
-) -> Snapshot:
-    """The study as the log holds it now (or at the cut ``upto``)."""
-    from services.adjudicator.audit import audit_trail
+def current_snapshot(sources: LockSources, study: str, cut: Cut | None = None) -> Snapshot:
+    """The study as the log holds it now (or at ``cut``): outcomes, conflicts, the audit trail
+    and every accepted event."""
+    from services.audit import audit_trail
 
-    snapshot = outcome_snapshot(platform, study, platform.adjudicate(study, upto), upto)
-    events = {kind: platform.records(kind, study, upto).collect() for kind in EVENT_KINDS}
-    tables = snapshot.tables | {"audit": audit_trail(platform, study, upto)}
+    result = sources.outcomes(study, cut)
+    events = {kind: records_at(sources.records, kind, study, cut).collect() for kind in EVENT_KINDS}
+    snapshot = outcome_snapshot(result, events["pathology_report"], cut)
+    tables = snapshot.tables | {"audit": audit_trail(sources.records, study, cut)}
     return Snapshot(study, tables, events, snapshot.meta)
 
 
 def outcome_snapshot(
-    platform: Platform, study: str, result: Adjudication, upto: dict[str, int] | None = None
+    result: Adjudication, pathology: pl.DataFrame, cut: Cut | None = None
 ) -> Snapshot:
     """The outcome tables of ``result`` and the pathology reports: all a report needs (no
     audit trail, no other events), for reporting on the current state."""
@@ -97,13 +98,12 @@ def outcome_snapshot(
         "patient_outcomes": result.patients,
         "conflicts": result.conflicts,
     }
-    events = {"pathology_report": platform.records("pathology_report", study, upto).collect()}
     meta = {
-        "source": "current" if upto is None else "cut",
+        "source": "current" if cut is None else "cut",
         "rule_set": result.rule_set,
         "rule_set_version": result.rule_set_version,
     }
-    return Snapshot(study, tables, events, meta)
+    return Snapshot(result.study, tables, {"pathology_report": pathology}, meta)
 
 
 def to_parquet(frame: pl.DataFrame, kind: str | None = None) -> bytes:
@@ -146,9 +146,9 @@ def lock_prefix(study: str, lock_id: str) -> str:
     return f"locks/{study}/{lock_id}"
 
 
-def read_manifest(store: ObjectStore, study: str, lock_id: str) -> dict[str, Any]:
+def manifest_bytes(store: ObjectStore, study: str, lock_id: str) -> bytes:
     try:
-        return json.loads(store.read(f"{lock_prefix(study, lock_id)}/{MANIFEST}"))
+        return store.read(f"{lock_prefix(study, lock_id)}/{MANIFEST}")
     except ObjectNotFoundError:
         raise LockNotFoundError(
             f"no lock {lock_id} for study {study} at {store.location(lock_prefix(study, lock_id))}; "
@@ -156,26 +156,67 @@ def read_manifest(store: ObjectStore, study: str, lock_id: str) -> dict[str, Any
         ) from None
 
 
-def open_lock(store: ObjectStore, study: str, lock_id: str) -> Snapshot:
-    """A locked snapshot, after checking every file against the manifest's sha256."""
-    manifest = read_manifest(store, study, lock_id)
+def parse_manifest(data: bytes, where: str) -> dict[str, Any]:
+    """A manifest's JSON, checked for the shape every reader relies on; a damaged one is
+    refused by name (never a traceback, never trusted)."""
+    try:
+        manifest = json.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        raise SnapshotTamperedError(
+            f"{where} is not valid JSON (truncated or overwritten): the snapshot is damaged; "
+            "restore the manifest from the store's retained version, or run `tract verify`"
+        ) from None
+    files = manifest.get("files") if isinstance(manifest, dict) else None
+    if not isinstance(files, dict) or not all(
+        isinstance(v, dict) and isinstance(v.get("sha256"), str) for v in files.values()
+    ):
+        raise SnapshotTamperedError(
+            f"{where} is not a tract manifest (it needs an object with a 'files' map of "
+            "sha256 digests): the snapshot is damaged; restore it from the store's retained version"
+        )
+    return manifest
+
+
+def read_manifest(
+    store: ObjectStore, study: str, lock_id: str, expected_sha256: str | None = None
+) -> dict[str, Any]:
+    """The lock's manifest; with ``expected_sha256`` (the LOCK event's record, or a receipt
+    given to an analyst) it must be that very manifest."""
+    data = manifest_bytes(store, study, lock_id)
+    where = store.location(f"{lock_prefix(study, lock_id)}/{MANIFEST}")
+    if expected_sha256 is not None and sha256(data) != expected_sha256:
+        raise SnapshotTamperedError(
+            f"{where}: sha256 {sha256(data)[:16]}… is not the manifest the lock was published "
+            f"with ({expected_sha256[:16]}… in the log's LOCK event or your receipt): the lock "
+            "was rewritten; do not use it. Restore it from the store's retained version and run "
+            "`tract verify`"
+        )
+    return parse_manifest(data, where)
+
+
+def open_lock(
+    store: ObjectStore, study: str, lock_id: str, expected_sha256: str | None = None
+) -> Snapshot:
+    """A locked snapshot, after checking its manifest against ``expected_sha256`` (when given)
+    and every file against the manifest's sha256."""
+    manifest = read_manifest(store, study, lock_id, expected_sha256)
     tables, events, files = verified_frames(store, lock_prefix(study, lock_id), manifest)
     meta = {
         "source": "lock",
         "lock_id": lock_id,
-        "locked_at": manifest["locked_at"],
-        "rule_set": manifest["rule_set"]["id"],
-        "rule_set_version": manifest["rule_set"]["version"],
+        "locked_at": manifest.get("locked_at"),
+        "rule_set": (manifest.get("rule_set") or {}).get("id"),
+        "rule_set_version": (manifest.get("rule_set") or {}).get("version"),
     }
     return Snapshot(study, tables, events, meta, files)
 
 
 def verified_frames(
-    store: ObjectStore, prefix: str, manifest: dict[str, Any]
+    store: ObjectStore, prefix: str, manifest: dict[str, Any], decode: bool = True
 ) -> tuple[dict[str, pl.DataFrame], dict[str, pl.DataFrame], dict[str, bytes]]:
     """The files under ``prefix``: Parquet as frames (tables, events), the others as bytes, each
     read only after its bytes match the manifest's sha256; a missing or altered file refuses
-    the whole snapshot."""
+    the whole snapshot. ``decode=False`` only checks (no frames are built)."""
     tables: dict[str, pl.DataFrame] = {}
     events: dict[str, pl.DataFrame] = {}
     others: dict[str, bytes] = {}
@@ -196,6 +237,8 @@ def verified_frames(
             )
         if not name.endswith(".parquet"):
             others[name] = data
+            continue
+        if not decode:
             continue
         frame = pl.read_parquet(io.BytesIO(data))
         if name.startswith("events/"):

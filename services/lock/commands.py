@@ -32,13 +32,13 @@ def snapshot() -> None:
 @click.pass_obj
 def list_command(obj: Context, study: str | None, as_json: bool) -> None:
     """Every published lock (LOCKED or UNLOCKED) and dated snapshot."""
-    from services.adjudicator.catalog import list_snapshots
-    from services.store import open_store
+    from services.lock.catalog import list_snapshots
 
-    entries = list_snapshots(open_store(obj.settings), study)
+    store, locks = obj.store_and_locks()
+    entries = list_snapshots(store, study, locks)
     lines = [
         f"{e.study:<10} {e.kind:<8} {e.id:<28} {e.at:<21} {e.level or '-':<5} {e.status:<17} "
-        f"{e.location}"
+        f"{e.integrity:<8} {e.location}" + (f"\n    {e.problem}" if e.problem else "")
         for e in entries
     ]
     _echo([e.to_dict() for e in entries], as_json, "\n".join(lines) or "no snapshots yet")
@@ -65,16 +65,23 @@ def open_command(
 ) -> None:
     """Verify every file's sha256 against the manifest, then print the tables' row counts and
     the trial's tables. A tampered snapshot is refused (exit code 1)."""
-    from services.adjudicator.catalog import open_dated, unlock_record
     from services.adjudicator.ruleset import load_ruleset
-    from services.adjudicator.snapshot import open_lock
+    from services.lock.catalog import open_dated, unlock_record
+    from services.lock.snapshot import open_lock
     from services.render import report_text
-    from services.store import open_store
 
     if bool(lock_id) == bool(stamp):
         raise click.UsageError("give exactly one of --lock or --snapshot")
-    store = open_store(obj.settings)
-    snap = open_lock(store, study, lock_id) if lock_id else open_dated(store, study, str(stamp))
+    store, locks = obj.store_and_locks()
+    receipt = None
+    if lock_id and locks is not None:
+        mine = locks.filter((locks["lock_id"] == lock_id) & (locks["action"] == "LOCK"))
+        receipt = mine["manifest_sha256"][0] if mine.height else None
+    snap = (
+        open_lock(store, study, lock_id, receipt)
+        if lock_id
+        else open_dated(store, study, str(stamp))
+    )
     frames = snap.lazy()
     counts = {name: frame.collect().height for name, frame in frames.items()}
     if export is not None:
@@ -127,9 +134,11 @@ def unlock(
     as_json: bool,
 ) -> None:
     """Undo the lock in force (its files stay); refused without two approvers."""
-    from services.adjudicator.unlock import unlock as do_unlock
+    from services.lock.unlock import unlock as do_unlock
 
-    record = do_unlock(obj.platform, study, lock_id, reason, requested_by, approvers.split(","))
+    record = do_unlock(
+        obj.platform.lock_sources(), study, lock_id, reason, requested_by, approvers.split(",")
+    )
     note = "already unlocked" if record.get("already_unlocked") else "unlocked"
     _echo(
         record,

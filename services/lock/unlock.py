@@ -11,14 +11,14 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
-from services.adjudicator.errors import LockRefusedError
-from services.adjudicator.lock import lock_record
-from services.adjudicator.snapshot import file_entries, read_manifest
 from services.events import utc_now
+from services.lock.errors import LockRefusedError
+from services.lock.lock import lock_event, lock_record, published_lock, verified_manifest
+from services.lock.snapshot import file_entries
 from services.store.errors import ObjectLockedError
 
 if TYPE_CHECKING:
-    from services.platform import Platform
+    from services.lock.sources import LockSources
 
 MIN_APPROVERS = 2
 RECORD = "unlock.json"
@@ -53,7 +53,7 @@ def check_unlock(
 
 
 def unlock(
-    platform: Platform,
+    sources: LockSources,
     study: str,
     lock_id: str,
     reason: str,
@@ -62,25 +62,26 @@ def unlock(
 ) -> dict[str, Any]:
     """Unlock ``lock_id`` of ``study`` (the lock in force); unlocking again returns the record."""
     reason, requested_by, names = check_unlock(reason, requested_by, approvers)
-    read_manifest(platform.store, study, lock_id)  # LockNotFoundError if none
     record_key = f"{unlock_prefix(study, lock_id)}/{RECORD}"
-    locks = platform.records("lock", study).sort("offset").collect()
-    mine = locks.filter(pl.col("lock_id") == lock_id)
-    if mine.is_empty():
+    published = published_lock(sources, study, lock_id)
+    if published is None:
         raise LockRefusedError(
-            f"lock {lock_id} of {study} was written but never published; finish it first "
-            f"(trigger database_lock again with the same lock_id) and unlock after"
+            f"lock {lock_id} of {study} was never published; finish it first "
+            f"(trigger database_lock again with the same request) and unlock after"
         )
+    verified_manifest(sources, study, lock_id, published["manifest_sha256"])
+    locks = sources.lock_events(study).filter(pl.col("action").is_in(["LOCK", "UNLOCK"]))
+    mine = locks.filter(pl.col("lock_id") == lock_id)
     if mine["action"][-1] == "UNLOCK":
-        if platform.store.exists(record_key):
-            return json.loads(platform.store.read(record_key)) | {"already_unlocked": True}
+        if sources.store.exists(record_key):
+            return json.loads(sources.store.read(record_key)) | {"already_unlocked": True}
     elif locks["lock_id"][-1] != lock_id:
         raise LockRefusedError(
             f"lock {lock_id} of {study} is not the lock in force ({locks['lock_id'][-1]} is); "
             "unlock that one"
         )
     record = lock_record(
-        platform,
+        sources,
         study,
         lock_id,
         "UNLOCK",
@@ -89,23 +90,21 @@ def unlock(
         at=utc_now(),
         approvers=names,
     )
-    record = _record_in_store(platform, study, lock_id, record)
-    from services.platform import lock_event
-
-    platform.bus.publish([lock_event(study, record)])
+    record = _record_in_store(sources, study, lock_id, record)
+    sources.publish([lock_event(study, record)])
     return record
 
 
 def _record_in_store(
-    platform: Platform, study: str, lock_id: str, record: dict[str, Any]
+    sources: LockSources, study: str, lock_id: str, record: dict[str, Any]
 ) -> dict[str, Any]:
     """Write the unlock record once; a re-run after a crash reuses the one already written."""
     data = json.dumps(record, indent=2).encode()
     manifest = {"files": file_entries({RECORD: data})}
     try:
-        platform.store.write_snapshot(
+        sources.store.write_snapshot(
             unlock_prefix(study, lock_id), {RECORD: data}, json.dumps(manifest).encode()
         )
     except ObjectLockedError:
-        return json.loads(platform.store.read(f"{unlock_prefix(study, lock_id)}/{RECORD}"))
+        return json.loads(sources.store.read(f"{unlock_prefix(study, lock_id)}/{RECORD}"))
     return record

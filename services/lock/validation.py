@@ -20,9 +20,9 @@ import polars as pl
 import yaml
 
 import schemas
-from services.adjudicator.errors import ValidationFailedError
-from services.adjudicator.lock import read_staged
 from services.adjudicator.state import EVIDENCE_KINDS, current
+from services.lock.errors import ValidationFailedError
+from services.lock.lock import read_staged
 
 SUITE = Path(__file__).resolve().parents[2] / "infra" / "gx" / "lock_suite.yaml"
 COLUMN_ARGS = ("column", "column_A", "column_B")

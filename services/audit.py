@@ -7,16 +7,12 @@ and locks. Nothing is ever overwritten, so the trail cannot disagree with the da
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import polars as pl
 
 import schemas
 from services.adjudicator.state import EVIDENCE_KINDS
 from services.events import canonical_json
-
-if TYPE_CHECKING:
-    from services.platform import Platform
+from services.state.records import Cut, Records, records_at
 
 AUDIT_SCHEMA = pl.Schema(
     {
@@ -109,12 +105,14 @@ def _evidence(kind: str, records: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def audit_trail(platform: Platform, study: str, upto: dict[str, int] | None = None) -> pl.DataFrame:
-    """Every change of ``study`` in time order."""
-    parts = [
-        _evidence(kind, platform.records(kind, study, upto).collect()) for kind in EVIDENCE_KINDS
-    ]
-    decisions = platform.records("committee_decision", study, upto).collect()
+def audit_trail(source: Records, study: str, cut: Cut | None = None) -> pl.DataFrame:
+    """Every change of ``study`` in time order (up to ``cut`` when given)."""
+
+    def read(kind: str, of: str = study) -> pl.DataFrame:
+        return records_at(source, kind, of, cut).collect()
+
+    parts = [_evidence(kind, read(kind)) for kind in EVIDENCE_KINDS]
+    decisions = read("committee_decision")
     parts.append(
         decisions.select(
             at=_ts("decided_at"),
@@ -141,7 +139,7 @@ def audit_trail(platform: Platform, study: str, upto: dict[str, int] | None = No
             offset="offset",
         )
     )
-    changes = platform.records("conflict_change", study, upto).collect()
+    changes = read("conflict_change")
     parts.append(
         changes.select(
             at=_ts("at"),
@@ -158,8 +156,8 @@ def audit_trail(platform: Platform, study: str, upto: dict[str, int] | None = No
             offset="offset",
         )
     )
-    rejected = platform.records("rejected_row", study, upto).collect()
-    runs = platform.records("ingest_run", study, upto).collect().select("ingest_run", "finished_at")
+    rejected = read("rejected_row")
+    runs = read("ingest_run").select("ingest_run", "finished_at")
     parts.append(
         rejected.join(runs, on="ingest_run", how="left").select(
             at=_ts("finished_at"),
@@ -176,7 +174,7 @@ def audit_trail(platform: Platform, study: str, upto: dict[str, int] | None = No
             offset="offset",
         )
     )
-    locks = platform.records("lock", study, upto).collect()
+    locks = read("lock").filter(pl.col("action") != "CLAIM")  # a reservation, not a change
     parts.append(
         locks.select(
             at=_ts("at"),
@@ -196,9 +194,7 @@ def audit_trail(platform: Platform, study: str, upto: dict[str, int] | None = No
             offset="offset",
         )
     )
-    access = pl.concat(
-        [platform.records("access", s, upto).collect() for s in (study, PLATFORM_WIDE)]
-    )
+    access = pl.concat([read("access", s) for s in (study, PLATFORM_WIDE)])
     parts.append(
         access.select(
             at=_ts("at"),

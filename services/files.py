@@ -1,0 +1,67 @@
+"""Folders and files that only their owner may read: the home, the event log, the users file,
+the session secret. Password hashes, live sessions and unblinded trial data must not be
+readable by other local accounts.
+
+Each helper makes the path private when it creates it (regardless of the umask) and tightens
+an existing one that is looser, saying so in a warning (logger ``tract.files``), so a home
+written by an older version is fixed the first time it is opened. A mode already stricter
+(e.g. 0400) is kept.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat
+from pathlib import Path
+
+log = logging.getLogger("tract.files")
+DIR_MODE, FILE_MODE = 0o700, 0o600
+# SQLite's companions of a database file; it creates them with the database file's mode.
+SQLITE_COMPANIONS = ("-wal", "-shm", "-journal")
+
+
+def _tighten(path: Path, private: int) -> None:
+    current = stat.S_IMODE(path.stat().st_mode)
+    if current & ~private:  # any permission the owner-only mode does not grant
+        path.chmod(current & private)
+        log.warning(
+            "%s: permissions %04o tightened to %04o (owner only)", path, current, current & private
+        )
+
+
+def private_dir(path: Path | str) -> Path:
+    """``path`` as an existing folder with mode 0700 (parents are created as usual)."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise NotADirectoryError(f"{path} exists and is not a folder; move it away")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(mode=DIR_MODE)
+        path.chmod(DIR_MODE)  # mkdir's mode is filtered by the umask
+    except FileExistsError:
+        _tighten(path, DIR_MODE)
+    return path
+
+
+def private_file(path: Path | str) -> Path:
+    """``path`` as an existing file with mode 0600 (created empty when missing)."""
+    path = Path(path)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+    except FileExistsError:
+        _tighten(path, FILE_MODE)
+    else:
+        os.fchmod(fd, FILE_MODE)  # O_CREAT's mode is filtered by the umask
+        os.close(fd)
+    return path
+
+
+def private_database(path: Path | str) -> Path:
+    """A SQLite database file and whichever of its -wal, -shm, -journal files exist, 0600."""
+    path = private_file(path)
+    for suffix in SQLITE_COMPANIONS:
+        companion = path.with_name(path.name + suffix)
+        if companion.exists():
+            _tighten(companion, FILE_MODE)
+    return path

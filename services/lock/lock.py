@@ -1,0 +1,568 @@
+"""Database lock: refuse while conflicts are open, else freeze an immutable, hash-verified
+snapshot of the study at a recorded cut of the event log.
+
+A lock is a chain of steps, each safe to run again, so an orchestrator (the ``database_lock``
+DAG) can run them as separate tasks and retry any one of them:
+
+    check_request -> check_conflicts -> freeze_cut -> materialise -> (validate, GX)
+        -> write_lock -> verify_lock -> publish_lock
+
+Between steps only small values travel (the cut, a staging path); the Parquet files wait in a
+staging folder. :func:`take_lock` composes the steps for the CLI and the web page.
+
+What the log guarantees about locks:
+- **One lock in force per study.** A new lock of a locked study is refused until the lock in
+  force is undone by a signed unlock.
+- **A lock id is used once.** ``check_request`` claims the id in the log (a CLAIM event with the
+  request's id, derived from what was asked); only that same request may complete a lock that
+  crashed half-way, and an id that was ever locked is never written again, whatever the store
+  holds now.
+- **Anchored.** The LOCK event records the manifest's sha256 and the chain head at the cut;
+  every read of a lock through the platform checks the manifest against it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import tempfile
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from services.events import Event, digest, make_event, utc_now
+from services.lock.errors import (
+    LockBlockedError,
+    LockError,
+    LockRefusedError,
+    SnapshotTamperedError,
+)
+from services.lock.snapshot import (
+    Snapshot,
+    current_snapshot,
+    file_entries,
+    lock_prefix,
+    manifest_bytes,
+    open_lock,
+    parse_manifest,
+    sha256,
+    snapshot_files,
+)
+from services.lock.sources import Anchor, LockSources
+from services.state.records import Cut, lock_in_force
+from services.store import MANIFEST
+from services.store.errors import ObjectLockedError, ObjectNotFoundError
+
+LOCK_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+LEVELS = ("soft", "hard")
+LOCK, UNLOCK, CLAIM = "LOCK", "UNLOCK", "CLAIM"
+
+
+def code_version() -> str:
+    """The package version and, in a git checkout, the commit."""
+    version = metadata.version("tract-adjudication")
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=Path(__file__).parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
+        return f"{version}+g{commit}"
+    except (OSError, subprocess.SubprocessError):
+        return version
+
+
+def blocked_message(open_conflicts: pl.DataFrame) -> str:
+    counts = open_conflicts.group_by("type").len().sort("type")
+    summary = ", ".join(f"{t} x{n}" for t, n in counts.iter_rows())
+    lines = "\n".join(
+        f"  {r['conflict_id']}  {r['type']}  {r['subject_id']}/{r['tract_id']}  {r['detail']}"
+        for r in open_conflicts.iter_rows(named=True)
+    )
+    return (
+        f"lock blocked: {open_conflicts.height} open conflict(s) ({summary}); "
+        f"resolve them in the committee queue (`tract conflicts`, `tract decide`)\n{lines}"
+    )
+
+
+@dataclass(frozen=True)
+class LockRequest:
+    """What a data manager asks for; checked before anything is computed."""
+
+    study: str
+    lock_id: str
+    reason: str
+    requested_by: str
+    level: str = "soft"
+    request_id: str = field(default="")
+
+    def __post_init__(self) -> None:
+        if not self.study.strip():
+            raise LockRefusedError("a lock needs a study (--study)")
+        if not LOCK_ID.match(self.lock_id):
+            raise LockRefusedError(
+                f"lock id {self.lock_id!r} must be letters, digits, '.', '_' or '-' (max 64)"
+            )
+        if not self.reason.strip() or not self.requested_by.strip():
+            raise LockRefusedError("a lock needs a reason and who requested it (--reason, --by)")
+        if self.level not in LEVELS:
+            raise LockRefusedError(f"lock level must be soft or hard, got {self.level!r}")
+        if not self.request_id:
+            # The same request (study, id, level, reason, who) always gets the same id, so a
+            # re-run of it may complete a lock it started, and no other request can.
+            object.__setattr__(
+                self,
+                "request_id",
+                "LR-"
+                + digest(
+                    self.study,
+                    self.lock_id,
+                    self.level,
+                    self.reason.strip(),
+                    self.requested_by.strip(),
+                    length=16,
+                ),
+            )
+
+    def to_dict(self) -> dict[str, str]:
+        return asdict(self)
+
+
+def lock_event(study: str, payload: dict[str, Any]) -> Event:
+    return make_event("lock", study, "", payload, payload["lock_id"], payload["action"])
+
+
+# what the log says about locks ------------------------------------------------------------------
+def lock_history(sources: LockSources, study: str, lock_id: str) -> pl.DataFrame:
+    events = sources.lock_events(study)
+    return events.filter(pl.col("lock_id") == lock_id)
+
+
+def lock_state(sources: LockSources, study: str, lock_id: str) -> str | None:
+    """``LOCK`` or ``UNLOCK`` (the lock's latest published event), or None if never published
+    (a claim is not a lock)."""
+    published = lock_history(sources, study, lock_id).filter(pl.col("action") != CLAIM)
+    return None if published.is_empty() else str(published["action"][-1])
+
+
+def published_lock(sources: LockSources, study: str, lock_id: str) -> dict[str, Any] | None:
+    """The LOCK event of ``lock_id``, if it was ever published."""
+    locks = lock_history(sources, study, lock_id).filter(pl.col("action") == LOCK)
+    return None if locks.is_empty() else locks.row(0, named=True)
+
+
+def check_study(sources: LockSources, study: str) -> None:
+    """Writing commands refuse a study that holds no subjects, naming those that do."""
+    if sources.records.records("subject", study, columns=("offset",)).head(1).collect().height:
+        return
+    known = sources.records.studies()
+    raise LockRefusedError(
+        f"study {study!r} has no subjects in this home; it holds "
+        + (", ".join(known) if known else "no study yet (ingest first)")
+    )
+
+
+# steps ----------------------------------------------------------------------------------------
+def check_request(sources: LockSources, request: LockRequest) -> dict[str, Any] | None:
+    """The existing lock's manifest when ``lock_id`` was already locked (an idempotent re-run,
+    verified against its LOCK event), else None when this request may lock (the id is claimed
+    when the files are written)."""
+    check_study(sources, request.study)
+    study, lock_id = request.study, request.lock_id
+    history = lock_history(sources, study, lock_id)
+    published = published_lock(sources, study, lock_id)
+    if published is not None:
+        if history["action"][-1] == UNLOCK:
+            raise LockRefusedError(
+                f"lock {lock_id} of {study} was unlocked; its files stay as they were. "
+                "Lock again under a new lock id"
+            )
+        manifest = verified_manifest(sources, study, lock_id, published["manifest_sha256"])
+        if request.level == "hard" and manifest.get("level") != "hard":
+            raise LockRefusedError(
+                f"lock {lock_id} of {study} is a {manifest.get('level')} lock; it is not "
+                f"changed by asking again with level {request.level}. Raising a soft lock to "
+                "hard is its own signed step (`tract lock-raise`)"
+            )
+        return manifest
+    claims = history.filter(pl.col("action") == CLAIM)
+    if claims.height:
+        _same_request(claims.row(0, named=True), request.request_id, study, lock_id)
+        return None  # resuming this request's own lock
+    in_force = lock_in_force(sources.records, study)
+    if in_force is not None:
+        raise LockRefusedError(
+            f"{study} is locked ({in_force['lock_id']}, {in_force['level']}, since "
+            f"{in_force['at']:%Y-%m-%d %H:%M} UTC); a new lock needs the lock in force undone first "
+            f"by a signed unlock (`tract unlock request --study {study} --lock-id {in_force['lock_id']}`)"
+        )
+    if sources.store.exists(f"{lock_prefix(study, lock_id)}/{MANIFEST}"):
+        raise SnapshotTamperedError(
+            f"the store holds a lock {lock_id} of {study} that the log never claimed or "
+            "published: it was not written by tract (or the log was replaced); it is never "
+            "trusted or reused. Run `tract verify` and lock under a new id"
+        )
+    return None
+
+
+def _same_request(claim: dict[str, Any], request_id: str, study: str, lock_id: str) -> None:
+    if claim["request_id"] != request_id:
+        raise LockRefusedError(
+            f"lock id {lock_id} of {study} was claimed by another request ({claim['requested_by']} "
+            f"at {claim['at']:%Y-%m-%d %H:%M} UTC, {claim['level']}, reason {claim['reason']!r}); "
+            "only that request can complete it. Use a new lock id"
+        )
+
+
+def claim(sources: LockSources, request: LockRequest) -> None:
+    """Claim the lock id for ``request`` just before its cut is frozen: an id is claimed once,
+    and only its own request may complete the lock (a re-run of it after a crash may)."""
+    study, lock_id = request.study, request.lock_id
+    with sources.exclusive():
+        if published_lock(sources, study, lock_id) is not None:
+            return
+        claims = lock_history(sources, study, lock_id).filter(pl.col("action") == CLAIM)
+        if claims.height:
+            _same_request(claims.row(0, named=True), request.request_id, study, lock_id)
+            return
+        in_force = lock_in_force(sources.records, study)
+        if in_force is not None:
+            raise LockRefusedError(
+                f"{study} was locked meanwhile ({in_force['lock_id']}); this lock is not taken"
+            )
+        event = {
+            "lock_id": lock_id,
+            "action": CLAIM,
+            "level": request.level,
+            "requested_by": request.requested_by,
+            "reason": request.reason,
+            "at": utc_now(),
+            "positions": "{}",
+            "manifest_sha256": None,
+            "approvers": None,
+            "location": sources.store.location(lock_prefix(study, lock_id)),
+            "request_id": request.request_id,
+            "chain_seq": None,
+            "chain_hash": None,
+        }
+        sources.publish([lock_event(study, event)])
+
+
+def owns_claim(sources: LockSources, study: str, lock_id: str, request_id: str) -> None:
+    """Refuse to write a lock whose id another request claimed (or nobody did)."""
+    claims = lock_history(sources, study, lock_id).filter(pl.col("action") == CLAIM)
+    if claims.is_empty():
+        raise LockRefusedError(
+            f"lock id {lock_id} of {study} was never claimed (freeze_cut claims it); run the "
+            "whole lock again"
+        )
+    _same_request(claims.row(0, named=True), request_id, study, lock_id)
+
+
+def verified_manifest(
+    sources: LockSources, study: str, lock_id: str, expected_sha256: str | None
+) -> dict[str, Any]:
+    """The stored manifest of a published lock, which must be the one its LOCK event names."""
+    try:
+        data = manifest_bytes(sources.store, study, lock_id)
+    except LockError:
+        raise SnapshotTamperedError(
+            f"lock {lock_id} of {study} was published (its LOCK event is in the log) but its "
+            f"manifest is missing from {sources.store.location(lock_prefix(study, lock_id))}: "
+            "the lock is damaged and its id is never reused. Restore the manifest from the "
+            "store's retained version; run `tract verify`"
+        ) from None
+    if expected_sha256 and sha256(data) != expected_sha256:
+        raise SnapshotTamperedError(
+            f"the manifest of lock {lock_id} of {study} is not the one its LOCK event names "
+            f"(sha256 {sha256(data)[:16]}…, the log says {expected_sha256[:16]}…): the lock was "
+            "rewritten; do not use it. Restore it from the store's retained version"
+        )
+    return parse_manifest(data, sources.store.location(f"{lock_prefix(study, lock_id)}/{MANIFEST}"))
+
+
+def check_conflicts(sources: LockSources, study: str, cut: Cut | None = None) -> dict[str, int]:
+    """Raise :class:`LockBlockedError` listing every open conflict; else the counts by status."""
+    conflicts = sources.outcomes(study, cut).conflicts
+    open_conflicts = conflicts.filter(pl.col("status") == "OPEN")
+    if open_conflicts.height:
+        raise LockBlockedError(blocked_message(open_conflicts))
+    return dict(conflicts.group_by("status").len().sort("status").iter_rows())
+
+
+def freeze_cut(sources: LockSources, request: LockRequest | None = None) -> dict[str, Any]:
+    """The log positions the lock covers (every event before them, none after) and the chain
+    head there, its anchor. With ``request``, its lock id is claimed first (the claim is
+    inside the cut: nothing but the LOCK event follows it)."""
+    if request is not None:
+        claim(sources, request)
+    cut, anchor = sources.freeze()
+    return {"positions": cut, "chain": anchor}
+
+
+def staging_dir(home: Path, study: str, lock_id: str) -> Path:
+    """Where a lock's Parquet waits between materialise and write (under the platform home)."""
+    return Path(home) / "staging" / "locks" / study / lock_id
+
+
+def changes_since(sources: LockSources, study: str, snapshot: Snapshot) -> dict[str, Any] | None:
+    """How the outcomes differ from the study's previous lock (the last one written), for the
+    manifest: ``{"lock_id", "tracts", "patients"}``; None for a first lock."""
+    previous = sources.lock_events(study).filter(pl.col("action") == LOCK)
+    if previous.is_empty():
+        return None
+    last = previous.row(-1, named=True)
+    try:
+        old = open_lock(sources.store, study, last["lock_id"], last["manifest_sha256"])
+    except (LockError, ObjectNotFoundError) as exc:
+        return {"lock_id": last["lock_id"], "tracts": None, "patients": None, "problem": str(exc)}
+    key = ["subject_id", "tract_id"]
+    tracts = (
+        snapshot.tables["tract_outcomes"]
+        .select(*key, "outcome")
+        .join(
+            old.tables["tract_outcomes"].select(*key, was="outcome"),
+            on=key,
+            how="full",
+            coalesce=True,
+        )
+    )
+    patients = (
+        snapshot.tables["patient_outcomes"]
+        .select("subject_id", "category")
+        .join(
+            old.tables["patient_outcomes"].select("subject_id", was="category"),
+            on="subject_id",
+            how="full",
+            coalesce=True,
+        )
+    )
+    return {
+        "lock_id": last["lock_id"],
+        "tracts": tracts.filter(pl.col("was").ne_missing(pl.col("outcome"))).height,
+        "patients": patients.filter(pl.col("was").ne_missing(pl.col("category"))).height,
+    }
+
+
+def materialise(
+    sources: LockSources,
+    request: LockRequest,
+    cut: dict[str, Any],
+    staging: Path,
+    retention_days: int | None = None,
+) -> Path:
+    """Compute the study at the cut and stage its files and manifest in ``staging``.
+
+    Conflicts are checked again at the cut: data that arrived after ``check_conflicts`` may
+    have raised new ones. Staging replaces any earlier attempt in one rename.
+    """
+    positions: Cut = {k: int(v) for k, v in cut["positions"].items()}
+    snapshot = current_snapshot(sources, request.study, positions)
+    open_conflicts = snapshot.tables["conflicts"].filter(pl.col("status") == "OPEN")
+    if open_conflicts.height:
+        raise LockBlockedError(blocked_message(open_conflicts))
+    locked_at = utc_now()
+    report = snapshot.report(sources.rules.confidence_level) | {
+        "lock_id": request.lock_id,
+        "locked_at": locked_at,
+    }
+    files = snapshot_files(snapshot, report)
+    retain_until = None
+    if request.level == "hard":
+        days = _retention_days() if retention_days is None else retention_days
+        retain_until = (datetime.now(UTC) + timedelta(days=days)).replace(microsecond=0)
+    manifest = {
+        "lock_id": request.lock_id,
+        "study": request.study,
+        "request_id": request.request_id,
+        "locked_at": locked_at,
+        "requested_by": request.requested_by,
+        "reason": request.reason,
+        "level": request.level,
+        "retain_until": retain_until.isoformat().replace("+00:00", "Z") if retain_until else None,
+        "positions": positions,
+        "chain": cut.get("chain") or {},
+        "changes_since_previous_lock": changes_since(sources, request.study, snapshot),
+        "rule_set": {
+            "id": sources.rules.id,
+            "version": sources.rules.version,
+            "sha256": sources.rules.sha256,
+        },
+        "code_version": code_version(),
+        "row_counts": {name: _rows(name, snapshot) for name in files if name.endswith(".parquet")},
+        "files": file_entries(files),
+    }
+    return stage(staging, files, json.dumps(manifest, indent=2).encode())
+
+
+def stage(staging: Path, files: dict[str, bytes], manifest: bytes) -> Path:
+    """Write files and manifest into ``staging``, replacing an earlier attempt atomically."""
+    staging = Path(staging)
+    staging.parent.mkdir(parents=True, exist_ok=True)
+    tmp = staging.parent / f".{staging.name}.{uuid.uuid4().hex}"
+    for name, data in files.items():
+        (tmp / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp / name).write_bytes(data)
+    (tmp / MANIFEST).write_bytes(manifest)
+    if staging.exists():
+        shutil.rmtree(staging)
+    tmp.rename(staging)
+    return staging
+
+
+def read_staged(staging: Path) -> tuple[dict[str, bytes], bytes]:
+    """The staged files and manifest bytes, each file checked against the staged manifest."""
+    manifest_path = Path(staging) / MANIFEST
+    if not manifest_path.is_file():
+        raise LockRefusedError(
+            f"nothing staged at {staging}: run the materialise step (or the whole DAG) again"
+        )
+    manifest_bytes_ = manifest_path.read_bytes()
+    files: dict[str, bytes] = {}
+    for name, expected in json.loads(manifest_bytes_)["files"].items():
+        data = (Path(staging) / name).read_bytes()
+        if sha256(data) != expected["sha256"]:
+            raise LockRefusedError(
+                f"staged file {Path(staging) / name} changed after materialise; run it again"
+            )
+        files[name] = data
+    return files, manifest_bytes_
+
+
+def write_lock(sources: LockSources, study: str, lock_id: str, staging: Path) -> str:
+    """Put the staged lock into the store (retained when hard), manifest last; its location.
+
+    Safe to retry: a write that already completed is recognised by its manifest's hash.
+    """
+    files, manifest_bytes_ = read_staged(staging)
+    manifest = json.loads(manifest_bytes_)
+    owns_claim(sources, study, lock_id, manifest["request_id"])
+    until = manifest.get("retain_until")
+    retain_until = datetime.fromisoformat(until.replace("Z", "+00:00")) if until else None
+    prefix = lock_prefix(study, lock_id)
+    try:
+        sources.store.write_snapshot(prefix, files, manifest_bytes_, retain_until)
+    except ObjectLockedError:
+        key = f"{prefix}/{MANIFEST}"
+        if not sources.store.exists(key) or sources.store.read(key) != manifest_bytes_:
+            raise
+    return sources.store.location(prefix)
+
+
+def verify_lock(sources: LockSources, study: str, lock_id: str, staging: Path | None = None) -> str:
+    """Read every file of the lock back and compare with the manifest (raises on mismatch);
+    with ``staging``, also check the stored manifest is the one this run staged. Returns the
+    manifest's sha256 (the lock's receipt)."""
+    published = published_lock(sources, study, lock_id)
+    expected = published["manifest_sha256"] if published else None
+    open_lock(sources.store, study, lock_id, expected)
+    stored = sources.store.read(f"{lock_prefix(study, lock_id)}/{MANIFEST}")
+    staged = Path(staging) / MANIFEST if staging is not None else None
+    if staged is not None and staged.is_file() and staged.read_bytes() != stored:
+        raise LockRefusedError(
+            f"the stored manifest of {study}/{lock_id} is not the one this run staged: another "
+            "run wrote the same lock id at the same time. Its lock stands; this run changed nothing"
+        )
+    return sha256(stored)
+
+
+def lock_record(
+    sources: LockSources, study: str, lock_id: str, action: str, **changes: Any
+) -> dict[str, Any]:
+    """The payload of a lock event about ``lock_id``, from its stored manifest (read once):
+    as the lock was requested, with ``changes`` (an unlock's who, why, when and approvers)."""
+    prefix = lock_prefix(study, lock_id)
+    data = sources.store.read(f"{prefix}/{MANIFEST}")
+    manifest = parse_manifest(data, sources.store.location(f"{prefix}/{MANIFEST}"))
+    chain: Anchor = manifest.get("chain") or {}
+    return {
+        "lock_id": lock_id,
+        "action": action,
+        "level": manifest["level"],
+        "requested_by": manifest["requested_by"],
+        "reason": manifest["reason"],
+        "at": manifest["locked_at"],
+        "positions": json.dumps(manifest["positions"], sort_keys=True),
+        "manifest_sha256": sha256(data),
+        "approvers": None,
+        "location": sources.store.location(prefix),
+        "request_id": manifest.get("request_id"),
+        "chain_seq": chain.get("seq"),
+        "chain_hash": chain.get("hash"),
+    } | changes
+
+
+def publish_lock(sources: LockSources, study: str, lock_id: str) -> dict[str, Any]:
+    """Publish the lock event from the stored manifest; publishing again adds nothing."""
+    published = published_lock(sources, study, lock_id)
+    if published is not None:
+        verified_manifest(sources, study, lock_id, published["manifest_sha256"])
+        return lock_record(sources, study, lock_id, LOCK)
+    payload = lock_record(sources, study, lock_id, LOCK)
+    claims = lock_history(sources, study, lock_id).filter(pl.col("action") == CLAIM)
+    if claims.height and claims["request_id"][0] != payload["request_id"]:
+        raise LockRefusedError(
+            f"the stored lock {study}/{lock_id} was written by request {payload['request_id']}, "
+            f"but the id was claimed by {claims['request_id'][0]}; it is not published"
+        )
+    sources.publish([lock_event(study, payload)])
+    return payload
+
+
+def discard_staging(staging: Path) -> None:
+    shutil.rmtree(staging, ignore_errors=True)
+
+
+# the whole lock, for the CLI and the web page ---------------------------------------------------
+def take_lock(
+    sources: LockSources,
+    request: LockRequest,
+    retention_days: int | None = None,
+    *,
+    validate: bool = False,
+) -> dict[str, Any]:
+    """Lock as ``request`` asks; the same request again returns the existing lock.
+
+    ``validate`` runs the Great Expectations gate (``infra/gx``) as the DAG does; it needs the
+    ``airflow`` extra, so the CLI leaves it off by default.
+    """
+    existing = check_request(sources, request)
+    if existing is not None:
+        verify_lock(sources, request.study, request.lock_id)
+        return existing | {"already_locked": True}
+    check_conflicts(sources, request.study)
+    cut = freeze_cut(sources, request)
+    with tempfile.TemporaryDirectory(prefix="tract-lock-") as tmp:
+        staging = materialise(sources, request, cut, Path(tmp) / request.lock_id, retention_days)
+        if validate:
+            from services.lock.validation import validate_staged
+
+            validate_staged(staging)
+        write_lock(sources, request.study, request.lock_id, staging)
+        verify_lock(sources, request.study, request.lock_id, staging)
+        manifest = json.loads((staging / MANIFEST).read_bytes())
+    publish_lock(sources, request.study, request.lock_id)
+    return manifest
+
+
+def _retention_days() -> int:
+    from services.config import Settings
+
+    return Settings.from_env().hard_lock_retention_days
+
+
+def _rows(name: str, snapshot: Snapshot) -> int:
+    key = name.removesuffix(".parquet")
+    if key.startswith("events/"):
+        return snapshot.events[key.removeprefix("events/")].height
+    return snapshot.tables[key].height

@@ -1,0 +1,172 @@
+"""``tract verify``: what an auditor runs on a copy of a trial home to learn whether anything
+was altered, and if so exactly what.
+
+It walks the embedded log's hash chain and every segment's bytes, then every lock the log
+published: the stored manifest must be the one its LOCK event names, every file must match
+the manifest, and the chain head the lock recorded at its cut must still be on the chain (so a
+log rewritten after an edit is caught by any lock taken after the edited event). A head an
+auditor noted earlier (``--expect-head SEQ:HASH``) anchors the rest. Nothing here raises on
+what it finds: every finding is reported, and the verdict says INTACT only when there is none.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from services.lock.catalog import check_snapshot
+from services.lock.snapshot import lock_prefix
+from services.log.segment import segment_schema
+from services.log.verify import Finding, LogVerdict, verify_log
+from services.store import MANIFEST, ObjectStore
+
+
+@dataclass
+class LockCheck:
+    study: str
+    lock_id: str
+    action: str
+    integrity: str
+    receipt: str | None
+    anchored_at: int | None
+    problem: str | None = None
+
+
+@dataclass
+class Verdict:
+    home: str
+    log: LogVerdict
+    locks: list[LockCheck] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def intact(self) -> bool:
+        return self.log.intact and not self.findings
+
+    def first(self) -> Finding | None:
+        found = [*self.log.findings, *self.findings]
+        return found[0] if found else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "home": self.home,
+            "verdict": "INTACT" if self.intact else "ALTERED",
+            "log": self.log.to_dict(),
+            "locks": [asdict(c) for c in self.locks],
+            "findings": [str(f) for f in [*self.log.findings, *self.findings]],
+            "first_finding": str(self.first()) if self.first() else None,
+        }
+
+    def text(self) -> str:
+        log = self.log
+        lines = [f"tract verify: {self.home}"]
+        if log.head_hash:
+            lines.append(
+                f"log: {log.segments} segments, {log.events} events, head {log.head_seq}:{log.head_hash}"
+            )
+        lines += [f"  note: {n}" for n in log.notes]
+        for c in self.locks:
+            anchor = f", anchored at segment {c.anchored_at}" if c.anchored_at else ""
+            state = c.integrity if not c.problem else f"{c.integrity}: {c.problem}"
+            lines.append(f"lock {c.study}/{c.lock_id} ({c.action}): {state}{anchor}")
+        if self.intact:
+            lines.append("verdict: INTACT (every chain link, segment, manifest and file matches)")
+        else:
+            lines.append(f"verdict: ALTERED; first: {self.first()}")
+            lines += [f"  - {f}" for f in [*log.findings, *self.findings]]
+        return "\n".join(lines)
+
+
+def verify_home(
+    home: Path,
+    store: ObjectStore,
+    study: str | None = None,
+    expect_head: str | None = None,
+) -> Verdict:
+    """Check the log under ``home`` and the locks it published in ``store``."""
+    log = verify_log(Path(home) / "log")
+    verdict = Verdict(str(home), log)
+    if expect_head:
+        _check_expected_head(verdict, expect_head)
+    events = _lock_events(log)
+    if study:
+        events = events.filter(pl.col("study") == study)
+    published = events.filter(pl.col("action") == "LOCK")
+    unlocked = set(
+        events.filter(pl.col("action") == "UNLOCK").select("study", "lock_id").iter_rows()
+    )
+    for row in published.iter_rows(named=True):
+        verdict.locks.append(_check_lock(store, row, log, unlocked))
+    for c in verdict.locks:
+        if c.problem:
+            verdict.findings.append(Finding(f"lock {c.study}/{c.lock_id}", c.problem))
+    _unknown_locks(store, published, study, verdict)
+    return verdict
+
+
+def _check_expected_head(verdict: Verdict, expect_head: str) -> None:
+    seq_text, _, hash_ = expect_head.partition(":")
+    try:
+        seq = int(seq_text)
+    except ValueError:
+        verdict.findings.append(Finding("--expect-head", f"{expect_head!r} is not SEQ:HASH"))
+        return
+    if verdict.log.hash_at(seq) != hash_:
+        verdict.findings.append(
+            Finding(
+                f"segment {seq}",
+                "does not have the hash you noted earlier: the log was rewritten since",
+            )
+        )
+
+
+def _lock_events(log: LogVerdict) -> pl.DataFrame:
+    """The LOCK/UNLOCK events of the log, read from its (verified) segments."""
+    files = [str(Path(log.folder) / e.file) for e in log.entries if e.topic == "lock"]
+    schema = segment_schema("lock")
+    if not files:
+        return pl.DataFrame(schema=schema)
+    readable = [f for f in files if Path(f).exists()]
+    return (
+        pl.scan_parquet(readable, schema=schema, missing_columns="insert", extra_columns="ignore")
+        .sort("offset")
+        .collect()
+    )
+
+
+def _check_lock(
+    store: ObjectStore, row: dict[str, Any], log: LogVerdict, unlocked: set[tuple[str, str]]
+) -> LockCheck:
+    study, lock_id = row["study"], row["lock_id"]
+    _, integrity, problem, receipt = check_snapshot(
+        store, lock_prefix(study, lock_id), row["manifest_sha256"]
+    )
+    anchored = row.get("chain_seq")
+    if problem is None and anchored is not None and log.hash_at(anchored) != row.get("chain_hash"):
+        integrity = "damaged"
+        problem = (
+            f"the log's segment {anchored} is not the one this lock recorded at its cut: the log "
+            "was rewritten after the lock was taken"
+        )
+    action = "UNLOCKED" if (study, lock_id) in unlocked else "LOCKED"
+    return LockCheck(study, lock_id, action, integrity, receipt, anchored, problem)
+
+
+def _unknown_locks(
+    store: ObjectStore, published: pl.DataFrame, study: str | None, verdict: Verdict
+) -> None:
+    known = set(published.select("study", "lock_id").iter_rows())
+    for key in store.list("locks"):
+        parts = key.split("/")
+        if len(parts) == 4 and parts[3] == MANIFEST and (parts[1], parts[2]) not in known:
+            if study and parts[1] != study:
+                continue
+            verdict.findings.append(
+                Finding(
+                    store.location("/".join(parts[:3])),
+                    "a lock the log never published (written outside tract, or the log lost it)",
+                )
+            )

@@ -1,0 +1,233 @@
+"""Locks that one person cannot bend: ids used once, one lock in force, post-lock changes
+counted, unknown studies refused, damaged manifests reported without hiding other locks.
+
+Replayed through the real CLI on a real demo home, as issues 9 and 10 reported them.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.store.trials import STUDY
+
+TRACT = str(Path(sys.executable).parent / "tract")
+
+
+def tract(home: Path, *args: str) -> tuple[int, str]:
+    done = subprocess.run(
+        [TRACT, "--home", str(home), *args], capture_output=True, text=True, timeout=180
+    )
+    assert "Traceback" not in done.stderr, done.stderr
+    return done.returncode, done.stdout + done.stderr
+
+
+def lock(home: Path, lock_id: str, *extra: str) -> tuple[int, str]:
+    return tract(
+        home,
+        "lock",
+        "--study",
+        STUDY,
+        "--lock-id",
+        lock_id,
+        "--reason",
+        "primary",
+        "--by",
+        "dm.jones",
+        *extra,
+    )
+
+
+def manifest_path(home: Path, lock_id: str) -> Path:
+    return home / "objects" / "locks" / STUDY / lock_id / "manifest.json"
+
+
+def test_a_lock_id_is_never_reused_even_after_its_manifest_is_removed(decided_home: Path) -> None:
+    """Issue 9, item 4: the manifest removed, the same id locked again wrote another snapshot."""
+    assert lock(decided_home, "PRIMARY")[0] == 0
+    path = manifest_path(decided_home, "PRIMARY")
+    path.chmod(0o600)
+    path.unlink()
+    code, out = lock(decided_home, "PRIMARY")
+    assert code == 1 and "manifest is missing" in out and "never reused" in out
+    assert not path.exists()
+
+
+def test_one_lock_in_force_and_no_silent_level_change(decided_home: Path) -> None:
+    """Issue 9, item 9: a second id slipped past the lock in force; hard on a soft id stayed
+    soft while the answer said "already locked"."""
+    assert lock(decided_home, "FIRST")[0] == 0
+    code, out = lock(decided_home, "SECOND")
+    assert code == 1 and "FIRST" in out and "signed unlock" in out
+    code, out = lock(decided_home, "FIRST", "--level", "hard")
+    assert code == 1 and "soft lock" in out
+    assert json.loads(manifest_path(decided_home, "FIRST").read_text())["level"] == "soft"
+    assert not manifest_path(decided_home, "SECOND").exists()
+
+
+def test_another_request_cannot_complete_a_claimed_lock(decided_home: Path) -> None:
+    """A lock id is claimed by the request that freezes its cut: another request (another
+    reason, another person) cannot write under it, the same request can finish it."""
+    from services.lock.lock import LockRequest, freeze_cut
+    from services.platform import Platform
+
+    sources = Platform.embedded(decided_home).lock_sources()
+    started = LockRequest(STUDY, "HALF", "primary analysis", "dm.jones")
+    freeze_cut(sources, started)  # then the process died
+    code, out = tract(
+        decided_home,
+        "lock",
+        "--study",
+        STUDY,
+        "--lock-id",
+        "HALF",
+        "--reason",
+        "something else",
+        "--by",
+        "dm.smith",
+    )
+    assert code == 1 and "claimed by another request" in out
+    code, out = tract(
+        decided_home,
+        "lock",
+        "--study",
+        STUDY,
+        "--lock-id",
+        "HALF",
+        "--reason",
+        "primary analysis",
+        "--by",
+        "dm.jones",
+    )
+    assert code == 0, out
+
+
+def test_unknown_studies_are_refused_by_name(decided_home: Path) -> None:
+    """Issue 9, item 10: a study with no data got an empty "verified" lock and zeros."""
+    code, out = tract(
+        decided_home, "lock", "--study", "EXO2", "--lock-id", "L", "--reason", "x", "--by", "dm"
+    )
+    assert code == 1 and "EXO2" in out and STUDY in out
+    assert not (decided_home / "objects" / "locks" / "EXO2").exists()
+    for args in (["conflicts"], ["report"], ["outcomes"], ["audit"]):
+        code, out = tract(decided_home, *args, "--study", "EXO2")
+        assert code == 1 and "EXO2" in out and STUDY in out, args
+
+
+def test_changes_after_the_lock_are_counted_everywhere(decided_home: Path) -> None:
+    """Issue 9, item 5: decisions and a status correction after a lock changed outcomes and a
+    category while the dashboard said nothing had changed."""
+    from services.demo.trial import write_demo_trial
+    from services.platform import Platform
+
+    assert lock(decided_home, "PRIMARY")[0] == 0
+    code, out = tract(decided_home, "report", "--study", STUDY)
+    assert "Since lock PRIMARY: no outcome or category changed" in out
+    # a completer withdraws after the lock: their category changes
+    files = write_demo_trial(decided_home.parent / "files")
+    header, *rows = files["subjects.csv"].read_text().splitlines()
+    columns = header.split(",")
+    row = dict(zip(columns, rows[0].split(","), strict=True))
+    row |= {"record_version": "9", "status": "WITHDRAWN", "withdrawn_on": "2025-06-01"}
+    row |= {"withdrawal_reason": "moved away", "change_reason": "late report from the site"}
+    correction = decided_home.parent / "late" / "subjects.csv"
+    correction.parent.mkdir()
+    correction.write_text(header + "\n" + ",".join(row[c] for c in columns) + "\n")
+    assert tract(decided_home, "ingest", "--study", STUDY, str(correction))[0] == 0
+
+    # and the committee revisits a decision: a tract's outcome changes
+    _, out = tract(decided_home, "conflicts", "--study", STUDY, "--all", "--json")
+    disagreement = next(
+        c
+        for c in json.loads(out)
+        if c["type"] == "READER_DISAGREEMENT" and c["status"] == "DECIDED"
+    )
+    code, out = tract(
+        decided_home,
+        "decide",
+        disagreement["conflict_id"],
+        "--status",
+        "NOT_CLOSED",
+        "--rationale",
+        "re-read the images after the lock",
+        "--members",
+        "dr.a,dr.b",
+        "--study",
+        STUDY,
+    )
+    assert code == 0, out
+
+    _, out = tract(decided_home, "report", "--study", STUDY, "--json")
+    since = json.loads(out)["since_lock"]
+    assert (since["lock_id"], since["patients"], since["tracts"]) == ("PRIMARY", 2, 1)
+    _, text = tract(decided_home, "report", "--study", STUDY)
+    assert "Since lock PRIMARY: 1 tract outcome(s) and 2 patient categories changed" in text
+    _, out = tract(decided_home, "outcomes", "--study", STUDY, "--json")
+    found = json.loads(out)
+    changed = {p["subject_id"] for p in found["patients"] if p["changed_since_lock"]}
+    assert changed == {row["subject_id"], disagreement["subject_id"]}
+    [tract_] = [t for t in found["tracts"] if t["changed_since_lock"]]
+    assert (tract_["subject_id"], tract_["locked_outcome"], tract_["outcome"]) == (
+        disagreement["subject_id"],
+        "CLOSED",
+        "NOT_CLOSED",
+    )
+    assert tract_["post_lock"]
+
+    # the next lock's manifest says what changed since the previous one
+    platform = Platform.embedded(decided_home)
+    from services.lock.unlock import unlock
+
+    unlock(
+        platform.lock_sources(), STUDY, "PRIMARY", "late withdrawal", "dm.jones", ["dr.a", "dr.b"]
+    )
+    assert lock(decided_home, "PRIMARY-2")[0] == 0
+    changes = json.loads(manifest_path(decided_home, "PRIMARY-2").read_text())[
+        "changes_since_previous_lock"
+    ]
+    assert (changes["lock_id"], changes["tracts"], changes["patients"]) == ("PRIMARY", 1, 2)
+
+
+@pytest.mark.parametrize(
+    "damage",
+    ['{"files": ', "[1, 2, 3]", '{"lock_id": "PRIMARY"}', "not json at all"],
+    ids=["truncated", "a-list", "no-files", "garbage"],
+)
+def test_a_damaged_manifest_hides_no_other_lock(decided_home: Path, damage: str) -> None:
+    """Issue 10, item 6: one damaged manifest broke `snapshot list` and `open` with tracebacks."""
+    from services.lock.unlock import unlock
+    from services.platform import Platform
+
+    assert lock(decided_home, "FIRST")[0] == 0
+    platform = Platform.embedded(decided_home)
+    unlock(platform.lock_sources(), STUDY, "FIRST", "new data", "dm.jones", ["dr.a", "dr.b"])
+    assert lock(decided_home, "SECOND")[0] == 0
+    path = manifest_path(decided_home, "FIRST")
+    path.chmod(0o600)
+    path.write_text(damage)
+
+    code, out = tract(decided_home, "snapshot", "list", "--json")
+    assert code == 0
+    listed = {e["id"]: e for e in json.loads(out)}
+    assert listed["FIRST"]["integrity"] == "damaged" and listed["FIRST"]["problem"]
+    assert listed["SECOND"]["integrity"] == "verified"
+    code, out = tract(decided_home, "snapshot", "open", "--study", STUDY, "--lock", "FIRST")
+    assert code == 1 and "manifest" in out
+    assert tract(decided_home, "snapshot", "open", "--study", STUDY, "--lock", "SECOND")[0] == 0
+
+
+def test_a_lock_whose_files_are_all_gone_is_still_listed(decided_home: Path) -> None:
+    import shutil
+
+    assert lock(decided_home, "PRIMARY")[0] == 0
+    folder = manifest_path(decided_home, "PRIMARY").parent
+    for path in folder.rglob("*"):
+        path.chmod(0o700)
+    shutil.rmtree(folder)
+    _, out = tract(decided_home, "snapshot", "list", "--json")
+    [entry] = json.loads(out)
+    assert (entry["id"], entry["integrity"]) == ("PRIMARY", "missing")
