@@ -340,6 +340,12 @@ def report(obj: Context, study: str | None, lock_id: str | None, as_json: bool) 
 @click.option("--reason", required=True, help="Why the database is locked (e.g. primary analysis).")
 @click.option("--by", "requested_by", required=True, help="The data manager requesting the lock.")
 @click.option("--level", type=click.Choice(["soft", "hard"]), default="soft", show_default=True)
+@click.option(
+    "--validate",
+    is_flag=True,
+    help="Run the Great Expectations gate (infra/gx) first, as the DAG does (needs the airflow "
+    "extra); its results are kept in the lock.",
+)
 @json_option
 @click.pass_obj
 def lock(
@@ -349,10 +355,11 @@ def lock(
     reason: str,
     requested_by: str,
     level: str,
+    validate: bool,
     as_json: bool,
 ) -> None:
     """Freeze an immutable, hash-verified snapshot; refused while any conflict is open."""
-    manifest = obj.platform.lock(study, lock_id, reason, requested_by, level)
+    manifest = obj.platform.lock(study, lock_id, reason, requested_by, level, validate=validate)
     where = obj.platform.store.location(f"locks/{study}/{lock_id}")
     note = "already locked" if manifest.get("already_locked") else "locked"
     event = obj.platform.lock_event(study, lock_id) or {}

@@ -38,8 +38,9 @@ from services.lock.sources import Anchor, LockSources
 from services.log import EventLog
 from services.log.segment import Batch
 from services.state import MaintainedState, Records, adjudicate_study
-from services.state.postlock import LockBaseline
-from services.state.records import Cut, lock_cut, lock_in_force
+from services.state.maintained import in_key_order
+from services.state.postlock import LockBaseline, flag_changes
+from services.state.records import Cut, RecordsAt, lock_cut, lock_in_force
 from services.store import ObjectStore, open_store
 
 
@@ -185,7 +186,11 @@ class Platform:
             return self.state.adjudication(study)
         if upto is not None and self.state is not None and self._unchanged_since(study, upto):
             return self.state.adjudication(study)
-        return adjudicate_study(self.source, study, self.rules, upto)
+        # computed here (at a cut, or with no maintained state): the same tables as the state's
+        lock = lock_in_force(RecordsAt(self.source, upto) if upto else self.source, study)
+        result = adjudicate_study(self.source, study, self.rules, upto, lock_cut=lock_cut(lock))
+        baseline = self._baseline(study, lock) if lock else None
+        return in_key_order(flag_changes(result, baseline))
 
     def outcomes(self, study: str, subjects: Collection[str] | None = None) -> Adjudication:
         """The current outcomes of ``study`` (of ``subjects`` only, when given: a point read of

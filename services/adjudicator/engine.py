@@ -86,7 +86,16 @@ def used_event_ids(tract: Mapping[str, Any]) -> list[str]:
 
 _ENVELOPE = ("subject_id", "tract_id", "event_id", "offset")
 _COLUMNS = {
-    "subjects": ("subject_id", "record_id", "status", "event_id", "offset"),
+    "subjects": (
+        "subject_id",
+        "record_id",
+        "status",
+        "site_id",
+        "enrolled_on",
+        "withdrawn_on",
+        "event_id",
+        "offset",
+    ),
     "tracts": (*_ENVELOPE, "record_id", "treated", "parks_type"),
     "injections": (*_ENVELOPE, "visit", "administered_on"),
     "exams": (
@@ -315,7 +324,9 @@ def adjudicate(
         .join(response_50(lazy, rules.response_fraction), on="subject_id", how="left")
         .with_columns(rule_set=pl.lit(rules.id), rule_set_version=pl.lit(rules.version))
         .sort("subject_id")
-        .collect()
+    )
+    tracts, patients = _analysis_columns(
+        study, tracts.lazy(), patients, subjects, visits, final_reads, rules
     )
     return Adjudication(
         study=study,
@@ -327,3 +338,32 @@ def adjudicate(
         visits=visits.collect(),
         new_tracts=new_tracts,
     )
+
+
+def _analysis_columns(
+    study: str,
+    tracts: pl.LazyFrame,
+    patients: pl.LazyFrame,
+    subjects: pl.LazyFrame,
+    visits: pl.LazyFrame,
+    final_reads: pl.LazyFrame,
+    rules: RuleSet,
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """What an analysis needs beside the outcome: the study, the subject's site and dates, and
+    the dates of the primary assessment (the primary visit's exam, the final MRI scan)."""
+    about = subjects.select("subject_id", "site_id", "enrolled_on", "withdrawn_on")
+    primary = visits.filter(pl.col("visit") == rules.primary_visit).select(
+        *TRACT_KEY, primary_visit_date="last_date"
+    )
+    scanned = final_reads.group_by(TRACT_KEY).agg(final_mri_date=pl.col("scan_date").max())
+    tracts = (
+        tracts.join(about, on="subject_id", how="left", maintain_order="left")
+        .join(primary, on=TRACT_KEY, how="left", maintain_order="left")
+        .join(scanned, on=TRACT_KEY, how="left", maintain_order="left")
+        .with_columns(study=pl.lit(study))
+    )
+    patients = patients.join(
+        about, on="subject_id", how="left", maintain_order="left"
+    ).with_columns(study=pl.lit(study))
+    out = pl.collect_all([tracts, patients])
+    return out[0], out[1]

@@ -102,10 +102,16 @@ def lock_materialise(request: dict[str, Any], cut: dict[str, Any]) -> str:
 def lock_validate(request: dict[str, Any]) -> dict[str, Any]:
     """The GX gate; on failure every failing expectation goes to the task log, then it raises."""
     from services.lock.errors import ValidationFailedError
-    from services.lock.validation import staged_frames, validate_frames
+    from services.lock.validation import (
+        load_suite,
+        record_validation,
+        staged_frames,
+        validate_frames,
+    )
 
+    suite = load_suite()
     frames, manifest = staged_frames(_staging(request))
-    report = validate_frames(frames, manifest)
+    report = validate_frames(frames, manifest, suite)
     for failure in report.failures:
         log.error("GX expectation failed: %s", failure)
     log.info("%s", report.summary())
@@ -116,6 +122,7 @@ def lock_validate(request: dict[str, Any]) -> dict[str, Any]:
 
         discard_staging(_staging(request))
         raise
+    record_validation(_staging(request), report, suite)  # the lock keeps what the gate found
     return {"evaluated": report.evaluated, "failed": len(report.failures)}
 
 

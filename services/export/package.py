@@ -34,7 +34,7 @@ from services.export.xpt import xpt_bytes
 from services.store import MANIFEST as STORE_MANIFEST
 
 if TYPE_CHECKING:
-    from services.adjudicator.snapshot import Snapshot
+    from services.lock.snapshot import Snapshot
     from services.store import ObjectStore
 
 KINDS = ("sdtm", "adam")
@@ -144,7 +144,7 @@ def package_files(
 
 
 def manifest(package: Package, files: dict[str, bytes], created: str) -> dict[str, Any]:
-    from services.adjudicator.snapshot import file_entries
+    from services.lock.snapshot import file_entries
 
     return {
         "study": package.study,
@@ -238,7 +238,7 @@ def export_lock(
 ) -> ExportResult:
     """Export a verified lock into ``out``, or (``out`` None) into the store under
     ``exports/<study>/<lock_id>/`` with ``manifest.json`` as its manifest, written last."""
-    from services.adjudicator.snapshot import open_lock
+    from services.lock.snapshot import open_lock
 
     prefix = export_prefix(study, lock_id)
     if out is None and store.exists(f"{prefix}/{MANIFEST}"):

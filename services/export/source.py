@@ -20,7 +20,7 @@ from services.export.spec import default_study
 
 if TYPE_CHECKING:
     from services.adjudicator.ruleset import RuleSet
-    from services.adjudicator.snapshot import Snapshot
+    from services.lock.snapshot import Snapshot
 
 TRACT_KEY = ["subject_id", "tract_id"]
 _MAPPED_KINDS = ("injection", "clinical_exam", "mri_read", "pathology_report")

@@ -77,7 +77,7 @@ def write_dated_snapshot(sources: LockSources, study: str, stamp: str) -> dict[s
     snapshot = current_snapshot(sources, study, positions)
     taken_at = utc_now()
     report = snapshot.report(sources.rules.confidence_level) | {"snapshot": stamp}
-    files = snapshot_files(snapshot, report)
+    files = snapshot_files(snapshot, report, sources.rules)
     manifest = {
         "kind": "snapshot",
         "study": study,

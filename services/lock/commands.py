@@ -51,7 +51,8 @@ def list_command(obj: Context, study: str | None, as_json: bool) -> None:
 @click.option(
     "--export",
     type=click.Path(file_okay=False, path_type=Path),
-    help="Also write the verified Parquet files here (for DuckDB and other tools).",
+    help="Also copy the verified files, byte for byte, with the manifest, here (for DuckDB and "
+    "other tools; `tract snapshot check DIR` verifies the copy).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for machines.")
 @click.pass_obj
@@ -85,10 +86,11 @@ def open_command(
     frames = snap.lazy()
     counts = {name: frame.collect().height for name, frame in frames.items()}
     if export is not None:
-        for name, frame in frames.items():
-            target = export / f"{name}.parquet"
-            target.parent.mkdir(parents=True, exist_ok=True)
-            frame.collect().write_parquet(target)
+        from services.lock.catalog import dated_prefix
+        from services.lock.snapshot import export_copy, lock_prefix
+
+        prefix = lock_prefix(study, lock_id) if lock_id else dated_prefix(study, str(stamp))
+        export_copy(store, prefix, export)
     undone = unlock_record(store, study, lock_id) if lock_id else None
     report = snap.report(load_ruleset().confidence_level)
     what = f"lock {lock_id}" if lock_id else f"snapshot {stamp}"
@@ -146,3 +148,17 @@ def unlock(
         f"{note}: {study} {lock_id} by {record['requested_by']}, approved by "
         f"{', '.join(record['approvers'])}; the lock's files stay at {record['location']}",
     )
+
+
+@snapshot.command("check")
+@click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--receipt", help="The lock's receipt (its manifest's sha256), to anchor the copy.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for machines.")
+def check_command(folder: Path, receipt: str | None, as_json: bool) -> None:
+    """Verify a copied lock (``snapshot open --export``): every file against the copied
+    manifest, and the manifest against the receipt when given. Exit 1 on any mismatch."""
+    from services.lock.snapshot import verify_folder
+
+    checked = verify_folder(folder, receipt)
+    anchor = "; the manifest matches the receipt" if receipt else " (no receipt given)"
+    _echo(checked, as_json, f"{folder}: {checked['files']} files, every sha256 verified{anchor}")

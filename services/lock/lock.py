@@ -376,7 +376,7 @@ def materialise(
         "lock_id": request.lock_id,
         "locked_at": locked_at,
     }
-    files = snapshot_files(snapshot, report)
+    files = snapshot_files(snapshot, report, sources.rules)
     retain_until = None
     if request.level == "hard":
         days = _retention_days() if retention_days is None else retention_days
@@ -399,7 +399,14 @@ def materialise(
             "sha256": sources.rules.sha256,
         },
         "code_version": code_version(),
-        "row_counts": {name: _rows(name, snapshot) for name in files if name.endswith(".parquet")},
+        "validation": {
+            "gate": "not run",
+            "why": "locked without the Great Expectations gate (`tract lock` without --validate); "
+            "the database_lock DAG runs it",
+        },
+        "row_counts": {
+            name: _rows(name, data) for name, data in files.items() if name.endswith(".parquet")
+        },
         "files": file_entries(files),
     }
     return stage(staging, files, json.dumps(manifest, indent=2).encode())
@@ -418,6 +425,15 @@ def stage(staging: Path, files: dict[str, bytes], manifest: bytes) -> Path:
         shutil.rmtree(staging)
     tmp.rename(staging)
     return staging
+
+
+def restage(staging: Path, files: dict[str, bytes], **manifest_changes: Any) -> None:
+    """Add ``files`` to a staged lock and update its manifest (``files`` and
+    ``manifest_changes``), before anything is written to the store."""
+    staged, manifest_bytes_ = read_staged(staging)
+    manifest = json.loads(manifest_bytes_) | manifest_changes
+    manifest["files"] |= file_entries(files)
+    stage(staging, staged | files, json.dumps(manifest, indent=2).encode())
 
 
 def read_staged(staging: Path) -> tuple[dict[str, bytes], bytes]:
@@ -561,8 +577,10 @@ def _retention_days() -> int:
     return Settings.from_env().hard_lock_retention_days
 
 
-def _rows(name: str, snapshot: Snapshot) -> int:
-    key = name.removesuffix(".parquet")
-    if key.startswith("events/"):
-        return snapshot.events[key.removeprefix("events/")].height
-    return snapshot.tables[key].height
+def _rows(name: str, data: bytes) -> int:
+    """A Parquet file's row count, from its footer."""
+    import io
+
+    import pyarrow.parquet as pq
+
+    return pq.ParquetFile(io.BytesIO(data)).metadata.num_rows

@@ -7,6 +7,7 @@ import hashlib
 import io
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import polars as pl
@@ -15,6 +16,7 @@ import pyarrow.parquet as pq
 
 import schemas
 from services.adjudicator.report import build_report
+from services.adjudicator.ruleset import RuleSet
 from services.adjudicator.state import EVIDENCE_KINDS, current
 from services.lock.errors import LockError, LockNotFoundError, SnapshotTamperedError
 from services.state.records import Cut, records_at
@@ -84,7 +86,10 @@ def current_snapshot(sources: LockSources, study: str, cut: Cut | None = None) -
     result = sources.outcomes(study, cut)
     events = {kind: records_at(sources.records, kind, study, cut).collect() for kind in EVENT_KINDS}
     snapshot = outcome_snapshot(result, events["pathology_report"], cut)
-    tables = snapshot.tables | {"audit": audit_trail(sources.records, study, cut)}
+    audit = audit_trail(sources.records, study, cut).with_columns(
+        pl.col("at").str.to_datetime("%Y-%m-%dT%H:%M:%SZ", time_zone="UTC", strict=False)
+    )
+    tables = snapshot.tables | {"audit": audit}
     return Snapshot(study, tables, events, snapshot.meta)
 
 
@@ -106,8 +111,13 @@ def outcome_snapshot(
     return Snapshot(result.study, tables, {"pathology_report": pathology}, meta)
 
 
-def to_parquet(frame: pl.DataFrame, kind: str | None = None) -> bytes:
-    """Parquet bytes; event frames are cast to the Arrow schema of their contract."""
+def to_parquet(
+    frame: pl.DataFrame,
+    kind: str | None = None,
+    metadata: dict[str, dict[bytes, bytes]] | None = None,
+) -> bytes:
+    """Parquet bytes; event frames are cast to the Arrow schema of their contract; each column
+    carries its data-dictionary entry as field metadata when ``metadata`` has one."""
     table = frame.to_arrow()
     if kind is not None:
         payload = schemas.arrow_schema(schemas.contract(kind))
@@ -119,17 +129,43 @@ def to_parquet(frame: pl.DataFrame, kind: str | None = None) -> bytes:
             envelope + [payload.field(name) for name in payload.names], metadata=payload.metadata
         )
         table = table.select(target.names).cast(target)
+    if metadata:
+        described = [f.with_metadata(metadata.get(f.name) or f.metadata) for f in table.schema]
+        table = table.cast(pa.schema(described, metadata=table.schema.metadata))
     buffer = io.BytesIO()
     pq.write_table(table, buffer)
     return buffer.getvalue()
 
 
-def snapshot_files(snapshot: Snapshot, report: dict[str, Any]) -> dict[str, bytes]:
-    files = {f"{name}.parquet": to_parquet(frame) for name, frame in snapshot.tables.items()}
-    files |= {
-        f"events/{kind}.parquet": to_parquet(frame, kind) for kind, frame in snapshot.events.items()
+def snapshot_files(
+    snapshot: Snapshot, report: dict[str, Any], rules: RuleSet | None = None
+) -> dict[str, bytes]:
+    """Every file of a lock or dated snapshot: the outcome tables, every accepted event
+    version (``events/``), the current version of each record the checks ran on
+    (``current/``), the report, and the data dictionary (JSON, Markdown, and on every Parquet
+    column as field metadata)."""
+    from services.dictionary import dictionary, dictionary_markdown, field_metadata
+
+    described = dictionary(rules)
+
+    def meta(table: str) -> dict[str, dict[bytes, bytes]] | None:
+        return field_metadata(table, rules) if table in described["tables"] else None
+
+    files = {
+        f"{name}.parquet": to_parquet(frame, metadata=meta(name))
+        for name, frame in snapshot.tables.items()
     }
+    files |= {
+        f"events/{kind}.parquet": to_parquet(frame, kind, meta(f"events/{kind}"))
+        for kind, frame in snapshot.events.items()
+    }
+    for kind in EVIDENCE_KINDS:
+        if kind in snapshot.events:
+            latest = current(snapshot.events[kind].lazy(), schemas.contract(kind)).collect()
+            files[f"current/{kind}.parquet"] = to_parquet(latest, kind, meta(f"current/{kind}"))
     files["report.json"] = json.dumps(report, indent=2, sort_keys=True).encode()
+    files["dictionary.json"] = json.dumps(described, indent=2).encode()
+    files["DICTIONARY.md"] = dictionary_markdown(described).encode()
     return files
 
 
@@ -246,3 +282,55 @@ def verified_frames(
         else:
             tables[name.removesuffix(".parquet")] = frame
     return tables, events, others
+
+
+def export_copy(store: ObjectStore, prefix: str, folder: Path) -> list[str]:
+    """Copy a snapshot's files and manifest byte for byte into ``folder`` (each file checked
+    against the manifest on the way), so the copy can be verified on its own."""
+    manifest_data = store.read(f"{prefix}/{MANIFEST}")
+    manifest = parse_manifest(manifest_data, store.location(f"{prefix}/{MANIFEST}"))
+    written = []
+    for name, expected in manifest["files"].items():
+        data = store.read(f"{prefix}/{name}")
+        if sha256(data) != expected["sha256"]:
+            raise SnapshotTamperedError(
+                f"{store.location(f'{prefix}/{name}')} does not match its manifest; nothing copied"
+            )
+        target = Path(folder) / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+        written.append(name)
+    (Path(folder) / MANIFEST).write_bytes(manifest_data)
+    return written
+
+
+def verify_folder(folder: Path, receipt: str | None = None) -> dict[str, Any]:
+    """A copied snapshot checked on its own: the manifest against ``receipt``, every file
+    against the manifest (raises :class:`SnapshotTamperedError` naming the first mismatch)."""
+    path = Path(folder) / MANIFEST
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise SnapshotTamperedError(f"{path} is missing: not a copied snapshot") from None
+    if receipt and sha256(data) != receipt:
+        raise SnapshotTamperedError(
+            f"{path}: sha256 {sha256(data)[:16]}… is not the receipt {receipt[:16]}…; the copy "
+            "is not the lock that was published"
+        )
+    manifest = parse_manifest(data, str(path))
+    for name, expected in manifest["files"].items():
+        try:
+            found = (Path(folder) / name).read_bytes()
+        except FileNotFoundError:
+            raise SnapshotTamperedError(
+                f"{Path(folder) / name} is listed in the manifest but missing"
+            ) from None
+        if sha256(found) != expected["sha256"]:
+            raise SnapshotTamperedError(
+                f"{Path(folder) / name} does not match the manifest's sha256"
+            )
+    return {
+        "folder": str(folder),
+        "files": len(manifest["files"]),
+        "receipt_checked": bool(receipt),
+    }

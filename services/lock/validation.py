@@ -248,6 +248,33 @@ def _plain(value: Any) -> Any:
 
 
 def validate_staged(staging: Path, suite: dict[str, Any] | None = None) -> ValidationReport:
-    """Validate a staged lock; raises :class:`ValidationFailedError` listing every failure."""
+    """Validate a staged lock; raises :class:`ValidationFailedError` listing every failure,
+    else keeps the results in the staged lock (``validation.json``, the suite, the manifest's
+    ``validation``)."""
+    suite = suite or load_suite()
     frames, manifest = staged_frames(staging)
-    return validate_frames(frames, manifest, suite).raise_on_failure()
+    report = validate_frames(frames, manifest, suite).raise_on_failure()
+    record_validation(staging, report, suite)
+    return report
+
+
+def record_validation(staging: Path, report: ValidationReport, suite: dict[str, Any]) -> None:
+    """Put the gate's results and the suite it ran into the staged lock, and say so in its
+    manifest, so the lock itself tells that the checks ran and what they found."""
+    from services.lock.lock import restage
+
+    results = json.dumps(report.to_dict(), indent=2, default=str).encode()
+    suite_text = yaml.safe_dump(suite, sort_keys=False).encode()
+    restage(
+        staging,
+        {"validation.json": results, "gx_suite.yaml": suite_text},
+        validation={
+            "gate": "ran",
+            "suite": report.suite,
+            "version": report.version,
+            "evaluated": report.evaluated,
+            "failed": len(report.failures),
+            "results": "validation.json",
+            "suite_file": "gx_suite.yaml",
+        },
+    )

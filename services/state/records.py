@@ -73,6 +73,32 @@ def adjudicate_study(
     )
 
 
+class RecordsAt:
+    """A records source as it was at ``cut`` (what a lock or a dated snapshot reads)."""
+
+    def __init__(self, source: Records, cut: Cut) -> None:
+        self.source, self.cut = source, cut
+
+    def records(
+        self,
+        kind: str,
+        study: str | None = None,
+        upto: int | None = None,
+        subjects: Collection[str] | None = None,
+        columns: Sequence[str] | None = None,
+    ) -> pl.LazyFrame:
+        limit = self.cut.get(kind, 0)
+        return self.source.records(
+            kind, study, min(limit, upto) if upto is not None else limit, subjects, columns
+        )
+
+    def positions(self) -> dict[str, int]:
+        return dict(self.cut)
+
+    def studies(self) -> list[str]:
+        return self.source.studies()
+
+
 def lock_in_force(source: Records, study: str) -> dict[str, Any] | None:
     """The study's lock in force: its latest LOCK event, unless an UNLOCK followed it."""
     events = (

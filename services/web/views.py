@@ -253,16 +253,26 @@ class DashboardView:
     swimmer: str
 
 
-def readiness(conflicts: pl.DataFrame, tracts: pl.DataFrame, locks: pl.DataFrame) -> Readiness:
-    """Whether a data manager can lock now: a lock is refused while any conflict is open."""
+def readiness(
+    conflicts: pl.DataFrame,
+    tracts: pl.DataFrame,
+    locks: pl.DataFrame,
+    patients: pl.DataFrame | None = None,
+) -> Readiness:
+    """Whether a data manager can lock now: a lock is refused while any conflict is open.
+    With a lock in force, what differs from it (outcomes, categories, data after it)."""
     open_ = conflicts.filter(pl.col("status") == "OPEN")
     pending = tracts.filter(
         pl.col("treated") & pl.col("completed") & (pl.col("outcome") == "PENDING")
     ).height
     in_force = None
-    if locks.height and locks.sort("offset")["action"][-1] == "LOCK":
-        in_force = locks.sort("offset")["lock_id"][-1]
-    changed = tracts.filter(pl.col("post_lock")).height if in_force else 0
+    published = locks.filter(pl.col("action").is_in(["LOCK", "UNLOCK"])).sort("offset")
+    if published.height and published["action"][-1] == "LOCK":
+        in_force = published["lock_id"][-1]
+    treated = tracts.filter(pl.col("treated"))
+    changed = treated.filter(pl.col("post_lock")).height if in_force else 0
+    outcomes = _changed(treated) if in_force else 0
+    categories = _changed(patients) if in_force and patients is not None else 0
     if open_.height:
         by_type = ", ".join(
             f"{t} x{n}" for t, n in open_.group_by("type").len().sort("type").iter_rows()
@@ -271,13 +281,24 @@ def readiness(conflicts: pl.DataFrame, tracts: pl.DataFrame, locks: pl.DataFrame
             f"Not ready to lock: {open_.height} open conflict(s) ({by_type}); "
             "the committee resolves them in the conflict queue"
         )
-    elif in_force and not changed:
+    elif in_force and not (changed or outcomes or categories):
         message = f"Locked as {in_force}: no open conflicts and no data entered after the lock"
+    elif in_force:
+        message = (
+            f"Locked as {in_force}; since the lock {outcomes} tract outcome(s) and {categories} "
+            f"patient categor{'y' if categories == 1 else 'ies'} changed, and {changed} treated "
+            "tract(s) have data or decisions entered after it. A new lock needs the signed unlock"
+        )
     else:
         message = "Ready to lock: no open conflicts"
         if pending:
             message += f" ({pending} completer tract(s) still PENDING will be locked as pending)"
     return Readiness(not open_.height, message, open_.height, pending, in_force, changed)
+
+
+def _changed(frame: pl.DataFrame) -> int:
+    """Rows whose outcome or category differs from the lock in force."""
+    return frame["changed_since_lock"].sum() if "changed_since_lock" in frame.columns else 0
 
 
 def dashboard_view(platform: VisiblePlatform, study: str, studies: list[str]) -> DashboardView:
@@ -315,7 +336,7 @@ def dashboard_view(platform: VisiblePlatform, study: str, studies: list[str]) ->
         studies=studies,
         report=report,
         results=results,
-        readiness=readiness(result.conflicts, result.tracts, locks),
+        readiness=readiness(result.conflicts, result.tracts, locks, result.patients),
         patients=patients if results else [],
         locks=[
             {
@@ -327,7 +348,9 @@ def dashboard_view(platform: VisiblePlatform, study: str, studies: list[str]) ->
                 "at": ev.text(r["at"]),
                 "location": r["location"],
             }
-            for r in locks.sort("offset", descending=True).iter_rows(named=True)
+            for r in locks.filter(pl.col("action") != "CLAIM")
+            .sort("offset", descending=True)
+            .iter_rows(named=True)
         ],
         swimmer=swimmer_svg(result.visits, result.tracts, platform.rules.visits) if results else "",
     )

@@ -35,7 +35,7 @@ the committee by default.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 
 import schemas
-from services.adjudicator.audit import audit_trail
+from services.audit import audit_trail
 from services.events import canonical_json
 
 if TYPE_CHECKING:
@@ -296,15 +296,21 @@ class VisiblePlatform:
         self,
         kind: str,
         study: str,
-        upto: dict[str, int] | None = None,
+        upto: dict[str, int] | int | None = None,
+        subjects: Collection[str] | None = None,
         *,
         subject: str | None = None,
     ) -> pl.LazyFrame:
         """The platform's records, blinded (``subject``: only that subject's, blinded first
-        thing so a page about one subject does not scrub the whole study)."""
-        frame = self._platform.records(kind, study, upto)
+        thing so a page about one subject does not scrub the whole study). ``upto`` is a cut,
+        or one kind's offset (the :class:`~services.state.Records` protocol the audit trail
+        reads through)."""
+        cut = {kind: upto} if isinstance(upto, int) else upto
+        frame = self._platform.records(kind, study, cut)
         if subject is not None:
             frame = frame.filter(pl.col("subject_id") == subject)
+        if subjects is not None:
+            frame = frame.filter(pl.col("subject_id").is_in(list(subjects)))
         return self.blind(kind, frame.collect()).lazy()
 
     def _raw_result(self, study: str) -> Adjudication:

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from services.adjudicator.snapshot import sha256
 from services.config import Settings
 from services.export.package import MANIFEST, export_prefix
+from services.lock.snapshot import sha256
 from services.platform import Platform
 from tests.dags.conftest import task_states
 from tests.store.trials import STUDY

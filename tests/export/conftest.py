@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from services.adjudicator.snapshot import Snapshot, open_lock
 from services.cli import cli
 from services.demo.synthetic import write_synthetic_trial
 from services.export.package import Package, build
+from services.lock.snapshot import Snapshot, open_lock
 from services.platform import Platform
 from tests.store.trials import STUDY, copy_home
 

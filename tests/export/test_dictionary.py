@@ -12,8 +12,8 @@ import pyarrow.parquet as pq
 
 import schemas
 from services.adjudicator.ruleset import ClinicalParams, load_ruleset
-from services.adjudicator.snapshot import EVENT_KINDS
 from services.dictionary import dictionary, dictionary_markdown, field_metadata, polars_type
+from services.lock.snapshot import EVENT_KINDS
 from tests.export.conftest import Locked
 
 ENGINE_TABLES = ("tract_outcomes", "patient_outcomes", "conflicts", "audit")

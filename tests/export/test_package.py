@@ -216,6 +216,6 @@ def test_rule_set_other_than_the_locks_is_refused(demo_lock: Locked, tmp_path: P
     from services.export.errors import ExportError
 
     other = tmp_path / "rules-v2.yaml"
-    other.write_text(rules_path(1).read_text().replace("version: 1", "version: 2"))
+    other.write_text(rules_path(1).read_text().replace("version: 1", "version: 99"))
     with pytest.raises(ExportError, match="--rules"):
         build(demo_lock.snapshot, rules=load_ruleset(other))
