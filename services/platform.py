@@ -93,12 +93,15 @@ class Platform:
         return contextlib.nullcontext()
 
     # ingest ---------------------------------------------------------------------------------
-    def known_records(self, kind: str, study: str) -> pl.DataFrame:
-        """(record_id, version, content_hash) the log holds, plus what this process sent and
-        the service may not have applied yet (Kafka)."""
+    def known_records(self, kind: str, study: str, ids: pl.Series) -> pl.DataFrame:
+        """(record_id, version, content_hash) the log holds for ``ids``, plus what this
+        process sent and the service may not have applied yet (Kafka)."""
         contract = schemas.contract(kind)
         columns = (contract.id_field, contract.version_field, "content_hash")
-        frame = known_from_records(self.source.records(kind, study, columns=columns), contract)
+        records = self.source.records(kind, study, columns=columns).filter(
+            pl.col(contract.id_field).is_in(ids.implode())
+        )
+        frame = known_from_records(records, contract)
         recent = getattr(self.bus, "recent_identities", None)
         return frame if recent is None else pl.concat([frame, recent(kind, study)])
 
@@ -206,7 +209,7 @@ class Platform:
         wanted = pl.Series(list(subjects), dtype=pl.String)
         return Adjudication(
             **{
-                f.name: getattr(result, f.name).filter(pl.col("subject_id").is_in(wanted))
+                f.name: getattr(result, f.name).filter(pl.col("subject_id").is_in(wanted.implode()))
                 if isinstance(getattr(result, f.name), pl.DataFrame)
                 else getattr(result, f.name)
                 for f in fields(result)

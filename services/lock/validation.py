@@ -79,7 +79,7 @@ def load_suite(path: Path | str | None = None) -> dict[str, Any]:
         raise ValidationFailedError(
             f"GX suite not found at {chosen} (checked the argument, TRACT_GX_SUITE and {SUITE})"
         )
-    return yaml.safe_load(chosen.read_text())
+    return schemas.load_yaml(chosen.read_text())
 
 
 def staged_frames(staging: Path) -> tuple[dict[str, pl.DataFrame], dict[str, Any]]:

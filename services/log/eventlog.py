@@ -310,8 +310,8 @@ class EventLog:
 
     def append(self, batches: Sequence[Batch]) -> int:
         """Append each non-empty batch as one segment, all in one commit; events whose id the
-        kind already holds (or that repeat in the batch) are dropped. Returns how many
-        events were appended."""
+        kind already holds (or that repeat in the batch) are dropped (unless the batch vouches
+        they are new). Returns how many events were appended."""
         with self.exclusive():
             db = self._index(create=True)
             assert db is not None
@@ -390,6 +390,8 @@ class EventLog:
 
     def _new_events(self, batch: Batch) -> pl.DataFrame:
         frame = batch.frame.unique("event_id", keep="first", maintain_order=True)
+        if batch.new:
+            return frame
         ids = frame.select("event_id")
         known = (
             self.records(batch.kind, batch.study, columns=("event_id",))
@@ -466,7 +468,7 @@ class EventLog:
             frame = frame.filter(pl.col("offset") < upto)
         if subjects is not None:
             frame = frame.filter(
-                pl.col("subject_id").is_in(pl.Series(list(subjects), dtype=pl.String))
+                pl.col("subject_id").is_in(pl.Series(list(subjects), dtype=pl.String).implode())
             )
         return frame if columns is None else frame.select(columns)
 

@@ -54,6 +54,9 @@ class Batch:
     kind: str
     study: str
     frame: pl.DataFrame
+    new: bool = False
+    """The producer vouches that none of its event ids is in the log yet (ingest's identity
+    check, under the writer lock), so the log skips reading the kind's ids to drop repeats."""
 
     def __len__(self) -> int:
         return self.frame.height
