@@ -120,9 +120,14 @@ class StateFolder:
         except OSError:
             return None
 
-    def read(self, study: str, subjects: Collection[str] | None = None) -> Adjudication | None:
+    def read(
+        self,
+        study: str,
+        subjects: Collection[str] | None = None,
+        tables: Collection[str] = TABLES,
+    ) -> Adjudication | None:
         """The study's tables in key order (only the rows of ``subjects`` when given: a point
-        read, which opens only their buckets)."""
+        read, which opens only their buckets; only ``tables``, the others left empty)."""
         generation, meta = self._current(study), self.meta(study)
         if generation is None or meta is None:
             return None
@@ -133,7 +138,7 @@ class StateFolder:
                     pl.scan_parquet(generation / name / "*.parquet").sort(
                         KEYS[name], maintain_order=True
                     )
-                    for name in TABLES
+                    for name in tables
                 ]
             else:
                 wanted = pl.Series(list(subjects), dtype=pl.String)
@@ -142,16 +147,16 @@ class StateFolder:
                     pl.scan_parquet([generation / name / f"{b:03d}.parquet" for b in chosen])
                     .filter(pl.col("subject_id").is_in(wanted.implode()))
                     .sort(KEYS[name], maintain_order=True)
-                    for name in TABLES
+                    for name in tables
                 ]
-            tables = dict(zip(TABLES, pl.collect_all(plans), strict=True))
+            read = dict(zip(tables, pl.collect_all(plans), strict=True))
         except (OSError, pl.exceptions.ComputeError):
             return None
         return Adjudication(
             study=meta["study"],
             rule_set=meta["rule_set"],
             rule_set_version=meta["rule_set_version"],
-            **tables,
+            **{name: read.get(name, pl.DataFrame()) for name in TABLES},
         )
 
     def write(
@@ -244,11 +249,16 @@ class MaintainedState:
         self.log, self.rules, self.baseline = log, rules, baseline
         self.fingerprint = f"{rules.sha256[:16]}-{code_fingerprint()}"
 
-    def adjudication(self, study: str, subjects: Collection[str] | None = None) -> Adjudication:
-        """The study's current adjudication (of ``subjects`` only, when given), caught up with
-        the log first."""
+    def adjudication(
+        self,
+        study: str,
+        subjects: Collection[str] | None = None,
+        tables: Collection[str] = TABLES,
+    ) -> Adjudication:
+        """The study's current adjudication (of ``subjects`` only, when given; of ``tables``
+        only), caught up with the log first."""
         self.catch_up()
-        found = self.store.read(study, subjects)
+        found = self.store.read(study, subjects, tables)
         if found is None:  # a study with no events yet
             return adjudicate_study(self.log, study, self.rules, subjects=subjects)
         return found
