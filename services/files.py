@@ -31,17 +31,33 @@ def _tighten(path: Path, private: int) -> None:
         )
 
 
+def make_private_dirs(path: Path | str) -> Path:
+    """``path`` as a folder; the folders created for it (it and its missing parents) get mode
+    0700, so a new home is private from its first file on. Existing folders are left as
+    they are (a store may live in a folder its owner shares on purpose)."""
+    path = Path(path)
+    missing, ancestor = [], path
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        missing.append(ancestor)
+        ancestor = ancestor.parent
+    for folder in reversed(missing):
+        try:
+            folder.mkdir(mode=DIR_MODE)
+            folder.chmod(DIR_MODE)  # mkdir's mode is filtered by the umask
+        except FileExistsError:  # another process made it meanwhile
+            pass
+    return path
+
+
 def private_dir(path: Path | str) -> Path:
-    """``path`` as an existing folder with mode 0700 (parents are created as usual)."""
+    """``path`` as an existing folder with mode 0700 (and any parent it creates)."""
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise NotADirectoryError(f"{path} exists and is not a folder; move it away")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        path.mkdir(mode=DIR_MODE)
-        path.chmod(DIR_MODE)  # mkdir's mode is filtered by the umask
-    except FileExistsError:
+    if path.exists():
         _tighten(path, DIR_MODE)
+    else:
+        make_private_dirs(path)
     return path
 
 

@@ -36,7 +36,7 @@ from services.adjudicator.engine import Adjudication
 from services.adjudicator.ruleset import RuleSet
 from services.adjudicator.state import EVIDENCE_KINDS
 from services.events import utc_now
-from services.files import private_dir, write_private
+from services.files import make_private_dirs, private_dir, write_private
 from services.log import Batch, EventLog, Head
 from services.log.errors import LogDamagedError
 from services.state.postlock import LockBaseline, flag_changes
@@ -179,7 +179,7 @@ class StateFolder:
         name = f"g{seq:012d}-{uuid.uuid4().hex[:8]}"
         tmp = base / f".{name}"
         for table in TABLES:
-            (tmp / table).mkdir(parents=True, mode=0o700)
+            make_private_dirs(tmp / table)
             frame = getattr(result, table).with_columns(
                 _bucket=bucket_of(pl.col("subject_id"), buckets)
             )
