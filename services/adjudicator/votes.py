@@ -272,30 +272,34 @@ def ballot(votes: pl.DataFrame, conflict: dict[str, Any], quorum: int) -> Ballot
 def _needed(
     counting: dict[str, list[dict[str, Any]]], decided: bool, conflict: dict[str, Any], quorum: int
 ) -> str:
-    in_force = conflict.get("decision_status")
     if conflict["status"] == "RESOLVED":
         return "the conflict no longer holds: no vote is needed"
-    if not counting:
-        if decided:
+    tally = {
+        k: f"{k}: {len(g)} of {quorum} ({', '.join(v['voter'] for v in g)})"
+        for k, g in counting.items()
+    }
+    if decided:
+        label = outcome_label(conflict["decision_status"], conflict.get("maps_to"))
+        head = f"decision {conflict['decision_id']} ({label}) is in force"
+        others = [text for k, text in tally.items() if k != label]
+        if others:
             return (
-                f"decision {conflict['decision_id']} ({outcome_label(in_force, conflict.get('maps_to'))}) "
-                f"is in force; replacing it takes {quorum} new concordant signatures"
+                f"{head}; to replace it {quorum} members must sign the same new outcome: "
+                + "; ".join(others)
             )
+        if counting:
+            return f"{head}; the votes since concur with it"
+        return f"{head}; replacing it takes {quorum} new concordant signatures"
+    if not counting:
         return f"no vote on this evidence yet: {quorum} concordant signatures are needed"
     if len(counting) > 1:
-        sides = "; ".join(
-            f"{label}: {', '.join(v['voter'] for v in group)}" for label, group in counting.items()
-        )
         return (
-            f"discordant votes ({sides}): no decision; the conflict stays open until "
-            f"{quorum} members sign the same outcome"
+            f"discordant votes ({'; '.join(tally.values())}): no decision; the conflict stays "
+            f"open until {quorum} members sign the same outcome"
         )
     label, group = next(iter(counting.items()))
     missing = quorum - len(group)
-    if decided and missing <= 0:
-        return f"decision {conflict['decision_id']} is in force; these votes concur with it"
-    prefix = f"decision {conflict['decision_id']} is in force; " if decided else ""
     return (
-        f"{prefix}{len(group)} of {quorum} signatures for {label}: waiting for {missing} more "
+        f"{len(group)} of {quorum} signatures for {label}: waiting for {missing} more "
         f"concordant vote{'s' if missing > 1 else ''}"
     )

@@ -87,7 +87,7 @@ def decisions_at(
     now)."""
     votes = records_at(source, "committee_vote", study, cut, subjects)
     if subjects is not None:  # a source may hand every subject's votes: keep the asked ones
-        votes = votes.filter(pl.col("subject_id").is_in(pl.Series(list(subjects), dtype=pl.String)))
+        votes = votes.filter(pl.col("subject_id").is_in(list(subjects)))
     derived = decisions_from_votes(votes, quorum).lazy()
     legacy = records_at(source, "committee_decision", study, cut, subjects)
     return pl.concat([legacy, derived], how="diagonal_relaxed")
