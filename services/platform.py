@@ -442,14 +442,18 @@ class Platform:
         return request_unlock(self._applied_sources(), study, lock_id, reason, signer)
 
     def approve_unlock(
-        self, request_id: str, credentials: Credentials, directory: Directory
+        self,
+        request_id: str,
+        credentials: Credentials,
+        directory: Directory,
+        apply: bool = True,
     ) -> tuple[UnlockRequest, dict[str, Any] | None]:
         """A signed approval; the lock is undone when the approvals are complete (the unlock
-        record is then returned)."""
+        record is then returned), unless ``apply`` is False (the DAG then does it)."""
         from services.lock.unlock import approve_unlock
 
         signer = self._signer(credentials, directory, APPROVE_UNLOCK)
-        return approve_unlock(self._applied_sources(), request_id, signer)
+        return approve_unlock(self._applied_sources(), request_id, signer, apply)
 
     def apply_unlock(self, request_id: str) -> dict[str, Any]:
         """Undo the lock of a request whose approvals are complete (what the DAG runs)."""

@@ -101,7 +101,12 @@ def requests(sources: LockSources, study: str | None = None) -> list[UnlockReque
     events = sources.records.records("unlock_request", study).sort("offset").collect()
     if events.is_empty():
         return []
-    locks = sources.records.records("lock", study).sort("offset").collect()
+    return summarise(events, sources.records.records("lock", study).sort("offset").collect())
+
+
+def summarise(events: pl.DataFrame, locks: pl.DataFrame) -> list[UnlockRequest]:
+    """The requests among ``unlock_request`` events, given the same studies' lock events (in
+    log order): who signed what, and where each request stands."""
     found = []
     for asked in events.filter(pl.col("action") == REQUEST).iter_rows(named=True):
         rid = asked["request_id"]
@@ -185,10 +190,12 @@ def request_unlock(
 
 
 def approve_unlock(
-    sources: LockSources, request_id: str, sign: Signer
+    sources: LockSources, request_id: str, sign: Signer, apply: bool = True
 ) -> tuple[UnlockRequest, dict[str, Any] | None]:
     """Sign an approval of ``request_id``; when the approvals are then complete the lock is
-    undone. Returns the request and the unlock record (None while approvals are missing)."""
+    undone (unless ``apply`` is False: then the ``database_unlock`` DAG, or
+    :func:`apply_request`, does it). Returns the request and the unlock record (None while
+    approvals are missing or the unlock is left to the DAG)."""
     with sources.exclusive():
         asked = find_request(sources, request_id)
         if asked.state == CLOSED:
@@ -222,7 +229,7 @@ def approve_unlock(
         }
         sources.publish([_event(asked.study, payload | signature.to_dict())])
     asked = find_request(sources, request_id)
-    if asked.state != APPROVED:
+    if asked.state != APPROVED or not apply:
         return asked, None
     record = apply_request(sources, request_id)
     return find_request(sources, request_id), record
