@@ -60,8 +60,6 @@ def status_of(home: Path, conflict_id: str) -> str:
 
 def test_a_member_cannot_decide_alone_or_for_anyone_else(open_home: Path) -> None:
     """Item 1: a decision "in force" named ghost.one, =1+1 and an HTML string as deciders."""
-    add_user(open_home, "dr.a", "committee", "Dr Alice Able")
-    add_user(open_home, "dr.b", "committee", "Dr Bruno Baker")
     code, out = tract(
         open_home,
         "decide",
@@ -74,6 +72,9 @@ def test_a_member_cannot_decide_alone_or_for_anyone_else(open_home: Path) -> Non
         "ghost.one,=1+1,<b>x</b>",
     )
     assert code == 1 and "`tract decide` is gone" in out
+    assert Platform.embedded(open_home).records("committee_decision", STUDY).collect().is_empty()
+    add_user(open_home, "dr.a", "committee", "Dr Alice Able")
+    add_user(open_home, "dr.b", "committee", "Dr Bruno Baker")
     for name in ("ghost.one", "=1+1", "<img src=x onerror=alert(1)>"):
         code, out = vote(open_home, name, "CLOSED")
         assert code == 1 and "signature refused" in out, name
@@ -117,13 +118,6 @@ def test_a_member_cannot_decide_alone_or_for_anyone_else(open_home: Path) -> Non
 def test_an_unlock_needs_two_other_signatures(decided_home: Path) -> None:
     """Item 2: `tract unlock --by dm.jones --approvers "dm.jones<U+200B>,ghost.approver"`
     unlocked a hard lock (exit 0)."""
-    for name, role, printed in (
-        ("dm.jones", "data_manager", "Dana Jones"),
-        ("qa.lee", "approver", "Quinn Lee"),
-        ("root.admin", "admin", "Ada Admin"),
-        ("dr.cole", "committee", "Dr Cara Cole"),
-    ):
-        add_user(decided_home, name, role, printed)
     args = ("--study", STUDY, "--lock-id", "PRIMARY", "--reason", "late MRI reads")
     code, out = tract(decided_home, "lock", *args, "--by", "dm.jones", "--level", "hard")
     assert code == 0, out
@@ -132,6 +126,14 @@ def test_an_unlock_needs_two_other_signatures(decided_home: Path) -> None:
         "dm.jones\u200b,ghost.approver",
     )  # fmt: skip
     assert code == 2 and "tract unlock request" in out
+    assert Platform.embedded(decided_home).lock_state(STUDY, "PRIMARY") == "LOCK"
+    for name, role, printed in (
+        ("dm.jones", "data_manager", "Dana Jones"),
+        ("qa.lee", "approver", "Quinn Lee"),
+        ("root.admin", "admin", "Ada Admin"),
+        ("dr.cole", "committee", "Dr Cara Cole"),
+    ):
+        add_user(decided_home, name, role, printed)
     code, out = tract(decided_home, "unlock", "request", *args, "--password-stdin", stdin=PASSWORD)
     assert code == 2 and "--as" in out  # nobody requests anonymously (was: recorded as "cli")
     code, out = tract(
@@ -169,11 +171,11 @@ def test_an_unlock_needs_two_other_signatures(decided_home: Path) -> None:
 
 def test_raising_a_soft_lock_to_hard_is_a_signed_step(decided_home: Path) -> None:
     """Item 9 (part): hard on a soft id said "already locked"; the pointer it gives now works."""
-    add_user(decided_home, "dm.jones", "data_manager", "Dana Jones")
     args = ("--study", STUDY, "--lock-id", "PRIMARY", "--reason", "primary analysis")
     assert tract(decided_home, "lock", *args, "--by", "dm.jones")[0] == 0
     code, out = tract(decided_home, "lock", *args, "--by", "dm.jones", "--level", "hard")
     assert code == 1 and "tract lock-raise --study DEMO --lock-id PRIMARY" in out
+    add_user(decided_home, "dm.jones", "data_manager", "Dana Jones")
     raise_args = ("lock-raise", *args, "--password-stdin")
     code, out = tract(
         decided_home, *raise_args, "--as", "dr.sato", stdin="demo-committee-password\n"
