@@ -92,7 +92,7 @@ def blocked_message(open_conflicts: pl.DataFrame) -> str:
     )
     return (
         f"lock blocked: {open_conflicts.height} open conflict(s) ({summary}); "
-        f"resolve them in the committee queue (`tract conflicts`, `tract decide`)\n{lines}"
+        f"resolve them in the committee queue (`tract conflicts`, `tract vote`)\n{lines}"
     )
 
 
