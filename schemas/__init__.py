@@ -31,6 +31,7 @@ class Field:
     min: float | None = None
     max: float | None = None
     length: int | None = None
+    max_length: int | None = None  # characters, for text fields: a longer value is rejected
     default: Any = None
 
 
@@ -38,6 +39,10 @@ class Field:
 class Source:
     file: str
     format: str  # "csv" or "jsonl"
+    # JSON Lines: a line is parsed as a whole only within these bounds; a value nested deeper
+    # or a longer line is read without being unfolded (and rejected by its field's type).
+    max_depth: int = 16
+    max_line_chars: int = 1_048_576
 
 
 @dataclass(frozen=True)

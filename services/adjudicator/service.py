@@ -32,6 +32,7 @@ from services.adjudicator.state import EVIDENCE_KINDS
 from services.bus.errors import BusError, BusUnavailableError
 from services.bus.kafka import Delivery, KafkaBus
 from services.events import Event, canonical_json, digest, utc_now
+from services.log.segment import events_of
 from services.state.records import adjudicate_study, lock_cut, lock_in_force
 from services.state.register import register_changes
 
@@ -201,7 +202,8 @@ class AdjudicatorService:
             result = adjudicate_study(view, study, self.rules, lock_cut=lock)
             changes = outcome_changes(study, result, subjects, self.published, at)
             register = view.records("conflict_change", study).collect()
-            conflict_events, _ = register_changes(study, result.conflicts, register, at, subjects)
+            register_batch, _ = register_changes(study, result.conflicts, register, at, subjects)
+            conflict_events = events_of(register_batch)
             batch: list[Event] = []
             for event in changes + conflict_events:
                 self._keep_new(event, batch)

@@ -32,7 +32,7 @@ from services.adjudicator.engine import Adjudication
 from services.adjudicator.ruleset import RuleSet
 from services.adjudicator.state import EVIDENCE_KINDS
 from services.events import utc_now
-from services.log import EventLog, Head
+from services.log import Batch, EventLog, Head
 from services.log.errors import LogDamagedError
 from services.log.eventlog import private_dir, write_private
 from services.state.postlock import LockBaseline, flag_changes
@@ -204,11 +204,11 @@ class MaintainedState:
             since = 0 if fresh or applied is None else applied.seq
             touched = self._touched(since, full=fresh)
             at = utc_now()
-            events = []
-            for study, subjects in sorted(touched.items()):
-                events += self._refresh(study, subjects, at, head.seq)
-            if events:
-                self.log.publish(events)
+            batches = [
+                self._refresh(study, subjects, at, head.seq)
+                for study, subjects in sorted(touched.items())
+            ]
+            self.log.append([b for b in batches if len(b)])
             final = self.log.head()
             self.store.mark(Applied(final.seq, final.hash, self.fingerprint))
             return len(touched)
@@ -266,7 +266,7 @@ class MaintainedState:
                 touched[study] = subjects
         return touched
 
-    def _refresh(self, study: str, subjects: Collection[str] | None, at: str, seq: int) -> list:
+    def _refresh(self, study: str, subjects: Collection[str] | None, at: str, seq: int) -> Batch:
         lock = lock_in_force(self.log, study)
         previous = None if subjects is None else self.store.read(study)
         if previous is None:
@@ -275,7 +275,7 @@ class MaintainedState:
             self.log, study, self.rules, subjects=subjects, lock_cut=lock_cut(lock)
         )
         register = self.log.records("conflict_change", study, subjects=subjects).collect()
-        events, conflicts = register_changes(study, partial.conflicts, register, at, subjects)
+        changes, conflicts = register_changes(study, partial.conflicts, register, at, subjects)
         partial = _with(partial, conflicts=conflicts)
         result = (
             partial if previous is None or subjects is None else splice(previous, partial, subjects)
@@ -283,7 +283,7 @@ class MaintainedState:
         baseline = self.baseline(study, lock) if lock and self.baseline else None
         result = in_key_order(flag_changes(result, baseline))
         self.store.write(result, seq)
-        return events
+        return changes
 
 
 def _with(result: Adjudication, **tables: pl.DataFrame) -> Adjudication:
