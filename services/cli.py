@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 import polars as pl
@@ -18,11 +19,13 @@ from services.console import (
     emit,
     fail,
     json_option,
+    record_refused_signature,
     signing_options,
     study_option,
 )
 from services.errors import TractError
 from services.render import report_text, table_text
+from services.signatures import SignatureRefusedError
 from services.web import commands as web_commands
 
 CONFLICT_FIELDS = ["conflict_id", "type", "subject_id", "tract_id", "status"]
@@ -198,14 +201,25 @@ def vote(
         fail("give --status (or --maps-to for an UNMATCHED_TRACT conflict)")
     platform = obj.platform
     choice = {"status": status, "rationale": rationale, "maps_to": maps_to, "study": study}
-    for conflict_id in conflict_ids:  # every vote checked before anything is signed
-        platform.vote(conflict_id, dry_run=True, **choice)
+    # every vote checked before anything is signed
+    checked = [platform.vote(conflict_id, dry_run=True, **choice) for conflict_id in conflict_ids]
     signed = credentials(signer, password_stdin)
     directory = obj.directory()
-    results = [
-        platform.vote(conflict_id, credentials=signed, directory=directory, **choice)
-        for conflict_id in conflict_ids
-    ]
+    results: list[dict[str, Any]] = []
+    try:
+        for one in checked:
+            results.append(
+                platform.vote(
+                    one["conflict_id"],
+                    credentials=signed,
+                    directory=directory,
+                    **(choice | {"study": one["study"]}),
+                )
+            )
+    except SignatureRefusedError as exc:  # every vote left unsigned is recorded as refused
+        unsigned = [(v["study"], v["conflict_id"]) for v in checked[len(results) :]]
+        record_refused_signature(obj, signer, "VOTE", str(exc), unsigned)
+        raise
     emit(results if len(results) > 1 else results[0], as_json, "\n".join(map(_vote_text, results)))
 
 

@@ -7,10 +7,11 @@ never ``services.cli``, so the CLI's modules do not import each other in a circl
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import click
@@ -110,6 +111,60 @@ def signing_options(function: Callable[..., Any]) -> Callable[..., Any]:
     return function
 
 
+def _os_user() -> str:
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):  # no login name in this environment
+        return "unknown"
+
+
+def record_refused_signature(
+    obj: Context,
+    signer: str,
+    action: str,
+    reason: str,
+    targets: Sequence[tuple[str | None, str | None]] = ((None, None),),
+) -> None:
+    """A signature refused at a terminal goes into the audit trail as the web page records
+    its refusals: one REFUSED access event per ``(study, conflict_id)`` it was for (a study of
+    None files it platform-wide). ``reason`` is the refusal's message, which never holds the
+    password (:class:`services.signatures.Credentials` keeps it out of every text)."""
+    from services.web.core import access_event
+
+    client = f"cli:{_os_user()}"
+    obj.platform.publish(
+        [
+            access_event(
+                who=signer,
+                role=None,
+                action=action,
+                outcome="REFUSED",
+                detail=reason,
+                study=study,
+                conflict_id=conflict_id,
+                client=client,
+            )
+            for study, conflict_id in targets
+        ]
+    )
+
+
+@contextlib.contextmanager
+def audited_signing(
+    obj: Context, signer: str, action: str, study: str | None = None
+) -> Iterator[None]:
+    """Record a :class:`~services.signatures.SignatureRefusedError` raised inside (wrong
+    password, role, name) with :func:`record_refused_signature`, then let it go on to the
+    user."""
+    from services.signatures import SignatureRefusedError
+
+    try:
+        yield
+    except SignatureRefusedError as exc:
+        record_refused_signature(obj, signer, action, str(exc), [(study, None)])
+        raise
+
+
 def credentials(signer: str, from_stdin: bool) -> Any:
     """The signer's credentials: the password prompted for once (hidden) or read from the
     first line of stdin; the terminal's OS account is recorded with the signature."""
@@ -124,8 +179,5 @@ def credentials(signer: str, from_stdin: bool) -> Any:
             )
     else:
         password = click.prompt(f"Password for {signer} (to sign)", hide_input=True)
-    try:
-        user = getpass.getuser()
-    except (OSError, KeyError):  # no login name in this environment
-        user = "unknown"
+    user = _os_user()
     return Credentials(signer, password, "cli", f"cli, OS user {user}", f"cli:{user}")

@@ -316,7 +316,7 @@ class Platform:
             }
             unsigned = make_vote(**choice, signature=None)
             if dry_run:
-                return unsigned.payload | {"quorum": self.rules.quorum}
+                return unsigned.payload | {"quorum": self.rules.quorum, "study": study}
             if credentials is None or directory is None:
                 raise SignatureRefusedError(
                     f"conflict {conflict_id}: a vote must be signed by the member casting it "

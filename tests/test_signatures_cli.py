@@ -78,6 +78,10 @@ def test_a_member_cannot_decide_alone_or_for_anyone_else(open_home: Path) -> Non
     for name in ("ghost.one", "=1+1", "<img src=x onerror=alert(1)>"):
         code, out = vote(open_home, name, "CLOSED")
         assert code == 1 and "signature refused" in out, name
+    _, out = tract(open_home, "audit", "--study", STUDY, "--json")
+    refused = [r for r in json.loads(out) if r["action"] == "VOTE REFUSED"]
+    assert [r["who"].split(" ")[0] for r in refused] == ["ghost.one", "=1+1", "<img"]
+    assert all("signature refused" in r["why"] for r in refused)
     code, out = tract(
         open_home, "vote", READER_DISAGREEMENT_S05, "--status", "CLOSED", "--rationale", "x",
         "--as", "dr.a", "--password", "correct horse battery",
@@ -157,6 +161,15 @@ def test_an_unlock_needs_two_other_signatures(decided_home: Path) -> None:
     ):
         code, out = approve(name)
         assert code == 1 and message in out, (name, out)
+    _, out = tract(decided_home, "audit", "--study", STUDY, "--json")
+    refused = [r for r in json.loads(out) if r["action"] == "UNLOCK_APPROVE REFUSED"]
+    assert [r["who"] for r in refused] == [
+        "dm.jones",
+        "dm.jones\u200b",
+        "ghost.approver",
+        "dr.cole",
+    ]
+    assert "correct horse" not in out
     code, out = approve("qa.lee")
     assert code == 0 and "1 of 2 approvals; waiting for 1 more" in out
     assert Platform.embedded(decided_home).lock_state(STUDY, "PRIMARY") == "LOCK"
@@ -181,6 +194,10 @@ def test_raising_a_soft_lock_to_hard_is_a_signed_step(decided_home: Path) -> Non
         decided_home, *raise_args, "--as", "dr.sato", stdin="demo-committee-password\n"
     )
     assert code == 1 and "may not sign raising a lock to hard" in out
+    _, out = tract(decided_home, "audit", "--study", STUDY, "--json")
+    refused = [r for r in json.loads(out) if r["action"] == "LOCK_RAISE REFUSED"]
+    assert len(refused) == 1 and "may not sign raising" in refused[0]["why"]
+    assert refused[0]["who"] == "dr.sato" and "demo-committee-password" not in out
     code, out = tract(decided_home, *raise_args, "--as", "dm.jones", stdin=PASSWORD)
     assert code == 0 and "signed: Dana Jones (dm.jones)" in out and "raised to hard" in out
     hard = json.loads((decided_home / "objects/raised/DEMO/PRIMARY/manifest.json").read_text())
@@ -199,6 +216,27 @@ def test_raising_a_soft_lock_to_hard_is_a_signed_step(decided_home: Path) -> Non
     code, out = tract(decided_home, "lock", "--study", STUDY, "--lock-id", "SECOND",
                       "--reason", "again", "--by", "dm.jones")  # fmt: skip
     assert code == 1 and "tract unlock request" in out
+
+
+def test_a_refused_vote_on_several_conflicts_is_recorded_for_each(open_home: Path) -> None:
+    """A signature refused at the terminal is in the audit trail as the web page's refusals
+    are: one REFUSED event per conflict the vote was for, the password nowhere in it."""
+    add_user(open_home, "dr.a", "committee", "Dr Alice Able")
+    _, out = tract(open_home, "conflicts", "--json")
+    kinds = ("READER_DISAGREEMENT", "CLINICAL_MRI_DISCORDANCE")  # CLOSED is a vote for these
+    chosen = [c["conflict_id"] for c in json.loads(out) if c["type"] in kinds]
+    assert len(chosen) == 3
+    code, out = tract(
+        open_home, "vote", *chosen, "--status", "CLOSED", "--rationale", "x", "--as", "dr.a",
+        "--password-stdin", stdin="wrong horse battery\n",
+    )  # fmt: skip
+    assert code == 1 and "signature refused" in out
+    _, out = tract(open_home, "audit", "--study", STUDY, "--json")
+    refused = [r for r in json.loads(out) if r["action"] == "VOTE REFUSED"]
+    assert sorted(r["what"] for r in refused) == sorted(chosen)
+    assert {r["who"] for r in refused} == {"dr.a"}
+    assert "wrong horse" not in out
+    assert Platform.embedded(open_home).votes(STUDY).is_empty()
 
 
 @pytest.mark.parametrize("command", [("vote", "C-1", "--status", "CLOSED", "--rationale", "x")])

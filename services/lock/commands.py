@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from services.console import credentials, json_option, signing_options
+from services.console import audited_signing, credentials, json_option, signing_options
 from services.lock.unlock import MIN_APPROVERS
 
 if TYPE_CHECKING:
@@ -161,9 +161,10 @@ def request_command(
     as_json: bool,
 ) -> None:
     """Sign a request to undo the lock in force (a data manager or admin)."""
-    asked = obj.platform.request_unlock(
-        study, lock_id, reason, credentials(signer, password_stdin), obj.directory()
-    )
+    with audited_signing(obj, signer, "UNLOCK_REQUEST", study):
+        asked = obj.platform.request_unlock(
+            study, lock_id, reason, credentials(signer, password_stdin), obj.directory()
+        )
     _echo(
         asked.to_dict(),
         as_json,
@@ -183,9 +184,12 @@ def approve_command(
 ) -> None:
     """Sign your approval of an unlock request; the lock is undone once the approvals are
     complete."""
-    asked, record = obj.platform.approve_unlock(
-        request_id, credentials(signer, password_stdin), obj.directory()
-    )
+    asked_of = [r.study for r in obj.platform.unlock_requests() if r.request_id == request_id]
+    # a refusal is filed under the request's study (platform-wide for an unknown request)
+    with audited_signing(obj, signer, "UNLOCK_APPROVE", next(iter(asked_of), None)):
+        asked, record = obj.platform.approve_unlock(
+            request_id, credentials(signer, password_stdin), obj.directory()
+        )
     text = f"signed: {asked.approvals[-1]}\n{asked.summary()}"
     if record is not None:
         text += f"\nunlocked: {asked.study} {asked.lock_id}; its files stay at {record['location']}"
@@ -224,9 +228,10 @@ def lock_raise(
 ) -> None:
     """Raise the soft lock in force to hard, signed (a data manager or admin): its files are
     written again with retention, so the store refuses to change or delete them."""
-    raised = obj.platform.raise_lock(
-        study, lock_id, reason, credentials(signer, password_stdin), obj.directory()
-    )
+    with audited_signing(obj, signer, "LOCK_RAISE", study):
+        raised = obj.platform.raise_lock(
+            study, lock_id, reason, credentials(signer, password_stdin), obj.directory()
+        )
     note = "already raised" if raised.get("already_raised") else "raised to hard"
     text = f"{note}: {study} {lock_id}; the retained copy is at {raised['location']}"
     if raised.get("signature"):
