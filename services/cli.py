@@ -217,7 +217,8 @@ def vote(
                 )
             )
     except SignatureRefusedError as exc:  # every vote left unsigned is recorded as refused
-        unsigned = [(v["study"], v["conflict_id"]) for v in checked[len(results) :]]
+        fields = ("study", "conflict_id", "subject_id", "tract_id")  # as the web's refusals
+        unsigned = [{k: v[k] for k in fields} for v in checked[len(results) :]]
         record_refused_signature(obj, signer, "VOTE", str(exc), unsigned)
         raise
     emit(results if len(results) > 1 else results[0], as_json, "\n".join(map(_vote_text, results)))

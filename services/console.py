@@ -123,12 +123,13 @@ def record_refused_signature(
     signer: str,
     action: str,
     reason: str,
-    targets: Sequence[tuple[str | None, str | None]] = ((None, None),),
+    about: Sequence[dict[str, str | None]] = ({},),
 ) -> None:
     """A signature refused at a terminal goes into the audit trail as the web page records
-    its refusals: one REFUSED access event per ``(study, conflict_id)`` it was for (a study of
-    None files it platform-wide). ``reason`` is the refusal's message, which never holds the
-    password (:class:`services.signatures.Credentials` keeps it out of every text)."""
+    its refusals: one REFUSED access event for each ``about`` (what it was for: ``study``,
+    ``conflict_id``, ``subject_id``, ``tract_id``; no study files it platform-wide).
+    ``reason`` is the refusal's message, which never holds the password
+    (:class:`services.signatures.Credentials` keeps it out of every text)."""
     from services.web.core import access_event
 
     client = f"cli:{_os_user()}"
@@ -140,11 +141,10 @@ def record_refused_signature(
                 action=action,
                 outcome="REFUSED",
                 detail=reason,
-                study=study,
-                conflict_id=conflict_id,
                 client=client,
+                **context,
             )
-            for study, conflict_id in targets
+            for context in about
         ]
     )
 
@@ -161,7 +161,7 @@ def audited_signing(
     try:
         yield
     except SignatureRefusedError as exc:
-        record_refused_signature(obj, signer, action, str(exc), [(study, None)])
+        record_refused_signature(obj, signer, action, str(exc), [{"study": study}])
         raise
 
 

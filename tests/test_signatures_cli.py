@@ -234,6 +234,9 @@ def test_a_refused_vote_on_several_conflicts_is_recorded_for_each(open_home: Pat
     _, out = tract(open_home, "audit", "--study", STUDY, "--json")
     refused = [r for r in json.loads(out) if r["action"] == "VOTE REFUSED"]
     assert sorted(r["what"] for r in refused) == sorted(chosen)
+    assert all(
+        r["subject_id"] and r["tract_id"] for r in refused
+    )  # found by subject, as on the web
     assert {r["who"] for r in refused} == {"dr.a"}
     assert "wrong horse" not in out
     assert Platform.embedded(open_home).votes(STUDY).is_empty()
