@@ -19,6 +19,8 @@ import polars as pl
 
 from services.adjudicator.committee import tract_mappings
 from services.adjudicator.rules.conflicts import TYPES
+from services.adjudicator.votes import ballot
+from services.lock.unlock import UnlockRequest, summarise
 from services.web import evidence as ev
 from services.web.errors import AccessRefusedError
 from services.web.plots import swimmer_svg
@@ -152,12 +154,12 @@ class ConflictView:
     pathology: ev.PathologyTrend | None
     conclusion: ev.Conclusion
     history: list[ev.DecisionEntry]
+    ballot: ev.BallotView
     statuses: tuple[str, ...]
     registry_tracts: list[str]
     tract_ids: list[str]
     blinded: bool
     plot_svg: str
-    committee: list[str] = field(default_factory=list)
 
 
 def conflict_view(
@@ -206,13 +208,16 @@ def conflict_view(
         (pl.col("subject_id") == subject) & (pl.col("tract_id") == tract_id)
     )
     rules = platform.rules
+    votes = platform.records("committee_vote", study, subject=subject).collect()
+    unsigned = platform.records("committee_decision", study, subject=subject).collect()
     return ConflictView(
         summary=summarize(study, row, now, overdue_days),
         timeline=ev.exam_timeline(mine["clinical_exam"], visits, rules.visits),
         mri=ev.mri_side_by_side(mine["mri_read"], rules, show_ids, (rules.final_mri, "MRI_BL")),
         pathology=ev.pathology_trend(mine["pathology_report"]),
         conclusion=ev.conclusion(tract, row, ev.describe_events(subject_records)),
-        history=ev.decision_history(platform.records("committee_decision", study).collect(), row),
+        history=ev.decision_history(votes, unsigned, row, rules.quorum),
+        ballot=ev.ballot_view(ballot(votes, row, rules.quorum), rules.quorum, row["fingerprint"]),
         statuses=ev.allowed_statuses(row["type"]),
         registry_tracts=result.tracts.filter(pl.col("subject_id") == subject)["tract_id"].to_list(),
         tract_ids=tract_ids,
@@ -251,6 +256,8 @@ class DashboardView:
     patients: list[dict[str, Any]]
     locks: list[dict[str, Any]]
     swimmer: str
+    unlock_requests: list[UnlockRequest] = field(default_factory=list)
+    """Every unlock request of the study, newest first, with its signatures and state."""
 
 
 def readiness(
@@ -311,6 +318,9 @@ def dashboard_view(platform: VisiblePlatform, study: str, studies: list[str]) ->
     report = platform.report(study)
     results = platform.policy.sees_results
     locks = platform.records("lock", study).collect()
+    here = pl.lit(study, pl.String)
+    unlocking = platform.records("unlock_request", study).collect()
+    requests = summarise(unlocking.with_columns(study=here), locks.with_columns(study=here))
     decided = (
         result.tracts.filter(pl.col("treated"))
         .group_by("subject_id")
@@ -353,6 +363,7 @@ def dashboard_view(platform: VisiblePlatform, study: str, studies: list[str]) ->
             .iter_rows(named=True)
         ],
         swimmer=swimmer_svg(result.visits, result.tracts, platform.rules.visits) if results else "",
+        unlock_requests=requests[::-1],
     )
 
 

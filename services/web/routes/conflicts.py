@@ -1,5 +1,6 @@
-"""The conflict queue, the conflict page with its evidence, and the two-step decision
-(form, then a confirmation page, then ``Platform.decide``: the same core the CLI calls)."""
+"""The conflict queue, the conflict page with its evidence and the committee's votes, and the
+two-step vote (form, then a confirmation page where the member signs with their password, then
+``Platform.vote``: the same core `tract vote` calls)."""
 
 from __future__ import annotations
 
@@ -14,8 +15,9 @@ from services.adjudicator.errors import (
     StaleReviewError,
     UnknownConflictError,
 )
+from services.signatures import Credentials, SignatureRefusedError
 from services.web.auth import Session
-from services.web.deps import guard, refuse, render, viewer, web
+from services.web.deps import client, guard, refuse, render, viewer, web
 from services.web.views import QueueFilters, conflict_queue, conflict_view
 from services.web.visibility import visible
 
@@ -52,18 +54,16 @@ def _conflict_page(
         now=state.clock(),
         overdue_days=state.settings.overdue_days,
     )
-    members = state.users.with_role("committee")
-    defaults = {"members": [session.username] if session.username in members else []}
     return render(
         request,
         "conflict.html",
         {
             "view": view,
-            "committee": members,
             "quorum": state.platform.rules.quorum,
-            "form": defaults | (form or {}),
+            "form": form or {},
             "error": error,
             "recorded": request.query_params.get("recorded"),
+            "decided": request.query_params.get("decided"),
         },
         session,
         status_code,
@@ -81,7 +81,7 @@ def conflict(
 
 
 def _about(request: Request, conflict_id: str, study: str) -> dict[str, str | None]:
-    """What a decision's access record names: the conflict and its study, subject and tract
+    """What a vote's access record names: the conflict and its study, subject and tract
     (so the audit trail finds a refusal by subject)."""
     try:
         found, row, _ = web(request).platform.find_conflict(conflict_id, study or None)
@@ -95,13 +95,8 @@ def _about(request: Request, conflict_id: str, study: str) -> dict[str, str | No
     }
 
 
-def _members(members: list[str], other_members: str) -> list[str]:
-    extra = [m.strip() for m in other_members.replace(";", ",").split(",")]
-    return sorted({m.strip() for m in [*members, *extra] if m.strip()})
-
-
 @router.post("/conflicts/{conflict_id}/decision")
-def review_decision(
+def review_vote(
     request: Request,
     conflict_id: str,
     csrf_token: Annotated[str, Form()] = "",
@@ -109,49 +104,58 @@ def review_decision(
     status: Annotated[str, Form()] = "",
     maps_to: Annotated[str, Form()] = "",
     rationale: Annotated[str, Form()] = "",
-    members: Annotated[list[str] | None, Form()] = None,
-    other_members: Annotated[str, Form()] = "",
     seen_fingerprint: Annotated[str, Form()] = "",
     seen_decision: Annotated[str, Form()] = "",
 ) -> Response:
-    """Step 1: validate the decision as the protocol would, and show it back for confirmation."""
+    """Step 1: check the signed-in member's vote as the protocol would, and show what their
+    signature will mean, asking for their password. Nobody else's name is on the form: the
+    vote is the signed-in member's own."""
     about = _about(request, conflict_id, study)
-    session = guard(request, csrf_token, "decide", "DECIDE", **about)
-    chosen = _members(members or [], other_members)
+    session = guard(request, csrf_token, "decide", "VOTE", **about)
     form = {
         "status": status,
         "maps_to": maps_to,
         "rationale": rationale,
-        "members": chosen,
         "seen_fingerprint": seen_fingerprint,
         "seen_decision": seen_decision,
     }
     try:
-        decision = web(request).platform.decide(
+        vote = web(request).platform.vote(
             conflict_id,
             status=status or None,
             rationale=rationale,
-            members=chosen,
-            recorded_by=session.username,
             maps_to=maps_to or None,
             study=study or None,
             dry_run=True,
         )
     except UnknownConflictError as exc:
-        raise refuse(request, session, "DECIDE", str(exc), 404, **about) from None
+        raise refuse(request, session, "VOTE", str(exc), 404, **about) from None
     except DecisionRefusedError as exc:
-        refuse(request, session, "DECIDE", str(exc), 400, **about)
+        refuse(request, session, "VOTE", str(exc), 400, **about)
         return _conflict_page(request, session, conflict_id, study, form, str(exc), 400)
+    return _confirm_page(request, session, vote, study, form)
+
+
+def _confirm_page(
+    request: Request,
+    session: Session,
+    vote: dict,
+    study: str,
+    form: dict,
+    error: str | None = None,
+    status_code: int = 200,
+) -> HTMLResponse:
     return render(
         request,
         "confirm.html",
-        {"decision": decision, "study": study, "form": form},
+        {"vote": vote, "study": study, "form": form, "error": error},
         session,
+        status_code,
     )
 
 
 @router.post("/conflicts/{conflict_id}/decision/confirm")
-def record_decision(
+def sign_vote(
     request: Request,
     conflict_id: str,
     csrf_token: Annotated[str, Form()] = "",
@@ -159,37 +163,61 @@ def record_decision(
     status: Annotated[str, Form()] = "",
     maps_to: Annotated[str, Form()] = "",
     rationale: Annotated[str, Form()] = "",
-    members: Annotated[list[str] | None, Form()] = None,
+    password: Annotated[str, Form()] = "",
     seen_fingerprint: Annotated[str, Form()] = "",
     seen_decision: Annotated[str, Form()] = "",
 ) -> Response:
-    """Step 2: record it, unless the evidence or the decision in force changed meanwhile."""
+    """Step 2: the member signs with their password (checked again now, and counted by the
+    sign-in throttle) and the vote is recorded, unless the evidence or the decision in force
+    changed meanwhile."""
     about = _about(request, conflict_id, study)
-    session = guard(request, csrf_token, "decide", "DECIDE", **about)
+    session = guard(request, csrf_token, "decide", "VOTE", **about)
     study = about["study"] or study
-    try:  # one platform call: the check and the write see the same log
-        decision = web(request).platform.decide(
+    state = web(request)
+    form = {
+        "status": status,
+        "maps_to": maps_to,
+        "rationale": rationale,
+        "seen_fingerprint": seen_fingerprint,
+        "seen_decision": seen_decision,
+    }
+    signed = Credentials(
+        session.username, password, "web", f"web session {session.reference}", client(request)
+    )
+    try:  # one platform call: the check, the signature and the write see the same log
+        vote = state.platform.vote(
             conflict_id,
             status=status or None,
             rationale=rationale,
-            members=members or [],
-            recorded_by=session.username,
             maps_to=maps_to or None,
             study=study or None,
+            credentials=signed,
+            directory=state.users,
             seen_fingerprint=seen_fingerprint,
             seen_decision=seen_decision,
         )
     except UnknownConflictError as exc:
-        raise refuse(request, session, "DECIDE", str(exc), 404, **about) from None
+        raise refuse(request, session, "VOTE", str(exc), 404, **about) from None
+    except SignatureRefusedError as exc:
+        refuse(request, session, "VOTE", str(exc), 403, **about)
+        try:  # the same vote again, to sign once more
+            unsigned = state.platform.vote(
+                conflict_id,
+                status=status or None,
+                rationale=rationale,
+                maps_to=maps_to or None,
+                study=study or None,
+                dry_run=True,
+            )
+        except DecisionRefusedError:
+            return _conflict_page(request, session, conflict_id, study, form, str(exc), 403)
+        return _confirm_page(request, session, unsigned, study or "", form, str(exc), 403)
     except DecisionRefusedError as exc:
         code = 409 if isinstance(exc, StaleReviewError) else 400
-        refuse(request, session, "DECIDE", str(exc), code, **about)
-        form = {
-            "status": status,
-            "maps_to": maps_to,
-            "rationale": rationale,
-            "members": members or [],
-        }
+        refuse(request, session, "VOTE", str(exc), code, **about)
         return _conflict_page(request, session, conflict_id, study, form, str(exc), code)
-    target = urlencode({"study": study, "recorded": decision["decision_id"]})
-    return RedirectResponse(f"/conflicts/{conflict_id}?{target}", status_code=303)
+    decided = (vote.get("decision") or {}).get("decision_id")
+    target = urlencode(
+        {"study": study, "recorded": vote["vote_id"]} | ({"decided": decided} if decided else {})
+    )
+    return RedirectResponse(f"/conflicts/{conflict_id}?{target}#votes", status_code=303)
