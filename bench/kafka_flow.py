@@ -46,12 +46,16 @@ STUDY = "SYN"
 
 def events_of(files: dict[str, Path], home: Path) -> list:
     """The events ingest would publish for these files (from an embedded run)."""
+    from services.log.segment import Batch, events_of
     from services.platform import Platform
 
     platform = Platform.embedded(home)
     platform.ingest(STUDY, list(files.values()))
-    log = platform.source
-    return [event for kind in EVIDENCE_KINDS for event in log.read(kind, 0, 10**9)]
+    return [
+        event
+        for kind in EVIDENCE_KINDS
+        for event in events_of(Batch(kind, STUDY, platform.source.records(kind, STUDY).collect()))
+    ]
 
 
 def raw_rates(bootstrap: str, events: list, prefix: str) -> tuple[float, float]:
@@ -102,9 +106,9 @@ def raw_rates(bootstrap: str, events: list, prefix: str) -> tuple[float, float]:
 
 def kafka_rate(bootstrap: str, files: dict[str, Path], work: Path, expected: int) -> float:
     """Seconds from ingest start until the adjudicator service applied and published all."""
-    from services.adjudicator.applied import AppliedLog
     from services.config import Settings
     from services.platform import Platform
+    from services.stream.view import AppliedView
 
     prefix = f"bench-{uuid.uuid4().hex[:8]}."
     home = work / "kafka-home"
@@ -120,7 +124,7 @@ def kafka_rate(bootstrap: str, files: dict[str, Path], work: Path, expected: int
         [tract, "adjudicator", "run"], env=env, stdout=log, stderr=subprocess.STDOUT
     )
     try:
-        state = AppliedLog.at(home)
+        state = AppliedView.at(home)
         while state.heartbeat_age() is None:  # joined and serving
             if service.poll() is not None:
                 raise SystemExit(f"the adjudicator exited; see {work / 'adjudicator.log'}")

@@ -90,6 +90,10 @@ def event_id(study: str, kind: str, *parts: pl.Expr) -> pl.Expr:
     return _sha(text).str.slice(0, 24)
 
 
+def new_run_id() -> str:
+    return f"run-{uuid.uuid4().hex[:12]}"
+
+
 @dataclass(frozen=True)
 class FileRun:
     """What one file's run produced: the report people read and the batches to append."""
@@ -102,15 +106,20 @@ class FileRun:
 
 
 def ingest_file(
-    path: Path, study: str, known_records: KnownRecords, kind: str | None = None
+    path: Path,
+    study: str,
+    known_records: KnownRecords,
+    kind: str | None = None,
+    run_id: str | None = None,
 ) -> FileRun:
     """Validate ``path`` row by row (in columns) and build what to append; raise only to
-    refuse the whole file."""
+    refuse the whole file. ``run_id``: the run to join (a retry of a killed attempt), else a
+    new one."""
     started = utc_now()
     contract = kind_of(path, kind)
     data = path.read_bytes()  # once: what is hashed is what was read
     raw = read_rows(path, contract, data)
-    run_id = f"run-{uuid.uuid4().hex[:12]}"
+    run_id = run_id or new_run_id()
     typed, invalid = validate(raw, contract)
     typed = typed.with_columns(content_hash=content_hash(contract))
     known = known_records(contract.kind, study)

@@ -19,11 +19,12 @@ from typing import Any
 
 from click.testing import CliRunner
 
-from services.adjudicator.applied import AppliedLog
+from services.adjudicator.ruleset import load_ruleset
 from services.adjudicator.state import EVIDENCE_KINDS
 from services.cli import cli
 from services.config import Settings
 from services.platform import Platform
+from services.stream.view import AppliedView
 from tests.servers import wait_for
 
 with warnings.catch_warnings():
@@ -137,13 +138,14 @@ class Stack:
         return json.loads(result.stdout)
 
     # what the adjudicator applied -----------------------------------------------------------
-    def applied(self) -> AppliedLog:
-        return AppliedLog.at(self.home)
+    def applied(self) -> AppliedView:
+        """The adjudicator service's applied state, read as the CLI reads it."""
+        return AppliedView.at(self.home)
 
     def applied_counts(self) -> dict[str, int]:
         state = self.applied()
         try:
-            return {k: v for k, v in state.positions().items() if not k.startswith("kafka/")}
+            return state.positions()
         finally:
             state.close()
 
@@ -167,6 +169,29 @@ class Stack:
             raise AssertionError(
                 f"applied {self.applied_counts()} != expected {expected}\n"
                 f"--- adjudicator log ---\n{self.log('adjudicator')[-3000:]}"
+            ) from None
+
+    def settled(self) -> bool:
+        """The service has nothing left to do with what it applied: no rebuild under way, no
+        subject owed a publication, nothing in the outbox, the outcomes caught up."""
+        state = self.applied()
+        try:
+            return (
+                state.exists
+                and not state.rebuild_targets()
+                and not state.dirty()
+                and not state.outbox()
+                and state.maintained_state(load_ruleset()).behind() == 0
+            )
+        finally:
+            state.close()
+
+    def wait_settled(self, timeout: float = 60.0) -> None:
+        try:
+            wait_for(self.settled, timeout, "the adjudicator to settle", every=0.2)
+        except AssertionError:
+            raise AssertionError(
+                f"not settled\n--- adjudicator log ---\n{self.log('adjudicator')[-3000:]}"
             ) from None
 
     def topic_records(self, kind: str) -> list[tuple[dict[str, str], dict[str, Any]]]:

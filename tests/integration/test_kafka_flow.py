@@ -10,6 +10,7 @@ import warnings
 from collections.abc import Callable
 from pathlib import Path
 
+import polars as pl
 import pytest
 
 from services.demo.run import decide_scripted
@@ -83,8 +84,8 @@ def test_watcher_and_adjudicator_give_the_embedded_outcomes(
     kafka_conflicts = stack.cli_json("conflicts", "--study", DEMO_STUDY)
     assert kafka_conflicts == Stack.embedded_json(embedded_home, "conflicts", "--study", DEMO_STUDY)
 
-    letters = stack.applied().frame("rejected_row")
-    malformed = [json.loads(p) for p in letters["payload"] if '"kafka:' in p]
+    letters = stack.applied().records("rejected_row").collect()  # of no study: no headers
+    malformed = letters.filter(pl.col("file").str.starts_with("kafka:")).to_dicts()
     assert len(malformed) == 1 and malformed[0]["field"] == "headers"
     assert malformed[0]["file"].startswith(f"kafka:{topic}[")
     assert "missing event_id" in malformed[0]["reason"]

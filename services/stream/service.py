@@ -1,21 +1,28 @@
-"""The adjudicator as a service: one consumer-group member over every event topic.
+"""The adjudicator as a service: one consumer-group member over every input topic.
 
-Per batch: drop events already applied (by event id), refuse conflicting duplicates and
-malformed records as dead letters, recompute only the subjects the batch touched, and derive
-outcome and conflict changes. Then, in this order: (1) one SQLite transaction holds the new
-events, the outputs, the Kafka positions applied and the outbox; (2) the outbox goes to Kafka
-(acks=all); (3) the outbox is cleared; (4) the consumer offsets are committed. A SIGKILL
-anywhere leaves either the old state (the batch is read again) or the new state with an
-outbox, which a restart compares with what reached Kafka before sending the rest: the same
-outcomes, and no output published twice.
+Per poll: drop events already applied (by event id), refuse conflicting duplicates and
+malformed records as dead letters, and apply the rest as frames, one segment per kind and
+study, in one commit with the Kafka positions applied, the identities, the dead letters to
+send and the subjects touched (:mod:`services.stream.applied`). Once caught up (during a bulk
+load, at most ``max_lag_s`` later) it brings the maintained outcomes up to date for the
+touched subjects alone (:mod:`services.state`: its conflict register's changes join the
+outbox in the same commit), and appends the outcome changes with the outbox and the cleared
+subjects in one more commit. Then, in this order: the outbox goes to Kafka (acks=all), is
+cleared, and the consumer offsets are committed (a hint: restarts resume from the state).
+
+A SIGKILL anywhere leaves either the old state (the batch is read again) or the new one with
+an outbox, which a restart compares with what reached Kafka before sending the rest: the same
+outcomes, and no output published twice. A new or deleted state is rebuilt from the topics
+(read commands meanwhile say "rebuilding: N of M records applied"), after reading the outputs
+already on Kafka back into it, so the rebuilt service goes on where the lost one stopped.
 """
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import logging
 import os
+import shutil
 import socket
 import time
 from collections.abc import Callable, Sequence
@@ -23,72 +30,89 @@ from pathlib import Path
 from typing import Any
 
 import schemas
-from services.adjudicator.applied import AppliedLog, Identity, Position
-from services.adjudicator.changes import load_published, outcome_changes, remember
-from services.adjudicator.errors import AdjudicatorError
-from services.adjudicator.memory import Frames, SubjectView
 from services.adjudicator.ruleset import RuleSet, load_ruleset
 from services.adjudicator.state import EVIDENCE_KINDS
 from services.bus.errors import BusError, BusUnavailableError
 from services.bus.kafka import Delivery, KafkaBus
+from services.bus.kafka_config import OUTPUT_KINDS
 from services.events import Event, canonical_json, digest, utc_now
-from services.state.records import adjudicate_study, lock_cut, lock_in_force
-from services.state.register import register_changes
+from services.state import MaintainedState
+from services.state.maintained import STUDY_WIDE, TOUCHES_SUBJECTS, BaselineLoader
+from services.stream.applied import AppliedLog, Identity, Position
+from services.stream.changes import load_published, outcome_changes, remember
+from services.stream.errors import StreamError
 
 log = logging.getLogger(__name__)
-
-TOUCHES_SUBJECT = frozenset({*EVIDENCE_KINDS, "committee_decision"})
 
 
 class AdjudicatorService:
     def __init__(
         self,
         bus: KafkaBus,
-        log_: AppliedLog,
+        applied: AppliedLog,
         rules: RuleSet | None = None,
+        baseline: BaselineLoader | None = None,
         max_batch: int = 20_000,
         max_lag_s: float = 5.0,
     ) -> None:
-        self.bus, self.log, self.rules = bus, log_, rules or load_ruleset()
+        self.bus, self.log, self.rules = bus, applied, rules or load_ruleset()
         self.max_batch, self.max_lag_s = max_batch, max_lag_s
         self.consumer: Any = None
-        self._pending: list[Event] = []
+        self._guard = _single_instance(applied.root / "service.lock")
+        _drop_orphaned_state(applied)
+        applied.create()
+        self.state = MaintainedState(applied.state_folder, applied, self.rules, baseline)
+        self._unsure = True  # the outbox may be partly on Kafka (a crash, a failed send)
         self._beat_at = 0.0
-        self._guard = _single_instance(Path(log_.path).parent / "service.lock")
-        self.frames = Frames.load(log_)
-        self.seen = {k: set(self.frames.event_ids(k).to_list()) for k in self.frames.kinds()}
-        self.identities = {(k, s, r, v): (h, e) for k, s, r, v, h, e in log_.identities()}
-        self.published = load_published(self.frames.frame("outcome_change"))
-        self.dirty: dict[str, set[str] | None] = log_.dirty()  # touched, not yet published
         self._dirty_since: float | None = None
+        self._load()
         self.stats = {"records": 0, "applied": 0, "dead_letters": 0, "outputs": 0, "batches": 0}
 
-    # lifecycle -----------------------------------------------------------------------------
-    def recover(self) -> None:
-        """Publish what a crash left in the outbox, skipping what already reached Kafka."""
-        pending = self.log.outbox()
-        if not pending:
-            return
-        kinds = sorted({e.kind for e in pending})
-        found = self.bus.published_ids(self.log.output_ends(), kinds)
-        unsent = [e for e in pending if e.event_id not in found]
-        log.info(
-            "outbox after a crash: %d output(s), %d already on Kafka, sending %d",
-            len(pending),
-            len(pending) - len(unsent),
-            len(unsent),
-        )
-        self._flush(pending, unsent)
+    def _load(self) -> None:
+        """What the service keeps in memory, from its state: event ids applied, identities,
+        the last published outcomes and the subjects still owed a publication."""
+        self.seen = {
+            kind: set(self.log.records(kind, columns=("event_id",)).collect()["event_id"])
+            for kind in self.log.positions()
+        }
+        self.identities = {(k, s, r, v): (h, e) for k, s, r, v, h, e in self.log.identities()}
+        self.published = load_published(self.log.records("outcome_change").collect())
+        self.dirty: dict[str, set[str] | None] = self.log.dirty()
+        applied = self.state.store.applied()
+        if applied is None or applied.fingerprint != self.state.fingerprint:
+            # the outcomes are recomputed in full (new state, other rules or code): compare
+            # every study with what was published, so a changed outcome is published too
+            self.dirty |= dict.fromkeys(self.log.studies())
 
+    # lifecycle -----------------------------------------------------------------------------
     def connect(self) -> None:
         self.bus.ensure_topics()
-        self.recover()
+        if not self.log.kafka_positions() and not self.log.rebuild_targets():
+            self._begin_rebuild()
+        self._flush()
         self.consumer = self.bus.subscribe(
             self.bus.config.adjudicator_group,
             self.bus.config.input_kinds(),
             on_assign=self._starts,
             max_records=self.max_batch,
             instance=f"adjudicator@{socket.gethostname()}",
+        )
+
+    def _begin_rebuild(self) -> None:
+        """A new state over topics that hold records: read back the outputs already published
+        (so outcome changes continue their sequence and the conflict register its history),
+        then say "rebuilding" until every input record is applied."""
+        ends = self.bus.end_offsets(self.bus.config.input_kinds())
+        if not any(ends.values()):
+            return
+        outputs, reached = self.bus.read_back(self.log.output_ends(), OUTPUT_KINDS)
+        restored = self.log.restore(outputs, reached)
+        self.log.begin_rebuild(ends)
+        self._load()
+        log.warning(
+            "new state: rebuilding from the topics (%d input record(s)); %d output(s) read back",
+            sum(ends.values()),
+            restored,
         )
 
     def run(self, should_stop: Callable[[], bool], retry_s: float = 5.0) -> None:
@@ -109,13 +133,13 @@ class AdjudicatorService:
             self.consumer.close()
             self.consumer = None
         self.bus.close()
+        self.log.close()
         self._guard.close()
 
     # one batch -----------------------------------------------------------------------------
     def step(self, timeout_s: float = 1.0) -> int:
         """Apply what the next poll brings (growing the batch while records keep coming)."""
-        if self._pending:
-            self._flush(self._pending, self._pending)
+        self._flush()
         deliveries = self.consumer.deliveries(self.max_batch, timeout_s)
         caught_up = True
         while deliveries:
@@ -128,13 +152,15 @@ class AdjudicatorService:
             deliveries += more
         if deliveries or self.dirty:
             self.apply(deliveries, caught_up)
+        if not deliveries:
+            self._end_rebuild()
         self._beat()
         return len(deliveries)
 
     def apply(self, deliveries: Sequence[Delivery], caught_up: bool = True) -> None:
-        """Apply a batch; publish the outcome and conflict changes of the subjects touched
-        since the last publication, unless more records are waiting (then at most
-        ``max_lag_s`` later): a bulk load is recomputed once, not once per batch."""
+        """Apply a batch; adjudicate the subjects touched since the last publication and
+        publish their changes, unless more records are waiting (then at most ``max_lag_s``
+        later): a bulk load is recomputed once, not once per batch."""
         started = time.monotonic()
         applied: dict[Position, int] = {}
         fresh: list[Event] = []
@@ -158,85 +184,109 @@ class AdjudicatorService:
                 continue
             self._keep_new(event, fresh)
             self._touch(event)
-        placed = self.frames.append(fresh + dead)
         if self.dirty and self._dirty_since is None:
             self._dirty_since = started
+        if deliveries:
+            self.log.apply(fresh + dead, applied, identities, outbox=dead, dirty=self.dirty)
         lag = started - (self._dirty_since or started)
         touched = self.dirty if caught_up or lag >= self.max_lag_s else {}
-        outputs = self._outputs(touched)
-        outbox = placed[len(fresh) :] + outputs  # the dead letters, then the outputs
-        if touched:
-            self.dirty, self._dirty_since = {}, None
-        self.log.apply(placed + outputs, applied, identities, outbox, self.dirty)
-        self._flush(outbox, outbox)
+        outputs = self._publish(touched) if touched else 0
+        self._flush()
         if applied:
-            with contextlib.suppress(BusError):  # resume comes from the state file: a hint
+            try:
                 self.consumer.commit(applied)
-        self._count(len(deliveries), len(fresh), len(dead), len(outputs))
+            except BusError as exc:  # resume comes from the state: the commit is a hint
+                log.info("consumer offsets not committed (%s); the state holds them", exc)
+        self._count(len(deliveries), len(fresh), len(dead), outputs)
         log.info(
             "batch of %d record(s): %d applied, %d dead letter(s), %d output(s) for %s in %.0f ms",
             len(deliveries),
             len(fresh),
             len(dead),
-            len(outputs),
+            outputs,
             _subjects(touched) if touched else f"none yet ({_subjects(self.dirty)} pending)",
             1000 * (time.monotonic() - started),
         )
 
+    def _publish(self, touched: dict[str, set[str] | None]) -> int:
+        """Bring the maintained outcomes up to date and append the outcome changes of the
+        touched subjects, clearing them in the same commit; returns how many outputs."""
+        before = len(self.log.outbox())
+        self.state.catch_up()  # its conflict changes join the outbox (AppliedLog.publish)
+        at = utc_now()
+        changes: list[Event] = []
+        for study, subjects in sorted(touched.items()):
+            result = self.state.adjudication(study, subjects)
+            changes += outcome_changes(study, result, subjects, self.published, at)
+        self.log.apply(changes, outbox=changes, dirty={})
+        remember(self.published, changes)
+        self.dirty, self._dirty_since = {}, None
+        return len(self.log.outbox()) - before
+
     def _touch(self, event: Event) -> None:
-        if event.kind in TOUCHES_SUBJECT:
+        if event.kind in TOUCHES_SUBJECTS:
             subjects = self.dirty.setdefault(event.study, set())
             if subjects is not None:
                 subjects.add(event.subject_id)
-        elif event.kind == "lock":
-            self.dirty[event.study] = None  # post-lock flags may change anywhere in the study
+        elif event.kind in STUDY_WIDE:
+            self.dirty[event.study] = None  # the lock in force changes flags study-wide
 
-    # helpers -------------------------------------------------------------------------------
-    def _outputs(self, touched: dict[str, set[str] | None]) -> list[Event]:
-        at = utc_now()
-        outputs: list[Event] = []
-        for study, subjects in sorted(touched.items()):
-            view = SubjectView(self.frames, subjects)
-            lock = lock_cut(lock_in_force(view, study))
-            result = adjudicate_study(view, study, self.rules, lock_cut=lock)
-            changes = outcome_changes(study, result, subjects, self.published, at)
-            register = view.records("conflict_change", study).collect()
-            conflict_events, _ = register_changes(study, result.conflicts, register, at, subjects)
-            batch: list[Event] = []
-            for event in changes + conflict_events:
-                self._keep_new(event, batch)
-            remember(self.published, changes)
-            outputs += self.frames.append(batch)
-        return outputs
-
-    def _flush(self, outbox: list[Event], send: list[Event]) -> None:
-        """Send ``send``, then mark all of ``outbox`` as published."""
-        if not outbox:
+    # Kafka ---------------------------------------------------------------------------------
+    def _flush(self) -> None:
+        """Send the outbox and mark it sent. After a crash or a failed send part of it may
+        be on Kafka already: what is there is found by id and not sent again."""
+        pending = self.log.outbox()
+        if not pending:
+            self._unsure = False
             return
-        self._pending = outbox
+        send = pending
+        if self._unsure:
+            found = self.bus.published_ids(
+                self.log.output_ends(), sorted({e.kind for e in pending})
+            )
+            send = [e for e in pending if e.event_id not in found]
+            log.info(
+                "outbox: %d output(s), %d already on Kafka, sending %d",
+                len(pending),
+                len(pending) - len(send),
+                len(send),
+            )
+        self._unsure = True
         landed = self.bus.send(send)
         ends: dict[Position, int] = {}
         for topic, partition, offset in landed:
             ends[(topic, partition)] = max(ends.get((topic, partition), 0), offset + 1)
-        self.log.sent(outbox, ends)
-        self._pending = []
+        self.log.sent(pending, ends)
+        self._unsure = False
 
     def _starts(self, assigned: list[Position]) -> dict[Position, int]:
-        """Where each newly assigned partition resumes: the state file's applied position
-        (the beginning if it has none, so a lost state file is rebuilt from the log)."""
+        """Where each newly assigned partition resumes: the state's applied position (the
+        beginning if it has none, so a lost state is rebuilt from the topics)."""
         applied = self.log.kafka_positions()
         inputs = self.bus.config.input_kinds()
         expected = sum(t.partitions for t in self.bus.config.topics if t.kind in inputs)
         if len(assigned) < expected:
             log.warning(
                 "this instance holds %d of %d partitions: another adjudicator runs in group %s; "
-                "run exactly one (the state file must see every subject)",
+                "run exactly one (the state must see every subject)",
                 len(assigned),
                 expected,
                 self.bus.config.adjudicator_group,
             )
         return {p: applied[p] for p in assigned if p in applied}
 
+    def _end_rebuild(self) -> None:
+        """A poll found nothing more and every partition reached the end it had when the
+        rebuild began: the state answers for the whole trial again."""
+        targets = self.log.rebuild_targets()
+        if not targets or self.dirty or self.consumer is None or not self.consumer.assigned:
+            return
+        applied = self.log.kafka_positions()
+        if all(applied.get(p, 0) >= end for p, end in targets.items()):
+            self.log.end_rebuild()
+            log.warning("rebuilt: %d record(s) applied", sum(applied.values()))
+
+    # helpers -------------------------------------------------------------------------------
     def _seen(self, kind: str) -> set[str]:
         return self.seen.setdefault(kind, set())
 
@@ -307,6 +357,17 @@ def conflicting_duplicate(event: Event, id_field: Any, version_field: Any, known
     )
 
 
+def _drop_orphaned_state(applied: AppliedLog) -> None:
+    """Outcome tables without the log they were computed from (its folder deleted) describe
+    events this service no longer holds: they go, and are rebuilt with the log."""
+    if not applied.exists and applied.state_folder.exists():
+        log.warning(
+            "%s has no applied log beside it: dropped, it is rebuilt from the topics",
+            applied.state_folder,
+        )
+        shutil.rmtree(applied.state_folder)
+
+
 class _Guard:
     def __init__(self, handle: Any) -> None:
         self._handle = handle
@@ -316,8 +377,8 @@ class _Guard:
 
 
 def _single_instance(path: Path) -> _Guard:
-    """One service per state file: a second one would interleave writes and outputs."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """One service per state: a second one would interleave writes and outputs."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     handle = path.open("a+")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -325,7 +386,7 @@ def _single_instance(path: Path) -> _Guard:
         handle.seek(0)
         holder = handle.read().strip() or "unknown"
         handle.close()
-        raise AdjudicatorError(
+        raise StreamError(
             f"another adjudicator service already runs on {path.parent} (pid {holder}); "
             "stop it first, or give this one its own --home"
         ) from None

@@ -1,0 +1,44 @@
+"""The adjudicator service's applied state: its bookkeeping commits with its events, and what
+it still owes survives a restart."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from services.log.verify import verify_log
+from services.stream.applied import AppliedLog
+from tests.bus.samples import sample_event
+
+
+def test_subjects_pending_publication_survive_a_restart(tmp_path: Path) -> None:
+    pending = {"STUDY-A": {"S02", "S01"}, "STUDY-B": None}  # None: the whole study
+    AppliedLog.at(tmp_path).apply([], {("clinical_exam", 0): 7}, dirty=pending)
+
+    reopened = AppliedLog.at(tmp_path)
+    assert reopened.dirty() == {"STUDY-A": {"S01", "S02"}, "STUDY-B": None}
+    assert reopened.kafka_positions() == {("clinical_exam", 0): 7}
+
+    reopened.apply([], {("clinical_exam", 0): 9}, dirty={})  # published: nothing owed
+    assert AppliedLog.at(tmp_path).dirty() == {}
+
+
+def test_a_batch_and_its_bookkeeping_are_one_chained_commit(tmp_path: Path) -> None:
+    applied = AppliedLog.at(tmp_path)
+    exams = [sample_event("clinical_exam", i, subject=f"S{i}") for i in range(3)]
+    outputs = [sample_event("outcome_change", 1, subject="S1")]
+    applied.apply(exams + outputs, {("tract.clinical_exam", 2): 40}, outbox=outputs)
+
+    assert applied.positions() == {"clinical_exam": 3, "outcome_change": 1}
+    assert [e.event_id for e in applied.outbox()] == [outputs[0].event_id]
+    positions, head = applied.cut()
+    assert positions == {
+        "clinical_exam": 3,
+        "outcome_change": 1,
+        "kafka/tract.clinical_exam/2": 40,
+    }
+    verdict = verify_log(applied.folder)  # what `tract verify` walks on Kafka
+    assert verdict.intact and verdict.events == 4
+    assert (verdict.head_seq, verdict.head_hash) == (head.seq, head.hash)
+
+    applied.sent(outputs, {("tract.outcomes", 0): 1})
+    assert applied.outbox() == [] and applied.output_ends() == {("tract.outcomes", 0): 1}
