@@ -44,6 +44,10 @@ from services.stream.errors import StreamError
 
 log = logging.getLogger(__name__)
 
+REJOIN_S = 60.0
+"""A member without partitions this long rejoins the group afresh (kafka-python can stall in a
+join after the process was paused past the session timeout)."""
+
 
 class AdjudicatorService:
     def __init__(
@@ -65,6 +69,7 @@ class AdjudicatorService:
         self._unsure = True  # the outbox may be partly on Kafka (a crash, a failed send)
         self._beat_at = 0.0
         self._dirty_since: float | None = None
+        self._unassigned_since: float | None = None
         self._load()
         self.stats = {"records": 0, "applied": 0, "dead_letters": 0, "outputs": 0, "batches": 0}
 
@@ -99,18 +104,18 @@ class AdjudicatorService:
         )
 
     def _begin_rebuild(self) -> None:
-        """A new state over topics that hold records: read back the outputs already published
-        (so outcome changes continue their sequence and the conflict register its history),
-        then say "rebuilding" until every input record is applied."""
+        """A new state: read back the outputs already published (so outcome changes continue
+        their sequence and the conflict register its history), then say "rebuilding" until
+        every input record is applied. Always, even over topics that look empty: Tansu can
+        report an end offset of 0 for a partition that holds records."""
         ends = self.bus.end_offsets(self.bus.config.input_kinds())
-        if not any(ends.values()):
-            return
         outputs, reached = self.bus.read_back(self.log.output_ends(), OUTPUT_KINDS)
         restored = self.log.restore(outputs, reached)
         self.log.begin_rebuild(ends)
         self._load()
         log.warning(
-            "new state: rebuilding from the topics (%d input record(s)); %d output(s) read back",
+            "new state: rebuilding from the topics (at least %d input record(s)); "
+            "%d output(s) read back",
             sum(ends.values()),
             restored,
         )
@@ -154,8 +159,21 @@ class AdjudicatorService:
             self.apply(deliveries, caught_up)
         if not deliveries:
             self._end_rebuild()
+            self._rejoin_if_stalled()
         self._beat()
         return len(deliveries)
+
+    def _rejoin_if_stalled(self) -> None:
+        if self.consumer.assigned:
+            self._unassigned_since = None
+            return
+        now = time.monotonic()
+        if self._unassigned_since is None:
+            self._unassigned_since = now
+        elif now - self._unassigned_since > REJOIN_S:
+            log.warning("no partition assigned for %.0fs: joining the group again", REJOIN_S)
+            self.consumer.close()
+            self.consumer, self._unassigned_since = None, None
 
     def apply(self, deliveries: Sequence[Delivery], caught_up: bool = True) -> None:
         """Apply a batch; adjudicate the subjects touched since the last publication and

@@ -69,9 +69,17 @@ class AppliedView(AppliedLog):
             )
 
     def _not_rebuilding(self) -> None:
-        targets = self.rebuild_targets()
-        if targets:
-            raise RebuildingError(rebuilding_text(self.kafka_positions(), targets))
+        """Refuse while a rebuild runs; wait (at most ``apply_wait_s``) while a live service
+        is only finishing one (every record it knew of applied, confirming nothing follows)."""
+        deadline = time.monotonic() + self.apply_wait_s
+        while targets := self.rebuild_targets():
+            applied = self.kafka_positions()
+            finishing = all(applied.get(p, 0) >= end for p, end in targets.items())
+            age = self.heartbeat_age()
+            alive = age is not None and age < ALIVE_S
+            if not (finishing and alive) or time.monotonic() > deadline:
+                raise RebuildingError(rebuilding_text(applied, targets))
+            time.sleep(0.1)
 
     def studies(self) -> list[str]:
         self.ready()
@@ -112,12 +120,18 @@ class AppliedView(AppliedLog):
 
 
 def rebuilding_text(applied: dict[Any, int], targets: dict[Any, int]) -> str:
-    done = sum(applied.get(p, 0) for p in targets)
-    total = max(sum(targets.values()), done)
+    """ "rebuilding: N of M records applied" (M: what the topics held when the rebuild began,
+    as the broker reported it)."""
+    done, total = sum(applied.get(p, 0) for p in targets), sum(targets.values())
+    progress = (
+        f"{done} of {total} records applied"
+        if done < total
+        else f"{done} records applied, confirming that no more follow"
+    )
     return (
-        f"rebuilding: {done} of {total} records applied; the adjudicator service is rebuilding "
-        "its state from the Kafka topics. Outcomes, conflicts and reports are answered once it "
-        "is done (`tract adjudicator status`)"
+        f"rebuilding: {progress}; the adjudicator service is rebuilding its state from the "
+        "Kafka topics. Outcomes, conflicts and reports are answered once it is done "
+        "(`tract adjudicator status`)"
     )
 
 

@@ -178,6 +178,7 @@ class Stack:
         try:
             return (
                 state.exists
+                and bool(state.kafka_positions())
                 and not state.rebuild_targets()
                 and not state.dirty()
                 and not state.outbox()
