@@ -5,7 +5,6 @@ the same outcomes as the embedded flow, and the lock must be taken at a consiste
 from __future__ import annotations
 
 import json
-import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -62,7 +61,6 @@ def test_watcher_and_adjudicator_give_the_embedded_outcomes(
     producer.flush(timeout=20)
     producer.close(timeout=10)
 
-    dropped = time.monotonic()
     drop(list(demo_files.values()), stack.root / "drop")
     processed = stack.root / "drop" / "processed"
     wait_for(
@@ -71,8 +69,6 @@ def test_watcher_and_adjudicator_give_the_embedded_outcomes(
         f"the watcher to process the files:\n{stack.log('watcher')[-2000:]}",
     )
     stack.wait_applied(expected | {"rejected_row": expected["rejected_row"] + 1})
-    took = time.monotonic() - dropped
-    assert took < 45, f"files took {took:.0f}s to become outcomes"
     assert not list((stack.root / "drop" / "refused").iterdir())
     reports = [json.loads(p.read_text()) for p in processed.glob("*.report.json")]
     assert {r["file"] for r in reports} == set(demo_files)
@@ -155,3 +151,12 @@ def test_watcher_and_adjudicator_give_the_embedded_outcomes(
         if payload["level"] == "TRACT":
             last[(payload["subject_id"], payload["tract_id"])] = payload["outcome"]
     assert {k: v for k, v in last.items() if k in final} == final
+
+    # the auditor: every event the service applied is chained, and the lock is anchored on it
+    verdict = stack.cli_json("verify")
+    assert verdict["verdict"] == "INTACT", verdict["findings"]
+    assert verdict["home"] == str(stack.home / "adjudicator")
+    assert verdict["log"]["events"] == sum(stack.applied_counts().values())
+    [checked] = verdict["locks"]
+    assert (checked["lock_id"], checked["integrity"]) == ("PRIMARY", "verified")
+    assert checked["anchored_at"] == manifest["chain"]["seq"]

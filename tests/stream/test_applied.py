@@ -3,10 +3,14 @@ it still owes survives a restart."""
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
+
+import pytest
 
 from services.log.verify import verify_log
 from services.stream.applied import AppliedLog
+from services.stream.frames import batches_of
 from tests.bus.samples import sample_event
 
 
@@ -42,3 +46,21 @@ def test_a_batch_and_its_bookkeeping_are_one_chained_commit(tmp_path: Path) -> N
 
     applied.sent(outputs, {("tract.outcomes", 0): 1})
     assert applied.outbox() == [] and applied.output_ends() == {("tract.outcomes", 0): 1}
+
+
+def test_bookkeeping_that_fails_takes_the_batch_with_it(tmp_path: Path) -> None:
+    """EventLog.append's ``extra`` commits or rolls back with the segments."""
+    applied = AppliedLog.at(tmp_path)
+    applied.apply([sample_event("subject", 0)], {("tract.subject", 0): 1})
+    before = (applied.positions(), applied.head(), applied.kafka_positions())
+
+    def broken(db: sqlite3.Connection) -> None:
+        db.execute("UPDATE kafka_applied SET next_offset = 2")
+        raise sqlite3.OperationalError("disk I/O error")
+
+    with pytest.raises(sqlite3.OperationalError):
+        applied.append(batches_of([sample_event("subject", 1, subject="S2")]), broken)
+    reopened = AppliedLog.at(tmp_path)
+    assert (reopened.positions(), reopened.head(), reopened.kafka_positions()) == before
+    assert len(list((applied.folder / "segments").glob("*.parquet"))) == 1
+    assert verify_log(applied.folder).intact
