@@ -12,6 +12,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
+import polars as pl
+import polars_hash as plh
+
 import schemas
 
 
@@ -32,6 +35,18 @@ def digest(*parts: object, length: int = 24) -> str:
     """A short sha256 hex digest of the parts, joined by '|'."""
     text = "|".join(p if isinstance(p, str) else canonical_json(p) for p in parts)
     return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+def digest_expr(*parts: pl.Expr, length: int = 24) -> pl.Expr:
+    """:func:`digest` of the parts, row by row in Polars (polars-hash's sha256: stable across
+    versions): the same parts give the same id as :func:`digest` (texts and whole numbers)."""
+    text = pl.concat_str([p.cast(pl.String) for p in parts], separator="|")
+    return plh.concat_str(text).chash.sha2_256().str.slice(0, length)
+
+
+def event_id_expr(study: str, kind: str, *parts: pl.Expr) -> pl.Expr:
+    """The id :func:`make_event` gives an event of ``kind`` with these identity parts."""
+    return digest_expr(pl.lit(study), pl.lit(kind), *parts)
 
 
 def utc_now() -> str:

@@ -17,7 +17,7 @@ except ModuleNotFoundError:  # pytest "prepend" import of tests/ as a plain dire
 from tests.store.trials import build_home, copy_home
 
 # =============================================================================================
-# Real servers on loopback (see tests/servers.py and /work/shared/spec/INFRA.md).
+# Real servers on loopback (see tests/servers.py and ../shared/spec/INFRA.md beside the repository).
 #
 # Session-scoped and lazy: a server starts only when a test first asks for it and is stopped
 # at the end of the session. A missing binary is a fixture ERROR naming the package, never a

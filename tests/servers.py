@@ -11,7 +11,7 @@ SIGTERM to the whole group, then SIGKILL if it has not gone within the stop time
 - :func:`moto_s3`: moto's in-memory S3, fast but loose (no retention read-back).
 
 Logs go to a temporary directory that is removed on a clean exit and kept (its path is in the
-error) when the block raised. Background on every flag used here: ``/work/shared/spec/INFRA.md``.
+error) when the block raised. Background on every flag used here: ``../shared/spec/INFRA.md`` (beside the repository).
 """
 
 from __future__ import annotations

@@ -18,35 +18,49 @@ KNOWN_SCHEMA = pl.Schema(
 
 
 def classify(rows: pl.DataFrame, known: pl.DataFrame, contract: Contract) -> pl.DataFrame:
-    """Add ``outcome`` (accepted | duplicate | rejected) and ``reason`` to validated rows.
+    """Add ``outcome`` (accepted | duplicate | rejected) and ``reason`` to validated rows, in
+    their order.
 
     ``rows`` carries ``content_hash``; ``known`` is what the log already holds for the study
-    and kind (record_id, version, content_hash).
+    and kind (record_id, version, content_hash). Repeats within the file and records already
+    known are the rare case, so each is joined in only when there is one.
     """
     id_col, version_col = contract.id_field, contract.version_field
-    keyed = rows.with_columns(
-        pl.col(id_col).alias("_id"), pl.col(version_col).alias("_version")
-    ).with_columns(
-        _first_hash=pl.col("content_hash").first().over("_id", "_version"),
-        _first_line=pl.col(LINE).first().over("_id", "_version"),
-        _repeat=pl.int_range(pl.len()).over("_id", "_version") > 0,
-    )
-    joined = keyed.join(
-        known.rename({"record_id": "_id", "version": "_version", "content_hash": "_known_hash"}),
-        on=["_id", "_version"],
-        how="left",
-    )
+    key = [id_col, version_col]
+    frame = rows.with_columns(_repeat=~pl.struct(key).is_first_distinct())
+    if frame["_repeat"].any():
+        firsts = (
+            frame.filter(pl.struct(key).is_duplicated())
+            .group_by(key, maintain_order=True)
+            .agg(_first_hash=pl.col("content_hash").first(), _first_line=pl.col(LINE).first())
+        )
+        frame = frame.join(firsts, on=key, how="left", maintain_order="left")
+    else:
+        frame = frame.with_columns(
+            _first_hash=pl.lit(None, pl.String), _first_line=pl.lit(None, pl.Int64)
+        )
+    if known.height:
+        frame = frame.join(
+            known.rename(
+                {"record_id": id_col, "version": version_col, "content_hash": "_known_hash"}
+            ),
+            on=key,
+            how="left",
+            maintain_order="left",
+        )
+    else:
+        frame = frame.with_columns(_known_hash=pl.lit(None, pl.String))
     conflicting_known = pl.col("_known_hash").is_not_null() & (
         pl.col("_known_hash") != pl.col("content_hash")
     )
     conflicting_repeat = pl.col("_repeat") & (pl.col("_first_hash") != pl.col("content_hash"))
     label = (
         pl.lit(f"{id_col} ")
-        + pl.col("_id")
+        + pl.col(id_col)
         + pl.lit(f" {version_col} ")
-        + pl.col("_version").cast(pl.String)
+        + pl.col(version_col).cast(pl.String)
     )
-    return joined.with_columns(
+    return frame.with_columns(
         outcome=pl.when(conflicting_known | conflicting_repeat)
         .then(pl.lit("rejected"))
         .when(pl.col("_known_hash").is_not_null() | pl.col("_repeat"))
@@ -68,7 +82,7 @@ def classify(rows: pl.DataFrame, known: pl.DataFrame, contract: Contract) -> pl.
             + pl.col("_first_line").cast(pl.String)
             + pl.lit(" with different content; send a new version with a change_reason")
         ),
-    ).drop("_id", "_version", "_first_hash", "_first_line", "_repeat", "_known_hash")
+    ).drop("_first_hash", "_first_line", "_repeat", "_known_hash")
 
 
 def known_from_records(records: pl.LazyFrame, contract: Contract) -> pl.DataFrame:

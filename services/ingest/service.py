@@ -20,7 +20,7 @@ import polars_hash as plh
 
 import schemas
 from schemas import Contract
-from services.events import make_event, utc_now
+from services.events import event_id_expr, make_event, utc_now
 from services.ingest.errors import UnknownKindError
 from services.ingest.identity import classify
 from services.ingest.read import LINE, read_rows
@@ -28,11 +28,13 @@ from services.ingest.report import IngestReport, Rejection
 from services.ingest.validate import validate
 from services.log.segment import Batch, batch_of_events
 
-KnownRecords = Callable[[str, str], pl.DataFrame]
-"""(kind, study) -> the record_id, version and content_hash the log already holds."""
+KnownRecords = Callable[[str, str, pl.Series], pl.DataFrame]
+"""(kind, study, record ids) -> the record_id, version and content_hash the log already holds
+for those ids."""
 
 DIGEST_HEX = 32
-"""Content digests keep 128 bits of sha256; event ids keep 96 (as ``services.events.digest``)."""
+"""Content digests keep 128 bits of BLAKE3; event ids keep 96 of sha256 (as
+``services.events.digest``)."""
 
 
 def kind_of(path: Path, kind: str | None = None) -> Contract:
@@ -56,11 +58,6 @@ def kind_of(path: Path, kind: str | None = None) -> Contract:
     )
 
 
-def _sha(expr: pl.Expr) -> pl.Expr:
-    """sha256 hex of a text expression (polars-hash: stable across versions, vectorised)."""
-    return plh.concat_str(expr).chash.sha2_256()
-
-
 def _stable_text(name: str, dtype: pl.DataType) -> pl.Expr:
     """A column as text whose spelling does not depend on the Polars version: floats by their
     bits, timestamps as microseconds, dates as ISO days."""
@@ -75,19 +72,16 @@ def _stable_text(name: str, dtype: pl.DataType) -> pl.Expr:
 
 
 def content_hash(contract: Contract) -> pl.Expr:
-    """The digest of a typed row's content (every contract field, by name): the same record
-    sent twice gives the same digest, and any difference gives another."""
+    """The digest of a typed row's content (every contract field, in order): the same record
+    sent twice gives the same digest, and any difference gives another. Fields are joined by
+    U+001F, a null is U+0000: validation refuses both characters in every text field, so the
+    joined text cannot be read two ways. BLAKE3 (polars-hash), 128 bits kept."""
     schema = schemas.polars_schema(contract)
-    row = pl.struct([_stable_text(n, dtype).alias(n) for n, dtype in schema.items()])
-    return _sha(row.struct.json_encode()).str.slice(0, DIGEST_HEX)
-
-
-def event_id(study: str, kind: str, *parts: pl.Expr) -> pl.Expr:
-    """``services.events.digest(study, kind, *parts)``, vectorised."""
-    text = pl.concat_str(
-        [pl.lit(study), pl.lit(kind), *[p.cast(pl.String) for p in parts]], separator="|"
+    text = plh.concat_str(
+        [_stable_text(n, dtype).fill_null("\x00") for n, dtype in schema.items()],
+        separator="\x1f",
     )
-    return _sha(text).str.slice(0, 24)
+    return text.chash.blake3().str.slice(0, DIGEST_HEX)
 
 
 def new_run_id() -> str:
@@ -122,13 +116,13 @@ def ingest_file(
     run_id = run_id or new_run_id()
     typed, invalid = validate(raw, contract)
     typed = typed.with_columns(content_hash=content_hash(contract))
-    known = known_records(contract.kind, study)
+    known = known_records(contract.kind, study, typed[contract.id_field].unique())
     classified = classify(typed, known, contract)
 
     accepted = classified.filter(pl.col("outcome") == "accepted")
     accepted_frame = accepted.select(
         *contract.columns,
-        event_id=event_id(
+        event_id=event_id_expr(
             study,
             contract.kind,
             pl.col(contract.id_field),
@@ -176,9 +170,10 @@ def ingest_file(
         run_id,
     )
     batches = (
-        Batch(contract.kind, study, accepted_frame),
+        # identity was checked against the log under its writer lock: these ids are new
+        Batch(contract.kind, study, accepted_frame, new=True),
         Batch("rejected_row", study, dead),
-        batch_of_events("ingest_run", study, [run]),
+        Batch("ingest_run", study, batch_of_events("ingest_run", study, [run]).frame, new=True),
     )
     return FileRun(report, batches, contract.kind, accepted_frame["subject_id"].unique())
 
@@ -204,6 +199,6 @@ def _dead_letters(
         raw=text,
         ingest_run=pl.lit(run_id),
     ).with_columns(
-        event_id=event_id(study, "rejected_row", pl.lit(file), pl.col("line"), pl.col("raw")),
+        event_id=event_id_expr(study, "rejected_row", pl.lit(file), pl.col("line"), pl.col("raw")),
         subject_id=pl.col("raw").str.json_path_match("$.subject_id").fill_null(""),
     )

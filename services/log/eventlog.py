@@ -320,8 +320,8 @@ class EventLog:
 
     def append(self, batches: Sequence[Batch], extra: Extra | None = None) -> int:
         """Append each non-empty batch as one segment, all in one commit; events whose id the
-        kind already holds (or that repeat in the batch) are dropped. Returns how many
-        events were appended.
+        kind already holds (or that repeat in the batch) are dropped (unless the batch vouches
+        they are new). Returns how many events were appended.
 
         ``extra(db)`` runs inside that commit, after the new entries are inserted: what it
         writes to the subclass's own tables commits or rolls back with the segments (the Kafka
@@ -410,6 +410,8 @@ class EventLog:
 
     def _new_events(self, batch: Batch) -> pl.DataFrame:
         frame = batch.frame.unique("event_id", keep="first", maintain_order=True)
+        if batch.new:
+            return frame
         ids = frame.select("event_id")
         known = (
             self.records(batch.kind, batch.study, columns=("event_id",))
@@ -486,7 +488,7 @@ class EventLog:
             frame = frame.filter(pl.col("offset") < upto)
         if subjects is not None:
             frame = frame.filter(
-                pl.col("subject_id").is_in(pl.Series(list(subjects), dtype=pl.String))
+                pl.col("subject_id").is_in(pl.Series(list(subjects), dtype=pl.String).implode())
             )
         return frame if columns is None else frame.select(columns)
 

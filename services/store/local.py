@@ -22,7 +22,9 @@ READ_ONLY = stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH
 
 class LocalStore:
     def __init__(self, root: Path | str) -> None:
-        self.root = Path(root)
+        # Absolute from the start: keys are resolved against it, and a relative home
+        # (the default ./tract-data) must not make listing compare relative and absolute paths.
+        self.root = Path(root).resolve()
         self.root.mkdir(parents=True, exist_ok=True)
 
     def _path(self, key: str) -> Path:

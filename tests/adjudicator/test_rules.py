@@ -558,12 +558,38 @@ def test_conflict_ids_are_stable_and_fingerprints_follow_the_inputs() -> None:
 
 
 def test_decisions_record_rule_set_and_inputs() -> None:
-    result = one_tract(closed_exams("S1"), healed_reads("S1"))
+    subject_row, tract_row = subject("S1"), tract("S1")
+    exams, reads = closed_exams("S1"), healed_reads("S1")
+    result = run(evidence([subject_row], [tract_row], exams, reads))
     row = result.tracts.row(0, named=True)
     assert (row["rule_set"], row["rule_set_version"]) == ("exosome-fistula-protocol", 2)
     assert row["decided_by"] == "RULE"
-    # subject, tract, the exams the rules read (INJ1, FU5, FU6; not FU4), two final reads
-    assert len(used_event_ids(row)) == 2 + 3 + 2
+    # subject, tract, the exams the rules read (INJ1, FU5, FU6; not FU4), two final reads:
+    # by id, and each in its role
+    read_exams = {e["visit"]: e["event_id"] for e in exams}
+    expected = [
+        subject_row["event_id"],
+        tract_row["event_id"],
+        read_exams["INJ1"],
+        read_exams["FU5"],
+        read_exams["FU6"],
+        reads[0]["event_id"],
+        reads[1]["event_id"],
+    ]
+    assert used_event_ids(row) == sorted(expected)
+    assert "FU4" in read_exams and read_exams["FU4"] not in used_event_ids(row)
+    assert (row["subject_event_id"], row["tract_event_id"]) == (
+        subject_row["event_id"],
+        tract_row["event_id"],
+    )
+    assert sorted(row["clinical_event_ids"]) == sorted([read_exams["FU5"], read_exams["FU6"]])
+    # the discharge baseline (INJ1); FU6's exam is already among the confirmation visits
+    assert row["discharge_event_ids"] == [read_exams["INJ1"]]
+    assert (row["r1_event_id"], row["r2_event_id"], row["adj_event_id"]) == (
+        reads[0]["event_id"],
+        reads[1]["event_id"],
+        None,
+    )
 
 
 @pytest.mark.parametrize("engine", ["in-memory", "streaming"])

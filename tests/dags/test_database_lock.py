@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 from services.config import Settings
-from services.lock.staging import staging_dir
 from services.lock.snapshot import open_lock
+from services.lock.staging import staging_dir
 from services.lock.validation import SUITE
 from services.platform import Platform
 from tests import servers

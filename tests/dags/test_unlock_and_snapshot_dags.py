@@ -3,6 +3,7 @@ dag.test() on SQLite."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ from services.config import Settings
 from services.lock.catalog import list_snapshots, open_dated
 from services.platform import Platform
 from tests.dags.conftest import task_states
-from tests.store.trials import STUDY
+from tests.store.trials import STUDY, s3_settings
 
 pytestmark = pytest.mark.slow
 
@@ -61,10 +62,20 @@ def test_unlock_needs_two_approvers_and_lands_in_the_audit_trail(
     assert (entry.id, entry.status) == ("PRIMARY", "UNLOCKED")  # its files stay
 
 
+@pytest.mark.parametrize("where", ["local", "seaweedfs"])
 def test_trial_snapshot_writes_a_dated_unlocked_snapshot(
-    dagbag: Any, tract_env: Any, open_home: Path
+    dagbag: Any,
+    tract_env: Any,
+    open_home: Path,
+    where: str,
+    request: pytest.FixtureRequest,
+    bucket_factory: Callable[..., str],
 ) -> None:
     settings = Settings(home=open_home)
+    if where == "seaweedfs":
+        settings = s3_settings(
+            open_home, request.getfixturevalue("seaweedfs"), bucket_factory("snap")
+        )
     tract_env(settings)
     run = dagbag.get_dag("trial_snapshot").test(run_conf={})
     assert str(run.state) == "success", task_states(run)

@@ -34,7 +34,8 @@ REFUSALS = [
     Refusal("missing_key.jsonl", MRI, "missing column(s) collection_mm"),
     Refusal("unknown_column.csv", EXAM, "unknown column(s) notes"),
     Refusal("unknown_key.jsonl", MRI, "unknown column(s) comment"),
-    Refusal("ragged_row.csv", EXAM, "malformed CSV"),
+    # A row with more fields than the header cannot be aligned with the columns.
+    Refusal("ragged_row.csv", EXAM, "malformed CSV (line 3 has 15 fields, the header has 14)"),
     # Regression: a repeated column was read as one, and the other value silently dropped.
     Refusal("duplicate_column.csv", EXAM, "column(s) visit appear more than once in the header"),
     Refusal(
@@ -43,6 +44,14 @@ REFUSALS = [
     Refusal("non_object_line.jsonl", MRI, "line 2 is not a JSON object"),
     # A key twice in one object is ambiguous: json.loads would keep the last one silently.
     Refusal("repeated_key.jsonl", MRI, "line 1 has the key 'reader_role' more than once"),
+    # A line 5,000 levels deep is not read into Python's recursion (RecursionError before).
+    Refusal("deep_array_line.jsonl", MRI, "line 2 is not a JSON object"),
+    # A quote opened and never closed would swallow the rest of the file into one value.
+    Refusal(
+        "unterminated_quote.csv",
+        EXAM,
+        "malformed CSV (the record starting on line 3: unexpected end of data)",
+    ),
     Refusal("exams_export_2025.csv", None, "cannot tell the kind from the file name", process=True),
     Refusal("exams_export_2025.csv", "exam", "unknown kind 'exam'"),
 ]

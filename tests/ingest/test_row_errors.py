@@ -19,6 +19,16 @@ from .helpers import CASES, STUDY, event_log, ingest, payloads, platform, record
 
 EXAM, INJECTION, MRI = "clinical_exam", "injection", "mri_read"
 VISITS = "INJ1|INJ2|INJ3|FU1|FU2|FU3|FU4|FU5|FU6"
+DEEP = "[" * 50 + "... (10000 characters)"  # long values are cut in a reason
+NINES = "9" * 50 + "... (5000 characters)"
+SURROGATE = (
+    "holds a lone surrogate (an unpaired \\uD800-\\uDFFF escape), which is not a character; "
+    "send valid Unicode text"
+)
+NON_CHARACTER = (
+    "contains a Unicode non-character (U+FDD0..U+FDEF, U+FFFE, U+FFFF or another U+xFFFE, "
+    "U+xFFFF), which is not text; remove it"
+)
 
 
 @dataclass(frozen=True)
@@ -262,6 +272,124 @@ CASES_TABLE = [
         3,
         (1, 2, 3),
         (),
+    ),  # Issue 10, item 3: each of these ended the run with a traceback.
+    Case(  # _csv.Error: field larger than field limit (131072)
+        "field_over_128k.csv",
+        EXAM,
+        3,
+        (2, 4),
+        (
+            (
+                3,
+                "examiner_id",
+                "examiner_id must be at most 64 characters, got 140000 characters; shorten it",
+            ),
+        ),
+    ),
+    Case(  # CR-only line ends (an old Mac export), a quoted value over two of them
+        "cr_line_endings.csv",
+        EXAM,
+        4,
+        (2, 3, 6),
+        ((5, "discharge_grade", "discharge_grade must be 0-4, got 7"),),
+    ),
+    Case(  # RecursionError: a value nested 5,000 levels deep
+        "deep_nesting.jsonl",
+        MRI,
+        4,
+        (1, 4),
+        (
+            (2, "tract_id", f"tract_id must be a JSON string, got {DEEP}"),
+            (3, "collection_mm", f"collection_mm must be null or a list of numbers, got {DEEP}"),
+        ),
+    ),
+    Case(  # UnicodeEncodeError: "\ud800" decodes to half a character (a pair is fine)
+        "lone_surrogate.jsonl",
+        MRI,
+        4,
+        (1, 4),
+        (
+            (2, "reader_id", f"reader_id {SURROGATE}, got \\ud800x"),
+            (3, "change_reason", f"change_reason {SURROGATE}, got fixed \\udc00"),
+        ),
+    ),
+    Case(  # ValueError: a 5,000-digit integer exceeds Python's int-to-text limit
+        "huge_integer.jsonl",
+        MRI,
+        4,
+        (1, 4),
+        (
+            (2, "read_version", f"read_version must be 1-1000000, got {NINES}"),
+            (
+                3,
+                "collection_mm",
+                "collection_mm sizes must be <= 1000, got [" + "9" * 49 + "... (5006 characters)",
+            ),
+        ),
+    ),
+    Case(
+        "huge_integer.csv",
+        EXAM,
+        4,
+        (2, 5),
+        (
+            (3, "record_version", f"record_version must be 1-1000000, got {NINES}"),
+            (4, "discharge_grade", f"discharge_grade must be 0-4, got {NINES}"),
+        ),
+    ),
+    Case(  # not text: a non-character, a NUL byte; a tab inside a name is kept
+        "non_characters.csv",
+        EXAM,
+        5,
+        (2, 6),
+        (
+            (3, "examiner_id", f"examiner_id {NON_CHARACTER}"),
+            (
+                4,
+                "entered_by",
+                "entered_by contains the control character 0x00, which is not text; remove it",
+            ),
+            (5, "change_reason", f"change_reason {NON_CHARACTER}"),
+        ),
+    ),
+    # Issue 10, item 4: short rows were accepted, the missing columns read as empty.
+    Case(  # one field short (a live record, not deleted?), three short; a blank line is no row
+        "short_rows.csv",
+        EXAM,
+        4,
+        (2, 6),
+        (
+            (3, "deleted", "row has 13 of 14 fields: missing deleted"),
+            (
+                4,
+                "entered_by",
+                "row has 11 of 14 fields: missing entered_by, change_reason, deleted",
+            ),
+        ),
+    ),
+    # Issue 10, item 5: JSON types were not enforced ("Y" read as true, "1" and 1.0 as 1).
+    Case(
+        "type_confused.jsonl",
+        MRI,
+        9,
+        (1, 9),
+        (
+            (
+                2,
+                "t2_hyperintense",
+                't2_hyperintense must be true or false (a JSON boolean), got "Y"',
+            ),
+            (3, "read_version", 'read_version must be a JSON integer, got "1"'),
+            (4, "read_version", "read_version must be a JSON integer, got 1.0"),
+            (5, "tract_id", 'tract_id must be a JSON string, got {"a":1}'),
+            (6, "reader_id", 'reader_id must be a JSON string, got ["x"]'),
+            (
+                7,
+                "collection_mm",
+                'collection_mm must be null or a JSON array of numbers, got "[1,2,3]"',
+            ),
+            (8, "deleted", 'deleted must be true or false (a JSON boolean), got "N"'),
+        ),
     ),
 ]
 

@@ -231,3 +231,18 @@ def test_a_lock_whose_files_are_all_gone_is_still_listed(decided_home: Path) -> 
     _, out = tract(decided_home, "snapshot", "list", "--json")
     [entry] = json.loads(out)
     assert (entry["id"], entry["integrity"]) == ("PRIMARY", "missing")
+
+
+def test_a_relative_home_lists_its_locks(decided_home: Path) -> None:
+    """Issue 13: `tract snapshot list` crashed with a traceback on a relative home (the
+    default ./tract-data and the README's ./my-trial)."""
+    assert lock(decided_home, "PRIMARY")[0] == 0
+    done = subprocess.run(
+        [TRACT, "--home", decided_home.name, "snapshot", "list"],
+        capture_output=True,
+        text=True,
+        cwd=decided_home.parent,
+        timeout=120,
+    )
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    assert "PRIMARY" in done.stdout and "verified" in done.stdout

@@ -121,10 +121,17 @@ def test_hard_lock_on_s3_is_retained_and_tampering_is_refused(
             == (manifest["retain_until"])
         )
 
+    from services.verify import verify_home
+
+    assert verify_home(decided_home, store).intact  # the log and the hard lock on S3 agree
+
     target = f"{prefix}/patient_outcomes.parquet"
     client.put_object(store.bucket, target, io.BytesIO(b"forged"), 6)
     with pytest.raises(SnapshotTamperedError, match=r"patient_outcomes\.parquet: sha256"):
         open_lock(store, STUDY, "FINAL")
+    # a new version stacked on a retained object is what an auditor is told about
+    verdict = verify_home(decided_home, store)
+    assert not verdict.intact and "patient_outcomes.parquet" in str(verdict.first())
     client.remove_object(store.bucket, target)  # only a delete marker: the version stays
     with pytest.raises(SnapshotTamperedError, match="missing"):
         open_lock(store, STUDY, "FINAL")
