@@ -39,9 +39,10 @@ from pathlib import Path
 
 from services.bus.kafka_config import OUTPUT_KINDS
 from services.events import Event
-from services.log import EventLog, Head
+from services.log import Batch, EventLog, Head
 from services.log.errors import LogDamagedError
 from services.log.eventlog import INDEX
+from services.log.segment import events_of
 from services.stream.frames import batches_of
 
 Position = tuple[str, int]
@@ -197,8 +198,9 @@ class AppliedLog(EventLog):
         outbox: Sequence[Event] = (),
         dirty: dict[str, set[str] | None] | None = None,
     ) -> int:
-        """In one transaction: append ``events`` (one segment per kind and study), move the
-        applied Kafka positions, record identities, queue ``outbox`` for Kafka and keep the
+        """In one transaction: append ``events`` (one segment per kind and study; the service
+        vouches that none was applied before), move the applied Kafka positions, record
+        identities, queue ``outbox`` for Kafka (its outputs are queued anyway) and keep the
         subjects whose changes are not published yet (``dirty``: None keeps them as they are;
         a study mapped to None is the whole study)."""
 
@@ -221,17 +223,32 @@ class AppliedLog(EventLog):
                     ],
                 )
 
-        return self.append(batches_of(events), extra)
+        return self.append(batches_of(events, new=True), extra)
 
-    def publish(self, events: Sequence[Event]) -> int:
-        """Append events (the maintained state publishes its conflict changes this way); the
-        service's outputs among them are queued for Kafka in the same commit."""
-        outputs = [e for e in events if e.kind in OUTPUT_KINDS]
-        return self.append(batches_of(events), lambda db: _queue(db, outputs))
+    def append(self, batches: Sequence[Batch], extra: Write | None = None) -> int:
+        """Append batches; the events of the service's output kinds that the log did not hold
+        yet (the maintained state's conflict changes, the outcome changes) join the outbox in
+        the same commit. Repeats are dropped before queueing: an output already in the log was
+        queued (and maybe sent) when it was first appended, so it is never queued twice."""
+        with self.exclusive():  # re-entrant: no other append between the check and the commit
+            batches = [_vouched(self, b) if b.kind in OUTPUT_KINDS else b for b in batches]
+            outputs = [
+                e for b in batches if b.kind in OUTPUT_KINDS and len(b) for e in events_of(b)
+            ]
+            if not outputs:
+                return super().append(batches, extra)
+
+            def queued(db: sqlite3.Connection) -> None:
+                _queue(db, outputs)
+                if extra is not None:
+                    extra(db)
+
+            return super().append(batches, queued)
 
     def restore(self, events: Sequence[Event], ends: dict[Position, int]) -> int:
-        """Outputs read back from Kafka into a new state (they are on Kafka already)."""
-        return self.append(batches_of(events), lambda db: _output_ends(db, ends))
+        """Outputs read back from Kafka into a new state (they are on Kafka already: not
+        queued)."""
+        return super().append(batches_of(events), lambda db: _output_ends(db, ends))
 
     def sent(self, outbox: Sequence[Event], ends: dict[Position, int]) -> None:
         """The outbox events are acknowledged by Kafka, whose output partitions reach ``ends``."""
@@ -264,6 +281,12 @@ class AppliedLog(EventLog):
                 (time.time(), os.getpid(), socket.gethostname()),
             )
         )
+
+
+def _vouched(log: AppliedLog, batch: Batch) -> Batch:
+    """The batch without the events the log holds already, vouched new (so the log does not
+    look twice)."""
+    return batch if batch.new else Batch(batch.kind, batch.study, log._new_events(batch), True)
 
 
 def _queue(db: sqlite3.Connection, outbox: Sequence[Event]) -> None:

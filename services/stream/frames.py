@@ -14,15 +14,16 @@ from services.events import Event
 from services.log.segment import DATE, ENVELOPE, STAMP, Batch, parse_iso, segment_schema
 
 
-def batches_of(events: Sequence[Event]) -> list[Batch]:
-    """The events grouped by kind and study (first seen first), one batch per group."""
+def batches_of(events: Sequence[Event], new: bool = False) -> list[Batch]:
+    """The events grouped by kind and study (first seen first), one batch per group; ``new``:
+    the caller vouches that the log holds none of them (it skips looking)."""
     groups: dict[tuple[str, str], list[Event]] = {}
     for event in events:
         groups.setdefault((event.kind, event.study), []).append(event)
-    return [frame_of(kind, study, group) for (kind, study), group in groups.items()]
+    return [frame_of(kind, study, group, new) for (kind, study), group in groups.items()]
 
 
-def frame_of(kind: str, study: str, events: Sequence[Event]) -> Batch:
+def frame_of(kind: str, study: str, events: Sequence[Event], new: bool = False) -> Batch:
     """One batch of events of ``kind`` and ``study``: their payload fields as typed columns
     (the contract's and, for the kinds sites send, the provenance), plus ``event_id`` and
     ``subject_id``."""
@@ -45,4 +46,4 @@ def frame_of(kind: str, study: str, events: Sequence[Event]) -> Batch:
         decoded = decoded.rename({"_subject": "subject_id"})
     else:
         decoded = decoded.drop("_subject")
-    return Batch(kind, study, decoded.with_columns(parse_iso(schema, names=names)))
+    return Batch(kind, study, decoded.with_columns(parse_iso(schema, names=names)), new)

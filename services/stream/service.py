@@ -230,13 +230,13 @@ class AdjudicatorService:
         """Bring the maintained outcomes up to date and append the outcome changes of the
         touched subjects, clearing them in the same commit; returns how many outputs."""
         before = len(self.log.outbox())
-        self.state.catch_up()  # its conflict changes join the outbox (AppliedLog.publish)
+        self.state.catch_up()  # its conflict changes join the outbox (AppliedLog.append)
         at = utc_now()
         changes: list[Event] = []
         for study, subjects in sorted(touched.items()):
             result = self.state.adjudication(study, subjects)
             changes += outcome_changes(study, result, subjects, self.published, at)
-        self.log.apply(changes, outbox=changes, dirty={})
+        self.log.apply(changes, dirty={})  # outputs: queued by the log
         remember(self.published, changes)
         self.dirty, self._dirty_since = {}, None
         return len(self.log.outbox()) - before

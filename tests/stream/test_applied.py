@@ -64,3 +64,20 @@ def test_bookkeeping_that_fails_takes_the_batch_with_it(tmp_path: Path) -> None:
     assert (reopened.positions(), reopened.head(), reopened.kafka_positions()) == before
     assert len(list((applied.folder / "segments").glob("*.parquet"))) == 1
     assert verify_log(applied.folder).intact
+
+
+def test_outputs_are_queued_once_and_read_back_ones_never(tmp_path: Path) -> None:
+    """Any append of an output kind queues it (the maintained state's conflict changes too),
+    but only the outputs new to the log: one already there was queued, maybe sent, before."""
+    applied = AppliedLog.at(tmp_path)
+    conflict = sample_event("conflict_change", 1, subject="S1")
+    applied.publish([conflict])
+    assert [e.event_id for e in applied.outbox()] == [conflict.event_id]
+
+    applied.sent(applied.outbox(), {("tract.conflicts", 0): 1})
+    applied.publish([conflict])  # the register records the same change again
+    assert applied.outbox() == [] and applied.positions() == {"conflict_change": 1}
+
+    outcome = sample_event("outcome_change", 2, subject="S2")
+    assert applied.restore([outcome], {("tract.outcomes", 0): 1}) == 1  # on Kafka already
+    assert applied.outbox() == [] and applied.positions()["outcome_change"] == 1
