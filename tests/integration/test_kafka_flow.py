@@ -130,7 +130,12 @@ def test_watcher_and_adjudicator_give_the_embedded_outcomes(
     cut = {k: v for k, v in manifest["positions"].items() if k.startswith("kafka/")}
     assert any(k.startswith(f"kafka/{topic}/") for k in cut)
     lock_topic = f"kafka/{stack.prefix}tract.lock/0"
-    wait_for(lambda: stack.applied_kafka().get(lock_topic), 30, "the lock event to be applied")
+    wait_for(  # past the cut: the CLAIM before it may already be applied (position 1)
+        lambda: stack.applied_kafka().get(lock_topic, 0) > cut.get(lock_topic, 0),
+        30,
+        "the lock event to be applied",
+    )
+    stack.wait_settled()  # the lock's outputs too: nothing is appended while the test compares
     now = stack.applied_kafka()
     # nothing else came after the cut but the LOCK event (the id's CLAIM is inside the cut)
     assert {k: v for k, v in cut.items() if k != lock_topic} == {
