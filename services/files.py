@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import stat
+import uuid
 from pathlib import Path
 
 log = logging.getLogger("tract.files")
@@ -65,3 +66,28 @@ def private_database(path: Path | str) -> Path:
         if companion.exists():
             _tighten(companion, FILE_MODE)
     return path
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Write a file readable only by its owner, atomically: a temporary file, flushed to disk,
+    renamed over ``path``, and the folder flushed (a crash leaves the old file or the new one)."""
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
-import os
 import sqlite3
 import threading
 import uuid
@@ -33,6 +32,7 @@ from pathlib import Path
 import polars as pl
 
 from services.events import Event, utc_now
+from services.files import private_database, private_dir, private_file, write_private
 from services.log.chain import GENESIS, Break, Entry, link, sha256_file, walk
 from services.log.errors import LogDamagedError, NotALogError
 from services.log.faults import crash_point
@@ -65,38 +65,6 @@ _COLUMNS = (
 
 Extra = Callable[[sqlite3.Connection], None]
 """Statements a caller commits together with an append (see :meth:`EventLog.append`)."""
-
-
-def private_dir(path: Path) -> Path:
-    """A folder only its owner can enter (created if missing, tightened if looser)."""
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    if path.stat().st_mode & 0o077:
-        path.chmod(0o700)
-    return path
-
-
-def write_private(path: Path, data: bytes) -> None:
-    """Write a file readable only by its owner, atomically (temporary file, fsync, rename)."""
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        tmp.replace(path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 @dataclass(frozen=True)
@@ -196,6 +164,11 @@ class EventLog:
                 "(`tract verify` names what is missing)"
             )
         self._log_id = str(marker["log_id"])
+        for path in (self.folder, self.folder / SEGMENTS):  # a home from an older version
+            if path.exists():
+                private_dir(path)
+        private_file(self.folder / MARKER)
+        private_database(index)
         db = self._connect(index)
         try:
             problem = db.execute("PRAGMA quick_check").fetchone()[0]

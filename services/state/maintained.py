@@ -36,9 +36,9 @@ from services.adjudicator.engine import Adjudication
 from services.adjudicator.ruleset import RuleSet
 from services.adjudicator.state import EVIDENCE_KINDS
 from services.events import utc_now
+from services.files import private_dir, write_private
 from services.log import Batch, EventLog, Head
 from services.log.errors import LogDamagedError
-from services.log.eventlog import private_dir, write_private
 from services.state.postlock import LockBaseline, flag_changes
 from services.state.records import adjudicate_study, lock_cut, lock_in_force
 from services.state.register import register_changes
