@@ -34,6 +34,7 @@ from typing import Any
 import schemas
 from services.errors import TractError, TransientError
 from services.events import utc_now
+from services.files import private_database, private_dir
 from services.ingest.service import new_run_id
 from services.platform import Platform
 
@@ -67,7 +68,8 @@ class Ledger:
 
     def __init__(self, home: Path) -> None:
         self.path = Path(home) / "ingest" / "watch.db"
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(self.path.parent)  # the ledger names the trial's files and their reports
+        private_database(self.path)
         with self._guarded("open"):
             self._db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
             self._db.execute("PRAGMA journal_mode=WAL")

@@ -36,6 +36,7 @@ from services.bus.errors import BusError, BusUnavailableError
 from services.bus.kafka import Delivery, KafkaBus
 from services.bus.kafka_config import OUTPUT_KINDS
 from services.events import Event, canonical_json, digest, utc_now
+from services.files import private_dir, private_file
 from services.state import MaintainedState
 from services.state.maintained import STUDY_WIDE, TOUCHES_SUBJECTS, BaselineLoader
 from services.stream.applied import AppliedLog, Identity, Position
@@ -396,8 +397,8 @@ class _Guard:
 
 def _single_instance(path: Path) -> _Guard:
     """One service per state: a second one would interleave writes and outputs."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    handle = path.open("a+")
+    private_dir(path.parent)
+    handle = private_file(path).open("a+")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:

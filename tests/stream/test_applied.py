@@ -3,7 +3,9 @@ it still owes survives a restart."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import stat
 from pathlib import Path
 
 import pytest
@@ -81,3 +83,24 @@ def test_outputs_are_queued_once_and_read_back_ones_never(tmp_path: Path) -> Non
     outcome = sample_event("outcome_change", 2, subject="S2")
     assert applied.restore([outcome], {("tract.outcomes", 0): 1}) == 1  # on Kafka already
     assert applied.outbox() == [] and applied.positions()["outcome_change"] == 1
+
+
+def test_the_services_files_are_private_whatever_the_umask(tmp_path: Path) -> None:
+    """The applied log, the service's lock and the watcher's ledger (file names, reports)."""
+    from services.ingest.watch import Ledger
+    from services.stream.service import _single_instance
+
+    loose = os.umask(0)
+    try:
+        applied = AppliedLog.at(tmp_path)
+        applied.apply([sample_event("subject", 0)], {("tract.subject", 0): 1})
+        guard = _single_instance(applied.root / "service.lock")
+        Ledger(tmp_path)
+    finally:
+        os.umask(loose)
+    guard.close()
+    for path in (applied.root, applied.folder, tmp_path / "ingest"):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o700, path
+    for path in (applied.folder / "index.db", applied.root / "service.lock"):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+    assert stat.S_IMODE((tmp_path / "ingest" / "watch.db").stat().st_mode) == 0o600
