@@ -29,7 +29,7 @@ from tests.servers import wait_for
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
-    from kafka import KafkaConsumer
+    from kafka import KafkaConsumer, TopicPartition
 
 TRACT = str(Path(sys.executable).parent / "tract")
 
@@ -196,19 +196,32 @@ class Stack:
             ) from None
 
     def topic_records(self, kind: str) -> list[tuple[dict[str, str], dict[str, Any]]]:
-        """Every record of ``kind``'s topic: (headers, payload), by partition and offset."""
+        """Every record of ``kind``'s topic: (headers, payload), by partition and offset.
+
+        Read to the end: every partition at least at the broker's end offset and a poll that
+        finds nothing more (not a quiet spell alone: on a loaded machine the first fetch can
+        take longer than one; Tansu may under-report the end offset)."""
         from services.bus.kafka_config import KafkaConfig
 
         topic = KafkaConfig.from_settings(self.settings()).topic(kind)
-        consumer = KafkaConsumer(
-            topic,
-            bootstrap_servers=self.bootstrap,
-            auto_offset_reset="earliest",
-            enable_auto_commit=False,
-            consumer_timeout_ms=3000,
-        )
+        consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
         try:
-            records = list(consumer)
+            partitions = [
+                TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())
+            ]
+            assert partitions, f"topic {topic} has no partitions"
+            consumer.assign(partitions)
+            consumer.seek_to_beginning(*partitions)
+            ends = consumer.end_offsets(partitions)
+            records: list[Any] = []
+            deadline = time.monotonic() + 60
+            while True:
+                batch = consumer.poll(timeout_ms=500)
+                for found in batch.values():
+                    records.extend(found)
+                if not batch and all(consumer.position(tp) >= ends[tp] for tp in partitions):
+                    break
+                assert time.monotonic() < deadline, f"reading {topic} did not finish in 60s"
         finally:
             consumer.close()
         return [
