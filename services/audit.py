@@ -11,7 +11,9 @@ import polars as pl
 
 import schemas
 from services.adjudicator.state import EVIDENCE_KINDS
+from services.assignments import assignment_audit
 from services.events import canonical_json
+from services.queries import query_audit
 from services.state.records import Cut, Records, records_at
 
 AUDIT_SCHEMA = pl.Schema(
@@ -194,6 +196,7 @@ def audit_trail(source: Records, study: str, cut: Cut | None = None) -> pl.DataF
             offset="offset",
         )
     )
+    parts += [query_audit(read("site_query")), assignment_audit(read("assignment"))]
     access = pl.concat([read("access", s) for s in (study, PLATFORM_WIDE)])
     parts.append(
         access.select(

@@ -8,6 +8,8 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "view": frozenset(ROLES),
     "decide": frozenset({"committee"}),
     "lock": frozenset({"data_manager", "admin"}),
+    # site queries: record the site's answer, close, reopen (the data manager's review)
+    "query": frozenset({"data_manager", "admin"}),
 }
 
 

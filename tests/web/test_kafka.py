@@ -118,11 +118,11 @@ def test_the_committee_decides_on_kafka_as_on_the_embedded_log(
         follow_redirects=False,
     )
     assert done.status_code == 303, done.text
-    assert 'data-testid="conflict-status">DECIDED' in client.get(done.headers["location"]).text
+    assert 'data-testid="conflict-status">Decided' in client.get(done.headers["location"]).text
 
     monitor = TestClient(client.app)
     token = sign_in(monitor, "mon.lee")
-    assert 'data-testid="category-S05">FULL_CLOSURE' in monitor.get("/").text
+    assert 'data-testid="category-S05">Full closure' in monitor.get("/").text
     refused = monitor.post(
         f"/conflicts/{READER_DISAGREEMENT_S05}/decision",
         data={"csrf_token": token, "study": DEMO_STUDY, "status": "NOT_CLOSED"},
