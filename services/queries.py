@@ -259,7 +259,10 @@ def _fill(template: str) -> pl.Expr:
         if at[0]:
             parts.append(pl.lit(rest[: at[0]]))
         if at[1]:
-            parts.append(pl.col(_PLACES[at[1]]).fill_null(""))
+            value = pl.col(_PLACES[at[1]]).fill_null("")
+            if at[1] == "{d}":  # the engine's note says "missing: missing: FU5"
+                value = value.str.replace_all("missing: missing: ", "missing: ", literal=True)
+            parts.append(value)
         rest = rest[at[0] + len(at[1]) :]
     return pl.concat_str(parts)
 
@@ -459,7 +462,7 @@ def find(queries: pl.DataFrame, query_id: str, study: str) -> dict[str, Any]:
     match = queries.filter(pl.col("query_id") == query_id.strip())
     if match.is_empty():
         raise UnknownQueryError(
-            f"no query {query_id} in study {study}; list them with `tract queries --study {study}`"
+            f"no query {query_id} in study {study}; list them with `tract queries list --study {study}`"
         )
     return match.row(0, named=True)
 

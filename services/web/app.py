@@ -22,7 +22,7 @@ from services.web.chairs import Chairs
 from services.web.core import SerialPlatform, recorder
 from services.web.deps import SignInRequired, WebState, login_url, render, session_of
 from services.web.errors import AccessRefusedError
-from services.web.labels import human, meaning
+from services.web.labels import human, meaning, tidy
 from services.web.routes import audit, conflicts, dashboard, locks, login, queries, subjects
 from services.web.settings import WebSettings
 
@@ -59,7 +59,14 @@ def templates() -> Jinja2Templates:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters |= {"pct": _pct, "ci": _ci, "num": _num, "human": human, "meaning": meaning}
+    env.filters |= {
+        "pct": _pct,
+        "ci": _ci,
+        "num": _num,
+        "human": human,
+        "meaning": meaning,
+        "tidy": tidy,
+    }
     return Jinja2Templates(env=env)
 
 

@@ -199,3 +199,13 @@ def meaning(code: str | None, table: str) -> str:
         return ""
     label = _TABLES[table].get(code)
     return label.meaning if label else ""
+
+
+def tidy(detail: str | None) -> str:
+    """The rule engine's note on a conflict, without the repeats its templates can produce
+    ("clinical assessment missing: missing: FU5")."""
+    if not detail:
+        return ""
+    for repeat in ("missing: missing: ", "missing: missing:"):
+        detail = detail.replace(repeat, "missing: ")
+    return detail

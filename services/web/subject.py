@@ -152,6 +152,15 @@ def subject_view(
             ev.text(row["exam_date"]),
             row.get("in_window"),
         )
+    for tract_evidence in evidence:  # a tract outside the registry: its exams, as recorded
+        if tract_evidence.tract_id in grid:
+            continue
+        for visit in tract_evidence.timeline:
+            live = [v for v in visit.versions if v.current]
+            if live:
+                grid.setdefault(tract_evidence.tract_id, {})[visit.visit] = VisitCell(
+                    visit.status, live[0].exam_date, None
+                )
     patients = mine["patients"]
     category = patients["category"][0] if patients.height and platform.policy.sees_results else None
     conflicts = mine["conflicts"].sort("status", "type", "tract_id").to_dicts()
