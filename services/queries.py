@@ -203,7 +203,7 @@ def _corrections(frame: pl.DataFrame, read: Read, contracts: dict[str, Any]) -> 
                     & (pl.col("field") != contract.version_field)
                 )
             )
-            .sort("_accepted")
+            .sort("_accepted", descending=True)
             .group_by("event_id")
             .first()
         )
