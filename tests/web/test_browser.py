@@ -102,12 +102,14 @@ def test_a_committee_member_decides_a_conflict_and_the_report_follows(
     expect(page.locator("[data-conflict]")).to_have_count(7)
     shot(page, "03-queue")
 
-    page.locator(f"[data-conflict='{READER_DISAGREEMENT_S05}'] a").click()
-    expect(page.locator("h1")).to_contain_text("READER_DISAGREEMENT · S05 / T2")
+    page.locator(f"[data-conflict='{READER_DISAGREEMENT_S05}'] a[href^='/conflicts/']").click()
+    expect(page.locator("h1")).to_contain_text("MRI readers disagree · S05 / T2")
     final = page.get_by_test_id("mri-MRI_FINAL")
     expect(final.locator("thead th")).to_have_text(["", "Reader 1", "Reader 2", "Adjudicator"])
     t2 = final.locator("tr", has_text="T2-hyperintense tract").locator("td")
-    expect(t2).to_have_text(["T2-hyperintense tract", "no", "yes", "—"])  # both reads, side by side
+    expect(t2).to_have_text(
+        ["T2-hyperintense tract ≠ readers differ", "no", "yes", "—"]
+    )  # both reads, side by side; the difference marked in words, not colour only
     expect(page.locator("body")).not_to_contain_text("RAD-A")  # blinded for the committee
     expect(page.get_by_test_id("exams").locator("[data-visit='FU6']")).to_have_count(1)
     shot(page, "04-conflict")
@@ -116,7 +118,7 @@ def test_a_committee_member_decides_a_conflict_and_the_report_follows(
     page.check("input[name=status][value=CLOSED]")
     page.check("input[name=members][value='dr.baker']")
     page.click("button:has-text('Review decision')")
-    expect(page.get_by_test_id("refusal")).to_contain_text("a rationale is required")
+    expect(page.get_by_test_id("refusal")).to_contain_text("A rationale is required")
 
     page.check("input[name=status][value=CLOSED]")
     page.check("input[name=members][value='dr.baker']")
@@ -126,8 +128,8 @@ def test_a_committee_member_decides_a_conflict_and_the_report_follows(
     shot(page, "05-confirm")
     page.click("button:has-text('Confirm and record')")
     expect(page.get_by_test_id("recorded")).to_be_visible()
-    expect(page.get_by_test_id("conflict-status")).to_have_text("DECIDED")
-    expect(page.get_by_test_id("outcome")).to_have_text("CLOSED")
+    expect(page.get_by_test_id("conflict-status")).to_have_text("Decided")
+    expect(page.get_by_test_id("outcome")).to_have_text("Closed")
     expect(page.get_by_test_id("history")).to_contain_text("in force")
     shot(page, "06-decided")
 
@@ -170,11 +172,20 @@ def test_a_data_manager_sees_the_study_ready_and_locks_it(
     platform = site.app.state.web.platform  # the server's own, serialised platform
     decide_demo_conflicts(platform, recorded_by="dr.adams")
     sign_in(page, base, "dm.jones")
-    expect(page.get_by_test_id("readiness")).to_contain_text("Ready to lock: no open conflicts")
-    expect(page.get_by_test_id("category-S05")).to_have_text("FULL_CLOSURE")
+    # The committee is done, but the rejected rows are still the sites' open queries.
+    expect(page.get_by_test_id("readiness")).to_contain_text("Not ready to lock: 14 site queries")
+    expect(page.get_by_test_id("category-S05")).to_have_text("Full closure")
     page.fill("#lock_id", "PRIMARY")
     page.fill("#reason", "primary analysis")
-    page.click("button:has-text('Lock DEMO')")
+    page.click("button:has-text('Review the lock of DEMO')")
+    expect(page.get_by_test_id("lock-open-queries").locator("tbody tr")).to_have_count(14)
+    page.click("button:has-text('Confirm and lock DEMO')")
+    expect(page.get_by_test_id("refusal")).to_contain_text("give the reason")
+    page.fill("#queries_reason", "the sites' answers are analysed as a sensitivity set")
+    page.click("button:has-text('Confirm and lock DEMO')")
+    expect(page.get_by_test_id("locked")).to_contain_text("Locked as PRIMARY")
+    expect(page.get_by_test_id("lock-queries")).to_contain_text("analysed as a sensitivity set")
+    page.click("nav >> text=Dashboard")
     expect(page.get_by_test_id("locks")).to_contain_text("PRIMARY")
     expect(page.get_by_test_id("readiness")).to_contain_text("Lock in force: PRIMARY")
     shot(page, "09-dashboard-locked")
