@@ -81,7 +81,8 @@ def swimmer_svg(
             "width": str(width),
             "height": str(height),
             "viewBox": f"0 0 {width} {height}",
-            "role": "img",
+            # an image holds no links: with lane labels that link to subjects, a group
+            "role": "img" if link is None else "group",
             "aria-label": title,
             "font-family": "system-ui, sans-serif",
             "font-size": "11",
