@@ -1,4 +1,5 @@
-"""Benchmark: a database lock of a generated trial, run as the Airflow DAG, against the floor
+"""Benchmark: a database lock of a generated trial, run as the Airflow DAG and as the CLI
+(`tract lock --validate`, the same steps with the Great Expectations gate), against the floor
 of copying the same Parquet bytes to the same store.
 
     .venv/bin/python bench/lock.py [--subjects 5000] [--store s3|local] [--level hard|soft]
@@ -9,7 +10,8 @@ runs ``database_lock`` once with ``dag.test()`` on a throwaway SQLite Airflow, a
 wall time of the run split by task. In the same process it then copies the lock's Parquet
 bytes (already in memory) to a new prefix of the same store with the same retention: that is
 the floor a lock cannot beat. The ratio says what checking, computing, validating and
-verifying cost on top of moving the bytes.
+verifying cost on top of moving the bytes. The CLI lock runs as a fresh process on a copy of
+the same home (a study holds one lock in force), into another prefix of the same store.
 """
 
 from __future__ import annotations
@@ -92,6 +94,9 @@ def main() -> None:
                 "TRACT_S3_SECURE": "false",
             }
         os.environ |= env
+        import shutil
+
+        shutil.copytree(home, tmp / "home-cli", ignore=shutil.ignore_patterns("objects"))
         airflow(tmp / "airflow")
 
         from airflow.dag_processing.dagbag import DagBag
@@ -124,6 +129,33 @@ def main() -> None:
         store.write_snapshot("bench/floor", files, json.dumps(manifest).encode(), until)
         floor = time.perf_counter() - started
 
+        cli_store = env["TRACT_STORE"] + ("/cli" if args.store == "s3" else "")
+        started = time.perf_counter()
+        subprocess.run(
+            [
+                str(Path(sys.executable).parent / "tract"),
+                "--home",
+                str(tmp / "home-cli"),
+                "--store",
+                cli_store,
+                "lock",
+                "--study",
+                STUDY,
+                "--lock-id",
+                "CLI",
+                "--reason",
+                "benchmark lock of a generated trial",
+                "--by",
+                "bench",
+                "--level",
+                args.level,
+                "--validate",
+            ],
+            check=True,
+            capture_output=True,
+        )
+        cli = time.perf_counter() - started
+
     tasks_total = sum((tis[t].duration or 0.0) for t in TASKS)
     print(
         f"lock of a generated trial: {args.subjects} subjects, {rows} events ingested in "
@@ -136,9 +168,11 @@ def main() -> None:
     print(f"{'sum of tasks':<22}{tasks_total:>9.2f}")
     print(f"{'DAG run wall time':<22}{wall:>9.2f}  (dag.test: includes Airflow's own overhead)")
     print(f"{'copy floor':<22}{floor:>9.2f}  (the same bytes, same store, same retention)")
+    print(f"{'tract lock --validate':<22}{cli:>9.2f}  (a fresh process: imports included)")
     print(
         f"ratio: DAG wall / floor = {wall / floor:.0f}x; sum of tasks / floor = "
-        f"{tasks_total / floor:.0f}x"
+        f"{tasks_total / floor:.0f}x; tract lock --validate / floor = {cli / floor:.0f}x "
+        "(target: within 10x)"
     )
 
 

@@ -10,16 +10,24 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
-import pyarrow as pa
 import yaml
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 SCALAR_TYPES = ("string", "int", "float", "date", "timestamp", "bool", "enum", "json")
 LIST_TYPES = ("list_float", "list_string")
 TIMESTAMP_PATTERN = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$"
 """How a ``timestamp`` field is written in files and events: UTC, to the second or finer."""
+
+
+def load_yaml(text: str) -> Any:
+    """YAML with libyaml's safe loader when it is there (ten times faster than the pure-Python
+    one: every command reads the contracts), else PyYAML's own."""
+    return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
 
 
 @dataclass(frozen=True)
@@ -63,7 +71,7 @@ class Contract:
 
 
 def _load(path: Path) -> Contract:
-    raw = yaml.safe_load(path.read_text())
+    raw = load_yaml(path.read_text())
     fields = []
     for name, spec in raw["fields"].items():
         if spec["type"] not in SCALAR_TYPES + LIST_TYPES:
@@ -124,7 +132,10 @@ def polars_schema(c: Contract) -> pl.Schema:
 
 
 def arrow_schema(c: Contract) -> pa.Schema:
-    """The Arrow schema of a kind's payload columns, for snapshots on disk."""
+    """The Arrow schema of a kind's payload columns, for snapshots on disk (pyarrow is
+    imported here: every command reads the contracts, few need Arrow)."""
+    import pyarrow as pa
+
     empty = pl.DataFrame(schema=polars_schema(c)).to_arrow().schema
     return pa.schema(
         [f.with_nullable(not c.field(f.name).required) for f in empty],

@@ -58,13 +58,17 @@ def _ts(column: str) -> pl.Expr:
 def _evidence(kind: str, records: pl.DataFrame) -> pl.DataFrame:
     contract = schemas.contract(kind)
     id_, version = contract.id_field, contract.version_field
-    ordered = records.sort("offset").with_columns(
-        _highest_before=pl.col(version).cum_max().shift(1).over(id_),
+    ordered = records.sort("offset")
+    # Old and new values, and late versions, exist only for records sent more than once: only
+    # those (few) are walked and windowed; the rest of the study costs a filter.
+    repeated = ordered.filter(pl.col(id_).is_duplicated())
+    highest = repeated.select(
+        "event_id", _highest_before=pl.col(version).cum_max().shift(1).over(id_)
     )
+    ordered = ordered.join(highest, on="event_id", how="left", maintain_order="left")
     rows = []
     previous: dict[str, dict] = {}
-    # Old and new values exist only for records sent more than once: only those are walked.
-    versioned = ordered.filter(pl.len().over(id_) > 1).sort(id_, version)
+    versioned = repeated.sort(id_, version)
     for row in versioned.iter_rows(named=True):
         before = previous.get(row[id_])
         if before is not None:
@@ -85,7 +89,7 @@ def _evidence(kind: str, records: pl.DataFrame) -> pl.DataFrame:
         orient="row",
     )
     late = pl.col("_highest_before").is_not_null() & (pl.col(version) < pl.col("_highest_before"))
-    return ordered.join(diffs, on="event_id", how="left").select(
+    return ordered.join(diffs, on="event_id", how="left", maintain_order="left").select(
         at=_ts(WHEN.get(kind, "entered_at")),
         kind=pl.lit(kind),
         action=pl.when(late)

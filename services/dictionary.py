@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
-import yaml
 
 import schemas
 from services.adjudicator.ruleset import RuleSet, load_ruleset
@@ -75,7 +74,7 @@ def polars_type(dtype: pl.DataType) -> str:
 
 @cache
 def _source() -> dict[str, Any]:
-    return yaml.safe_load(SOURCE.read_text())
+    return schemas.load_yaml(SOURCE.read_text())
 
 
 def _event_table(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import stat
+import uuid
 from pathlib import Path
 
 log = logging.getLogger("tract.files")
@@ -30,17 +31,33 @@ def _tighten(path: Path, private: int) -> None:
         )
 
 
+def make_private_dirs(path: Path | str) -> Path:
+    """``path`` as a folder; the folders created for it (it and its missing parents) get mode
+    0700, so a new home is private from its first file on. Existing folders are left as
+    they are (a store may live in a folder its owner shares on purpose)."""
+    path = Path(path)
+    missing, ancestor = [], path
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        missing.append(ancestor)
+        ancestor = ancestor.parent
+    for folder in reversed(missing):
+        try:
+            folder.mkdir(mode=DIR_MODE)
+            folder.chmod(DIR_MODE)  # mkdir's mode is filtered by the umask
+        except FileExistsError:  # another process made it meanwhile
+            pass
+    return path
+
+
 def private_dir(path: Path | str) -> Path:
-    """``path`` as an existing folder with mode 0700 (parents are created as usual)."""
+    """``path`` as an existing folder with mode 0700 (and any parent it creates)."""
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise NotADirectoryError(f"{path} exists and is not a folder; move it away")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        path.mkdir(mode=DIR_MODE)
-        path.chmod(DIR_MODE)  # mkdir's mode is filtered by the umask
-    except FileExistsError:
+    if path.exists():
         _tighten(path, DIR_MODE)
+    else:
+        make_private_dirs(path)
     return path
 
 
@@ -65,3 +82,28 @@ def private_database(path: Path | str) -> Path:
         if companion.exists():
             _tighten(companion, FILE_MODE)
     return path
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Write a file readable only by its owner, atomically: a temporary file, flushed to disk,
+    renamed over ``path``, and the folder flushed (a crash leaves the old file or the new one)."""
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

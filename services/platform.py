@@ -39,7 +39,7 @@ from services.lock.sources import Anchor, LockSources
 from services.log import EventLog
 from services.log.segment import Batch
 from services.state import MaintainedState, Records, adjudicate_study
-from services.state.maintained import in_key_order
+from services.state.maintained import TABLES, in_key_order
 from services.state.postlock import LockBaseline, flag_changes
 from services.state.records import Cut, RecordsAt, lock_cut, lock_in_force
 from services.store import ObjectStore, open_store
@@ -93,12 +93,15 @@ class Platform:
         return contextlib.nullcontext()
 
     # ingest ---------------------------------------------------------------------------------
-    def known_records(self, kind: str, study: str) -> pl.DataFrame:
-        """(record_id, version, content_hash) the log holds, plus what this process sent and
-        the service may not have applied yet (Kafka)."""
+    def known_records(self, kind: str, study: str, ids: pl.Series) -> pl.DataFrame:
+        """(record_id, version, content_hash) the log holds for ``ids``, plus what this
+        process sent and the service may not have applied yet (Kafka)."""
         contract = schemas.contract(kind)
         columns = (contract.id_field, contract.version_field, "content_hash")
-        frame = known_from_records(self.source.records(kind, study, columns=columns), contract)
+        records = self.source.records(kind, study, columns=columns).filter(
+            pl.col(contract.id_field).is_in(ids.implode())
+        )
+        frame = known_from_records(records, contract)
         recent = getattr(self.bus, "recent_identities", None)
         return frame if recent is None else pl.concat([frame, recent(kind, study)])
 
@@ -227,18 +230,23 @@ class Platform:
         baseline = self._baseline(study, lock) if lock else None
         return in_key_order(flag_changes(result, baseline))
 
-    def outcomes(self, study: str, subjects: Collection[str] | None = None) -> Adjudication:
+    def outcomes(
+        self,
+        study: str,
+        subjects: Collection[str] | None = None,
+        tables: Collection[str] = TABLES,
+    ) -> Adjudication:
         """The current outcomes of ``study`` (of ``subjects`` only, when given: a point read of
-        the maintained state, whatever the size of the trial)."""
+        the maintained state, whatever the size of the trial; ``tables``: only those)."""
         if self.state is not None:
-            return self.state.adjudication(study, subjects)
+            return self.state.adjudication(study, subjects, tables)
         result = self.adjudicate(study)
         if subjects is None:
             return result
         wanted = pl.Series(list(subjects), dtype=pl.String)
         return Adjudication(
             **{
-                f.name: getattr(result, f.name).filter(pl.col("subject_id").is_in(wanted))
+                f.name: getattr(result, f.name).filter(pl.col("subject_id").is_in(wanted.implode()))
                 if isinstance(getattr(result, f.name), pl.DataFrame)
                 else getattr(result, f.name)
                 for f in fields(result)
@@ -405,7 +413,7 @@ class Platform:
 
         if lock_id:
             return self.open_lock(study, lock_id).report(self.rules.confidence_level)
-        result = result or self.adjudicate(study)
+        result = result or self.outcomes(study, tables=("tracts", "patients", "conflicts"))
         pathology = self.records("pathology_report", study).collect()
         report = outcome_snapshot(result, pathology).report(self.rules.confidence_level)
         if "lock_id" in result.tracts.columns:

@@ -6,11 +6,16 @@ from __future__ import annotations
 import logging
 import os
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+from services.demo.trial import write_demo_trial
 from services.files import private_database, private_dir, private_file
+
+TRACT = Path(sys.executable).parent / "tract"
 
 
 def mode(path: Path) -> int:
@@ -74,3 +79,24 @@ def test_a_path_that_is_not_a_folder_is_named(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("")
     with pytest.raises(NotADirectoryError, match=str(tmp_path / "file")):
         private_dir(tmp_path / "file")
+
+
+def test_a_new_home_is_private_from_its_first_ingest_without_a_warning(tmp_path: Path) -> None:
+    """The home and every folder tract creates in it are 0700 from the start: nothing is
+    'tightened' (a warning on a fresh home would be noise, and the folders were open until)."""
+    home = tmp_path / "new" / "home"
+    subjects = write_demo_trial(tmp_path / "files")["subjects.csv"]
+    run = subprocess.run(
+        [str(TRACT), "ingest", "--study", "EXO1", "--quiet", str(subjects)],
+        env=os.environ | {"TRACT_HOME": str(home)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    assert "tightened" not in run.stderr + run.stdout
+    folders = [home.parent, home, *(p for p in home.rglob("*") if p.is_dir())]
+    assert len(folders) > 4
+    assert {str(p.relative_to(tmp_path)): mode(p) for p in folders} == {
+        str(p.relative_to(tmp_path)): 0o700 for p in folders
+    }

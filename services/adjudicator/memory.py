@@ -73,7 +73,9 @@ class Frames:
         if study is not None:
             condition &= pl.col("study") == study
         if subjects is not None and kind in SUBJECT_SCOPED:
-            condition &= pl.col("subject_id").is_in(pl.Series(list(subjects), dtype=pl.String))
+            condition &= pl.col("subject_id").is_in(
+                pl.Series(list(subjects), dtype=pl.String).implode()
+            )
         if upto is not None:
             condition &= pl.col("offset") < upto
         return frame.filter(condition)

@@ -6,8 +6,6 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 import schemas
 from services.adjudicator.errors import RuleSetError
 
@@ -97,7 +95,7 @@ def load_ruleset(path: Path | None = None) -> RuleSet:
     path = path or schemas.rules_path(CURRENT_VERSION)
     try:
         text = path.read_text()
-        raw = yaml.safe_load(text)
+        raw = schemas.load_yaml(text)
         day0_visit, windows = _windows(raw.get("windows"))
         rules = RuleSet(
             id=raw["id"],

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from services.export.package import KINDS, export_lock, load_study_meta
+KINDS = ("sdtm", "adam")
 
 
 @click.command("export")
@@ -56,7 +56,9 @@ def export(
 ) -> None:
     """Write SDTM and/or ADaM (XPT, Dataset-JSON), define.xml and the data dictionary of a lock."""
     from services.adjudicator.ruleset import load_ruleset
+    from services.export.package import export_lock, load_study_meta
 
+    event = obj.platform.lock_event(study, lock_id) or {}
     result = export_lock(
         obj.platform.store,
         study,
@@ -66,5 +68,6 @@ def export(
         formats=("xpt", "json") if fmt == "both" else (fmt,),
         rules=load_ruleset(rules_path) if rules_path else None,
         study_meta=load_study_meta(study_meta),
+        receipt=event.get("manifest_sha256"),
     )
     click.echo(json.dumps(result.to_dict(), indent=2) if as_json else result.summary())

@@ -235,9 +235,11 @@ def export_lock(
     formats: tuple[str, ...] = FORMATS,
     rules: RuleSet | None = None,
     study_meta: dict[str, Any] | None = None,
+    receipt: str | None = None,
 ) -> ExportResult:
     """Export a verified lock into ``out``, or (``out`` None) into the store under
-    ``exports/<study>/<lock_id>/`` with ``manifest.json`` as its manifest, written last."""
+    ``exports/<study>/<lock_id>/`` with ``manifest.json`` as its manifest, written last.
+    ``receipt``: the manifest's sha256 from the LOCK event (the lock must be that one)."""
     from services.lock.snapshot import open_lock
 
     prefix = export_prefix(study, lock_id)
@@ -248,7 +250,7 @@ def export_lock(
             where=store.location(prefix), manifest=listing | {"already_exported": True}, warnings=()
         )
     package, files, listing = _export(
-        open_lock(store, study, lock_id), kinds, formats, rules, study_meta
+        open_lock(store, study, lock_id, receipt), kinds, formats, rules, study_meta
     )
     manifest_bytes = json.dumps(listing, indent=2).encode()
     if out is not None:

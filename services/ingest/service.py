@@ -28,8 +28,9 @@ from services.ingest.report import IngestReport, Rejection
 from services.ingest.validate import validate
 from services.log.segment import Batch, batch_of_events
 
-KnownRecords = Callable[[str, str], pl.DataFrame]
-"""(kind, study) -> the record_id, version and content_hash the log already holds."""
+KnownRecords = Callable[[str, str, pl.Series], pl.DataFrame]
+"""(kind, study, record ids) -> the record_id, version and content_hash the log already holds
+for those ids."""
 
 DIGEST_HEX = 32
 """Content digests keep 128 bits of BLAKE3; event ids keep 96 of sha256 (as
@@ -106,7 +107,7 @@ def ingest_file(
     run_id = f"run-{uuid.uuid4().hex[:12]}"
     typed, invalid = validate(raw, contract)
     typed = typed.with_columns(content_hash=content_hash(contract))
-    known = known_records(contract.kind, study)
+    known = known_records(contract.kind, study, typed[contract.id_field].unique())
     classified = classify(typed, known, contract)
 
     accepted = classified.filter(pl.col("outcome") == "accepted")
@@ -160,9 +161,10 @@ def ingest_file(
         run_id,
     )
     batches = (
-        Batch(contract.kind, study, accepted_frame),
+        # identity was checked against the log under its writer lock: these ids are new
+        Batch(contract.kind, study, accepted_frame, new=True),
         Batch("rejected_row", study, dead),
-        batch_of_events("ingest_run", study, [run]),
+        Batch("ingest_run", study, batch_of_events("ingest_run", study, [run]).frame, new=True),
     )
     return FileRun(report, batches, contract.kind, accepted_frame["subject_id"].unique())
 

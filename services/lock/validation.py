@@ -79,7 +79,7 @@ def load_suite(path: Path | str | None = None) -> dict[str, Any]:
         raise ValidationFailedError(
             f"GX suite not found at {chosen} (checked the argument, TRACT_GX_SUITE and {SUITE})"
         )
-    return yaml.safe_load(chosen.read_text())
+    return schemas.load_yaml(chosen.read_text())
 
 
 def staged_frames(staging: Path) -> tuple[dict[str, pl.DataFrame], dict[str, Any]]:
@@ -164,10 +164,65 @@ def _describe(args: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v}" for k, v in shown.items())
 
 
+@dataclass(frozen=True)
+class _Group:
+    """Expectations that run as one GX validation, on one frame (and filter)."""
+
+    label: str
+    about: str
+    specs: list[tuple[str, dict[str, Any]]]
+    frame: pl.DataFrame | None  # None: the frame is missing from the snapshot
+    parts: tuple[_Group, ...] = ()
+    """For the stacked events: the same checks kind by kind, run to say which kind failed."""
+
+
+def _planned(suite: dict[str, Any], every: dict[str, pl.DataFrame]) -> list[_Group]:
+    """The suite's expectations grouped by the frame (and filter) they run on: one GX
+    validation per group, not per check. ``events/*`` is validated once, over every event kind
+    stacked with a ``kind`` column (a column's uniqueness becomes uniqueness within its kind);
+    if that fails, kind by kind as the suite writes it, so the failure names its kind."""
+    groups: dict[str, _Group] = {}
+    events = sorted(n for n in every if n.startswith("events/"))
+    for check in suite["checks"]:
+        name, where = check["frame"], check.get("where")
+        specs = [(kind, dict(args)) for item in check["expect"] for kind, args in item.items()]
+        label = name + (f" where {where}" if where else "")
+        if name == "events/*":
+            stacked = [
+                every[n].select(
+                    pl.lit(n.removeprefix("events/")).alias("kind"),
+                    pl.col("event_id").cast(pl.String),
+                    pl.col("offset").cast(pl.Int64),
+                )
+                for n in events
+            ]
+            parts = tuple(
+                _Group(n, check["about"], [(k, _resolve(a, every)) for k, a in specs], every[n])
+                for n in events
+            )
+            by_kind = [
+                ("expect_compound_columns_to_be_unique", {"column_list": ["kind", args["column"]]})
+                if kind == "expect_column_values_to_be_unique"
+                else (kind, args)
+                for kind, args in specs
+            ]
+            frame = pl.concat(stacked) if stacked else None
+            groups[label] = _Group(label, check["about"], by_kind, frame, parts)
+            continue
+        frame = _filtered(every[name], where) if name in every else None
+        group = groups.setdefault(label, _Group(label, check["about"], [], frame))
+        group.specs.extend((kind, _resolve(args, every)) for kind, args in specs)
+    return [g for g in groups.values() if g.frame is not None or g.specs]
+
+
 def validate_frames(
     frames: dict[str, pl.DataFrame], manifest: dict[str, Any], suite: dict[str, Any] | None = None
 ) -> ValidationReport:
-    """Apply the suite to the snapshot's frames; every failing expectation is reported."""
+    """Apply the suite to the snapshot's frames; every failing expectation is reported.
+
+    Each group runs first with GX's boolean-only results (the common case: everything holds,
+    at the least cost); only a group that fails runs again for the details a data manager
+    needs (how many rows, which values)."""
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
@@ -177,55 +232,63 @@ def validate_frames(
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
     source = context.data_sources.add_pandas(f"{suite['name']}-staged")
+    counter = iter(range(1_000_000))
+
+    def run(group: _Group, result_format: str) -> Any:
+        assert group.frame is not None
+        wanted = set().union(*(_columns(args) for _, args in group.specs))
+        frame = group.frame.select(c for c in group.frame.columns if c in wanted)
+        number = next(counter)
+        asset = source.add_dataframe_asset(name=f"group-{number}")
+        batch = asset.add_batch_definition_whole_dataframe("staged").get_batch(
+            batch_parameters={"dataframe": frame.to_pandas()}
+        )
+        expectations = [getattr(gx.expectations, _camel(k))(**args) for k, args in group.specs]
+        plan = gx.ExpectationSuite(name=f"{suite['name']}-{number}", expectations=expectations)
+        return batch.validate(plan, result_format=result_format)
+
     failures: list[Failure] = []
     evaluated = 0
-    for number, check in enumerate(suite["checks"]):
-        pattern = check["frame"]
-        names = (
-            sorted(n for n in frames if n.startswith("events/"))
-            if pattern == "events/*"
-            else [pattern]
-        )
-        for name in names:
-            if name not in every:
-                failures.append(
-                    Failure(name, check["about"], "frame", "", "missing from the snapshot")
-                )
-                continue
-            frame = _filtered(every[name], check.get("where"))
-            specs = [
-                (kind, _resolve(args, every))
-                for item in check["expect"]
-                for kind, args in item.items()
-            ]
-            wanted = set().union(*(_columns(args) for _, args in specs))
-            frame = frame.select(c for c in frame.columns if c in wanted)
-            asset = source.add_dataframe_asset(name=f"check-{number}-{name.replace('/', '-')}")
-            batch = asset.add_batch_definition_whole_dataframe("staged").get_batch(
-                batch_parameters={"dataframe": frame.to_pandas()}
+    for group in _planned(suite, every):
+        if group.frame is None:
+            failures.append(
+                Failure(group.label, group.about, "frame", "", "missing from the snapshot")
             )
-            expectations = [getattr(gx.expectations, _camel(kind))(**args) for kind, args in specs]
-            result = batch.validate(
-                gx.ExpectationSuite(name=f"{suite['name']}-{number}", expectations=expectations),
-                result_format="SUMMARY",
-            )
-            evaluated += len(expectations)
-            label = name + (f" where {check['where']}" if check.get("where") else "")
-            for outcome in result.results:
+            continue
+        evaluated += len(group.specs)
+        if run(group, "BOOLEAN_ONLY").success:
+            continue
+        for part in group.parts or (group,):
+            for outcome in run(part, "SUMMARY").results:
                 if outcome.success:
                     continue
                 config = outcome.expectation_config
                 args = {k: v for k, v in config.kwargs.items() if k != "batch_id"}
                 failures.append(
                     Failure(
-                        label,
-                        check["about"],
+                        part.label,
+                        _about(suite, part.label, config.type, args) or part.about,
                         config.type,
                         _describe(args),
-                        _detail(outcome, frame.height),
+                        _detail(outcome, part.frame.height if part.frame is not None else 0),
                     )
                 )
     return ValidationReport(suite["name"], int(suite.get("version", 1)), evaluated, tuple(failures))
+
+
+def _about(suite: dict[str, Any], label: str, kind: str, args: dict[str, Any]) -> str | None:
+    """The ``about`` of the check an expectation came from (groups merge checks)."""
+    frame = label.split(" where ")[0]
+    for check in suite["checks"]:
+        if check["frame"] not in (frame, "events/*" if frame.startswith("events/") else frame):
+            continue
+        for item in check["expect"]:
+            for name, given in item.items():
+                if name == kind and all(
+                    args.get(k) == v for k, v in given.items() if k != "value_set"
+                ):
+                    return str(check["about"])
+    return None
 
 
 def _detail(outcome: Any, rows: int) -> str:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
-import os
 import sqlite3
 import threading
 import uuid
@@ -33,6 +32,7 @@ from pathlib import Path
 import polars as pl
 
 from services.events import Event, utc_now
+from services.files import private_database, private_dir, private_file, write_private
 from services.log.chain import GENESIS, Break, Entry, link, sha256_file, walk
 from services.log.errors import LogDamagedError, NotALogError
 from services.log.faults import crash_point
@@ -62,38 +62,6 @@ CREATE INDEX IF NOT EXISTS segments_by_topic ON segments (topic, study, first_of
 _COLUMNS = (
     "seq, topic, study, first_offset, count, file, bytes, sha256, appended_at, prev_hash, hash"
 )
-
-
-def private_dir(path: Path) -> Path:
-    """A folder only its owner can enter (created if missing, tightened if looser)."""
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    if path.stat().st_mode & 0o077:
-        path.chmod(0o700)
-    return path
-
-
-def write_private(path: Path, data: bytes) -> None:
-    """Write a file readable only by its owner, atomically (temporary file, fsync, rename)."""
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        tmp.replace(path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 @dataclass(frozen=True)
@@ -186,6 +154,11 @@ class EventLog:
                 "(`tract verify` names what is missing)"
             )
         self._log_id = str(marker["log_id"])
+        for path in (self.folder, self.folder / SEGMENTS):  # a home from an older version
+            if path.exists():
+                private_dir(path)
+        private_file(self.folder / MARKER)
+        private_database(index)
         db = self._connect(index)
         try:
             problem = db.execute("PRAGMA quick_check").fetchone()[0]
@@ -310,8 +283,8 @@ class EventLog:
 
     def append(self, batches: Sequence[Batch]) -> int:
         """Append each non-empty batch as one segment, all in one commit; events whose id the
-        kind already holds (or that repeat in the batch) are dropped. Returns how many
-        events were appended."""
+        kind already holds (or that repeat in the batch) are dropped (unless the batch vouches
+        they are new). Returns how many events were appended."""
         with self.exclusive():
             db = self._index(create=True)
             assert db is not None
@@ -390,6 +363,8 @@ class EventLog:
 
     def _new_events(self, batch: Batch) -> pl.DataFrame:
         frame = batch.frame.unique("event_id", keep="first", maintain_order=True)
+        if batch.new:
+            return frame
         ids = frame.select("event_id")
         known = (
             self.records(batch.kind, batch.study, columns=("event_id",))
@@ -466,7 +441,7 @@ class EventLog:
             frame = frame.filter(pl.col("offset") < upto)
         if subjects is not None:
             frame = frame.filter(
-                pl.col("subject_id").is_in(pl.Series(list(subjects), dtype=pl.String))
+                pl.col("subject_id").is_in(pl.Series(list(subjects), dtype=pl.String).implode())
             )
         return frame if columns is None else frame.select(columns)
 

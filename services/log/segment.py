@@ -54,6 +54,9 @@ class Batch:
     kind: str
     study: str
     frame: pl.DataFrame
+    new: bool = False
+    """The producer vouches that none of its event ids is in the log yet (ingest's identity
+    check, under the writer lock), so the log skips reading the kind's ids to drop repeats."""
 
     def __len__(self) -> int:
         return self.frame.height
@@ -90,8 +93,10 @@ def conform(batch: Batch, first_offset: int) -> pl.DataFrame:
 
 
 def to_parquet(segment: pl.DataFrame) -> bytes:
+    """The segment file: LZ4 (twice zstd's size here, written in half the time: ingest waits
+    on it, and a lock re-compresses what it keeps)."""
     buffer = io.BytesIO()
-    segment.write_parquet(buffer, compression="zstd", row_group_size=ROW_GROUP, statistics=True)
+    segment.write_parquet(buffer, compression="lz4", row_group_size=ROW_GROUP, statistics=True)
     return buffer.getvalue()
 
 

@@ -4,13 +4,15 @@ batch by batch, so reading them costs a file read and a change costs what it tou
     <home>/state/APPLIED            the log entry (sequence, hash) the state reflects, and the
                                     fingerprint of the rules and code that computed it
     <home>/state/<study>/CURRENT    the name of the study's current generation
-    <home>/state/<study>/<gen>/     tracts, patients, conflicts, visits, new_tracts (Parquet)
+    <home>/state/<study>/<gen>/     tracts/, patients/, conflicts/, visits/, new_tracts/: each
+                                    split by subject into buckets (NNN.parquet), and meta.json
 
 Catching up reads the log's entries after APPLIED, gathers the subjects they touch per study,
-recomputes those subjects alone (every rule is subject-local) and splices them into the
-study's tables; a new generation is written beside the old one and CURRENT switches in one
-rename. The conflict register is brought up to date in the same step. A lock or unlock, a
-changed rule set or changed code recompute the study in full. The state can always be
+recomputes those subjects alone (every rule is subject-local) and rewrites only their
+buckets; a new generation is written beside the old one (untouched buckets are hard links,
+not copies) and CURRENT switches in one rename. The conflict register is brought up to date
+in the same step. A lock or unlock, a changed rule set or changed code recompute the study in
+full. The state can always be
 rebuilt from the log (delete the folder), and a property test checks that it equals a full
 re-adjudication after any sequence of batches.
 """
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import uuid
 from collections.abc import Callable, Collection
@@ -27,14 +30,15 @@ from functools import cache
 from pathlib import Path
 
 import polars as pl
+import polars_hash as plh
 
 from services.adjudicator.engine import Adjudication
 from services.adjudicator.ruleset import RuleSet
 from services.adjudicator.state import EVIDENCE_KINDS
 from services.events import utc_now
+from services.files import make_private_dirs, private_dir, write_private
 from services.log import Batch, EventLog, Head
 from services.log.errors import LogDamagedError
-from services.log.eventlog import private_dir, write_private
 from services.state.postlock import LockBaseline, flag_changes
 from services.state.records import adjudicate_study, lock_cut, lock_in_force
 from services.state.register import register_changes
@@ -46,6 +50,9 @@ STUDY_WIDE = frozenset({"lock"})
 """Kinds whose events change a whole study (the lock in force: post-lock flags)."""
 FULL_SHARE = 0.25
 """Above this share of a study's subjects, recomputing the study in full is cheaper."""
+SUBJECTS_PER_BUCKET, MAX_BUCKETS = 2_000, 64
+"""A study's tables are split by subject into about one file per 2,000 subjects (at most 64),
+so a refresh of a few subjects rewrites a few small files, not the study."""
 
 BaselineLoader = Callable[[str, dict], "LockBaseline | None"]
 """(study, the lock event in force) -> the lock's outcomes, to flag what changed since."""
@@ -96,60 +103,131 @@ class StateFolder:
             ).encode(),
         )
 
-    def read(self, study: str, subjects: Collection[str] | None = None) -> Adjudication | None:
-        """The study's tables (only the rows of ``subjects`` when given: a point read)."""
+    def meta(self, study: str) -> dict | None:
+        """The current generation's meta (buckets, subjects, rule set), or None."""
+        generation = self._current(study)
+        if generation is None:
+            return None
+        try:
+            return json.loads((generation / "meta.json").read_bytes())
+        except (OSError, ValueError):
+            return None
+
+    def _current(self, study: str) -> Path | None:
         base = self.folder / _safe(study)
         try:
-            generation = base / (base / "CURRENT").read_text().strip()
-            meta = json.loads((generation / "meta.json").read_bytes())
+            return base / (base / "CURRENT").read_text().strip()
+        except OSError:
+            return None
+
+    def read(
+        self,
+        study: str,
+        subjects: Collection[str] | None = None,
+        tables: Collection[str] = TABLES,
+    ) -> Adjudication | None:
+        """The study's tables in key order (only the rows of ``subjects`` when given: a point
+        read, which opens only their buckets; only ``tables``, the others left empty)."""
+        generation, meta = self._current(study), self.meta(study)
+        if generation is None or meta is None:
+            return None
+        buckets = int(meta["buckets"])
+        try:
             if subjects is None:
-                tables = {n: pl.read_parquet(generation / f"{n}.parquet") for n in TABLES}
+                plans = [
+                    pl.scan_parquet(generation / name / "*.parquet").sort(
+                        KEYS[name], maintain_order=True
+                    )
+                    for name in tables
+                ]
             else:
                 wanted = pl.Series(list(subjects), dtype=pl.String)
-                tables = dict(
-                    zip(
-                        TABLES,
-                        pl.collect_all(
-                            [
-                                pl.scan_parquet(generation / f"{n}.parquet").filter(
-                                    pl.col("subject_id").is_in(wanted)
-                                )
-                                for n in TABLES
-                            ]
-                        ),
-                        strict=True,
-                    )
-                )
-        except (FileNotFoundError, NotADirectoryError, ValueError, OSError):
+                chosen = sorted(set(bucket_of(wanted, buckets).to_list()))
+                plans = [
+                    pl.scan_parquet([generation / name / f"{b:03d}.parquet" for b in chosen])
+                    .filter(pl.col("subject_id").is_in(wanted.implode()))
+                    .sort(KEYS[name], maintain_order=True)
+                    for name in tables
+                ]
+            read = dict(zip(tables, pl.collect_all(plans), strict=True))
+        except (OSError, pl.exceptions.ComputeError):
             return None
         return Adjudication(
             study=meta["study"],
             rule_set=meta["rule_set"],
             rule_set_version=meta["rule_set_version"],
-            **tables,
+            **{name: read.get(name, pl.DataFrame()) for name in TABLES},
         )
 
-    def write(self, result: Adjudication, seq: int) -> None:
+    def write(
+        self, result: Adjudication, seq: int, subjects: Collection[str] | None = None
+    ) -> None:
+        """A new generation of the study: in full, or (``subjects``) with the buckets of those
+        subjects rewritten from ``result`` (their rows only) and every other bucket linked, not
+        copied, from the current generation. Readers switch with CURRENT in one rename."""
         base = private_dir(self.folder / _safe(result.study))
+        previous = self._current(result.study)
+        old_meta = self.meta(result.study)
+        if subjects is None or previous is None or old_meta is None:
+            n_subjects = result.patients.height
+            buckets = max(1, min(MAX_BUCKETS, n_subjects // SUBJECTS_PER_BUCKET))
+            touched = set(range(buckets))
+        else:
+            buckets, n_subjects = int(old_meta["buckets"]), int(old_meta["subjects"])
+            wanted = pl.Series(list(subjects), dtype=pl.String)
+            touched = set(bucket_of(wanted, buckets).to_list())
         name = f"g{seq:012d}-{uuid.uuid4().hex[:8]}"
         tmp = base / f".{name}"
-        tmp.mkdir(mode=0o700)
         for table in TABLES:
-            getattr(result, table).write_parquet(tmp / f"{table}.parquet", compression="lz4")
+            make_private_dirs(tmp / table)
+            frame = getattr(result, table).with_columns(
+                _bucket=bucket_of(pl.col("subject_id"), buckets)
+            )
+            parts = {
+                key[0]: part.drop("_bucket")
+                for key, part in frame.partition_by("_bucket", as_dict=True).items()
+            }
+            for b in range(buckets):
+                target = tmp / table / f"{b:03d}.parquet"
+                if b not in touched:
+                    os.link(previous / table / f"{b:03d}.parquet", target)  # type: ignore[operator]
+                    continue
+                new = parts.get(b, getattr(result, table).clear())
+                if subjects is not None and previous is not None:
+                    kept = pl.read_parquet(previous / table / f"{b:03d}.parquet").filter(
+                        ~pl.col("subject_id").is_in(
+                            pl.Series(list(subjects), dtype=pl.String).implode()
+                        )
+                    )
+                    new = pl.concat([kept.select(new.columns), new], how="vertical_relaxed")
+                new.sort(KEYS[table], maintain_order=True).write_parquet(target, compression="lz4")
+        if subjects is not None and previous is not None:
+            n_subjects = (
+                pl.scan_parquet(tmp / "patients" / "*.parquet").select(pl.len()).collect().item()
+            )
         meta = {
             "study": result.study,
             "rule_set": result.rule_set,
             "rule_set_version": result.rule_set_version,
             "seq": seq,
+            "buckets": buckets,
+            "subjects": n_subjects,
             "written_at": utc_now(),
         }
         (tmp / "meta.json").write_text(json.dumps(meta))
         tmp.rename(base / name)
-        previous = (base / "CURRENT").read_text().strip() if (base / "CURRENT").exists() else None
         write_private(base / "CURRENT", name.encode())
         for old in base.iterdir():  # keep the one readers may still be reading
-            if old.is_dir() and old.name not in (name, previous):
+            if old.is_dir() and old.name not in (name, previous.name if previous else None):
                 shutil.rmtree(old, ignore_errors=True)
+
+
+def bucket_of(subject_ids: pl.Series | pl.Expr, buckets: int) -> pl.Series | pl.Expr:
+    """The bucket a subject's rows live in: a stable hash of its id (the same on every machine
+    and version, xxh3 from polars-hash), so a refresh of a few subjects rewrites a few files."""
+    if isinstance(subject_ids, pl.Series):
+        return pl.select(bucket_of(pl.lit(subject_ids), buckets)).to_series()
+    return (plh.concat_str(subject_ids).nchash.xxh3_64() % buckets).cast(pl.Int64)
 
 
 def _safe(study: str) -> str:
@@ -171,11 +249,16 @@ class MaintainedState:
         self.log, self.rules, self.baseline = log, rules, baseline
         self.fingerprint = f"{rules.sha256[:16]}-{code_fingerprint()}"
 
-    def adjudication(self, study: str, subjects: Collection[str] | None = None) -> Adjudication:
-        """The study's current adjudication (of ``subjects`` only, when given), caught up with
-        the log first."""
+    def adjudication(
+        self,
+        study: str,
+        subjects: Collection[str] | None = None,
+        tables: Collection[str] = TABLES,
+    ) -> Adjudication:
+        """The study's current adjudication (of ``subjects`` only, when given; of ``tables``
+        only), caught up with the log first."""
         self.catch_up()
-        found = self.store.read(study, subjects)
+        found = self.store.read(study, subjects, tables)
         if found is None:  # a study with no events yet
             return adjudicate_study(self.log, study, self.rules, subjects=subjects)
         return found
@@ -259,49 +342,33 @@ class MaintainedState:
             subjects: set[str] = set()
             for file in files:  # one read per file: the kinds' columns differ
                 subjects.update(pl.read_parquet(file, columns=["subject_id"])["subject_id"])
-            previous = self.store.read(study)
-            if previous is None or len(subjects) > FULL_SHARE * max(previous.patients.height, 1):
+            meta = self.store.meta(study)
+            if meta is None or len(subjects) > FULL_SHARE * max(int(meta["subjects"]), 1):
                 touched[study] = None
             else:
                 touched[study] = subjects
         return touched
 
     def _refresh(self, study: str, subjects: Collection[str] | None, at: str, seq: int) -> Batch:
+        """Recompute ``subjects`` of ``study`` (all when None), bring the conflict register up
+        to date for them, flag what differs from the lock in force, and write the generation."""
         lock = lock_in_force(self.log, study)
-        previous = None if subjects is None else self.store.read(study)
-        if previous is None:
+        if subjects is not None and self.store.meta(study) is None:
             subjects = None
         partial = adjudicate_study(
             self.log, study, self.rules, subjects=subjects, lock_cut=lock_cut(lock)
         )
         register = self.log.records("conflict_change", study, subjects=subjects).collect()
         changes, conflicts = register_changes(study, partial.conflicts, register, at, subjects)
-        partial = _with(partial, conflicts=conflicts)
-        result = (
-            partial if previous is None or subjects is None else splice(previous, partial, subjects)
-        )
         baseline = self.baseline(study, lock) if lock and self.baseline else None
-        result = in_key_order(flag_changes(result, baseline))
-        self.store.write(result, seq)
+        result = flag_changes(_with(partial, conflicts=conflicts), baseline)
+        self.store.write(result, seq, subjects)
         return changes
 
 
 def _with(result: Adjudication, **tables: pl.DataFrame) -> Adjudication:
     values = {f.name: getattr(result, f.name) for f in fields(result)}
     return Adjudication(**(values | tables))
-
-
-def splice(
-    previous: Adjudication, partial: Adjudication, subjects: Collection[str]
-) -> Adjudication:
-    """``previous`` with the rows of ``subjects`` replaced by ``partial``'s, in key order."""
-    wanted = pl.Series(list(subjects), dtype=pl.String)
-    spliced = {}
-    for name in TABLES:
-        old, new = getattr(previous, name), getattr(partial, name)
-        kept = old.filter(~pl.col("subject_id").is_in(wanted))
-        spliced[name] = pl.concat([kept.select(new.columns), new], how="vertical_relaxed")
-    return _with(partial, **spliced)
 
 
 KEYS = {
@@ -314,7 +381,7 @@ KEYS = {
 
 
 def in_key_order(result: Adjudication) -> Adjudication:
-    """Every table sorted by its key, so a spliced state and a full one read alike."""
+    """Every table sorted by its key, as the state reads it back."""
     return _with(
         result,
         **{name: getattr(result, name).sort(KEYS[name], maintain_order=True) for name in TABLES},

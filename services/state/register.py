@@ -45,8 +45,8 @@ def register_changes(
     holding = conflicts.filter(pl.col("status") != "RESOLVED").select(REGISTER_COLUMNS)
     if subjects is not None:
         wanted = pl.Series(list(subjects), dtype=pl.String)
-        holding = holding.filter(pl.col("subject_id").is_in(wanted))
-        last = last.filter(pl.col("subject_id").is_in(wanted))
+        holding = holding.filter(pl.col("subject_id").is_in(wanted.implode()))
+        last = last.filter(pl.col("subject_id").is_in(wanted.implode()))
     joined = holding.join(last, on="conflict_id", how="full", coalesce=True, suffix="_was")
     holds = pl.col("type").is_not_null()
     raised = holds & (

@@ -14,6 +14,7 @@ import uuid
 from datetime import datetime
 from pathlib import Path
 
+from services.files import make_private_dirs
 from services.store import MANIFEST
 from services.store.errors import ObjectLockedError, ObjectNotFoundError
 
@@ -25,7 +26,7 @@ class LocalStore:
         # Absolute from the start: keys are resolved against it, and a relative home
         # (the default ./tract-data) must not make listing compare relative and absolute paths.
         self.root = Path(root).resolve()
-        self.root.mkdir(parents=True, exist_ok=True)
+        make_private_dirs(self.root)
 
     def _path(self, key: str) -> Path:
         path = (self.root / key).resolve()

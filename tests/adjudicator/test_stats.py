@@ -6,7 +6,7 @@ import json
 import math
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.adjudicator.stats import (
@@ -311,3 +311,31 @@ def test_wilcoxon_guards() -> None:
         paired_wilcoxon([1.0], [1.0, 2.0])
     with pytest.raises(ValueError):
         paired_wilcoxon([1.0, float("nan")], [1.0, 2.0])
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 40), st.integers(0, 40)), min_size=1, max_size=120))
+def test_wilcoxon_agrees_with_scipy_on_any_sample(pairs: list[tuple[int, int]]) -> None:
+    """The signed-rank distribution is computed here (scipy.stats takes seconds to import);
+    scipy's wilcoxon, with the same options, is the oracle: exact below 50 untied non-zero
+    differences, the tie- and continuity-corrected normal approximation otherwise."""
+    from scipy import stats
+
+    before, after = [float(b) for b, _ in pairs], [float(a) for _, a in pairs]
+    ours = paired_wilcoxon(before, after)
+    d = [a - b for b, a in zip(before, after, strict=True)]
+    nonzero = [x for x in d if x]
+    if not nonzero:
+        assert ours is None
+        return
+    exact = (
+        len(nonzero) < 50
+        and len(nonzero) == len(d)
+        and len({abs(x) for x in nonzero}) == len(nonzero)
+    )
+    theirs = stats.wilcoxon(
+        d, zero_method="wilcox", correction=True, method="exact" if exact else "asymptotic"
+    )
+    assert ours is not None
+    assert ours.statistic == pytest.approx(float(theirs.statistic))
+    assert ours.p_value == pytest.approx(float(theirs.pvalue), rel=1e-9, abs=1e-12)

@@ -246,6 +246,12 @@ def test_the_maintained_state_equals_a_full_readjudication(
     tmp_path_factory: pytest.TempPathFactory, steps: list[tuple]
 ) -> None:
     base = tmp_path_factory.mktemp("prop")
+    with pytest.MonkeyPatch.context() as patch:  # one subject per bucket: splitting is exercised
+        patch.setattr("services.state.maintained.SUBJECTS_PER_BUCKET", 1)
+        run_steps(base, steps)
+
+
+def run_steps(base: Path, steps: list[tuple]) -> None:
     trial = Trial(base / "home")
     assert_same_state(trial.platform, rebuilt(trial.home, base / "full-0"), "start")
     for n, (name, *args) in enumerate(steps, start=1):
