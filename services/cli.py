@@ -442,6 +442,17 @@ def main() -> None:
         fail(str(exc))
     except OSError as exc:  # the home (or a file in it) cannot be created, read or written
         fail(home_problem(exc))
+    except ModuleNotFoundError as exc:  # `scripts/setup core` leaves out the web, Kafka, S3...
+        fail(missing_package(exc))
+
+
+def missing_package(exc: ModuleNotFoundError) -> str:
+    """A command whose packages the core install leaves out: which one, and the fix."""
+    return (
+        f"this command needs the Python package {exc.name!r}, which the core install "
+        "(scripts/demo, scripts/setup core) leaves out; install everything with "
+        "`scripts/setup all` (the web page, Kafka, S3, Airflow), then run it again"
+    )
 
 
 def home_problem(exc: OSError) -> str:

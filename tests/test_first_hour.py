@@ -105,3 +105,24 @@ def test_the_readme_uses_the_installed_command_and_sets_up_airflow() -> None:
     for step in ("AIRFLOW_HOME", "airflow db migrate", "dags unpause"):
         assert step in text, step
     assert "--password " not in text.replace("--password-stdin", "")
+
+
+def test_a_command_the_core_install_leaves_out_names_the_fix(tmp_path: Path) -> None:
+    """`scripts/demo` installs the core only; `tract users add` then needs argon2 (the web
+    page's packages): an error naming the package and `scripts/setup all`, not a traceback."""
+    core_only = (
+        "import sys; sys.modules['argon2'] = None; "  # as if the web page's packages were absent
+        "sys.argv = ['tract', '--home', 'h', 'users', 'add', 'dr.adams', '--role', 'committee',"
+        " '--password-stdin']; from services.cli import main; main()"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", core_only],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        input="correct horse battery\n",
+        env={**os.environ, "PYTHONPATH": str(README.parent)},
+    )
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert "'argon2'" in done.stderr and "scripts/setup all" in done.stderr
