@@ -1,17 +1,19 @@
 """
 ### Database unlock
 
-Undo the lock in force of a study, when the data must change after all. Trigger with the
-study, the lock id, a reason, who requests it and **two approvers who are not the requester**
-(checked again by the platform). The run
+Undo the lock in force of a study, when the data must change after all. The unlock itself is
+decided by signatures, not by this form: a data manager signs an unlock request and two other
+people with an approving role (approver or admin) sign their approvals (`tract unlock request`
+/ `tract unlock approve`, or the dashboard). Trigger this DAG with the **request id**; the run
 
-1. **check_request**: refuses a missing reason, fewer than two distinct approvers, an approver
-   who is the requester, or a lock that does not exist;
-2. **publish_unlock**: writes an unlock record beside the lock in the store and publishes the
-   UNLOCK event, which the audit trail shows with its approvers.
+1. **check_request**: refuses a request whose signed approvals are not complete, or whose lock
+   is no longer in force;
+2. **publish_unlock**: writes the unlock record (every signature) beside the lock in the store
+   and publishes the UNLOCK event, which the audit trail shows with its requester and approvers.
 
-The old lock's files stay in the store untouched (a hard lock's cannot be removed anyway);
-the next lock needs a new lock id.
+The last approval normally unlocks at once; this DAG completes an unlock whose last step did
+not (a store outage) and is safe to run again. The old lock's files stay in the store
+untouched (a hard lock's cannot be removed anyway); the next lock needs a new lock id.
 """
 
 from __future__ import annotations
@@ -19,8 +21,6 @@ from __future__ import annotations
 from typing import Any
 
 from airflow.sdk import Param, dag, task
-
-ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 
 
 @dag(
@@ -32,18 +32,11 @@ ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
     doc_md=__doc__,
     tags=["tract", "lock"],
     params={
-        "study": Param(type="string", pattern=ID_PATTERN, title="Study"),
-        "lock_id": Param(type="string", pattern=ID_PATTERN, title="Lock id to undo"),
-        "reason": Param(type="string", minLength=10, title="Reason"),
-        "requested_by": Param(type="string", minLength=2, title="Requested by"),
-        "approvers": Param(
-            [],
-            type="array",
-            items={"type": "string", "minLength": 2},
-            minItems=2,
-            uniqueItems=True,
-            title="Approvers",
-            description="Two people, neither of them the requester.",
+        "request_id": Param(
+            type="string",
+            pattern=r"^UR-[0-9a-f]{12}$",
+            title="Unlock request id",
+            description="The signed unlock request (tract unlock list), its approvals complete.",
         ),
     },
 )

@@ -1,8 +1,13 @@
 """The audit trail: who, when, what, why, old and new value, for every change in a study.
 
 It is a view over the log, which is append-only: corrections, deletions, late versions,
-dead letters, committee decisions (and what they superseded), conflicts raised and cleared,
-and locks. Nothing is ever overwritten, so the trail cannot disagree with the data.
+dead letters, committee votes with their signatures and the decisions they brought into force
+(and what those superseded), conflicts raised and cleared, unlock requests and approvals, and
+locks. Nothing is ever overwritten, so the trail cannot disagree with the data.
+
+A signed row's ``who`` is its signature's printed name and user name; its ``new_value`` the
+signature's meaning. A decision derived from votes has no event of its own: its row carries the
+decision id where other rows carry an event id.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ import polars as pl
 
 import schemas
 from services.adjudicator.state import EVIDENCE_KINDS
+from services.adjudicator.votes import decisions_from_votes
 from services.assignments import assignment_audit
 from services.events import canonical_json
 from services.queries import query_audit
@@ -33,6 +39,19 @@ AUDIT_SCHEMA = pl.Schema(
     }
 )
 WHO = {"mri_read": "reader_id", "pathology_report": "pathologist_id"}
+_DECISION_COLUMNS = (
+    "decided_at",
+    "supersedes",
+    "subject_id",
+    "tract_id",
+    "conflict_type",
+    "conflict_id",
+    "decision_id",
+    "rationale",
+    "rule_outcome",
+    "status",
+    "maps_to",
+)
 # Access events not tied to one study (sign-ins, user changes) are filed under this study id
 # and shown in every study's trail.
 PLATFORM_WIDE = "*"
@@ -111,14 +130,66 @@ def _evidence(kind: str, records: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def audit_trail(source: Records, study: str, cut: Cut | None = None) -> pl.DataFrame:
-    """Every change of ``study`` in time order (up to ``cut`` when given)."""
+def _signer(column: str) -> pl.Expr:
+    return pl.col("printed_name") + pl.lit(" (") + pl.col(column) + pl.lit(")")
+
+
+def audit_trail(
+    source: Records, study: str, cut: Cut | None = None, quorum: int | None = None
+) -> pl.DataFrame:
+    """Every change of ``study`` in time order (up to ``cut`` when given). ``quorum``: the
+    committee's, to derive decisions from votes (default: the rule set in force)."""
 
     def read(kind: str, of: str = study) -> pl.DataFrame:
         return records_at(source, kind, of, cut).collect()
 
+    if quorum is None:
+        from services.adjudicator.ruleset import load_ruleset
+
+        quorum = load_ruleset().quorum
     parts = [_evidence(kind, read(kind)) for kind in EVIDENCE_KINDS]
-    decisions = read("committee_decision")
+    votes = read("committee_vote")
+    parts.append(
+        votes.select(
+            at=_ts("signed_at"),
+            kind=pl.lit("committee_vote"),
+            action=pl.when(pl.col("replaces").is_not_null())
+            .then(pl.lit("VOTE_REPLACES"))
+            .otherwise(pl.lit("VOTE")),
+            who=_signer("voter"),
+            subject_id="subject_id",
+            tract_id="tract_id",
+            what=pl.col("conflict_type")
+            + pl.lit(" ")
+            + pl.col("conflict_id")
+            + pl.lit(" ")
+            + pl.col("vote_id"),
+            why="rationale",
+            old_value=pl.coalesce(
+                pl.lit("replaces ") + pl.col("replaces"), pl.lit("rule: ") + pl.col("rule_outcome")
+            ),
+            new_value=pl.col("meaning") + pl.lit(" (signed, ") + pl.col("signed_via") + pl.lit(")"),
+            event_id="event_id",
+            offset="offset",
+        )
+    )
+    derived = decisions_from_votes(votes, quorum).with_columns(
+        who=pl.lit("signed by ") + pl.col("members").list.join(", "),
+        event_id=pl.col("decision_id"),
+    )
+    unsigned = read("committee_decision").with_columns(
+        who=pl.col("recorded_by")
+        + pl.lit(" for ")
+        + pl.col("members").list.join(", ")
+        + pl.lit(" (unsigned: recorded before e-signatures)")
+    )
+    decisions = pl.concat(
+        [
+            d.select(*(c for c in _DECISION_COLUMNS), "who", "event_id", "offset")
+            for d in (unsigned, derived)
+        ],
+        how="vertical_relaxed",
+    )
     parts.append(
         decisions.select(
             at=_ts("decided_at"),
@@ -126,7 +197,7 @@ def audit_trail(source: Records, study: str, cut: Cut | None = None) -> pl.DataF
             action=pl.when(pl.col("supersedes").is_not_null())
             .then(pl.lit("DECISION_SUPERSEDES"))
             .otherwise(pl.lit("DECISION")),
-            who=pl.col("recorded_by") + pl.lit(" for ") + pl.col("members").list.join(", "),
+            who="who",
             subject_id="subject_id",
             tract_id="tract_id",
             what=pl.col("conflict_type")
@@ -176,6 +247,23 @@ def audit_trail(source: Records, study: str, cut: Cut | None = None) -> pl.DataF
             why="reason",
             old_value=pl.lit(None, pl.String),
             new_value="raw",
+            event_id="event_id",
+            offset="offset",
+        )
+    )
+    unlocking = read("unlock_request")
+    parts.append(
+        unlocking.select(
+            at=_ts("signed_at"),
+            kind=pl.lit("unlock_request"),
+            action="action",
+            who=_signer("signer"),
+            subject_id=pl.lit(None, pl.String),
+            tract_id=pl.lit(None, pl.String),
+            what=pl.col("lock_id") + pl.lit(" ") + pl.col("request_id"),
+            why="reason",
+            old_value=pl.lit(None, pl.String),
+            new_value=pl.col("meaning") + pl.lit(" (signed, ") + pl.col("signed_via") + pl.lit(")"),
             event_id="event_id",
             offset="offset",
         )

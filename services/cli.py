@@ -7,14 +7,25 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 import polars as pl
 
 from services.config import Settings
-from services.console import Context, emit, fail, json_option, study_option
+from services.console import (
+    Context,
+    credentials,
+    emit,
+    fail,
+    json_option,
+    record_refused_signature,
+    signing_options,
+    study_option,
+)
 from services.errors import TractError
 from services.render import report_text, table_text
+from services.signatures import SignatureRefusedError
 from services.web import commands as web_commands
 
 CONFLICT_FIELDS = ["conflict_id", "type", "subject_id", "tract_id", "status"]
@@ -161,51 +172,132 @@ def conflicts(obj: Context, study: str | None, show_all: bool, as_json: bool) ->
 
 
 @cli.command()
-@click.argument("conflict_id")
+@click.argument("conflict_ids", metavar="CONFLICT_ID...", nargs=-1, required=True)
 @click.option(
     "--status", type=click.Choice(["CLOSED", "NOT_CLOSED", "NOT_EVALUABLE", "NEW_TRACT", "MAPPED"])
 )
 @click.option("--maps-to", help="For UNMATCHED_TRACT: the registry tract the evidence belongs to.")
-@click.option("--rationale", required=True, help="Why the committee decided so (required).")
-@click.option(
-    "--members", required=True, help="Deciding members, comma-separated (quorum from the rule set)."
-)
-@click.option(
-    "--by",
-    "recorded_by",
-    default=lambda: os.environ.get("USER", "cli"),
-    help="Who records the decision.",
-)
+@click.option("--rationale", required=True, help="Why you vote so (required).")
+@signing_options
 @study_option
 @json_option
 @click.pass_obj
-def decide(
+def vote(
     obj: Context,
-    conflict_id: str,
+    conflict_ids: tuple[str, ...],
     status: str | None,
     maps_to: str | None,
     rationale: str,
-    members: str,
-    recorded_by: str,
+    signer: str,
+    password_stdin: bool,
     study: str | None,
     as_json: bool,
 ) -> None:
-    """Record the committee's decision on a conflict."""
+    """Sign your own vote on one or more conflicts (a committee member, with your password).
+
+    A decision takes effect when the rule set's quorum of committee members have signed
+    concordant votes on the same evidence; until then the conflict stays open. Nobody votes
+    for anyone else. Each conflict is checked first (status, rationale, evidence); if one is
+    refused, nothing is signed.
+    """
     if status is None and maps_to is None:
         fail("give --status (or --maps-to for an UNMATCHED_TRACT conflict)")
-    decision = obj.platform.decide(
-        conflict_id,
-        status=status,
-        rationale=rationale,
-        members=members.split(","),
-        recorded_by=recorded_by,
-        maps_to=maps_to,
-        study=study,
+    platform = obj.platform
+    choice = {"status": status, "rationale": rationale, "maps_to": maps_to, "study": study}
+    # every vote checked before anything is signed
+    checked = [platform.vote(conflict_id, dry_run=True, **choice) for conflict_id in conflict_ids]
+    signed = credentials(signer, password_stdin)
+    directory = obj.directory()
+    results: list[dict[str, Any]] = []
+    try:
+        for one in checked:
+            results.append(
+                platform.vote(
+                    one["conflict_id"],
+                    credentials=signed,
+                    directory=directory,
+                    **(choice | {"study": one["study"]}),
+                )
+            )
+    except SignatureRefusedError as exc:  # every vote left unsigned is recorded as refused
+        fields = ("study", "conflict_id", "subject_id", "tract_id")  # as the web's refusals
+        unsigned = [{k: v[k] for k in fields} for v in checked[len(results) :]]
+        record_refused_signature(obj, signer, "VOTE", str(exc), unsigned)
+        raise
+    emit(results if len(results) > 1 else results[0], as_json, "\n".join(map(_vote_text, results)))
+
+
+def _vote_text(result: dict) -> str:
+    from services.signatures import manifestation
+
+    signature = manifestation(
+        result["printed_name"], result["voter"], result["signed_at"], result["meaning"]
     )
-    emit(
-        decision,
-        as_json,
-        f"recorded {decision['decision_id']}: {conflict_id} -> {decision['status']}",
+    head = "already signed (not recorded twice)" if result["already_recorded"] else "signed"
+    lines = [
+        f"{head}: {signature}",
+        f"  vote {result['vote_id']} on {result['conflict_id']} ({result['conflict_type']} "
+        f"{result['subject_id']}/{result['tract_id']})",
+    ]
+    decision = result["decision"]
+    if decision:
+        lines.append(
+            f"  decision {decision['decision_id']} is now in force: {decision['status']}"
+            + (f" -> {decision['maps_to']}" if decision["maps_to"] else "")
+            + ", signed by:"
+        )
+        lines += [f"    {s}" for s in decision["signatures"]]
+    else:
+        lines.append(f"  {result['needed']}")
+    return "\n".join(lines)
+
+
+@cli.command()
+@click.argument("conflict_id", required=False)
+@study_option
+@json_option
+@click.pass_obj
+def votes(obj: Context, conflict_id: str | None, study: str | None, as_json: bool) -> None:
+    """Every signed vote (of one conflict, with what is still needed), newest first."""
+    from services.signatures import manifestation_expr
+
+    if conflict_id:
+        found, current = obj.platform.ballot(conflict_id, study)
+        frame = obj.platform.votes(found).filter(pl.col("conflict_id") == conflict_id)
+    else:
+        found = obj.study(study)
+        frame, current = obj.platform.votes(found), None
+    frame = frame.sort("offset", descending=True).with_columns(
+        signature=manifestation_expr("voter")
+    )
+    columns = ["conflict_id", "status", "maps_to", "signature", "rationale", "vote_id"]
+    if as_json:
+        emit(
+            {
+                "study": found,
+                "needed": current.needed if current else None,
+                "votes": frame.select(*columns, "fingerprint", "signed_via").to_dicts(),
+            },
+            True,
+        )
+        return
+    click.echo(table_text(frame, columns) if frame.height else "no votes yet")
+    if current:
+        click.echo(current.needed)
+
+
+@cli.command(
+    hidden=True,
+    context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+)
+@click.pass_context
+def decide(ctx: click.Context) -> None:
+    """Gone: a decision is made of signed votes (`tract vote`)."""
+    fail(
+        "`tract decide` is gone: nobody records a decision for others. Each committee member "
+        "signs their own vote: `tract vote CONFLICT_ID --as YOUR_NAME --status STATUS "
+        "--rationale ...` (your password is asked for); the decision takes effect when the "
+        "quorum has signed concordant votes"
     )
 
 
@@ -425,6 +517,7 @@ cli.add_command(adjudicator)
 cli.add_command(kafka)
 cli.add_command(lock_commands.snapshot)
 cli.add_command(lock_commands.unlock)
+cli.add_command(lock_commands.lock_raise)
 from services.query_commands import queries  # noqa: E402
 
 cli.add_command(queries)

@@ -11,15 +11,14 @@ from __future__ import annotations
 import contextlib
 import io
 import time
-from collections.abc import Callable, Collection
-from dataclasses import dataclass, fields
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
 import schemas
-from services.adjudicator.committee import make_decision
 from services.adjudicator.engine import Adjudication
 from services.adjudicator.errors import (
     AdjudicatorError,
@@ -27,6 +26,7 @@ from services.adjudicator.errors import (
     UnknownConflictError,
 )
 from services.adjudicator.ruleset import RuleSet, load_ruleset
+from services.adjudicator.votes import Ballot, ballot, decisions_from_votes, make_vote
 from services.bus import EventBus, open_bus
 from services.config import Settings
 from services.errors import TractError
@@ -38,11 +38,25 @@ from services.ingest.service import ingest_file
 from services.lock.sources import Anchor, LockSources
 from services.log import EventLog
 from services.log.segment import Batch
+from services.signatures import (
+    APPROVE_UNLOCK,
+    RAISE_LOCK,
+    REQUEST_UNLOCK,
+    VOTE,
+    Credentials,
+    Directory,
+    Signature,
+    SignatureRefusedError,
+    sign,
+)
 from services.state import MaintainedState, Records, adjudicate_study
 from services.state.maintained import TABLES, in_key_order
 from services.state.postlock import LockBaseline, flag_changes
 from services.state.records import Cut, RecordsAt, lock_cut, lock_in_force
 from services.store import ObjectStore, open_store
+
+if TYPE_CHECKING:
+    from services.lock.unlock import UnlockRequest
 
 
 @dataclass(frozen=True)
@@ -284,58 +298,105 @@ class Platform:
             f"no conflict {conflict_id} in {where}; list them with `tract conflicts --all`"
         )
 
-    def decide(
+    def votes(self, study: str) -> pl.DataFrame:
+        """Every signed committee vote of ``study``, in log order."""
+        return self.records("committee_vote", study).collect()
+
+    def ballot(self, conflict_id: str, study: str | None = None) -> tuple[str, Ballot]:
+        """Where the committee stands on a conflict: its votes and what is still needed."""
+        study, conflict, _ = self.find_conflict(conflict_id, study)
+        return study, ballot(self.votes(study), conflict, self.rules.quorum)
+
+    def vote(
         self,
         conflict_id: str,
         *,
         status: str | None,
         rationale: str,
-        members: list[str],
-        recorded_by: str,
         maps_to: str | None = None,
         study: str | None = None,
+        credentials: Credentials | None = None,
+        directory: Directory | None = None,
         dry_run: bool = False,
         seen_fingerprint: str | None = None,
         seen_decision: str | None = None,
     ) -> dict[str, Any]:
-        """Record a committee decision (validated against the protocol) and return it.
+        """One committee member signs their own vote on a conflict (checked against the
+        protocol, the password checked again by ``directory``) and it is recorded; the result
+        says whether a decision is now in force and, if not, what is still needed.
 
-        ``dry_run`` validates and returns the decision without recording it (a confirm step).
-        ``seen_fingerprint`` / ``seen_decision``: the conflict's inputs and decision in force as
-        the deciding member reviewed them ("" for none); if either changed since, the decision
-        is refused with :class:`StaleReviewError`.
+        The voter is whoever ``credentials`` authenticate: nobody can vote for someone else.
+        ``dry_run`` checks the vote without signing or recording it (a review step).
+        ``seen_fingerprint`` / ``seen_decision``: the evidence and decision in force as the
+        member reviewed them ("" for none); if either changed since, :class:`StaleReviewError`.
+        An identical vote signed again (a double submit) is not recorded twice.
         """
         with self.exclusive():  # the checks and the write see the same log
             study, conflict, result = self.find_conflict(conflict_id, study)
             if seen_fingerprint is not None and (conflict["fingerprint"] or "") != seen_fingerprint:
                 raise StaleReviewError(
                     f"conflict {conflict_id}: the evidence changed since you reviewed it; "
-                    "review the conflict again before deciding"
+                    "review the conflict again before voting"
                 )
             if seen_decision is not None and (conflict["decision_id"] or "") != seen_decision:
                 raise StaleReviewError(
-                    f"conflict {conflict_id}: another decision ({conflict['decision_id']}) was "
-                    "recorded since you reviewed it; review the conflict again"
+                    f"conflict {conflict_id}: a decision ({conflict['decision_id']}) came into "
+                    "force since you reviewed it; review the conflict again"
                 )
             registry = result.tracts.filter(pl.col("subject_id") == conflict["subject_id"])
             rule = registry.filter(pl.col("tract_id") == conflict["tract_id"])
-            event = make_decision(
-                study=study,
-                conflict=conflict,
-                status=status or "",
-                rationale=rationale,
-                members=members,
-                recorded_by=recorded_by,
-                rules=self.rules,
-                registry_tracts=registry["tract_id"].to_list(),
-                maps_to=maps_to,
-                rule_outcome=rule["rule_outcome"][0] if rule.height else None,
-            )
+            choice = {
+                "study": study,
+                "conflict": conflict,
+                "status": status or "",
+                "rationale": rationale,
+                "maps_to": maps_to,
+                "registry_tracts": registry["tract_id"].to_list(),
+                "rule_outcome": rule["rule_outcome"][0] if rule.height else None,
+            }
+            unsigned = make_vote(**choice, signature=None)
             if dry_run:
-                return event.payload
+                return unsigned.payload | {"quorum": self.rules.quorum, "study": study}
+            if credentials is None or directory is None:
+                raise SignatureRefusedError(
+                    f"conflict {conflict_id}: a vote must be signed by the member casting it "
+                    "(their user name and password)"
+                )
+            signature = sign(directory, credentials, VOTE, unsigned.payload["meaning"])
+            before = ballot(self.votes(study), conflict, self.rules.quorum)
+            again = _same_vote(before, signature, unsigned.payload)
+            if again is not None:
+                return self._vote_result(study, again, already_recorded=True)
+            previous = before.latest_of(signature.signer)
+            event = make_vote(
+                **choice,
+                signature=signature,
+                replaces=previous["vote_id"] if previous else None,
+            )
             self.publish([event])
             self.sync_conflicts(study)
-        return event.payload
+        return self._vote_result(study, event.payload)
+
+    def _vote_result(
+        self, study: str, vote: dict[str, Any], already_recorded: bool = False
+    ) -> dict[str, Any]:
+        """A vote with what it brought about: the decision it completed, or what is needed."""
+        _, conflict, _ = self.find_conflict(vote["conflict_id"], study)
+        votes = self.votes(study).filter(pl.col("conflict_id") == vote["conflict_id"])
+        formed = decisions_from_votes(votes, self.rules.quorum).filter(
+            pl.col("vote_ids").list.contains(vote["vote_id"])
+        )
+        decision = formed.row(0, named=True) if formed.height else None
+        return dict(vote) | {
+            "already_recorded": already_recorded,
+            "study": study,
+            "decision": None
+            if decision is None
+            else {k: decision[k] for k in ("decision_id", "status", "maps_to", "members")}
+            | {"signatures": decision["signatures"], "decided_at": str(decision["decided_at"])},
+            "conflict_status": conflict["status"],
+            "needed": ballot(votes, conflict, self.rules.quorum).needed,
+        }
 
     # lock and report ------------------------------------------------------------------------
     def lock_sources(self) -> LockSources:
@@ -386,6 +447,79 @@ class Platform:
 
         return lock_state(self.lock_sources(), study, lock_id)
 
+    def _applied_sources(self) -> LockSources:
+        """The lock sources, publishing and then waiting until what was published is applied
+        (Kafka: the adjudicator service), so the next read sees it."""
+
+        def publish(events: Sequence[Event]) -> int:
+            count = self.publish(list(events))
+            self.sync_conflicts()
+            return count
+
+        return replace(self.lock_sources(), publish=publish)
+
+    @staticmethod
+    def _signer(
+        credentials: Credentials, directory: Directory, purpose: str
+    ) -> Callable[[str], Signature]:
+        return lambda meaning: sign(directory, credentials, purpose, meaning)
+
+    def unlock_requests(self, study: str | None = None) -> list[UnlockRequest]:
+        """Every unlock request (of ``study``) with its signatures and state."""
+        from services.lock.unlock import requests
+
+        return requests(self.lock_sources(), study)
+
+    def request_unlock(
+        self,
+        study: str,
+        lock_id: str,
+        reason: str,
+        credentials: Credentials,
+        directory: Directory,
+    ) -> UnlockRequest:
+        """A data manager's signed request to undo the lock in force (see
+        :mod:`services.lock.unlock`)."""
+        from services.lock.unlock import request_unlock
+
+        signer = self._signer(credentials, directory, REQUEST_UNLOCK)
+        return request_unlock(self._applied_sources(), study, lock_id, reason, signer)
+
+    def approve_unlock(
+        self,
+        request_id: str,
+        credentials: Credentials,
+        directory: Directory,
+        apply: bool = True,
+    ) -> tuple[UnlockRequest, dict[str, Any] | None]:
+        """A signed approval; the lock is undone when the approvals are complete (the unlock
+        record is then returned), unless ``apply`` is False (the DAG then does it)."""
+        from services.lock.unlock import approve_unlock
+
+        signer = self._signer(credentials, directory, APPROVE_UNLOCK)
+        return approve_unlock(self._applied_sources(), request_id, signer, apply)
+
+    def apply_unlock(self, request_id: str) -> dict[str, Any]:
+        """Undo the lock of a request whose approvals are complete (what the DAG runs)."""
+        from services.lock.unlock import apply_request
+
+        return apply_request(self._applied_sources(), request_id)
+
+    def raise_lock(
+        self,
+        study: str,
+        lock_id: str,
+        reason: str,
+        credentials: Credentials,
+        directory: Directory,
+        retention_days: int | None = None,
+    ) -> dict[str, Any]:
+        """Raise the soft lock in force to hard, signed (see :func:`services.lock.lock.raise_lock`)."""
+        from services.lock.lock import raise_lock
+
+        signer = self._signer(credentials, directory, RAISE_LOCK)
+        return raise_lock(self._applied_sources(), study, lock_id, reason, signer, retention_days)
+
     def lock_positions(self, study: str) -> Cut | None:
         """The cut of the study's lock in force, if any."""
         return lock_cut(lock_in_force(self.source, study))
@@ -423,7 +557,7 @@ class Platform:
     def audit(self, study: str) -> pl.DataFrame:
         from services.audit import audit_trail
 
-        return audit_trail(self.source, study)
+        return audit_trail(self.source, study, quorum=self.rules.quorum)
 
     def _baseline(self, study: str, lock: dict[str, Any]) -> LockBaseline | None:
         """The outcomes the lock in force froze (read once from the store, verified against its
@@ -463,3 +597,19 @@ class Platform:
             pl.read_parquet(cache / "tracts.parquet"),
             pl.read_parquet(cache / "patients.parquet"),
         )
+
+
+def _same_vote(
+    current: Ballot, signature: Signature, payload: dict[str, Any]
+) -> dict[str, Any] | None:
+    """The signer's vote that still counts, if it says exactly what ``payload`` says (on the
+    same evidence): signing it again adds nothing."""
+    for group in current.counting.values():
+        for vote in group:
+            same = all(
+                (vote[k] or None) == (payload[k] or None)
+                for k in ("fingerprint", "status", "maps_to", "rationale")
+            )
+            if vote["voter"] == signature.signer and same:
+                return vote
+    return None

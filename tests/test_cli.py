@@ -18,9 +18,15 @@ from services.demo.trial import write_demo_trial
 TRACT = str(Path(sys.executable).parent / "tract")
 
 
-def tract(home: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+def tract(
+    home: Path, *args: str, check: bool = True, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
     done = subprocess.run(
-        [TRACT, "--home", str(home), *args], capture_output=True, text=True, timeout=120
+        [TRACT, "--home", str(home), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        input=stdin,
     )
     if check and done.returncode != 0:
         raise AssertionError(f"tract {' '.join(args)} exited {done.returncode}:\n{done.stderr}")
@@ -207,18 +213,35 @@ def test_commands_on_a_trial_the_tests_did_not_script(tmp_path: Path) -> None:
     assert report["completers"]["n"] == sum(
         1 for p in outcomes["patients"] if p["category"] != "WITHDRAWN"
     )
-    for c in tract_json(tmp_path, "conflicts"):
+    for name, printed in (("dr.a", "Dr Alice Able"), ("dr.b", "Dr Bruno Baker")):
         tract(
             tmp_path,
-            "decide",
-            c["conflict_id"],
+            "users",
+            "add",
+            name,
+            "--role",
+            "committee",
+            "--full-name",
+            printed,
+            "--password-stdin",
+            stdin="correct horse battery\n",
+        )
+    open_ids = [c["conflict_id"] for c in tract_json(tmp_path, "conflicts")]
+    for member in ("dr.a", "dr.b") if open_ids else ():  # each signs their own votes at once
+        tract(
+            tmp_path,
+            "vote",
+            *open_ids,
             "--status",
             "NOT_EVALUABLE",
             "--rationale",
             "images lost",
-            "--members",
-            "a,b",
+            "--as",
+            member,
+            "--password-stdin",
+            stdin="correct horse battery\n",
         )
+    assert tract_json(tmp_path, "conflicts") == []
     manifest = tract_json(
         tmp_path, "lock", "--study", "SYN", "--lock-id", "SYN-1", "--reason", "final", "--by", "dm"
     )

@@ -3,6 +3,11 @@
 A decision applies while its conflict holds with the inputs the committee saw (same
 fingerprint). A later decision supersedes an earlier one; both stay in the log. When the
 inputs change, the conflict reopens; when the condition no longer holds, it is RESOLVED.
+
+Decisions come from signed votes (:mod:`services.adjudicator.votes`): each member signs their
+own, and a decision forms when the quorum's votes agree. ``committee_decision`` events written
+before e-signatures (one person recording for the members) stay readable and in force until a
+signed decision supersedes them; nothing writes them any more.
 """
 
 from __future__ import annotations
@@ -13,8 +18,6 @@ import polars as pl
 
 from services.adjudicator.errors import DecisionRefusedError
 from services.adjudicator.rules.conflicts import UNMATCHED_TRACT
-from services.adjudicator.ruleset import RuleSet
-from services.events import Event, digest, make_event, utc_now
 
 OUTCOME_STATUSES = ("CLOSED", "NOT_CLOSED", "NOT_EVALUABLE")
 MAPPING_STATUSES = ("MAPPED", "NEW_TRACT")
@@ -124,26 +127,21 @@ def tract_mappings(statuses: pl.LazyFrame) -> pl.LazyFrame:
     ).select("subject_id", "tract_id", "decision_status", "maps_to", "decision_id")
 
 
-def make_decision(
-    *,
-    study: str,
+def check_choice(
     conflict: dict,
     status: str,
+    maps_to: str | None,
     rationale: str,
-    members: Sequence[str],
-    recorded_by: str,
-    rules: RuleSet,
     registry_tracts: Sequence[str],
-    maps_to: str | None = None,
-    rule_outcome: str | None = None,
-    decided_at: str | None = None,
-) -> Event:
-    """Check a decision against the protocol and turn it into an event; refuse with the fix."""
+) -> tuple[str, str | None, str]:
+    """A committee member's choice on a conflict checked against the protocol: (status,
+    maps_to, rationale) cleaned up, or :class:`DecisionRefusedError` with the fix."""
     cid = conflict["conflict_id"]
     if conflict["status"] == RESOLVED:
         raise DecisionRefusedError(
             f"conflict {cid} no longer holds (RESOLVED); there is nothing to decide"
         )
+    maps_to = (maps_to or "").strip() or None
     if maps_to:
         status = status or "MAPPED"
     allowed = MAPPING_STATUSES if conflict["type"] == UNMATCHED_TRACT else OUTCOME_STATUSES
@@ -164,29 +162,4 @@ def make_decision(
         raise DecisionRefusedError(
             f"conflict {cid}: a rationale is required; say why the committee decided so"
         )
-    distinct = sorted({m.strip() for m in members if m.strip()})
-    if len(distinct) < rules.quorum:
-        raise DecisionRefusedError(
-            f"conflict {cid}: quorum not met: {len(distinct)} deciding member(s) "
-            f"({', '.join(distinct) or 'none'}), the rule set {rules.label} needs {rules.quorum}"
-        )
-    decided_at = decided_at or utc_now()
-    payload = {
-        "decision_id": f"D-{digest(cid, status, maps_to or '', rationale, distinct, decided_at, length=12)}",
-        "conflict_id": cid,
-        "conflict_type": conflict["type"],
-        "subject_id": conflict["subject_id"],
-        "tract_id": conflict["tract_id"],
-        "status": status,
-        "maps_to": maps_to,
-        "rationale": rationale.strip(),
-        "members": distinct,
-        "recorded_by": recorded_by,
-        "decided_at": decided_at,
-        "fingerprint": conflict["fingerprint"],
-        "rule_outcome": rule_outcome,
-        "supersedes": conflict.get("decision_id"),
-    }
-    return make_event(
-        "committee_decision", study, conflict["subject_id"], payload, payload["decision_id"]
-    )
+    return status, maps_to, rationale.strip()

@@ -38,7 +38,7 @@ from services.state.register import register_changes
 
 log = logging.getLogger(__name__)
 
-TOUCHES_SUBJECT = frozenset({*EVIDENCE_KINDS, "committee_decision"})
+TOUCHES_SUBJECT = frozenset({*EVIDENCE_KINDS, "committee_decision", "committee_vote"})
 
 
 class AdjudicatorService:

@@ -1,4 +1,9 @@
-"""The demo flow: generate the scripted trial, ingest it, let the committee decide, lock, report."""
+"""The demo flow: generate the scripted trial, ingest it, let the committee vote, lock, report.
+
+The committee's decisions are signed votes like any trial's: the demo registers its three
+committee members (with a fixed password, printed, for the demo only) and each member named
+by a scripted decision signs their own vote.
+"""
 
 from __future__ import annotations
 
@@ -10,14 +15,36 @@ import polars as pl
 
 from services.demo.trial import DEMO_DECISIONS, DEMO_STUDY, ScriptedDecision, write_demo_trial
 from services.platform import Platform
+from services.signatures import Credentials, Directory
 
 DEMO_LOCK = "DEMO-PRIMARY-LOCK"
+DEMO_PASSWORD = "demo-committee-password"
+"""The demo committee's password: fixed and printed, because this is a demo (never a trial)."""
+DEMO_COMMITTEE = {
+    "dr.ahmadi": "Dr Leila Ahmadi",
+    "dr.sato": "Dr Kenji Sato",
+    "dr.novak": "Dr Petra Novak",
+}
+
+
+def demo_committee(home: Path, hasher: Any = None) -> Directory:
+    """The home's user store with the demo's committee members registered (kept if present)."""
+    from services.web.auth import UserStore
+    from services.web.settings import WebSettings
+
+    users = UserStore.from_settings(WebSettings.from_env(home), hasher=hasher)
+    known = {u.username for u in users.users() if u.active}
+    for name, printed in DEMO_COMMITTEE.items():
+        if name not in known:
+            users.add(name, "committee", DEMO_PASSWORD, printed)
+    return users
 
 
 def decide_scripted(
-    platform: Platform, scripted: ScriptedDecision, recorded_by: str = "demo.committee"
+    platform: Platform, scripted: ScriptedDecision, directory: Directory
 ) -> list[dict[str, Any]]:
-    """The committee's scripted decision on the open conflict it is written for (if any)."""
+    """Each member the scripted decision names signs their vote on the open conflict it is
+    written for (if any); returns every vote with what it brought about."""
     open_conflicts = platform.adjudicate(DEMO_STUDY).open_conflicts()
     match = open_conflicts.filter(
         (pl.col("type") == scripted.conflict_type)
@@ -25,25 +52,27 @@ def decide_scripted(
         & (pl.col("tract_id") == scripted.tract_id)
     )
     return [
-        platform.decide(
+        platform.vote(
             conflict_id,
             status=scripted.status,
             rationale=scripted.rationale,
-            members=list(scripted.members),
-            recorded_by=recorded_by,
             maps_to=scripted.maps_to,
             study=DEMO_STUDY,
+            credentials=Credentials(member, DEMO_PASSWORD, "cli", "demo script"),
+            directory=directory,
         )
         for conflict_id in match["conflict_id"]
+        for member in scripted.members
     ]
 
 
-def decide_demo_conflicts(
-    platform: Platform, recorded_by: str = "demo.committee"
-) -> list[dict[str, Any]]:
-    """Every scripted decision of the demo trial, in order."""
+def decide_demo_conflicts(platform: Platform, directory: Directory | None = None) -> list[dict]:
+    """Every scripted decision of the demo trial, in order, as its members' signed votes."""
+    directory = directory or demo_committee(platform.home)
     return [
-        d for scripted in DEMO_DECISIONS for d in decide_scripted(platform, scripted, recorded_by)
+        vote
+        for scripted in DEMO_DECISIONS
+        for vote in decide_scripted(platform, scripted, directory)
     ]
 
 
@@ -54,13 +83,16 @@ def run_demo(platform: Platform, folder: Path, say: Callable[[str], None]) -> di
     outcome = platform.ingest(DEMO_STUDY, list(files.values()))
     for report in outcome.reports:
         say(f"  {report.summary()}")
-    say(
-        f"{platform.adjudicate(DEMO_STUDY).open_conflicts().height} open conflict(s) go to the adjudication committee"
-    )
-    for decision in decide_demo_conflicts(platform):
-        say(
-            f"  {decision['conflict_type']} {decision['subject_id']}/{decision['tract_id']}: {decision['status']}"
-        )
+    open_count = platform.adjudicate(DEMO_STUDY).open_conflicts().height
+    say(f"{open_count} open conflict(s) go to the adjudication committee")
+    members = ", ".join(f"{n} ({p})" for n, p in DEMO_COMMITTEE.items())
+    say(f"Demo committee: {members}; demo-only password {DEMO_PASSWORD!r}")
+    for vote in decide_demo_conflicts(platform):
+        decision = vote["decision"]
+        where = f"{vote['conflict_type']} {vote['subject_id']}/{vote['tract_id']}"
+        say(f"  {where}: signed by {vote['printed_name']} ({vote['meaning']})")
+        if decision:
+            say(f"    decision {decision['decision_id']} in force: {decision['status']}")
     manifest = platform.lock(
         DEMO_STUDY, DEMO_LOCK, "Primary analysis: demo database lock", "dm.demo"
     )

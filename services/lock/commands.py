@@ -1,17 +1,21 @@
-"""``tract snapshot list|open`` and ``tract unlock``: reading locks (verified) and undoing one.
+"""``tract snapshot list|open``, ``tract unlock request|approve|list`` and ``tract lock-raise``:
+reading locks (verified), undoing one by signed approvals, raising a soft lock to hard.
 
 Registered in :mod:`services.cli`. Reading needs only the store (an analyst's machine has no
-event log); unlocking writes to the log and the store like the DAG does.
+event log); unlocking and raising write to the log and the store like the DAGs do, signed by
+the person at the keyboard (``--as``, password asked for).
 """
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
+
+from services.console import audited_signing, credentials, json_option, signing_options
+from services.lock.unlock import MIN_APPROVERS
 
 if TYPE_CHECKING:
     from services.console import Context
@@ -111,43 +115,128 @@ def open_command(
     _echo({"row_counts": counts, "unlocked": undone, "report": report}, as_json, text)
 
 
-@click.command()
+def _gone(ctx: click.Context, param: click.Parameter, value: object) -> None:
+    """The unsigned unlock (``--by`` and a list of ``--approvers``) is gone."""
+    if value:
+        raise click.UsageError(
+            "an unlock is no longer named by --by and --approvers: the data manager signs a "
+            "request (`tract unlock request --study S --lock-id L --reason R --as NAME`) and "
+            f"{MIN_APPROVERS} other people with an approving role each sign their approval "
+            "(`tract unlock approve REQUEST_ID --as NAME`)",
+            ctx,
+        )
+
+
+def _old_options(function: Any) -> Any:
+    """The options of the unsigned unlock, kept hidden so an old invocation gets the pointer."""
+    for name in ("--study", "--lock-id", "--reason", "--by", "--approvers"):
+        function = click.option(name, hidden=True, expose_value=False, callback=_gone)(function)
+    return function
+
+
+@click.group(invoke_without_command=True)
+@_old_options
+@click.pass_context
+def unlock(ctx: click.Context) -> None:
+    """Undo the lock in force by signatures: a data manager requests, two other people with an
+    approving role (approver or admin) approve, and the lock is then undone (its files stay)."""
+    if ctx.invoked_subcommand is None:
+        click.echo(ctx.get_help())
+
+
+@unlock.command("request")
 @click.option("--study", required=True)
 @click.option("--lock-id", required=True, help="The lock in force to undo.")
-@click.option("--reason", required=True, help="Why the lock is undone (required).")
-@click.option(
-    "--by",
-    "requested_by",
-    default=lambda: os.environ.get("USER", "cli"),
-    help="Who requests the unlock.",
-)
-@click.option(
-    "--approvers", required=True, help="Two approvers, comma-separated, not the requester."
-)
-@click.option("--json", "as_json", is_flag=True, help="Print JSON for machines.")
+@click.option("--reason", required=True, help="Why the lock must be undone (required).")
+@signing_options
+@json_option
 @click.pass_obj
-def unlock(
+def request_command(
     obj: Context,
     study: str,
     lock_id: str,
     reason: str,
-    requested_by: str,
-    approvers: str,
+    signer: str,
+    password_stdin: bool,
     as_json: bool,
 ) -> None:
-    """Undo the lock in force (its files stay); refused without two approvers."""
-    from services.lock.unlock import unlock as do_unlock
-
-    record = do_unlock(
-        obj.platform.lock_sources(), study, lock_id, reason, requested_by, approvers.split(",")
-    )
-    note = "already unlocked" if record.get("already_unlocked") else "unlocked"
+    """Sign a request to undo the lock in force (a data manager or admin)."""
+    with audited_signing(obj, signer, "UNLOCK_REQUEST", study):
+        asked = obj.platform.request_unlock(
+            study, lock_id, reason, credentials(signer, password_stdin), obj.directory()
+        )
     _echo(
-        record,
+        asked.to_dict(),
         as_json,
-        f"{note}: {study} {lock_id} by {record['requested_by']}, approved by "
-        f"{', '.join(record['approvers'])}; the lock's files stay at {record['location']}",
+        f"signed: {asked.requested}\nunlock request {asked.request_id}: it needs "
+        f"{MIN_APPROVERS} approvals from people with an approving role (approver or admin) "
+        f"other than {asked.requested_by}: `tract unlock approve {asked.request_id} --as NAME`",
     )
+
+
+@unlock.command("approve")
+@click.argument("request_id")
+@signing_options
+@json_option
+@click.pass_obj
+def approve_command(
+    obj: Context, request_id: str, signer: str, password_stdin: bool, as_json: bool
+) -> None:
+    """Sign your approval of an unlock request; the lock is undone once the approvals are
+    complete."""
+    asked_of = [r.study for r in obj.platform.unlock_requests() if r.request_id == request_id]
+    # a refusal is filed under the request's study (platform-wide for an unknown request)
+    with audited_signing(obj, signer, "UNLOCK_APPROVE", next(iter(asked_of), None)):
+        asked, record = obj.platform.approve_unlock(
+            request_id, credentials(signer, password_stdin), obj.directory()
+        )
+    text = f"signed: {asked.approvals[-1]}\n{asked.summary()}"
+    if record is not None:
+        text += f"\nunlocked: {asked.study} {asked.lock_id}; its files stay at {record['location']}"
+    _echo({"request": asked.to_dict(), "unlock": record}, as_json, text)
+
+
+@unlock.command("list")
+@click.option("--study", help="Only this study.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for machines.")
+@click.pass_obj
+def list_requests(obj: Context, study: str | None, as_json: bool) -> None:
+    """Every unlock request with its signatures and state."""
+    found = obj.platform.unlock_requests(study)
+    lines = []
+    for asked in found:
+        lines += [asked.summary(), f"  requested: {asked.requested}"]
+        lines += [f"  approved:  {a}" for a in asked.approvals]
+    _echo([a.to_dict() for a in found], as_json, "\n".join(lines) or "no unlock requests")
+
+
+@click.command("lock-raise")
+@click.option("--study", required=True)
+@click.option("--lock-id", required=True, help="The soft lock in force to raise to hard.")
+@click.option("--reason", required=True, help="Why the lock becomes hard (required).")
+@signing_options
+@json_option
+@click.pass_obj
+def lock_raise(
+    obj: Context,
+    study: str,
+    lock_id: str,
+    reason: str,
+    signer: str,
+    password_stdin: bool,
+    as_json: bool,
+) -> None:
+    """Raise the soft lock in force to hard, signed (a data manager or admin): its files are
+    written again with retention, so the store refuses to change or delete them."""
+    with audited_signing(obj, signer, "LOCK_RAISE", study):
+        raised = obj.platform.raise_lock(
+            study, lock_id, reason, credentials(signer, password_stdin), obj.directory()
+        )
+    note = "already raised" if raised.get("already_raised") else "raised to hard"
+    text = f"{note}: {study} {lock_id}; the retained copy is at {raised['location']}"
+    if raised.get("signature"):
+        text = f"signed: {raised['signature']}\n" + text
+    _echo(raised, as_json, text)
 
 
 @snapshot.command("check")

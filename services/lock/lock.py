@@ -27,6 +27,7 @@ import json
 import re
 import subprocess
 import tempfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from importlib import metadata
@@ -55,13 +56,14 @@ from services.lock.snapshot import (
 )
 from services.lock.sources import Anchor, LockSources
 from services.lock.staging import read_staged, stage
+from services.signatures import manifestation
 from services.state.records import Cut, lock_in_force, records_at
 from services.store import MANIFEST
 from services.store.errors import ObjectLockedError, ObjectNotFoundError
 
 LOCK_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 LEVELS = ("soft", "hard")
-LOCK, UNLOCK, CLAIM = "LOCK", "UNLOCK", "CLAIM"
+LOCK, UNLOCK, CLAIM, RAISE = "LOCK", "UNLOCK", "CLAIM", "RAISE"
 
 
 def code_version() -> str:
@@ -90,7 +92,7 @@ def blocked_message(open_conflicts: pl.DataFrame) -> str:
     )
     return (
         f"lock blocked: {open_conflicts.height} open conflict(s) ({summary}); "
-        f"resolve them in the committee queue (`tract conflicts`, `tract decide`)\n{lines}"
+        f"resolve them in the committee queue (`tract conflicts`, `tract vote`)\n{lines}"
     )
 
 
@@ -153,7 +155,7 @@ def lock_history(sources: LockSources, study: str, lock_id: str) -> pl.DataFrame
 def lock_state(sources: LockSources, study: str, lock_id: str) -> str | None:
     """``LOCK`` or ``UNLOCK`` (the lock's latest published event), or None if never published
     (a claim is not a lock)."""
-    published = lock_history(sources, study, lock_id).filter(pl.col("action") != CLAIM)
+    published = lock_history(sources, study, lock_id).filter(pl.col("action").is_in([LOCK, UNLOCK]))
     return None if published.is_empty() else str(published["action"][-1])
 
 
@@ -184,17 +186,19 @@ def check_request(sources: LockSources, request: LockRequest) -> dict[str, Any] 
     history = lock_history(sources, study, lock_id)
     published = published_lock(sources, study, lock_id)
     if published is not None:
-        if history["action"][-1] == UNLOCK:
+        if lock_state(sources, study, lock_id) == UNLOCK:
             raise LockRefusedError(
                 f"lock {lock_id} of {study} was unlocked; its files stay as they were. "
                 "Lock again under a new lock id"
             )
         manifest = verified_manifest(sources, study, lock_id, published["manifest_sha256"])
-        if request.level == "hard" and manifest.get("level") != "hard":
+        raised = history.filter(pl.col("action") == RAISE).height > 0
+        if request.level == "hard" and manifest.get("level") != "hard" and not raised:
             raise LockRefusedError(
                 f"lock {lock_id} of {study} is a {manifest.get('level')} lock; it is not "
                 f"changed by asking again with level {request.level}. Raising a soft lock to "
-                "hard is its own signed step (`tract lock-raise`)"
+                f"hard is its own signed step (`tract lock-raise --study {study} --lock-id {lock_id} "
+                "--reason ... --as NAME`)"
             )
         return manifest
     claims = history.filter(pl.col("action") == CLAIM)
@@ -549,3 +553,103 @@ def _rows(name: str, data: bytes) -> int:
     import pyarrow.parquet as pq
 
     return pq.ParquetFile(io.BytesIO(data)).metadata.num_rows
+
+
+# raising a soft lock to hard --------------------------------------------------------------------
+def raised_prefix(study: str, lock_id: str) -> str:
+    """Where a soft lock's hard (retained) copy is written: the soft lock's own files are
+    never rewritten, so its receipt stays what it was."""
+    return f"raised/{study}/{lock_id}"
+
+
+def raise_lock(
+    sources: LockSources,
+    study: str,
+    lock_id: str,
+    reason: str,
+    sign: Callable[[str], Any],
+    retention_days: int | None = None,
+) -> dict[str, Any]:
+    """Raise the soft lock in force to hard, as a signed step: its files, verified against
+    the soft manifest, are written again under :func:`raised_prefix` with retention (the
+    store refuses to change or delete them), and a RAISE event names the copy's manifest. The
+    same step again returns the RAISE it made.
+
+    ``sign(meaning)`` signs as the person raising it (a data manager or admin; their password
+    is checked by the caller's signing service) and returns a
+    :class:`services.signatures.Signature`.
+    """
+    reason = reason.strip()
+    if not reason:
+        raise LockRefusedError("raising a lock needs a reason (--reason)")
+    published = published_lock(sources, study, lock_id)
+    if published is None:
+        raise LockRefusedError(f"{study} has no published lock {lock_id}; nothing to raise")
+    done = lock_history(sources, study, lock_id).filter(pl.col("action") == RAISE)
+    if done.height:
+        return done.row(-1, named=True) | {"already_raised": True}
+    in_force = lock_in_force(sources.records, study)
+    if in_force is None or in_force["lock_id"] != lock_id:
+        raise LockRefusedError(
+            f"lock {lock_id} of {study} is not the lock in force; only the lock in force is raised"
+        )
+    manifest = verified_manifest(sources, study, lock_id, published["manifest_sha256"])
+    if manifest.get("level") == "hard":
+        raise LockRefusedError(f"lock {lock_id} of {study} is already a hard lock")
+    signature = sign(f"raised lock {lock_id} of study {study} from soft to hard: {reason}")
+    files = _verified_files(sources, lock_prefix(study, lock_id), manifest)
+    days = _retention_days() if retention_days is None else retention_days
+    until = (datetime.now(UTC) + timedelta(days=days)).replace(microsecond=0)
+    hard = manifest | {
+        "level": "hard",
+        "retain_until": until.isoformat().replace("+00:00", "Z"),
+        "raised_from": {
+            "manifest_sha256": published["manifest_sha256"],
+            "location": sources.store.location(lock_prefix(study, lock_id)),
+        },
+        "raised": signature.to_dict() | {"reason": reason},
+    }
+    prefix = raised_prefix(study, lock_id)
+    data = json.dumps(hard, indent=2).encode()
+    try:
+        sources.store.write_snapshot(prefix, files, data, until)
+    except ObjectLockedError:  # a crash after the copy, before its event: reuse that copy
+        data = sources.store.read(f"{prefix}/{MANIFEST}")
+        if (
+            json.loads(data).get("raised_from", {}).get("manifest_sha256")
+            != published["manifest_sha256"]
+        ):
+            raise
+    copy = parse_manifest(data, sources.store.location(f"{prefix}/{MANIFEST}"))
+    _verified_files(sources, prefix, copy)
+    who = copy["raised"]
+    payload = lock_record(sources, study, lock_id, RAISE) | {
+        "level": "hard",
+        "requested_by": who["signer"],
+        "reason": who["reason"],
+        "at": who["signed_at"],
+        "manifest_sha256": sha256(data),
+        "location": sources.store.location(prefix),
+        "request_id": "RR-" + digest(study, lock_id, who["signer"], who["signed_at"], length=12),
+    }
+    with sources.exclusive():
+        if lock_history(sources, study, lock_id).filter(pl.col("action") == RAISE).is_empty():
+            sources.publish([lock_event(study, payload)])
+    signed = manifestation(who["printed_name"], who["signer"], who["signed_at"], who["meaning"])
+    return payload | {"signature": signed}
+
+
+def _verified_files(
+    sources: LockSources, prefix: str, manifest: dict[str, Any]
+) -> dict[str, bytes]:
+    """Every file a manifest lists, read and checked against its sha256."""
+    files = {}
+    for name, expected in manifest["files"].items():
+        data = sources.store.read(f"{prefix}/{name}")
+        if sha256(data) != expected["sha256"]:
+            raise SnapshotTamperedError(
+                f"{sources.store.location(f'{prefix}/{name}')} does not match its manifest; "
+                "the lock is not raised. Run `tract verify`"
+            )
+        files[name] = data
+    return files

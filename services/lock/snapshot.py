@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 TABLES = ("tract_outcomes", "patient_outcomes", "conflicts", "audit")
 EVENT_KINDS = (
     *EVIDENCE_KINDS,
+    "committee_vote",
     "committee_decision",
     "conflict_change",
     "rejected_row",

@@ -157,43 +157,36 @@ def lock_publish(request: dict[str, Any]) -> dict[str, Any]:
 
 # database_unlock ----------------------------------------------------------------------------
 def unlock_check_request(params: dict[str, Any]) -> dict[str, Any]:
-    from services.lock.snapshot import read_manifest
-    from services.lock.unlock import check_unlock
+    """The unlock request named by the run, which must have its signed approvals complete
+    (an already completed unlock passes: publishing it again adds nothing)."""
+    from services.lock.errors import LockRefusedError
+    from services.lock.unlock import CLOSED, PENDING, find_request
 
-    reason, by, approvers = check_unlock(
-        params["reason"], params["requested_by"], params["approvers"]
-    )
-    platform = _platform()
-    event = platform.lock_event(params["study"], params["lock_id"])
-    manifest = read_manifest(
-        platform.store,
-        params["study"],
-        params["lock_id"],
-        event["manifest_sha256"] if event else None,
-    )
-    log.info(
-        "unlocking %s (%s lock of %s)", params["lock_id"], manifest["level"], manifest["locked_at"]
-    )
+    asked = find_request(_sources(), params["request_id"])
+    if asked.state == PENDING:
+        raise LockRefusedError(
+            f"unlock request {asked.request_id} has {len(asked.approvers)} of its "
+            f"{asked.missing + len(asked.approvers)} signed approvals; nothing is unlocked "
+            "until each approver signs (`tract unlock approve` or the dashboard)"
+        )
+    if asked.state == CLOSED:
+        raise LockRefusedError(
+            f"unlock request {asked.request_id}: lock {asked.lock_id} of {asked.study} is no "
+            "longer in force; nothing to unlock"
+        )
+    log.info("unlock request %s: requested %s", asked.request_id, asked.requested)
+    for approval in asked.approvals:
+        log.info("approved %s", approval)
     return {
-        "study": params["study"],
-        "lock_id": params["lock_id"],
-        "reason": reason,
-        "requested_by": by,
-        "approvers": approvers,
+        "request_id": asked.request_id,
+        "study": asked.study,
+        "lock_id": asked.lock_id,
+        "state": asked.state,
     }
 
 
 def unlock_publish(request: dict[str, Any]) -> dict[str, Any]:
-    from services.lock.unlock import unlock
-
-    record = unlock(
-        _sources(),
-        request["study"],
-        request["lock_id"],
-        request["reason"],
-        request["requested_by"],
-        request["approvers"],
-    )
+    record = _platform().apply_unlock(request["request_id"])
     log.info("unlock recorded: %s", record)
     return record
 

@@ -15,6 +15,7 @@ import polars as pl
 from services.adjudicator.engine import Adjudication, adjudicate
 from services.adjudicator.ruleset import RuleSet
 from services.adjudicator.state import EVIDENCE_KINDS, Evidence
+from services.adjudicator.votes import decisions_from_votes
 
 Cut = dict[str, int]
 """Per kind, the offset before which a lock (or a dated snapshot) reads."""
@@ -67,10 +68,29 @@ def adjudicate_study(
         study,
         Evidence.from_records(records),
         rules,
-        records_at(source, "committee_decision", study, cut, subjects),
+        decisions_at(source, study, rules.quorum, cut, subjects),
         records_at(source, "conflict_change", study, cut, subjects),
         lock_positions=lock_cut,
     )
+
+
+def decisions_at(
+    source: Records,
+    study: str,
+    quorum: int,
+    cut: Cut | None = None,
+    subjects: Collection[str] | None = None,
+) -> pl.LazyFrame:
+    """The committee's decisions the engine applies: those the signed votes brought into force
+    (:func:`~services.adjudicator.votes.decisions_from_votes`), and the unsigned
+    ``committee_decision`` records written before e-signatures (still readable, never written
+    now)."""
+    votes = records_at(source, "committee_vote", study, cut, subjects)
+    if subjects is not None:  # a source may hand every subject's votes: keep the asked ones
+        votes = votes.filter(pl.col("subject_id").is_in(list(subjects)))
+    derived = decisions_from_votes(votes, quorum).lazy()
+    legacy = records_at(source, "committee_decision", study, cut, subjects)
+    return pl.concat([legacy, derived], how="diagonal_relaxed")
 
 
 class RecordsAt:

@@ -5,13 +5,18 @@ and the cookie carries the token signed with the home's secret (itsdangerous). E
 has its own CSRF token, which every form posts back. The file holds hashes and live CSRF
 tokens, so it and its folder are owner-only (0600 in 0700), tightened when found looser.
 Failed sign-ins are throttled by account, by client address and by both (``throttle.py``).
+
+Each user has a printed (full) name, which their electronic signatures show; a signature
+re-checks the password here (:meth:`UserStore.check_signature`, the
+:class:`services.signatures.Directory` the CLI and the web both sign through), counted by the
+same throttle as a sign-in. Every user name goes through one normaliser
+(:func:`services.usernames.normalise_username`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import re
 import secrets
 import sqlite3
 from collections.abc import Iterator
@@ -25,18 +30,25 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from itsdangerous import BadSignature, URLSafeSerializer
 
 from services.files import private_database, private_dir
+from services.signatures import SignatureRefusedError
+from services.usernames import (
+    InvalidNameError,
+    normalise_printed_name,
+    normalise_username,
+    same_printed_name,
+)
 from services.web.errors import SignInRefusedError, UserError
 from services.web.roles import ROLES, can
 from services.web.settings import WebSettings
 from services.web.throttle import INVALID_NAME, Limits, SignInThrottle
 
-USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")
 MIN_PASSWORD = 10
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS users (
     username TEXT PRIMARY KEY, role TEXT NOT NULL, password_hash TEXT NOT NULL,
-    active INTEGER NOT NULL DEFAULT 1, created_at TEXT NOT NULL, updated_at TEXT NOT NULL
+    active INTEGER NOT NULL DEFAULT 1, created_at TEXT NOT NULL, updated_at TEXT NOT NULL,
+    full_name TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS sessions (
     token_sha256 TEXT PRIMARY KEY, username TEXT NOT NULL, csrf_token TEXT NOT NULL,
@@ -63,6 +75,8 @@ class User:
     role: str
     active: bool
     created_at: str
+    full_name: str = ""
+    """The printed name a signature shows (``Dr Anna Adams``)."""
 
 
 @dataclass(frozen=True)
@@ -74,9 +88,16 @@ class Session:
     role: str
     csrf_token: str
     expires_at: str
+    full_name: str = ""
 
     def can(self, permission: str) -> bool:
         return can(self.role, permission)
+
+    @property
+    def reference(self) -> str:
+        """Names this session in a signature without revealing anything that opens it (a
+        digest of its CSRF token, which is never shown)."""
+        return "s-" + hashlib.sha256(f"tract-session|{self.csrf_token}".encode()).hexdigest()[:12]
 
 
 class UserStore:
@@ -101,6 +122,9 @@ class UserStore:
         self._dummy_hash = self.hasher.hash(secrets.token_urlsafe(16))
         with self._db() as db:
             db.executescript(_SCHEMA)
+            columns = {row[1] for row in db.execute("PRAGMA table_info(users)")}
+            if "full_name" not in columns:  # a users file from before printed names
+                db.execute("ALTER TABLE users ADD COLUMN full_name TEXT NOT NULL DEFAULT ''")
         self.throttle = SignInThrottle(
             self.path,
             Limits(
@@ -136,15 +160,13 @@ class UserStore:
             db.close()
 
     # users ------------------------------------------------------------------------------------
-    def add(self, username: str, role: str, password: str) -> User:
-        """A new user (or a removed one back, with a new role and password)."""
-        username = username.strip().lower()
-        if not USERNAME.match(username):
-            raise UserError(
-                f"username {username!r} must be 2-64 lower-case letters, digits, '.', '_' or '-'"
-            )
+    def add(self, username: str, role: str, password: str, full_name: str = "") -> User:
+        """A new user (or a removed one back, with a new role and password). Without a
+        ``full_name`` the user can sign in and read but cannot sign (set it later)."""
+        username = _username(username)
         self._check_role(role)
         self._check_password(password)
+        printed = self._check_full_name(full_name, username) if full_name.strip() else ""
         now = _iso(_now())
         with self._db() as db:
             row = db.execute("SELECT active FROM users WHERE username = ?", (username,)).fetchone()
@@ -154,12 +176,41 @@ class UserStore:
                     f"`tract users passwd {username}` or remove the user first"
                 )
             db.execute(
-                "INSERT INTO users VALUES (?, ?, ?, 1, ?, ?) ON CONFLICT (username) DO UPDATE SET "
-                "role = excluded.role, password_hash = excluded.password_hash, active = 1, "
-                "updated_at = excluded.updated_at",
-                (username, role, self.hasher.hash(password), now, now),
+                "INSERT INTO users (username, role, password_hash, active, created_at, "
+                "updated_at, full_name) VALUES (?, ?, ?, 1, ?, ?, ?) ON CONFLICT (username) DO "
+                "UPDATE SET role = excluded.role, password_hash = excluded.password_hash, "
+                "active = 1, updated_at = excluded.updated_at, full_name = excluded.full_name",
+                (username, role, self.hasher.hash(password), now, now, printed),
             )
         return self.user(username)
+
+    def set_full_name(self, username: str, full_name: str) -> User:
+        """The printed name the user's signatures show from now on (earlier signatures keep
+        the name they were made with: it is inside each signed record)."""
+        user = self.user(username)
+        printed = self._check_full_name(full_name, user.username)
+        with self._db() as db:
+            db.execute(
+                "UPDATE users SET full_name = ?, updated_at = ? WHERE username = ?",
+                (printed, _iso(_now()), user.username),
+            )
+        return self.user(user.username)
+
+    def _check_full_name(self, full_name: str, username: str) -> str:
+        """A printed name no other active user has: two people who read alike on a signature
+        could not be told apart."""
+        try:
+            printed = normalise_printed_name(full_name)
+        except InvalidNameError as exc:
+            raise UserError(str(exc)) from None
+        for other in self.users():
+            taken = other.active and other.username != username
+            if taken and same_printed_name(other.full_name, printed):
+                raise UserError(
+                    f"the printed name {printed!r} is already {other.username}'s; give "
+                    "each person a name that tells them apart (e.g. with a middle initial)"
+                )
+        return printed
 
     def set_password(self, username: str, password: str) -> User:
         """A new password; the user's open sessions end."""
@@ -187,19 +238,20 @@ class UserStore:
     def user(self, username: str) -> User:
         with self._db() as db:
             row = db.execute(
-                "SELECT username, role, active, created_at FROM users WHERE username = ?",
-                (username.strip().lower(),),
+                "SELECT username, role, active, created_at, full_name FROM users "
+                "WHERE username = ?",
+                (_username(username, unknown=True),),
             ).fetchone()
         if row is None:
             raise UserError(f"no user {username!r}; list them with `tract users list`")
-        return User(row[0], row[1], bool(row[2]), row[3])
+        return User(row[0], row[1], bool(row[2]), row[3], row[4])
 
     def users(self) -> list[User]:
         with self._db() as db:
             rows = db.execute(
-                "SELECT username, role, active, created_at FROM users ORDER BY username"
+                "SELECT username, role, active, created_at, full_name FROM users ORDER BY username"
             ).fetchall()
-        return [User(r[0], r[1], bool(r[2]), r[3]) for r in rows]
+        return [User(r[0], r[1], bool(r[2]), r[3], r[4]) for r in rows]
 
     def with_role(self, role: str) -> list[str]:
         """Active usernames holding ``role`` (the committee members offered on the form)."""
@@ -222,8 +274,10 @@ class UserStore:
         ``client`` is the address the attempt came from. The attempt is counted (and may be
         refused) before the password is checked: see ``throttle.py``.
         """
-        name = username.strip().lower()
-        account = name if USERNAME.match(name) else INVALID_NAME
+        try:
+            name = account = normalise_username(username)
+        except InvalidNameError:
+            name, account = "", INVALID_NAME
         client = client or "unknown"
         self.throttle.reserve(account, client)
         if account == INVALID_NAME:  # no user can have it: nothing to look up or hash
@@ -252,6 +306,19 @@ class UserStore:
         self.throttle.succeeded(account, client)
         return self.user(name)
 
+    def check_signature(self, username: str, password: str, client: str | None) -> User:
+        """The account signing, its password checked again now (:mod:`services.signatures`);
+        a wrong password counts in the throttle like a failed sign-in."""
+        try:
+            return self.authenticate(username, password, client)
+        except SignInRefusedError as exc:
+            detail = (
+                exc.reason
+                if exc.reason not in ("unknown user", "wrong password")
+                else "unknown user or wrong password"
+            )
+            raise SignatureRefusedError(f"signature refused: {detail}") from None
+
     def open_session(self, user: User) -> str:
         """A fresh session token (a new one at every sign-in: no session fixation)."""
         token = secrets.token_urlsafe(32)
@@ -274,7 +341,7 @@ class UserStore:
         """The live session of ``token``, if any (expired, removed users: none)."""
         with self._db() as db:
             row = db.execute(
-                "SELECT s.username, u.role, s.csrf_token, s.expires_at FROM sessions s "
+                "SELECT s.username, u.role, s.csrf_token, s.expires_at, u.full_name FROM sessions s "
                 "JOIN users u ON u.username = s.username "
                 "WHERE s.token_sha256 = ? AND u.active = 1 AND s.expires_at > ?",
                 (_sha(token), _iso(_now())),
@@ -284,6 +351,17 @@ class UserStore:
     def close_session(self, token: str) -> None:
         with self._db() as db:
             db.execute("DELETE FROM sessions WHERE token_sha256 = ?", (_sha(token),))
+
+
+def _username(name: str, unknown: bool = False) -> str:
+    """The normalised user name, or :class:`UserError` (with ``unknown``, a name that cannot
+    be one is looked up as itself and simply not found)."""
+    try:
+        return normalise_username(name)
+    except InvalidNameError as exc:
+        if unknown:
+            return name
+        raise UserError(str(exc)) from None
 
 
 def tokens_match(expected: str, given: str | None) -> bool:

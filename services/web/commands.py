@@ -124,19 +124,48 @@ def _password(from_stdin: bool, prompt: str) -> str:
     return line
 
 
+FULL_NAME = click.option(
+    "--full-name",
+    default="",
+    help='The printed name the user\'s electronic signatures show (e.g. "Dr Anna Adams"); '
+    "needed to sign votes, unlock requests and approvals.",
+)
+
+
 @users.command("add")
 @click.argument("username")
 @click.option("--role", required=True, type=click.Choice(ROLES), help="What the user may do.")
+@FULL_NAME
 @PASSWORD_STDIN
 @NO_ARGV_PASSWORD
 @click.pass_obj
-def add(obj: Any, username: str, role: str, from_stdin: bool) -> None:
-    """Add a user (or bring a removed one back) with a role and a password (prompted twice,
-    hidden, or read from stdin with --password-stdin)."""
+def add(obj: Any, username: str, role: str, full_name: str, from_stdin: bool) -> None:
+    """Add a user (or bring a removed one back) with a role, a printed name and a password
+    (prompted twice, hidden, or read from stdin with --password-stdin)."""
     password = _password(from_stdin, "Password")
-    user = _store(obj).add(username, role, password)
-    _record(obj, "USER_ADD", f"{user.username} as {user.role}")
-    click.echo(f"added {user.username} ({user.role})")
+    user = _store(obj).add(username, role, password, full_name)
+    named = f", signs as {user.full_name!r}" if user.full_name else ""
+    _record(obj, "USER_ADD", f"{user.username} as {user.role}{named}")
+    click.echo(f"added {user.username} ({user.role}){named}")
+    if not user.full_name:
+        click.secho(
+            f"{user.username} has no printed name and cannot sign until one is set: "
+            f'`tract users set-name {user.username} --full-name "..."`',
+            fg="yellow",
+            err=True,
+        )
+
+
+@users.command("set-name")
+@click.argument("username")
+@click.option("--full-name", required=True, help='The printed name, e.g. "Dr Anna Adams".')
+@click.pass_obj
+def set_name(obj: Any, username: str, full_name: str) -> None:
+    """Set the printed name a user's signatures show from now on (signatures already made
+    keep the name they were made with)."""
+    user = _store(obj).set_full_name(username, full_name)
+    _record(obj, "USER_NAME", f"{user.username} signs as {user.full_name!r}")
+    click.echo(f"{user.username} now signs as {user.full_name!r}")
 
 
 @users.command("passwd")
@@ -174,7 +203,10 @@ def list_users(obj: Any, as_json: bool) -> None:
         return
     for row in rows:
         state = "" if row["active"] else " (removed)"
-        click.echo(f"{row['username']:<24} {row['role']:<14} since {row['created_at']}{state}")
+        name = row["full_name"] or "(no printed name: cannot sign)"
+        click.echo(
+            f"{row['username']:<24} {row['role']:<14} {name:<32} since {row['created_at']}{state}"
+        )
     if not rows:
         click.echo("(no users; add one with `tract users add NAME --role ROLE`)")
 

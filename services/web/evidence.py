@@ -25,6 +25,8 @@ from services.adjudicator.rules.conflicts import UNMATCHED_TRACT
 from services.adjudicator.rules.mri import large_collection, mri_healed
 from services.adjudicator.ruleset import RuleSet
 from services.adjudicator.state import current
+from services.adjudicator.votes import Ballot, decisions_from_votes, outcome_label
+from services.signatures import manifestation
 
 READER_ROLES = ("R1", "R2", "ADJ")
 ROLE_LABEL = {"R1": "Reader 1", "R2": "Reader 2", "ADJ": "Adjudicator"}
@@ -480,25 +482,106 @@ def conclusion(
     )
 
 
-# -- decisions ----------------------------------------------------------------------------------
+# -- votes and decisions ------------------------------------------------------------------------
+@dataclass(frozen=True)
+class VoteEntry:
+    """One signed vote as every page shows it: the signature manifestation (printed name,
+    user name, UTC time, meaning), the outcome, the rationale, and whether it counts now."""
+
+    vote_id: str
+    voter: str
+    signature: str
+    outcome: str
+    rationale: str
+    signed_via: str
+    current_evidence: bool
+    counts: bool
+    """In the open round, on the current evidence: it counts toward the next decision."""
+
+
+@dataclass(frozen=True)
+class BallotView:
+    votes: list[VoteEntry]
+    sides: list[tuple[str, list[VoteEntry]]]
+    """Outcome -> the votes that count for it now (discordant votes side by side)."""
+    discordant: bool
+    needed: str
+    quorum: int
+
+
+def ballot_view(current: Ballot, quorum: int, fingerprint: str | None) -> BallotView:
+    counting = {v["vote_id"] for group in current.counting.values() for v in group}
+
+    def entry(v: dict[str, Any]) -> VoteEntry:
+        return VoteEntry(
+            vote_id=v["vote_id"],
+            voter=v["voter"],
+            signature=manifestation(v["printed_name"], v["voter"], v["signed_at"], v["meaning"]),
+            outcome=outcome_label(v["status"], v["maps_to"]),
+            rationale=v["rationale"],
+            signed_via=v["signed_via"],
+            current_evidence=v["fingerprint"] == fingerprint,
+            counts=v["vote_id"] in counting,
+        )
+
+    return BallotView(
+        votes=[entry(v) for v in current.votes],
+        sides=[(label, [entry(v) for v in group]) for label, group in current.counting.items()],
+        discordant=current.discordant,
+        needed=current.needed,
+        quorum=quorum,
+    )
+
+
 @dataclass(frozen=True)
 class DecisionEntry:
     decision_id: str
     status: str
     maps_to: str | None
     rationale: str
-    members: str
-    recorded_by: str
+    signatures: list[str]
+    """Each signer's signature manifestation; for an unsigned record of before e-signatures,
+    who recorded it for whom."""
+    signed: bool
     decided_at: str
     supersedes: str | None
     in_force: bool
     stale: bool
 
 
-def decision_history(decisions: pl.DataFrame, conflict: dict[str, Any]) -> list[DecisionEntry]:
-    """Every decision on the conflict, newest first; which one is in force, which saw old inputs."""
-    mine = decisions.filter(pl.col("conflict_id") == conflict["conflict_id"]).sort(
-        "decided_at", "offset", descending=True
+def decision_history(
+    votes: pl.DataFrame, legacy: pl.DataFrame, conflict: dict[str, Any], quorum: int
+) -> list[DecisionEntry]:
+    """Every decision on the conflict, newest first: those the signed votes brought into force
+    and unsigned records from before e-signatures; which one is in force, which saw old inputs."""
+    derived = decisions_from_votes(votes, quorum).with_columns(signed=pl.lit(True))
+    old = legacy.with_columns(
+        signed=pl.lit(False),
+        signatures=pl.concat_list(
+            pl.lit("recorded by ")
+            + pl.col("recorded_by")
+            + pl.lit(" for ")
+            + pl.col("members").list.join(", ")
+            + pl.lit(" (unsigned: before e-signatures)")
+        ),
+    )
+    columns = [
+        "decision_id",
+        "conflict_id",
+        "status",
+        "maps_to",
+        "rationale",
+        "signatures",
+        "signed",
+        "decided_at",
+        "supersedes",
+        "fingerprint",
+        "offset",
+    ]
+    mine = (
+        pl.concat([old.select(columns), derived.select(columns)], how="vertical_relaxed")
+        .filter(pl.col("conflict_id") == conflict["conflict_id"])
+        .sort("decided_at", "offset", descending=True)
     )
     return [
         DecisionEntry(
@@ -506,8 +589,8 @@ def decision_history(decisions: pl.DataFrame, conflict: dict[str, Any]) -> list[
             status=d["status"],
             maps_to=d["maps_to"],
             rationale=d["rationale"],
-            members=", ".join(d["members"] or []),
-            recorded_by=d["recorded_by"],
+            signatures=list(d["signatures"] or []),
+            signed=d["signed"],
             decided_at=text(d["decided_at"]),
             supersedes=d["supersedes"],
             in_force=conflict["status"] == "DECIDED"

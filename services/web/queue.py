@@ -306,15 +306,21 @@ def _pending(row: ConflictSummary, viewer: str | None) -> bool:
     return row.assignee == viewer or row.votes > 0
 
 
-def votes_from_decisions(decisions: pl.DataFrame) -> pl.DataFrame:
-    """(conflict_id, member, fingerprint): who took part in which decision, on which evidence."""
-    if decisions.is_empty():
-        return pl.DataFrame(
-            schema={"conflict_id": pl.String, "member": pl.String, "fingerprint": pl.String}
+def votes_of(votes: pl.DataFrame, decisions: pl.DataFrame) -> pl.DataFrame:
+    """(conflict_id, member, fingerprint): who signed a vote on which conflict, on which
+    evidence (``committee_vote``), and who took part in a decision recorded before votes were
+    signed (``committee_decision`` members), so "my votes pending" counts both."""
+    schema = {"conflict_id": pl.String, "member": pl.String, "fingerprint": pl.String}
+    frames = [pl.DataFrame(schema=schema)]
+    if not votes.is_empty():
+        frames.append(votes.select("conflict_id", member="voter", fingerprint="fingerprint"))
+    if not decisions.is_empty() and "members" in decisions.columns:
+        frames.append(
+            decisions.select("conflict_id", member="members", fingerprint="fingerprint")
+            .explode("member")
+            .drop_nulls("member")
         )
-    return decisions.select("conflict_id", member="members", fingerprint="fingerprint").explode(
-        "member"
-    )
+    return pl.concat([f.cast(schema) for f in frames], how="vertical")
 
 
 def conflict_queue(

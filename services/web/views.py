@@ -18,6 +18,8 @@ from urllib.parse import quote, urlencode
 import polars as pl
 
 from services.adjudicator.committee import tract_mappings
+from services.adjudicator.votes import ballot
+from services.lock.unlock import UnlockRequest, summarise
 from services.web import evidence as ev
 from services.web.errors import AccessRefusedError
 from services.web.plots import swimmer_svg
@@ -54,12 +56,12 @@ class ConflictView:
     pathology: ev.PathologyTrend | None
     conclusion: ev.Conclusion
     history: list[ev.DecisionEntry]
+    ballot: ev.BallotView
     statuses: tuple[str, ...]
     registry_tracts: list[str]
     tract_ids: list[str]
     blinded: bool
     plot_svg: str
-    committee: list[str] = field(default_factory=list)
     rule_set: str = ""
     thresholds: dict[str, str] = field(default_factory=dict)
     registry: ev.RegistryComparison | None = None
@@ -125,6 +127,8 @@ def conflict_view(
             subject_records["mri_read"],
             rules.visits,
         )
+    votes = platform.records("committee_vote", study, subject=subject).collect()
+    unsigned = platform.records("committee_decision", study, subject=subject).collect()
     return ConflictView(
         summary=summarize(study, row, now, overdue_days),
         timeline=ev.exam_timeline(mine["clinical_exam"], visits, rules.visits),
@@ -137,7 +141,8 @@ def conflict_view(
         ),
         pathology=ev.pathology_trend(mine["pathology_report"]),
         conclusion=ev.conclusion(tract, row, ev.describe_events(subject_records), thresholds),
-        history=ev.decision_history(platform.records("committee_decision", study).collect(), row),
+        history=ev.decision_history(votes, unsigned, row, rules.quorum),
+        ballot=ev.ballot_view(ballot(votes, row, rules.quorum), rules.quorum, row["fingerprint"]),
         statuses=ev.allowed_statuses(row["type"]),
         registry_tracts=result.tracts.filter(pl.col("subject_id") == subject)["tract_id"].to_list(),
         tract_ids=tract_ids,
@@ -212,6 +217,8 @@ class DashboardView:
     locks: list[dict[str, Any]]
     swimmer: str
     open_conflicts: list[ConflictSummary] = field(default_factory=list)
+    unlock_requests: list[UnlockRequest] = field(default_factory=list)
+    """Every unlock request of the study, newest first, with its signatures and state."""
 
 
 def readiness(
@@ -303,6 +310,9 @@ def dashboard_view(platform: VisiblePlatform, study: str, studies: list[str]) ->
     results = platform.policy.sees_results
     locks = platform.records("lock", study).collect()
     queries = platform.queries(study)
+    here = pl.lit(study, pl.String)
+    unlocking = platform.records("unlock_request", study).collect()
+    requests = summarise(unlocking.with_columns(study=here), locks.with_columns(study=here))
     decided = (
         result.tracts.filter(pl.col("treated"))
         .group_by("subject_id")
@@ -355,6 +365,7 @@ def dashboard_view(platform: VisiblePlatform, study: str, studies: list[str]) ->
             .sort("type", "subject_id", "tract_id")
             .iter_rows(named=True)
         ],
+        unlock_requests=requests[::-1],
     )
 
 

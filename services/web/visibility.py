@@ -66,6 +66,8 @@ HIDDEN: dict[str, dict[str, frozenset[str]]] = {
     "data_manager": {},
     "monitor": {},
     "admin": {},
+    # approves unlocks: sees the data as a monitor does, but not the efficacy figures
+    "approver": {},
 }
 STRICTEST = _COMMITTEE
 SEES_RESULTS = frozenset({"data_manager", "monitor", "admin"})

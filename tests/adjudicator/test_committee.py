@@ -1,5 +1,6 @@
-"""Committee decisions on the real platform: validation, overrides, supersession, reopening,
-resolution by data, tract mapping, and the audit trail that keeps all of it."""
+"""Committee decisions on the real platform, made of signed votes: validation, overrides,
+supersession, reopening, resolution by data, tract mapping, and the audit trail that keeps all
+of it."""
 
 from __future__ import annotations
 
@@ -16,11 +17,14 @@ from services.adjudicator.errors import (
 )
 from services.demo.trial import DEMO_STUDY
 from services.platform import Platform
+from services.signatures import Credentials, SignatureRefusedError
+from tests.signing import PASSWORD, directory, vote
 
 
 @pytest.fixture
 def platform(open_home: Path) -> Platform:
-    """The demo trial ingested, no decision taken."""
+    """The demo trial ingested, no decision taken; committee members registered."""
+    directory(open_home)
     return Platform.embedded(open_home)
 
 
@@ -41,13 +45,17 @@ def tract_row(platform: Platform, subject: str, tract: str) -> dict:
     )
 
 
-def decide(platform: Platform, conflict_id: str, status: str | None = "CLOSED", **kw) -> dict:
-    args = {
-        "rationale": "ADJ read reviewed; the tract is healed.",
-        "members": ["dr.a", "dr.b"],
-        "recorded_by": "dr.a",
-    }
-    return platform.decide(conflict_id, status=status, **(args | kw))
+def decide(
+    platform: Platform,
+    conflict_id: str,
+    status: str | None = "CLOSED",
+    members: tuple[str, ...] = ("dr.a", "dr.b"),
+    **kw,
+) -> dict:
+    """Each member signs the same vote; the last vote's result (naming the decision)."""
+    args = {"rationale": "ADJ read reviewed; the tract is healed."} | kw
+    results = [vote(platform, conflict_id, m, status=status, **args) for m in members]
+    return results[-1]
 
 
 def send_read(platform: Platform, folder: Path, **fields) -> None:
@@ -79,7 +87,7 @@ def send_read(platform: Platform, folder: Path, **fields) -> None:
 def test_a_decision_overrides_the_rule_and_says_so(platform: Platform) -> None:
     c = conflict(platform, "READER_DISAGREEMENT", "S05", "T2")
     assert tract_row(platform, "S05", "T2")["outcome"] == "PENDING"
-    decision = decide(platform, c["conflict_id"])
+    decision = decide(platform, c["conflict_id"])["decision"]
     row = tract_row(platform, "S05", "T2")
     assert (row["outcome"], row["rule_outcome"], row["decided_by"], row["decision_id"]) == (
         "CLOSED",
@@ -87,6 +95,7 @@ def test_a_decision_overrides_the_rule_and_says_so(platform: Platform) -> None:
         "COMMITTEE",
         decision["decision_id"],
     )
+    assert decision["members"] == ["dr.a", "dr.b"]
     assert conflict(platform, "READER_DISAGREEMENT", "S05", "T2")["status"] == "DECIDED"
 
 
@@ -94,8 +103,6 @@ def test_a_decision_overrides_the_rule_and_says_so(platform: Platform) -> None:
     ("kw", "message"),
     [
         ({"rationale": "  "}, "rationale is required"),
-        ({"members": ["dr.a"]}, "quorum not met: 1 deciding member"),
-        ({"members": ["dr.a", "dr.a "]}, "quorum not met"),
         ({"status": "NEW_TRACT"}, "status must be one of CLOSED, NOT_CLOSED, NOT_EVALUABLE"),
     ],
 )
@@ -118,14 +125,14 @@ def test_a_later_decision_supersedes_and_both_stay_in_the_audit_trail(platform: 
     c = conflict(platform, "CLINICAL_MRI_DISCORDANCE", "S13", "T3")
     first = decide(
         platform, c["conflict_id"], status="CLOSED", rationale="Fluid judged post-surgical."
-    )
+    )["decision"]
     second = decide(
         platform,
         c["conflict_id"],
         status="NOT_CLOSED",
         rationale="On review the collection persists.",
-    )
-    assert second["supersedes"] == first["decision_id"]
+    )["decision"]
+    assert second["decision_id"] != first["decision_id"]
     assert tract_row(platform, "S13", "T3")["outcome"] == "NOT_CLOSED"
     trail = platform.audit(DEMO_STUDY).filter(pl.col("kind") == "committee_decision")
     mine = trail.filter(pl.col("what").str.contains(c["conflict_id"]))
@@ -134,14 +141,20 @@ def test_a_later_decision_supersedes_and_both_stay_in_the_audit_trail(platform: 
         ("DECISION_SUPERSEDES", "NOT_CLOSED", "On review the collection persists."),
     ]
     assert mine["old_value"].to_list() == ["rule: NOT_CLOSED", f"superseded {first['decision_id']}"]
-    assert all(w.startswith("dr.a for dr.a, dr.b") for w in mine["who"])
+    assert mine["who"].to_list() == ["signed by dr.a, dr.b"] * 2
+    votes = platform.audit(DEMO_STUDY).filter(
+        (pl.col("kind") == "committee_vote") & pl.col("what").str.contains(c["conflict_id"])
+    )
+    assert votes["who"].to_list() == ["Dr Alice Able (dr.a)", "Dr Bruno Baker (dr.b)"] * 2
+    assert votes["action"].to_list() == ["VOTE", "VOTE", "VOTE_REPLACES", "VOTE_REPLACES"]
+    assert votes["new_value"].to_list()[-1] == "decided NOT_CLOSED (signed, cli)"
 
 
 def test_a_decision_on_a_stale_review_is_refused(platform: Platform) -> None:
     c = conflict(platform, "CLINICAL_MRI_DISCORDANCE", "S13", "T3")
     reviewed = {"seen_fingerprint": c["fingerprint"], "seen_decision": ""}
-    first = decide(platform, c["conflict_id"], status="CLOSED", **reviewed)
-    with pytest.raises(StaleReviewError, match="another decision"):
+    first = decide(platform, c["conflict_id"], status="CLOSED", **reviewed)["decision"]
+    with pytest.raises(StaleReviewError, match="came into force since you reviewed"):
         decide(platform, c["conflict_id"], status="NOT_CLOSED", **reviewed)
     with pytest.raises(StaleReviewError, match="the evidence changed"):
         decide(
@@ -205,3 +218,137 @@ def test_unmatched_tract_maps_to_a_registry_tract_or_a_new_fistula(platform: Pla
         (pl.col("subject_id") == "S09") & (pl.col("tract_id") == "T1") & (pl.col("visit") == "FU2")
     )
     assert visits["records"][0] == 2 and not visits["inconsistent"][0]
+
+
+# Issue 9, items 1 and 9: one person, one signed vote ------------------------------------------
+def test_one_member_cannot_decide_alone(platform: Platform) -> None:
+    c = conflict(platform, "READER_DISAGREEMENT", "S05", "T2")
+    first = vote(platform, c["conflict_id"], "dr.a", status="CLOSED")
+    assert first["decision"] is None
+    assert first["needed"] == "1 of 2 signatures for CLOSED: waiting for 1 more concordant vote"
+    assert conflict(platform, "READER_DISAGREEMENT", "S05", "T2")["status"] == "OPEN"
+    assert tract_row(platform, "S05", "T2")["decided_by"] == "RULE"
+    # signing again, or under another spelling of the same name, is still one person
+    again = vote(platform, c["conflict_id"], "DR.A", status="CLOSED", rationale="Still healed.")
+    assert again["decision"] is None and again["needed"].startswith("1 of 2")
+    fullwidth = vote(platform, c["conflict_id"], "\uff44\uff52.\uff41", status="CLOSED")
+    assert fullwidth["voter"] == "dr.a" and fullwidth["decision"] is None
+    assert conflict(platform, "READER_DISAGREEMENT", "S05", "T2")["status"] == "OPEN"
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("ghost.one", "unknown user or wrong password"),
+        ("=1+1", "must be 2-64 lower-case letters"),
+        ("<b>dr.b</b>", "must be 2-64 lower-case letters"),
+        ("dr.b\u200b", "invisible or control character U\\+200B"),
+        ("dr.\u0430", "non-ASCII character"),  # Cyrillic a: reads as dr.a
+        ("dm.jones", "role data_manager, which may not sign a committee vote"),
+    ],
+)
+def test_nobody_unregistered_or_look_alike_can_vote(
+    platform: Platform, name: str, message: str
+) -> None:
+    c = conflict(platform, "READER_DISAGREEMENT", "S05", "T2")
+    before = platform.source.positions()
+    with pytest.raises(SignatureRefusedError, match=message):
+        vote(platform, c["conflict_id"], name, status="CLOSED")
+    assert platform.source.positions() == before
+
+
+def test_nobody_signs_for_another(platform: Platform) -> None:
+    """The vote is whoever the password proves; there is no list of members to fill in."""
+    c = conflict(platform, "READER_DISAGREEMENT", "S05", "T2")
+    users = directory(platform.home)
+    with pytest.raises(SignatureRefusedError, match="wrong password"):
+        platform.vote(
+            c["conflict_id"],
+            status="CLOSED",
+            rationale="for dr.b",
+            credentials=Credentials("dr.b", "dr.a's password, not dr.b's"),
+            directory=users,
+        )
+    with pytest.raises(SignatureRefusedError, match="must be signed"):
+        platform.vote(c["conflict_id"], status="CLOSED", rationale="unsigned")
+    with pytest.raises(TypeError):
+        platform.vote(  # type: ignore[call-arg]
+            c["conflict_id"], status="CLOSED", rationale="x", members=["dr.a", "dr.b"]
+        )
+    assert platform.votes(DEMO_STUDY).is_empty()
+
+
+def test_a_removed_member_or_one_without_a_printed_name_cannot_sign(platform: Platform) -> None:
+    c = conflict(platform, "READER_DISAGREEMENT", "S05", "T2")
+    users = directory(platform.home)
+    users.remove("dr.c")
+    with pytest.raises(SignatureRefusedError, match="account removed"):
+        vote(platform, c["conflict_id"], "dr.c", status="CLOSED")
+    users.add("dr.nameless", "committee", PASSWORD)
+    with pytest.raises(SignatureRefusedError, match="no printed name"):
+        vote(platform, c["conflict_id"], "dr.nameless", status="CLOSED")
+
+
+def test_wrong_passwords_at_signing_count_like_failed_sign_ins(platform: Platform) -> None:
+    """Signing is no back door for guessing a member's password: the sign-in throttle counts
+    every failure, and past the limit even the right password is refused."""
+    c = conflict(platform, "READER_DISAGREEMENT", "S05", "T2")
+    users = directory(platform.home)
+    guess = Credentials("dr.b", "guess-guess-guess", "cli", "test", "cli:intruder")
+    for _ in range(5):
+        with pytest.raises(SignatureRefusedError, match="wrong password"):
+            platform.vote(
+                c["conflict_id"], status="CLOSED", rationale="x", credentials=guess, directory=users
+            )
+    right = Credentials("dr.b", PASSWORD, "cli", "test", "cli:intruder")
+    with pytest.raises(SignatureRefusedError, match=r"5 failed sign-ins .* locked out"):
+        platform.vote(
+            c["conflict_id"], status="CLOSED", rationale="x", credentials=right, directory=users
+        )
+    assert platform.votes(DEMO_STUDY).is_empty()
+
+
+def test_contradictory_votes_leave_the_conflict_open_side_by_side(platform: Platform) -> None:
+    """Issue 9, item 1: two members recorded CLOSED then NOT_CLOSED, each naming both."""
+    c = conflict(platform, "READER_DISAGREEMENT", "S05", "T2")
+    vote(platform, c["conflict_id"], "dr.a", status="CLOSED", rationale="Healed on review.")
+    second = vote(platform, c["conflict_id"], "dr.b", status="NOT_CLOSED", rationale="Fluid.")
+    assert second["decision"] is None
+    assert second["needed"].startswith(
+        "discordant votes (CLOSED: 1 of 2 (dr.a); NOT_CLOSED: 1 of 2 (dr.b)): no decision"
+    )
+    assert conflict(platform, "READER_DISAGREEMENT", "S05", "T2")["status"] == "OPEN"
+    _, current = platform.ballot(c["conflict_id"])
+    assert current.discordant
+    assert {k: [v["voter"] for v in g] for k, g in current.counting.items()} == {
+        "CLOSED": ["dr.a"],
+        "NOT_CLOSED": ["dr.b"],
+    }
+    # a third member breaks the tie: two concordant signatures decide, the dissent stays shown
+    third = vote(platform, c["conflict_id"], "dr.c", status="NOT_CLOSED", rationale="Agree: fluid.")
+    assert third["decision"]["members"] == ["dr.b", "dr.c"]
+    assert tract_row(platform, "S05", "T2")["outcome"] == "NOT_CLOSED"
+
+
+def test_a_decision_stands_until_a_new_concordant_quorum(platform: Platform) -> None:
+    c = conflict(platform, "CLINICAL_MRI_DISCORDANCE", "S13", "T3")
+    decided = decide(platform, c["conflict_id"], status="CLOSED")["decision"]
+    # one member changing their mind alone changes nothing
+    alone = vote(platform, c["conflict_id"], "dr.a", status="NOT_CLOSED", rationale="Rethink.")
+    assert alone["decision"] is None
+    assert alone["needed"] == (
+        f"decision {decided['decision_id']} (CLOSED) is in force; to replace it 2 members must "
+        "sign the same new outcome: NOT_CLOSED: 1 of 2 (dr.a)"
+    )
+    assert tract_row(platform, "S13", "T3")["decision_id"] == decided["decision_id"]
+    # a concurring vote after the decision is recorded, and decides nothing new
+    concur = vote(platform, c["conflict_id"], "dr.c", status="CLOSED", rationale="Agree.")
+    assert concur["decision"] is None
+    # the same outcome signed again makes no new decision: it is a concurrence
+    again = vote(platform, c["conflict_id"], "dr.b", status="CLOSED", rationale="Agree.")
+    assert again["decision"] is None
+    assert again["needed"].endswith("sign the same new outcome: NOT_CLOSED: 1 of 2 (dr.a)")
+    back = vote(platform, c["conflict_id"], "dr.a", status="CLOSED", rationale="Agree after all.")
+    assert back["decision"] is None
+    assert back["needed"].endswith("(CLOSED) is in force; the votes since concur with it")
+    assert tract_row(platform, "S13", "T3")["decision_id"] == decided["decision_id"]

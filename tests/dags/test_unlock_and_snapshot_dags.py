@@ -1,5 +1,5 @@
-"""database_unlock (two approvers, audit trail) and trial_snapshot (dated, unlocked) via
-dag.test() on SQLite."""
+"""database_unlock (a signed request with its approvals complete, audit trail) and
+trial_snapshot (dated, unlocked) via dag.test() on SQLite."""
 
 from __future__ import annotations
 
@@ -14,22 +14,13 @@ from services.config import Settings
 from services.lock.catalog import list_snapshots, open_dated
 from services.platform import Platform
 from tests.dags.conftest import task_states
+from tests.signing import directory, signed_as
 from tests.store.trials import STUDY, s3_settings
 
 pytestmark = pytest.mark.slow
 
 
-def unlock_conf(approvers: list[str]) -> dict[str, Any]:
-    return {
-        "study": STUDY,
-        "lock_id": "PRIMARY",
-        "reason": "late MRI reads arrived after the lock",
-        "requested_by": "dm.jones",
-        "approvers": approvers,
-    }
-
-
-def test_unlock_needs_two_approvers_and_lands_in_the_audit_trail(
+def test_unlock_acts_only_on_a_request_whose_signed_approvals_are_complete(
     dagbag: Any, tract_env: Any, decided_home: Path
 ) -> None:
     from airflow.sdk.exceptions import ParamValidationError
@@ -37,29 +28,38 @@ def test_unlock_needs_two_approvers_and_lands_in_the_audit_trail(
     settings = Settings(home=decided_home)
     tract_env(settings)
     platform = Platform.from_settings(settings)
+    users = directory(decided_home)
     platform.lock(STUDY, "PRIMARY", "primary analysis", "dm.jones")
     dag = dagbag.get_dag("database_unlock")
 
-    with pytest.raises(ParamValidationError):  # the form refuses a single approver
-        dag.test(run_conf=unlock_conf(["dr.a"]))
-    refused = dag.test(
-        run_conf=unlock_conf(["dm.jones", "dr.a"])
-    )  # the platform refuses the requester
+    with pytest.raises(ParamValidationError):  # the form takes a request id, not names
+        dag.test(run_conf={"requested_by": "dm.jones", "approvers": ["dr.a", "dr.b"]})
+    asked = platform.request_unlock(
+        STUDY, "PRIMARY", "late MRI reads arrived after the lock", signed_as("dm.jones"), users
+    )
+    platform.approve_unlock(asked.request_id, signed_as("qa.lee"), users)
+    refused = dag.test(run_conf={"request_id": asked.request_id})  # one approval of two
     assert str(refused.state) == "failed"
     assert task_states(refused) == {"check_request": "failed", "publish_unlock": "upstream_failed"}
     assert platform.lock_positions(STUDY) is not None  # still locked
 
-    done = dag.test(run_conf=unlock_conf(["dr.a", "dr.b"]))
+    # the second approval, its unlock left to the DAG (as after a store outage)
+    platform.approve_unlock(asked.request_id, signed_as("root.admin"), users, apply=False)
+    assert platform.lock_positions(STUDY) is not None
+    done = dag.test(run_conf={"request_id": asked.request_id})
     assert str(done.state) == "success", task_states(done)
     assert platform.lock_positions(STUDY) is None
     trail = platform.audit(STUDY).filter(pl.col("kind") == "lock")
     assert trail.select("action", "who", "why").rows()[-1] == (
         "UNLOCK",
-        "dm.jones approved by dr.a, dr.b",
+        "dm.jones approved by qa.lee, root.admin",
         "late MRI reads arrived after the lock",
     )
     [entry] = list_snapshots(platform.store, STUDY)
     assert (entry.id, entry.status) == ("PRIMARY", "UNLOCKED")  # its files stay
+    again = dag.test(run_conf={"request_id": asked.request_id})  # safe to run again
+    assert str(again.state) == "success", task_states(again)
+    assert platform.audit(STUDY).filter(pl.col("action") == "UNLOCK").height == 1
 
 
 @pytest.mark.parametrize("where", ["local", "seaweedfs"])

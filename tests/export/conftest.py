@@ -16,6 +16,7 @@ from services.demo.synthetic import write_synthetic_trial
 from services.export.package import Package, build
 from services.lock.snapshot import Snapshot, open_lock
 from services.platform import Platform
+from tests.signing import decide
 from tests.store.trials import STUDY, copy_home
 
 LOCK = "PRIMARY"
@@ -58,14 +59,7 @@ def synthetic_lock(tmp_path_factory: pytest.TempPathFactory) -> Locked:
     platform.ingest(SYNTHETIC, list(files.values()))
     for c in platform.adjudicate(SYNTHETIC).open_conflicts().iter_rows(named=True):
         status = "NEW_TRACT" if c["type"] == "UNMATCHED_TRACT" else "NOT_EVALUABLE"
-        platform.decide(
-            c["conflict_id"],
-            status=status,
-            rationale="test decision",
-            members=["dr.a", "dr.b"],
-            recorded_by="test.committee",
-            study=SYNTHETIC,
-        )
+        decide(platform, c["conflict_id"], status=status, rationale="test", study=SYNTHETIC)
     platform.bus.close()
     return _lock(home, SYNTHETIC)
 

@@ -5,6 +5,8 @@ the same outcomes as the embedded flow, and the lock must be taken at a consiste
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import time
 import warnings
 from collections.abc import Callable
@@ -12,10 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from services.demo.run import decide_scripted
+from services.demo.run import DEMO_PASSWORD, decide_scripted, demo_committee
 from services.demo.trial import DEMO_DECISIONS, DEMO_STUDY, write_demo_trial
 from services.platform import Platform
-from tests.bus.stack import Stack, drop, expected_counts, running, wait_for
+from tests.bus.stack import TRACT, Stack, drop, expected_counts, running, wait_for
+from tests.signing import fast_hasher
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -97,25 +100,38 @@ def test_watcher_and_adjudicator_give_the_embedded_outcomes(
         if (c["type"], c["subject_id"], c["tract_id"])
         == (first.conflict_type, first.subject_id, first.tract_id)
     )
-    stack.tract(
-        "decide",
-        conflict_id,
-        *(["--status", first.status] if first.status else []),
-        *(["--maps-to", first.maps_to] if first.maps_to else []),
-        "--rationale",
-        first.rationale,
-        "--members",
-        ",".join(first.members),
-        "--study",
-        DEMO_STUDY,
-    )
-    decide_scripted(embedded, first, recorded_by="committee")
+    kafka_users = demo_committee(stack.home, fast_hasher())
+    for member in first.members:  # each member signs their own vote, in their own process
+        subprocess.run(
+            [
+                TRACT,
+                "vote",
+                conflict_id,
+                *(["--status", first.status] if first.status else []),
+                *(["--maps-to", first.maps_to] if first.maps_to else []),
+                "--rationale",
+                first.rationale,
+                "--as",
+                member,
+                "--password-stdin",
+                "--study",
+                DEMO_STUDY,
+            ],
+            env={**os.environ, **stack.env()},
+            input=DEMO_PASSWORD + "\n",
+            capture_output=True,
+            text=True,
+            timeout=180,
+            check=True,
+        )
+    embedded_users = demo_committee(tmp_path / "embedded", fast_hasher())
+    decide_scripted(embedded, first, embedded_users)
     decided = [c for c in stack.cli_json("conflicts", "--study", DEMO_STUDY, "--all")]
     assert {c["conflict_id"]: c["status"] for c in decided}[conflict_id] == "DECIDED"
     kafka = stack.platform()
     for scripted in rest:
-        decide_scripted(kafka, scripted, recorded_by="committee")
-        decide_scripted(embedded, scripted, recorded_by="committee")
+        decide_scripted(kafka, scripted, kafka_users)
+        decide_scripted(embedded, scripted, embedded_users)
     kafka.bus.close()
     assert _without_decision_ids(
         stack.cli_json("outcomes", "--study", DEMO_STUDY)

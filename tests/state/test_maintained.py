@@ -23,10 +23,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import schemas
-from services.lock.unlock import unlock
 from services.platform import Platform
 from services.state.maintained import TABLES
 from tests.adjudicator import builders as b
+from tests.signing import unlock, vote
 
 STUDY = "PROP"
 SUBJECTS = ("S1", "S2", "S3")
@@ -162,19 +162,21 @@ class Trial:
         }
         self.ingest("subject", [row])
 
-    def decide(self, pick: int, status: str) -> None:
-        open_ = self.platform.adjudicate(STUDY).open_conflicts()
-        if open_.is_empty():
+    def vote(self, pick: int, voter: str, status: str) -> None:
+        """One member signs a vote on a conflict that holds: alone it may decide nothing, with
+        an earlier concordant vote it decides, against one it leaves the conflict open."""
+        held = self.platform.adjudicate(STUDY).conflicts.filter(pl.col("status") != "RESOLVED")
+        if held.is_empty():
             return
-        conflict = open_.row(pick % open_.height, named=True)
+        conflict = held.row(pick % held.height, named=True)
         if conflict["type"] == "UNMATCHED_TRACT":
             return
-        self.platform.decide(
+        vote(
+            self.platform,
             conflict["conflict_id"],
+            voter,
             status=status,
             rationale="the committee weighed the evidence",
-            members=["dr.a", "dr.b"],
-            recorded_by="dr.a",
             study=STUDY,
         )
 
@@ -186,7 +188,7 @@ class Trial:
                 self.platform.lock(STUDY, f"L{next(self.locks)}", "interim look", "dm.jones")
         else:
             locks = sources.lock_events(STUDY).filter(pl.col("action") == "LOCK")
-            unlock(sources, STUDY, locks["lock_id"][-1], "more data", "dm.jones", ["dr.a", "dr.b"])
+            unlock(self.platform, STUDY, locks["lock_id"][-1], "more data")
 
 
 STEP = st.one_of(
@@ -213,8 +215,9 @@ STEP = st.one_of(
     ),
     st.tuples(st.just("withdraw"), st.sampled_from(SUBJECTS), st.booleans()),
     st.tuples(
-        st.just("decide"),
+        st.just("vote"),
         st.integers(0, 9),
+        st.sampled_from(("dr.a", "dr.b", "dr.c")),
         st.sampled_from(("CLOSED", "NOT_CLOSED", "NOT_EVALUABLE")),
     ),
     st.tuples(st.just("lock_or_unlock")),

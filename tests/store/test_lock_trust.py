@@ -13,14 +13,20 @@ from pathlib import Path
 
 import pytest
 
+from services.demo.run import DEMO_PASSWORD
+from tests.signing import unlock
 from tests.store.trials import STUDY
 
 TRACT = str(Path(sys.executable).parent / "tract")
 
 
-def tract(home: Path, *args: str) -> tuple[int, str]:
+def tract(home: Path, *args: str, stdin: str | None = None) -> tuple[int, str]:
     done = subprocess.run(
-        [TRACT, "--home", str(home), *args], capture_output=True, text=True, timeout=180
+        [TRACT, "--home", str(home), *args],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        input=stdin,
     )
     assert "Traceback" not in done.stderr, done.stderr
     return done.returncode, done.stdout + done.stderr
@@ -146,20 +152,24 @@ def test_changes_after_the_lock_are_counted_everywhere(decided_home: Path) -> No
         for c in json.loads(out)
         if c["type"] == "READER_DISAGREEMENT" and c["status"] == "DECIDED"
     )
-    code, out = tract(
-        decided_home,
-        "decide",
-        disagreement["conflict_id"],
-        "--status",
-        "NOT_CLOSED",
-        "--rationale",
-        "re-read the images after the lock",
-        "--members",
-        "dr.a,dr.b",
-        "--study",
-        STUDY,
-    )
-    assert code == 0, out
+    for member in ("dr.ahmadi", "dr.sato"):  # the demo's committee members, each signing
+        code, out = tract(
+            decided_home,
+            "vote",
+            disagreement["conflict_id"],
+            "--status",
+            "NOT_CLOSED",
+            "--rationale",
+            "re-read the images after the lock",
+            "--as",
+            member,
+            "--password-stdin",
+            "--study",
+            STUDY,
+            stdin=DEMO_PASSWORD + "\n",
+        )
+        assert code == 0, out
+    assert "is now in force: NOT_CLOSED" in out
 
     _, out = tract(decided_home, "report", "--study", STUDY, "--json")
     since = json.loads(out)["since_lock"]
@@ -180,11 +190,7 @@ def test_changes_after_the_lock_are_counted_everywhere(decided_home: Path) -> No
 
     # the next lock's manifest says what changed since the previous one
     platform = Platform.embedded(decided_home)
-    from services.lock.unlock import unlock
-
-    unlock(
-        platform.lock_sources(), STUDY, "PRIMARY", "late withdrawal", "dm.jones", ["dr.a", "dr.b"]
-    )
+    unlock(platform, STUDY, "PRIMARY", "late withdrawal")
     assert lock(decided_home, "PRIMARY-2")[0] == 0
     changes = json.loads(manifest_path(decided_home, "PRIMARY-2").read_text())[
         "changes_since_previous_lock"
@@ -199,12 +205,11 @@ def test_changes_after_the_lock_are_counted_everywhere(decided_home: Path) -> No
 )
 def test_a_damaged_manifest_hides_no_other_lock(decided_home: Path, damage: str) -> None:
     """Issue 10, item 6: one damaged manifest broke `snapshot list` and `open` with tracebacks."""
-    from services.lock.unlock import unlock
     from services.platform import Platform
 
     assert lock(decided_home, "FIRST")[0] == 0
     platform = Platform.embedded(decided_home)
-    unlock(platform.lock_sources(), STUDY, "FIRST", "new data", "dm.jones", ["dr.a", "dr.b"])
+    unlock(platform, STUDY, "FIRST", "new data")
     assert lock(decided_home, "SECOND")[0] == 0
     path = manifest_path(decided_home, "FIRST")
     path.chmod(0o600)

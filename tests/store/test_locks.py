@@ -16,11 +16,12 @@ from services.errors import TransientError
 from services.lock.catalog import list_snapshots
 from services.lock.errors import LockBlockedError, LockRefusedError, SnapshotTamperedError
 from services.lock.snapshot import lock_prefix, open_lock, read_manifest
-from services.lock.unlock import unlock
 from services.platform import Platform
+from services.signatures import SignatureRefusedError
 from services.store.errors import StoreUnavailableError
 from services.store.s3 import S3Store
 from tests import servers
+from tests.signing import directory, signed_as
 from tests.store.trials import STUDY, s3_settings
 
 
@@ -63,29 +64,44 @@ def test_unlock_needs_a_reason_and_two_approvers_other_than_the_requester(
     decided_home: Path,
 ) -> None:
     platform = Platform.embedded(decided_home)
+    users = directory(decided_home)
     platform.lock(STUDY, "PRIMARY", "primary analysis", "dm.jones")
-    refusals = {
-        "one approver": ("late data", "dm.jones", ["dr.a"]),
-        "requester approves": ("late data", "dm.jones", ["dm.jones", "dr.a"]),
-        "same approver twice": ("late data", "dm.jones", ["dr.a", "DR.A"]),
-        "no reason": ("  ", "dm.jones", ["dr.a", "dr.b"]),
-    }
-    for case, (reason, by, approvers) in refusals.items():
-        with pytest.raises(LockRefusedError):
-            unlock(platform.lock_sources(), STUDY, "PRIMARY", reason, by, approvers)
-        assert platform.lock_state(STUDY, "PRIMARY") == "LOCK", case
-
-    record = unlock(
-        platform.lock_sources(), STUDY, "PRIMARY", "late MRI reads", "dm.jones", ["dr.a", "dr.b"]
+    with pytest.raises(LockRefusedError, match="needs a reason"):
+        platform.request_unlock(STUDY, "PRIMARY", "  ", signed_as("dm.jones"), users)
+    asked = platform.request_unlock(
+        STUDY, "PRIMARY", "late MRI reads", signed_as("dm.jones"), users
     )
-    assert record["approvers"] == ["dr.a", "dr.b"]
+    by_admin = platform.request_unlock(
+        STUDY, "PRIMARY", "late data", signed_as("root.admin"), users
+    )
+    with pytest.raises(LockRefusedError, match=r"root\.admin requested it and cannot also approve"):
+        platform.approve_unlock(by_admin.request_id, signed_as("ROOT.ADMIN"), users)
+    refusals = {
+        "data managers request, never approve": (
+            "dm.jones",
+            SignatureRefusedError,
+            "data_manager, which may not sign an unlock approval",
+        ),
+        "committee member": ("dr.a", SignatureRefusedError, "may not sign an unlock approval"),
+        "unknown person": ("ghost.approver", SignatureRefusedError, "unknown user"),
+    }
+    for case, (who, error, message) in refusals.items():
+        with pytest.raises(error, match=message):
+            platform.approve_unlock(asked.request_id, signed_as(who), users)
+        assert platform.lock_state(STUDY, "PRIMARY") == "LOCK", case
+    _, record = platform.approve_unlock(asked.request_id, signed_as("qa.lee"), users)
+    assert record is None and platform.lock_state(STUDY, "PRIMARY") == "LOCK"  # one of two
+    with pytest.raises(LockRefusedError, match="already approved"):
+        platform.approve_unlock(asked.request_id, signed_as("QA.Lee"), users)
+    _, record = platform.approve_unlock(asked.request_id, signed_as("root.admin"), users)
+    assert record is not None and record["approvers"] == ["qa.lee", "root.admin"]
+    assert record["request_id"] == asked.request_id
+    assert "Quinn Lee (qa.lee)" in record["approvals"][0]
     assert platform.lock_positions(STUDY) is None  # no lock in force
-    assert unlock(platform.lock_sources(), STUDY, "PRIMARY", "again", "dm.jones", ["dr.a", "dr.b"])[
-        "already_unlocked"
-    ]
+    assert platform.apply_unlock(asked.request_id)["already_unlocked"]
     trail = platform.audit(STUDY).filter(pl.col("kind") == "lock")
     assert trail["action"].to_list() == ["LOCK", "UNLOCK"]
-    assert trail["who"][-1] == "dm.jones approved by dr.a, dr.b"
+    assert trail["who"][-1] == "dm.jones approved by qa.lee, root.admin"
     assert trail["why"][-1] == "late MRI reads"
     # The old lock's files stay and still verify; its id cannot be locked again.
     assert open_lock(platform.store, STUDY, "PRIMARY").tables["tract_outcomes"].height > 0

@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 from services.config import Secret, Settings
-from services.demo.run import decide_demo_conflicts
+from services.demo.run import decide_demo_conflicts, demo_committee
 from services.demo.trial import DEMO_STUDY, write_demo_trial
 from services.platform import Platform
 
@@ -25,8 +25,10 @@ def build_home(home: Path, decided: bool) -> Path:
     platform = Platform.embedded(staging)
     files = write_demo_trial(staging / "files")
     platform.ingest(STUDY, list(files.values()))
-    if decided:
-        decide_demo_conflicts(platform, recorded_by="test.committee")
+    if decided:  # the demo committee's members sign their votes
+        from tests.signing import fast_hasher
+
+        decide_demo_conflicts(platform, demo_committee(staging, fast_hasher()))
     platform.bus.close()
     staging.rename(home)
     return home

@@ -28,18 +28,32 @@ from fastapi.testclient import TestClient
 from playwright.sync_api import Browser, sync_playwright
 
 from services.platform import Platform
+from services.signatures import Credentials
 from services.web.app import create_app
 from services.web.auth import UserStore
 from services.web.settings import WebSettings
 
 PASSWORD = "correct horse battery"
-# username -> role; two committee members so that quorum (2) can be met.
+# username -> role; three committee members (quorum is 2: two can agree while one dissents),
+# and an approver, who with the admin can approve a data manager's unlock request.
 PEOPLE = {
     "dr.adams": "committee",
     "dr.baker": "committee",
+    "dr.clarke": "committee",
     "dm.jones": "data_manager",
     "mon.lee": "monitor",
     "root.admin": "admin",
+    "qa.ng": "approver",
+}
+# The printed names their electronic signatures show.
+FULL_NAMES = {
+    "dr.adams": "Dr Anna Adams",
+    "dr.baker": "Dr Ben Baker",
+    "dr.clarke": "Dr Clara Clarke",
+    "dm.jones": "Dana Jones",
+    "mon.lee": "Morgan Lee",
+    "root.admin": "Ada Admin",
+    "qa.ng": "Quinn Ng",
 }
 # The demo's conflicts (stable ids: same inputs, same id).
 READER_DISAGREEMENT_S05 = "C-8e7c0d8f4e05"
@@ -76,6 +90,22 @@ class Site:
     def client(self) -> TestClient:
         return TestClient(self.app, base_url="http://testserver")
 
+    def vote(self, conflict_id: str, voter: str, status: str, rationale: str) -> dict:
+        """A member's signed vote through the platform (as `tract vote` records it)."""
+        return self.platform.vote(
+            conflict_id,
+            status=status,
+            rationale=rationale,
+            credentials=Credentials(voter, PASSWORD, "cli", "test"),
+            directory=self.users,
+        )
+
+    def decide(self, conflict_id: str, status: str, rationale: str, *members: str) -> dict:
+        """Each member (default dr.baker and dr.clarke) signs the same vote: a decision."""
+        for member in members or ("dr.baker", "dr.clarke"):
+            result = self.vote(conflict_id, member, status, rationale)
+        return result
+
 
 @pytest.fixture
 def site_factory(demo_home: Path, tmp_path: Path) -> Iterator[Callable[..., Site]]:
@@ -93,7 +123,7 @@ def site_factory(demo_home: Path, tmp_path: Path) -> Iterator[Callable[..., Site
         web_settings = WebSettings.from_env(home, environ=environ or {}, **settings)
         users = UserStore.from_settings(web_settings, hasher=hasher or fast_hasher())
         for name, role in PEOPLE.items():
-            users.add(name, role, PASSWORD)
+            users.add(name, role, PASSWORD, FULL_NAMES[name])
         site = Site(home, platform, users, create_app(platform, web_settings, users, clock))
         made.append(site)
         return site
@@ -134,16 +164,11 @@ def csrf_of(html: str) -> str:
     return match.group(1)
 
 
-def hidden_fields(html: str) -> dict[str, str | list[str]]:
+def hidden_fields(html: str) -> dict[str, str]:
     """The hidden inputs of a page's forms, as a browser would post them back."""
-    fields: dict[str, str | list[str]] = {}
+    fields: dict[str, str] = {}
     for name, value in HIDDEN.findall(html):
-        value = unescape(value)
-        if name == "members":
-            fields.setdefault("members", [])
-            fields["members"].append(value)  # type: ignore[union-attr]
-        else:
-            fields[name] = value
+        fields.setdefault(name, unescape(value))  # the page's first form that has the field
     return fields
 
 

@@ -16,8 +16,14 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from services.demo.run import decide_demo_conflicts
-from tests.web.conftest import PASSWORD, READER_DISAGREEMENT_S05, UNMATCHED_S09, Site
+from services.demo.run import decide_demo_conflicts, demo_committee
+from tests.web.conftest import (
+    PASSWORD,
+    READER_DISAGREEMENT_S05,
+    UNMATCHED_S09,
+    Site,
+    fast_hasher,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -100,22 +106,26 @@ def test_every_page_a_role_reads(
     assert found == [], "\n".join(found)
 
 
-def test_a_decision_refused_confirmed_and_recorded(
+def test_a_vote_refused_signed_and_recorded(
     live: tuple[Site, str], page: Page, axe_script: Path
 ) -> None:
     _, base = live
     sign_in(page, base, "dr.adams")
     page.goto(f"{base}/conflicts/{READER_DISAGREEMENT_S05}?study=DEMO")
-    page.click("button:has-text('Review decision')")  # nothing chosen: errors by the fields
+    page.click("button:has-text('Review your vote')")  # nothing chosen: errors by the fields
     expect(page.get_by_test_id("refusal")).to_be_visible()
     found = violations(page, axe_script)
     page.check("input[name=status][value=CLOSED]")
-    page.check("input[name=members][value='dr.baker']")
     page.fill("#rationale", "Consensus read: healed.")
-    page.click("button:has-text('Review decision')")
-    expect(page.get_by_test_id("confirm")).to_be_visible()
+    page.click("button:has-text('Review your vote')")
+    expect(page.get_by_test_id("meaning")).to_be_visible()
     found += violations(page, axe_script)
-    page.click("button:has-text('Confirm and record')")
+    page.fill("#password", "not my password")
+    page.click("button:has-text('Sign and record my vote')")  # the signature refused
+    expect(page.get_by_test_id("refusal")).to_be_visible()
+    found += violations(page, axe_script)
+    page.fill("#password", PASSWORD)
+    page.click("button:has-text('Sign and record my vote')")
     expect(page.get_by_test_id("recorded")).to_be_visible()
     found += violations(page, axe_script)
     assert found == [], "\n".join(found)
@@ -125,7 +135,7 @@ def test_the_lock_from_confirmation_to_receipt(
     live: tuple[Site, str], page: Page, axe_script: Path
 ) -> None:
     site, base = live
-    decide_demo_conflicts(site.app.state.web.platform, recorded_by="dr.adams")
+    decide_demo_conflicts(site.app.state.web.platform, demo_committee(site.home, fast_hasher()))
     sign_in(page, base, "dm.jones")
     page.fill("#lock_id", "PRIMARY")
     page.fill("#reason", "primary analysis")

@@ -66,7 +66,9 @@ def test_a_success_clears_earlier_failures(store: UserStore) -> None:
     ("username", "role", "password", "message"),
     [
         ("dr.adams", "chair", PASSWORD, "role must be one of"),
-        ("Dr Adams!", "committee", PASSWORD, "username"),
+        ("Dr Adams!", "committee", PASSWORD, "user name 'Dr Adams!' must be 2-64"),
+        ("dr.\u0430dams", "committee", PASSWORD, "non-ASCII character"),  # Cyrillic a
+        ("dr.adams\u200b", "committee", PASSWORD, "invisible or control character U\\+200B"),
         ("dr.adams", "committee", "short", "at least 10 characters"),
     ],
 )
@@ -113,8 +115,11 @@ def test_sessions_expire(tmp_path: Path) -> None:
 
 
 def test_roles_and_permissions() -> None:
-    assert set(ROLES) == {"committee", "data_manager", "monitor", "admin"}
+    assert set(ROLES) == {"committee", "data_manager", "monitor", "admin", "approver"}
     assert can("committee", "decide") and not can("monitor", "decide")
+    assert can("data_manager", "request_unlock") and not can("data_manager", "approve_unlock")
+    assert can("approver", "approve_unlock") and can("admin", "approve_unlock")
+    assert not any(can("committee", p) for p in ("lock", "request_unlock", "approve_unlock"))
     assert not can("committee", "lock") and can("data_manager", "lock")
     assert all(can(role, "view") for role in ROLES)
     assert not can(None, "view") and set(PERMISSIONS) >= {"view", "decide", "lock"}
@@ -174,3 +179,49 @@ def test_settings_come_from_the_environment(tmp_path: Path) -> None:
 def test_a_bad_setting_names_its_variable(tmp_path: Path, variable: str, value: str) -> None:
     with pytest.raises(WebConfigError, match=variable):
         WebSettings.from_env(tmp_path, environ={variable: value, "TRACT_WEB_SECRET": "s"})
+
+
+# -- printed names and signatures (21 CFR 11.50, 11.200) ----------------------------------------
+def test_a_user_has_a_printed_name_that_tells_them_apart(store: UserStore) -> None:
+    store.add("dr.adams", "committee", PASSWORD, "  Dr   Anna Adams ")
+    assert store.user("DR.ADAMS").full_name == "Dr Anna Adams"
+    with pytest.raises(UserError, match=r"already dr\.adams's"):
+        store.add("dr.other", "committee", PASSWORD, "dr anna ADAMS")
+    with pytest.raises(UserError, match="invisible"):
+        store.add("dr.other", "committee", PASSWORD, "Dr Anna\u200b Adams")
+    store.add("dr.other", "committee", PASSWORD)  # may sign in and read, not sign
+    assert store.user("dr.other").full_name == ""
+    assert store.set_full_name("dr.other", "Dr Otto Other").full_name == "Dr Otto Other"
+
+
+def test_a_users_file_from_before_printed_names_opens(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "web" / "users.db"
+    path.parent.mkdir(mode=0o700)
+    db = sqlite3.connect(path)
+    db.execute(
+        "CREATE TABLE users (username TEXT PRIMARY KEY, role TEXT NOT NULL, password_hash TEXT "
+        "NOT NULL, active INTEGER NOT NULL DEFAULT 1, created_at TEXT NOT NULL, updated_at TEXT "
+        "NOT NULL)"
+    )
+    db.execute("INSERT INTO users VALUES ('dr.old', 'committee', 'x', 1, 'then', 'then')")
+    db.commit()
+    db.close()
+    store = UserStore(path, hasher=fast_hasher())
+    assert store.user("dr.old").full_name == ""
+
+
+def test_a_signature_checks_the_password_again_and_counts_failures(store: UserStore) -> None:
+    from services.signatures import SignatureRefusedError
+
+    store.add("dr.adams", "committee", PASSWORD, "Dr Anna Adams")
+    assert store.check_signature("dr.adams", PASSWORD, "cli:ana").full_name == "Dr Anna Adams"
+    for _ in range(3):
+        with pytest.raises(SignatureRefusedError, match="unknown user or wrong password"):
+            store.check_signature("dr.adams", "guess guess guess", "cli:eve")
+    with pytest.raises(SignatureRefusedError, match="locked out"):
+        store.check_signature("dr.adams", PASSWORD, "cli:eve")
+    store.remove("dr.adams")
+    with pytest.raises(SignatureRefusedError, match="account removed"):
+        store.check_signature("dr.adams", PASSWORD, "cli:ana")

@@ -20,9 +20,9 @@ import polars as pl
 import pytest
 from fastapi.testclient import TestClient
 
-from services.demo.run import decide_demo_conflicts
+from services.demo.run import decide_demo_conflicts, demo_committee
 from services.demo.trial import DEMO_STUDY
-from tests.web.conftest import READER_DISAGREEMENT_S05, Site, sign_in
+from tests.web.conftest import READER_DISAGREEMENT_S05, Site, fast_hasher, sign_in
 
 # Values planted in the data below: none may reach a committee member.
 SECRET_DATE = "2031-07-19"  # an injection's administered_on (no other record has this date)
@@ -229,7 +229,7 @@ REFUSED = [f"/locks/{LOCK}/download?study={DEMO_STUDY}"]
 
 def _locked(site: Site) -> Site:
     """The planted site with the committee's decisions and a lock (so lock pages exist)."""
-    decide_demo_conflicts(site.platform, recorded_by="dr.adams")
+    decide_demo_conflicts(site.platform, demo_committee(site.home, fast_hasher()))
     site.platform.lock(DEMO_STUDY, LOCK, "primary analysis", "dm.jones", open_queries_reason="x")
     return site
 

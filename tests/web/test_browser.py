@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 import uvicorn
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
-from services.demo.run import decide_demo_conflicts
+from services.demo.run import decide_demo_conflicts, demo_committee
 from services.demo.trial import DEMO_STUDY
-from tests.web.conftest import PASSWORD, READER_DISAGREEMENT_S05, Site
+from tests.web.conftest import PASSWORD, READER_DISAGREEMENT_S05, Site, fast_hasher
 
 CHROMIUM = Path("/usr/bin/chromium")
 LAUNCH_ARGS = [
@@ -36,13 +36,10 @@ SHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    assert CHROMIUM.exists(), "Debian's chromium is missing: apt-get install chromium"
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=LAUNCH_ARGS)
-        yield browser
-        browser.close()
+@pytest.fixture
+def browser(chromium: Browser) -> Browser:
+    """The session's Chromium (tests/web/conftest.py): one Playwright per process."""
+    return chromium
 
 
 @pytest.fixture
@@ -85,10 +82,12 @@ def sign_in(page: Page, base: str, username: str) -> None:
     expect(page.get_by_test_id("me")).to_have_text(username)
 
 
-def test_a_committee_member_decides_a_conflict_and_the_report_follows(
-    served: tuple[Site, str], page: Page
+def test_two_committee_members_sign_their_own_votes_and_the_decision_follows(
+    served: tuple[Site, str], browser: Browser, page: Page
 ) -> None:
-    _, base = served
+    """Two members, two real browser sessions: each signs their own vote with their password;
+    one signature decides nothing, the second concordant one brings the decision into force."""
+    site, base = served
     page.goto(f"{base}/login")
     shot(page, "01-login")
     sign_in(page, base, "dr.adams")
@@ -112,30 +111,59 @@ def test_a_committee_member_decides_a_conflict_and_the_report_follows(
     )  # both reads, side by side; the difference marked in words, not colour only
     expect(page.locator("body")).not_to_contain_text("RAD-A")  # blinded for the committee
     expect(page.get_by_test_id("exams").locator("[data-visit='FU6']")).to_have_count(1)
+    expect(page.locator("input[name=members]")).to_have_count(0)  # nobody else's name to tick
+    expect(page.locator("#decide [data-testid=signer]")).to_contain_text("Dr Anna Adams (dr.adams)")
     shot(page, "04-conflict")
 
     # A refusal first: no rationale.
     page.check("input[name=status][value=CLOSED]")
-    page.check("input[name=members][value='dr.baker']")
-    page.click("button:has-text('Review decision')")
+    page.click("button:has-text('Review your vote')")
     expect(page.get_by_test_id("refusal")).to_contain_text("A rationale is required")
 
     page.check("input[name=status][value=CLOSED]")
-    page.check("input[name=members][value='dr.baker']")
-    page.fill("#rationale", "Committee consensus read: no T2 signal, no collection; healed.")
-    page.click("button:has-text('Review decision')")
-    expect(page.get_by_test_id("confirm")).to_contain_text("dr.adams, dr.baker")
-    shot(page, "05-confirm")
-    page.click("button:has-text('Confirm and record')")
+    page.fill("#rationale", "Committee read: no T2 signal, no collection; healed.")
+    page.click("button:has-text('Review your vote')")
+    expect(page.get_by_test_id("meaning")).to_have_text("decided CLOSED")
+    expect(page.get_by_test_id("signer")).to_have_text("Dr Anna Adams (dr.adams)")
+    shot(page, "05-sign")
+    page.fill("#password", "not my password")
+    page.click("button:has-text('Sign and record my vote')")
+    expect(page.get_by_test_id("refusal")).to_contain_text("signature refused")
+    page.fill("#password", PASSWORD)
+    page.click("button:has-text('Sign and record my vote')")
     expect(page.get_by_test_id("recorded")).to_be_visible()
-    expect(page.get_by_test_id("conflict-status")).to_have_text("Decided")
-    expect(page.get_by_test_id("outcome")).to_have_text("Closed")
-    expect(page.get_by_test_id("history")).to_contain_text("in force")
-    shot(page, "06-decided")
+    expect(page.get_by_test_id("conflict-status")).to_have_text("Open")  # one signature
+    expect(page.get_by_test_id("needed")).to_contain_text("1 of 2 signatures for CLOSED")
+    expect(page.get_by_test_id("votes")).to_contain_text("Dr Anna Adams (dr.adams)")
+    shot(page, "06-one-signature")
 
+    # The second member, in their own browser session, reviews and concurs.
+    baker = browser.new_context(viewport={"width": 1366, "height": 900}).new_page()
+    try:
+        sign_in(baker, base, "dr.baker")
+        baker.goto(f"{base}/conflicts/{READER_DISAGREEMENT_S05}?study={DEMO_STUDY}")
+        expect(baker.get_by_test_id("votes")).to_contain_text("UTC: decided CLOSED")
+        baker.click("button:has-text('Concur (review')")
+        expect(baker.get_by_test_id("signer")).to_have_text("Dr Ben Baker (dr.baker)")
+        baker.fill("#password", PASSWORD)
+        baker.click("button:has-text('Sign and record my vote')")
+        expect(baker.get_by_test_id("conflict-status")).to_have_text("Decided")
+        expect(baker.get_by_test_id("recorded")).to_contain_text("is in force")
+        expect(baker.get_by_test_id("outcome")).to_have_text("Closed")
+        history = baker.get_by_test_id("history")
+        expect(history).to_contain_text("in force")
+        expect(history).to_contain_text("Dr Anna Adams (dr.adams)")
+        expect(history).to_contain_text("Dr Ben Baker (dr.baker)")
+        shot(baker, "07-decided")
+    finally:
+        baker.context.close()
+    assert site.platform.votes(DEMO_STUDY)["voter"].to_list() == ["dr.adams", "dr.baker"]
+
+    page.reload()
+    expect(page.get_by_test_id("conflict-status")).to_have_text("Decided")
     page.click("nav >> text=Dashboard")
     expect(page.get_by_test_id("readiness")).to_contain_text("6 open conflict(s)")
-    shot(page, "07-dashboard-after")
+    shot(page, "08-dashboard-after")
 
 
 def test_a_monitor_reads_everything_but_cannot_decide(served: tuple[Site, str], page: Page) -> None:
@@ -143,9 +171,9 @@ def test_a_monitor_reads_everything_but_cannot_decide(served: tuple[Site, str], 
     sign_in(page, base, "mon.lee")
     page.goto(f"{base}/conflicts/{READER_DISAGREEMENT_S05}?study={DEMO_STUDY}")
     expect(page.get_by_test_id("cannot-decide")).to_be_visible()
-    expect(page.locator("button:has-text('Review decision')")).to_have_count(0)
+    expect(page.locator("button:has-text('Review your vote')")).to_have_count(0)
     expect(page.get_by_test_id("mri-MRI_FINAL")).to_contain_text("Reader 1 (RAD-A)")
-    shot(page, "08-monitor-conflict")
+    shot(page, "09-monitor-conflict")
     # Not only hidden: the server refuses a forged post from the monitor's own session.
     token = page.locator("input[name=csrf_token]").first.get_attribute("value")
     before = site.positions()
@@ -170,7 +198,7 @@ def test_a_data_manager_sees_the_study_ready_and_locks_it(
 ) -> None:
     site, base = served
     platform = site.app.state.web.platform  # the server's own, serialised platform
-    decide_demo_conflicts(platform, recorded_by="dr.adams")
+    decide_demo_conflicts(platform, demo_committee(site.home, fast_hasher()))
     sign_in(page, base, "dm.jones")
     # The committee is done, but the rejected rows are still the sites' open queries.
     expect(page.get_by_test_id("readiness")).to_contain_text("Not ready to lock: 14 site queries")
@@ -188,12 +216,12 @@ def test_a_data_manager_sees_the_study_ready_and_locks_it(
     page.click("nav >> text=Dashboard")
     expect(page.get_by_test_id("locks")).to_contain_text("PRIMARY")
     expect(page.get_by_test_id("readiness")).to_contain_text("Lock in force: PRIMARY")
-    shot(page, "09-dashboard-locked")
+    shot(page, "10-dashboard-locked")
     page.click("nav >> text=Audit trail")
     page.select_option("#kind", "access")
     page.click("button:has-text('Filter')")
     expect(page.get_by_test_id("audit")).to_contain_text("SIGN_IN ALLOWED")
-    shot(page, "10-audit")
+    shot(page, "11-audit")
     with page.expect_download() as download:
         page.get_by_test_id("export").click()
     assert download.value.suggested_filename.startswith(f"audit-{DEMO_STUDY}-")

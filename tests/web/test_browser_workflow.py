@@ -13,9 +13,9 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from services.demo.run import decide_demo_conflicts
+from services.demo.run import decide_demo_conflicts, demo_committee
 from services.demo.trial import DEMO_STUDY
-from tests.web.conftest import PASSWORD, SHOTS, Site
+from tests.web.conftest import PASSWORD, SHOTS, Site, fast_hasher
 
 pytestmark = pytest.mark.slow
 
@@ -85,9 +85,9 @@ def sign_in(page: Page, base: str, username: str) -> None:
 def test_a_member_clears_the_queue_from_the_keyboard(
     live: tuple[Site, str], page: Page, screen: str
 ) -> None:
-    """Open the first conflict once; then every decision, confirmation and step to the next
-    conflict is keys only (access keys, arrows, Tab, Space, Enter), and the queue page is never
-    seen again until the walk ends."""
+    """Open the first conflict once; then every vote, its signature and the step to the next
+    conflict is keys only (access keys, arrows, Tab, typing, Enter), and the queue page is never
+    seen again until the walk ends: the member has signed a vote on every conflict."""
     site, base = live
     sign_in(page, base, "dr.adams")
     page.goto(f"{base}/conflicts")
@@ -99,23 +99,20 @@ def test_a_member_clears_the_queue_from_the_keyboard(
     expect(page.get_by_test_id("shortcuts")).to_contain_text("next")
     shot(page, screen, "02-conflict")
 
-    decided: list[str] = []
+    decided: list[str] = []  # the conflicts voted on, in the order walked
     while len(decided) < 20:
         decided.append(page.url.split("/conflicts/")[1].split("?")[0])
         access_key(page, "s")  # the first status, focused and chosen
         page.keyboard.press("ArrowDown")  # the second: NOT_CLOSED, or NEW_TRACT for a new tract
         access_key(page, "r")  # the rationale
         page.keyboard.type("Committee read of the evidence: see the reads side by side.")
-        expect(page.locator("input[name=members][value='dr.adams']")).to_be_checked()  # me
-        page.keyboard.press("Tab")
-        page.keyboard.press("Tab")
-        page.keyboard.press("Space")  # the second member
-        page.keyboard.press("Tab")  # other members present: Enter submits the form
+        page.keyboard.press("Tab")  # Review your vote…
         page.keyboard.press("Enter")
-        expect(page.get_by_test_id("confirm")).to_contain_text("dr.adams, dr.baker")
+        expect(page.get_by_test_id("signer")).to_have_text("Dr Anna Adams (dr.adams)")
         if len(decided) == 1:
-            shot(page, screen, "03-confirm")
-        page.keyboard.press("Enter")  # the confirmation's button has the focus
+            shot(page, screen, "03-sign")
+        page.keyboard.type(PASSWORD)  # the password field has the focus: the signature
+        page.keyboard.press("Enter")
         expect(page.get_by_test_id("recorded")).to_be_visible()
         if page.get_by_test_id("next").count() == 0:
             break
@@ -125,10 +122,12 @@ def test_a_member_clears_the_queue_from_the_keyboard(
 
     assert len(set(decided)) == len(decided) == total  # each once, all of them
     expect(page.get_by_test_id("queue-done")).to_be_visible()
-    shot(page, screen, "04-last-decided")
+    shot(page, screen, "04-last-voted")
     access_key(page, "q")
-    expect(page.get_by_test_id("open-total")).to_have_text("0")
-    assert site.platform.adjudicate(DEMO_STUDY).open_conflicts().height == 0
+    expect(page.get_by_test_id("pending")).to_contain_text("My votes pending 0")
+    voted = site.app.state.web.platform.votes(DEMO_STUDY)
+    assert sorted(voted["conflict_id"]) == sorted(decided)
+    assert set(voted["voter"]) == {"dr.adams"}
 
 
 def test_the_subject_page_from_the_queue(live: tuple[Site, str], page: Page, screen: str) -> None:
@@ -176,7 +175,7 @@ def test_the_lock_is_confirmed_on_its_own_page(
     live: tuple[Site, str], page: Page, screen: str
 ) -> None:
     site, base = live
-    decide_demo_conflicts(site.app.state.web.platform, recorded_by="dr.adams")
+    decide_demo_conflicts(site.app.state.web.platform, demo_committee(site.home, fast_hasher()))
     sign_in(page, base, "dm.jones")
     page.fill("#lock_id", "PRIMARY")
     page.fill("#reason", "primary analysis")
@@ -202,7 +201,7 @@ def test_the_audit_trail_shows_old_and_new_whole(
     live: tuple[Site, str], page: Page, screen: str
 ) -> None:
     site, base = live
-    decide_demo_conflicts(site.app.state.web.platform, recorded_by="dr.adams")
+    decide_demo_conflicts(site.app.state.web.platform, demo_committee(site.home, fast_hasher()))
     sign_in(page, base, "dm.jones")
     page.goto(f"{base}/audit")
     cells = page.get_by_test_id("audit").locator("tbody tr td:last-child")

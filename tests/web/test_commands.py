@@ -146,3 +146,24 @@ def test_tract_serve_serves_the_committee_page(demo_home: Path, tmp_path: Path) 
         server.terminate()
         out, _ = server.communicate(timeout=30)
     assert f"serving {home}" in out and "bus embedded" in out
+
+
+def test_users_have_printed_names_for_their_signatures(tmp_path: Path) -> None:
+    code, out = run(
+        tmp_path, "users", "add", "dr.x", "--role", "committee", "--full-name", "Dr Xena Xu",
+        "--password-stdin", input="a long enough password\n",
+    )  # fmt: skip
+    assert code == 0 and "signs as 'Dr Xena Xu'" in out
+    code, out = run(
+        tmp_path, "users", "add", "qa.y", "--role", "approver", "--password-stdin",
+        input="a long enough password\n",
+    )  # fmt: skip
+    assert code == 0 and "cannot sign until one is set" in out
+    from services.web.errors import UserError
+
+    with pytest.raises(UserError, match=r"already dr\.x's"):
+        run(tmp_path, "users", "set-name", "qa.y", "--full-name", "Dr Xena Xu")
+    code, out = run(tmp_path, "users", "set-name", "qa.y", "--full-name", "Yusuf Yilmaz")
+    assert code == 0 and "qa.y now signs as 'Yusuf Yilmaz'" in out
+    code, out = run(tmp_path, "users", "list")
+    assert "Dr Xena Xu" in out and "Yusuf Yilmaz" in out

@@ -1,8 +1,9 @@
 """The same web page on the Kafka bus: a real Kafka-protocol broker (Tansu), the adjudicator
 service as its own process, and the app over ``Platform.from_settings`` with ``kafka://``.
 
-A decision posted on the page is published to Kafka, applied by the service and shown; access
-records (sign-ins, refusals) travel the same way into the audit trail.
+Votes signed on the page are published to Kafka, applied by the service, and once two members
+have signed the decision is shown; access records (sign-ins, refusals) travel the same way into
+the audit trail.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from services.web.auth import UserStore
 from services.web.settings import WebSettings
 from tests.servers import wait_for
 from tests.web.conftest import (
+    FULL_NAMES,
     PASSWORD,
     PEOPLE,
     READER_DISAGREEMENT_S05,
@@ -75,7 +77,7 @@ def kafka_app(
         settings = WebSettings.from_env(home, environ={})
         users = UserStore(settings.users_db, hasher=fast_hasher())
         for name, role in PEOPLE.items():
-            users.add(name, role, PASSWORD)
+            users.add(name, role, PASSWORD, FULL_NAMES[name])
         yield TestClient(create_app(platform, settings, users)), platform
     finally:
         service.send_signal(signal.SIGTERM)
@@ -98,27 +100,33 @@ def test_the_committee_decides_on_kafka_as_on_the_embedded_log(
     assert 'data-testid="mri-MRI_FINAL"' in page and "RAD-A" not in page
     assert 'data-testid="results-hidden"' in client.get("/").text  # no efficacy figures
 
-    shown = hidden_fields(page)
-    review = client.post(
-        f"/conflicts/{READER_DISAGREEMENT_S05}/decision",
-        data={
-            "csrf_token": shown["csrf_token"],
-            "study": DEMO_STUDY,
-            "status": "CLOSED",
-            "rationale": "committee consensus read: healed",
-            "members": ["dr.adams", "dr.baker"],
-            "seen_fingerprint": shown["seen_fingerprint"],
-            "seen_decision": shown["seen_decision"],
-        },
-    )
-    assert review.status_code == 200, review.text
-    done = client.post(
-        f"/conflicts/{READER_DISAGREEMENT_S05}/decision/confirm",
-        data=hidden_fields(review.text),
-        follow_redirects=False,
-    )
-    assert done.status_code == 303, done.text
-    assert 'data-testid="conflict-status">Decided' in client.get(done.headers["location"]).text
+    def sign_vote(member: TestClient) -> str:
+        shown = hidden_fields(member.get(f"/conflicts/{READER_DISAGREEMENT_S05}").text)
+        review = member.post(
+            f"/conflicts/{READER_DISAGREEMENT_S05}/decision",
+            data={
+                "csrf_token": shown["csrf_token"],
+                "study": DEMO_STUDY,
+                "status": "CLOSED",
+                "rationale": "committee consensus read: healed",
+                "seen_fingerprint": shown["seen_fingerprint"],
+                "seen_decision": shown["seen_decision"],
+            },
+        )
+        assert review.status_code == 200, review.text
+        done = member.post(
+            f"/conflicts/{READER_DISAGREEMENT_S05}/decision/confirm",
+            data=hidden_fields(review.text) | {"password": PASSWORD},
+            follow_redirects=False,
+        )
+        assert done.status_code == 303, done.text
+        return member.get(done.headers["location"]).text
+
+    page = sign_vote(client)
+    assert 'data-testid="conflict-status">Open' in page and "1 of 2 signatures" in page
+    baker = TestClient(client.app)
+    sign_in(baker, "dr.baker")
+    assert 'data-testid="conflict-status">Decided' in sign_vote(baker)
 
     monitor = TestClient(client.app)
     token = sign_in(monitor, "mon.lee")
@@ -130,11 +138,12 @@ def test_the_committee_decides_on_kafka_as_on_the_embedded_log(
     assert refused.status_code == 403
     # Access records reach the trail once the service has applied them.
     trail = wait_for(
-        lambda: (text := monitor.get("/audit?kind=access").text).count("DECIDE REFUSED") and text,
+        lambda: (text := monitor.get("/audit?kind=access").text).count("VOTE REFUSED") and text,
         60,
         "the refusal to reach the audit trail",
         every=0.2,
     )
     assert "SIGN_IN ALLOWED" in trail and "mon.lee (monitor)" in trail
-    decisions = platform.records("committee_decision", DEMO_STUDY).collect()
-    assert decisions["recorded_by"].to_list() == ["dr.adams"]
+    votes = platform.votes(DEMO_STUDY)
+    assert votes["voter"].to_list() == ["dr.adams", "dr.baker"]
+    assert votes["printed_name"].to_list() == ["Dr Anna Adams", "Dr Ben Baker"]

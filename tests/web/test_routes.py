@@ -50,10 +50,9 @@ def decision_form(csrf: str, **overrides: object) -> dict[str, object]:
         "study": DEMO_STUDY,
         "status": "CLOSED",
         "rationale": "ADJ-equivalent consensus read at the committee: no T2 signal",
-        "members": ["dr.adams", "dr.baker"],
-        "other_members": "",
         "seen_fingerprint": "",
         "seen_decision": "",
+        "password": PASSWORD,
     }
     return form | overrides
 
@@ -343,7 +342,8 @@ def test_conflict_page_shows_the_evidence_side_by_side(as_role: AsRole) -> None:
     for rule in ("clinical.sustained", "mri.consensus", "primary.closure", "discharge.improved"):
         assert rule in page
     assert "R1 and R2 disagree; no evaluable adjudicator read" in page
-    assert "Review decision" in page
+    assert "Review your vote" in page and 'name="members"' not in page
+    assert "You vote as Dr Anna Adams (dr.adams)" in page
 
 
 def test_committee_members_are_blinded_to_readers_and_treatment(as_role: AsRole) -> None:
@@ -362,7 +362,7 @@ def test_monitors_see_reader_identities_but_cannot_decide(as_role: AsRole) -> No
     client, _ = as_role("monitor")
     page = client.get(f"/conflicts/{READER_DISAGREEMENT_S05}").text
     assert "Reader 1 (RAD-A)" in page and "Reader 2 (RAD-B)" in page
-    assert 'data-testid="cannot-decide"' in page and "Review decision" not in page
+    assert 'data-testid="cannot-decide"' in page and "Review your vote" not in page
     assert "volume" not in page.lower()
 
 
@@ -392,42 +392,116 @@ def _review(client: TestClient, csrf: str, conflict_id: str, **form: object):
     )
 
 
-def test_a_decision_needs_review_then_confirmation(site: Site, as_role: AsRole) -> None:
+def _sign(client: TestClient, review_html: str, password: str = PASSWORD, **extra: str):
+    """Step 2: the confirmation page's form, signed with ``password``."""
+    action = review_html.split('/decision/confirm"')[0].rsplit('action="', 1)[1]
+    action += "/decision/confirm"
+    return client.post(
+        action,
+        data=hidden_fields(review_html) | {"password": password} | extra,
+        follow_redirects=False,
+    )
+
+
+def test_a_vote_needs_review_then_the_members_own_signature(site: Site, as_role: AsRole) -> None:
     client, csrf = as_role("committee")
     before = site.positions()
     review = _review(client, csrf, READER_DISAGREEMENT_S05)
-    assert review.status_code == 200 and "Confirm the committee" in review.text
-    assert "dr.adams, dr.baker" in review.text
+    assert review.status_code == 200 and "Sign your vote" in review.text
+    assert 'data-testid="meaning">decided CLOSED' in review.text
+    assert 'data-testid="signer">Dr Anna Adams (dr.adams)' in review.text
+    assert 'type="password"' in review.text
     assert site.positions() == before  # nothing recorded by the review step
-    response = client.post(
-        f"/conflicts/{READER_DISAGREEMENT_S05}/decision/confirm",
-        data=hidden_fields(review.text),
-        follow_redirects=False,
-    )
+    for password in ("", "not my password"):  # no signature, no vote
+        refused = _sign(client, review.text, password)
+        assert refused.status_code == 403 and "signature refused" in refused.text
+        assert 'type="password"' in refused.text  # the confirmation page again, to sign
+        only_access_added(site, before)
+        before = site.positions()
+    response = _sign(client, review.text)
     assert response.status_code == 303
     assert response.headers["location"].startswith(f"/conflicts/{READER_DISAGREEMENT_S05}?")
     page = client.get(response.headers["location"]).text
     assert 'data-testid="recorded"' in page
+    # one signature is not a decision
+    assert 'data-testid="conflict-status">Open' in page
+    assert "1 of 2 signatures for CLOSED: waiting for 1 more concordant vote" in page
+    assert "Dr Anna Adams (dr.adams), " in page and "UTC: decided CLOSED" in page
+    [vote] = site.platform.votes(DEMO_STUDY).to_dicts()
+    assert (vote["voter"], vote["printed_name"], vote["signed_via"]) == (
+        "dr.adams",
+        "Dr Anna Adams",
+        "web",
+    )
+    assert vote["authentication"].startswith("password re-entered (web session s-")
+    # a second member concurs from their own session: the decision takes effect
+    baker = site.client()
+    sign_in(baker, "dr.baker")
+    page = baker.get(f"/conflicts/{READER_DISAGREEMENT_S05}").text
+    assert "Concur (review" in page
+    concur = hidden_fields(page.split('action="/conflicts/')[1].split("</form>")[0])
+    review = baker.post(
+        f"/conflicts/{READER_DISAGREEMENT_S05}/decision",
+        data={k: v for k, v in concur.items()},
+    )
+    assert 'data-testid="signer">Dr Ben Baker (dr.baker)' in review.text
+    page = baker.get(_sign(baker, review.text).headers["location"]).text
     assert 'data-testid="conflict-status">Decided' in page
-    assert "in force" in page and "dr.adams, dr.baker" in page
-    assert 'data-testid="outcome">Closed' in page
-    decision = site.platform.records("committee_decision", DEMO_STUDY).collect().row(-1, named=True)
-    assert (decision["recorded_by"], decision["status"]) == ("dr.adams", "CLOSED")
+    assert "in force" in page and 'data-testid="outcome">Closed' in page
+    history = page.split('data-testid="history"')[1].split("</table>")[0]
+    assert "Dr Anna Adams (dr.adams)" in history and "Dr Ben Baker (dr.baker)" in history
     # The report follows: S05's second tract closes, so S05 is now a full closure (which the
     # data manager sees; the committee is kept away from the study's results).
     data_manager, _ = as_role("data_manager")
     assert 'data-testid="category-S05">Full closure' in data_manager.get("/").text
     assert 'data-testid="results-hidden"' in client.get("/").text
-    audit = client.get("/audit?kind=committee_decision").text
-    assert "dr.adams for dr.adams, dr.baker" in audit
+    audit = client.get("/audit?kind=committee_vote").text
+    assert "Dr Anna Adams (dr.adams)" in audit and "decided CLOSED (signed, web)" in audit
+    assert "signed by dr.adams, dr.baker" in client.get("/audit?kind=committee_decision").text
 
 
-def test_other_members_typed_in_count_towards_quorum(as_role: AsRole) -> None:
+def test_a_vote_is_only_ever_the_signed_in_members_own(site: Site, as_role: AsRole) -> None:
+    """Issue 9, item 1: the free-text "other members" box and the member checkboxes counted
+    toward the quorum, for names such as ghost.one, =1+1 and an HTML string."""
     client, csrf = as_role("committee")
-    review = _review(
-        client, csrf, READER_DISAGREEMENT_S05, members=["dr.adams"], other_members="prof.x; dr.y"
-    )
-    assert review.status_code == 200 and "dr.adams, dr.y, prof.x" in review.text
+    forged = {
+        "members": ["dr.baker", "ghost.one", "=1+1"],
+        "other_members": "<b>dr.clarke</b>; ghost.two",
+        "voter": "dr.baker",
+        "username": "dr.baker",
+    }
+    review = _review(client, csrf, READER_DISAGREEMENT_S05, **forged)
+    assert review.status_code == 200
+    assert "ghost.one" not in review.text and "dr.baker" not in review.text
+    response = _sign(client, review.text, **{k: str(v) for k, v in forged.items()})
+    assert response.status_code == 303
+    votes = site.platform.votes(DEMO_STUDY)
+    assert votes["voter"].to_list() == ["dr.adams"]
+    row = site.platform.find_conflict(READER_DISAGREEMENT_S05, DEMO_STUDY)[1]
+    assert (row["status"], row["decision_id"]) == ("OPEN", None)
+
+
+def test_votes_are_blinded_like_any_text(site: Site, as_role: AsRole) -> None:
+    site.vote(READER_DISAGREEMENT_S05, "dr.baker", "CLOSED", "RAD-B over-read the T2 signal")
+    committee, _ = as_role("committee")
+    page = committee.get(f"/conflicts/{READER_DISAGREEMENT_S05}").text
+    assert "RAD-B" not in page and "[blinded reader] over-read the T2 signal" in page
+    assert "RAD-B" not in committee.get("/audit.csv?kind=committee_vote").text
+    monitor, _ = as_role("monitor")
+    assert "RAD-B over-read" in monitor.get(f"/conflicts/{READER_DISAGREEMENT_S05}").text
+
+
+def test_discordant_votes_are_shown_side_by_side(site: Site, as_role: AsRole) -> None:
+    """Issue 9, item 1: CLOSED then NOT_CLOSED within a minute, each "in force" in turn."""
+    site.vote(READER_DISAGREEMENT_S05, "dr.adams", "CLOSED", "healed on review")
+    site.vote(READER_DISAGREEMENT_S05, "dr.baker", "NOT_CLOSED", "fluid persists")
+    client, _ = as_role("monitor")
+    page = client.get(f"/conflicts/{READER_DISAGREEMENT_S05}").text
+    assert 'data-testid="conflict-status">Open' in page
+    sides = page.split('data-testid="discordant"')[1].split("</section>")[0]
+    assert "Dr Anna Adams (dr.adams)" in sides and "Dr Ben Baker (dr.baker)" in sides
+    assert "healed on review" in sides and "fluid persists" in sides
+    assert "discordant votes" in page and "No decision yet." in page
 
 
 def test_a_mapping_decision_names_the_registry_tract(site: Site, as_role: AsRole) -> None:
@@ -451,8 +525,7 @@ def test_a_mapping_decision_names_the_registry_tract(site: Site, as_role: AsRole
 @pytest.mark.parametrize(
     ("form", "message"),
     [
-        ({"rationale": "   "}, "A rationale is required: say why the committee decided so"),
-        ({"members": ["dr.adams"]}, "Tick at least 2 deciding members"),
+        ({"rationale": "   "}, "A rationale is required: say why you vote so"),
         ({"status": "MAYBE"}, "This conflict can only end as “Closed” or “Not closed” or"),
         ({"status": ""}, "Choose the final status: “Closed”"),
     ],
@@ -468,13 +541,13 @@ def test_a_decision_the_protocol_refuses_writes_only_its_refusal(
     only_access_added(site, before)
     last = access_rows(site)[-1]
     assert (last["action"], last["outcome"], last["conflict_id"], last["subject_id"]) == (
-        "DECIDE",
+        "VOTE",
         "REFUSED",
         READER_DISAGREEMENT_S05,
         "S05",
     )
     assert message in last["detail"]
-    assert "DECIDE REFUSED" in client.get("/audit?subject=S05&kind=access").text
+    assert "VOTE REFUSED" in client.get("/audit?subject=S05&kind=access").text
 
 
 @pytest.mark.parametrize("step", ["decision", "decision/confirm"])
@@ -534,17 +607,10 @@ def test_confirming_after_the_evidence_changed_is_refused(site: Site, as_role: A
 def test_confirming_after_someone_else_decided_is_refused(site: Site, as_role: AsRole) -> None:
     client, csrf = as_role("committee")
     fingerprint = site.platform.find_conflict(READER_DISAGREEMENT_S05, DEMO_STUDY)[1]["fingerprint"]
-    site.platform.decide(
-        READER_DISAGREEMENT_S05,
-        status="NOT_CLOSED",
-        rationale="decided at the meeting",
-        members=["dr.baker", "dr.c"],
-        recorded_by="dr.baker",
-        study=DEMO_STUDY,
-    )
+    site.decide(READER_DISAGREEMENT_S05, "NOT_CLOSED", "decided at the meeting")
     form = decision_form(csrf, seen_fingerprint=fingerprint)
     response = client.post(f"/conflicts/{READER_DISAGREEMENT_S05}/decision/confirm", data=form)
-    assert response.status_code == 409 and "another decision" in response.text
+    assert response.status_code == 409 and "came into force since you reviewed" in response.text
 
 
 def test_a_later_decision_supersedes_and_history_keeps_both(site: Site, as_role: AsRole) -> None:
@@ -557,13 +623,13 @@ def test_a_later_decision_supersedes_and_history_keeps_both(site: Site, as_role:
             seen_fingerprint=row["fingerprint"],
             seen_decision=row["decision_id"] or "",
         )
-        form.pop("other_members")
-        response = client.post(
+        response = client.post(  # dr.adams signs on the web, dr.baker concurs
             f"/conflicts/{READER_DISAGREEMENT_S05}/decision/confirm",
             data=form,
             follow_redirects=False,
         )
         assert response.status_code == 303
+        site.vote(READER_DISAGREEMENT_S05, "dr.baker", status, "concur")
     page = client.get(f"/conflicts/{READER_DISAGREEMENT_S05}").text
     history = page.split('data-testid="history"')[1].split("</table>")[0]
     assert history.count("<tr>") == 3  # head + two decisions
@@ -571,14 +637,7 @@ def test_a_later_decision_supersedes_and_history_keeps_both(site: Site, as_role:
 
 
 def test_a_reopened_conflict_says_why(site: Site, as_role: AsRole, tmp_path) -> None:
-    site.platform.decide(
-        READER_DISAGREEMENT_S05,
-        status="CLOSED",
-        rationale="consensus",
-        members=["dr.adams", "dr.baker"],
-        recorded_by="dr.adams",
-        study=DEMO_STUDY,
-    )
+    site.decide(READER_DISAGREEMENT_S05, "CLOSED", "consensus")
     # The imaging core lab corrects R2's final read (still not healed): new inputs, same conflict.
     reads = site.platform.records("mri_read", DEMO_STUDY).collect()
     r2 = reads.filter(pl.col("read_id") == "RD-S05-T2-FINAL-R2").row(0, named=True)
@@ -649,9 +708,10 @@ def test_a_lock_with_open_conflicts_is_refused_and_says_why(site: Site, as_role:
 
 
 def test_a_data_manager_sees_ready_to_lock_and_locks(site: Site, as_role: AsRole) -> None:
-    from services.demo.run import decide_demo_conflicts
+    from services.demo.run import decide_demo_conflicts, demo_committee
+    from tests.web.conftest import fast_hasher
 
-    decide_demo_conflicts(site.platform, recorded_by="dr.adams")
+    decide_demo_conflicts(site.platform, demo_committee(site.home, fast_hasher()))
     client, csrf = as_role("data_manager")
     page = client.get("/").text
     # no open conflict, but the demo's 10 rejected rows are site queries: not "ready"
@@ -681,6 +741,60 @@ def test_a_data_manager_sees_ready_to_lock_and_locks(site: Site, as_role: AsRole
     assert "Lock in force: " in page and "WEB-LOCK" in page
     assert 'data-testid="locks"' in page and "dm.jones" in page
     assert 'data-testid="lock-form"' not in page and 'data-testid="lock-closed"' in page
+
+
+# -- unlock by signatures (issue 9, item 2) ------------------------------------------------------
+def _locked(site: Site) -> None:
+    from services.demo.run import decide_demo_conflicts, demo_committee
+    from tests.web.conftest import fast_hasher
+
+    decide_demo_conflicts(site.platform, demo_committee(site.home, fast_hasher()))
+    site.platform.lock(DEMO_STUDY, "WEB-LOCK", "primary analysis", "dm.jones", "hard")
+
+
+def test_an_unlock_needs_a_signed_request_and_two_other_signed_approvals(
+    site: Site, as_role: AsRole
+) -> None:
+    _locked(site)
+    manager, csrf = as_role("data_manager")
+    page = manager.get("/").text
+    assert 'data-testid="unlock-request-form"' in page and "Sign unlock request" in page
+    form = {"csrf_token": csrf, "study": DEMO_STUDY, "lock_id": "WEB-LOCK", "reason": "late reads"}
+    before = site.positions()
+    refused = manager.post("/unlock/request", data=form | {"password": "wrong"})
+    assert refused.status_code == 403 and "signature refused" in refused.text
+    only_access_added(site, before)
+    done = manager.post(
+        "/unlock/request", data=form | {"password": PASSWORD}, follow_redirects=False
+    )
+    assert done.status_code == 303
+    page = manager.get(done.headers["location"]).text
+    assert 'data-testid="unlock-signed"' in page and "0 of 2 approvals" in page
+    assert "requested: Dana Jones (dm.jones)" in page
+    [asked] = site.platform.unlock_requests(DEMO_STUDY)
+
+    def approve(client: TestClient, token: str, password: str = PASSWORD):
+        data = {"csrf_token": token, "study": DEMO_STUDY, "request_id": asked.request_id}
+        return client.post("/unlock/approve", data=data | {"password": password})
+
+    # the requester and the committee cannot approve; nobody approves for anyone else
+    assert "Sign approval" not in page  # not offered to the requester
+    assert approve(manager, csrf).status_code == 403
+    committee, committee_csrf = as_role("committee")
+    response = approve(committee, committee_csrf)
+    assert response.status_code == 403 and "role committee may not approve_unlock" in response.text
+    approver, approver_csrf = as_role("approver")
+    assert "Sign approval" in approver.get("/").text
+    assert approve(approver, approver_csrf, "not my password").status_code == 403
+    assert approve(approver, approver_csrf).status_code == 200  # redirected to the dashboard
+    assert site.platform.lock_state(DEMO_STUDY, "WEB-LOCK") == "LOCK"  # one of two
+    response = approve(approver, approver_csrf)
+    assert response.status_code == 403 and "already approved" in response.text
+    admin, admin_csrf = as_role("admin")
+    page = approve(admin, admin_csrf).text
+    assert site.platform.lock_state(DEMO_STUDY, "WEB-LOCK") == "UNLOCK"
+    assert "approved: Quinn Ng (qa.ng)" in page and "approved: Ada Admin (root.admin)" in page
+    assert "UNLOCKED" in page
 
 
 # -- audit trail --------------------------------------------------------------------------------
@@ -715,22 +829,17 @@ def test_every_sign_in_decision_and_refusal_is_in_the_trail(site: Site, as_role:
     _review(client, csrf, READER_DISAGREEMENT_S05, rationale="")
     monitor, monitor_csrf = as_role("monitor")
     monitor.post(f"/conflicts/{READER_DISAGREEMENT_S05}/decision", data=decision_form(monitor_csrf))
-    site.platform.decide(
-        READER_DISAGREEMENT_S05,
-        status="CLOSED",
-        rationale="consensus",
-        members=["dr.adams", "dr.baker"],
-        recorded_by="dr.adams",
-        study=DEMO_STUDY,
-    )
+    site.decide(READER_DISAGREEMENT_S05, "CLOSED", "consensus", "dr.adams", "dr.baker")
     trail = list(csv.DictReader(io.StringIO(monitor.get("/audit.csv?kind=access").text)))
     actions = [(r["action"], r["who"]) for r in trail]
     assert ("SIGN_IN ALLOWED", "dr.adams (committee)") in actions
     assert ("SIGN_IN ALLOWED", "mon.lee (monitor)") in actions
-    assert ("DECIDE REFUSED", "dr.adams (committee)") in actions
-    assert ("DECIDE REFUSED", "mon.lee (monitor)") in actions
+    assert ("VOTE REFUSED", "dr.adams (committee)") in actions
+    assert ("VOTE REFUSED", "mon.lee (monitor)") in actions
     decisions = monitor.get("/audit?kind=committee_decision").text
-    assert "dr.adams for dr.adams, dr.baker" in decisions
+    assert "signed by dr.adams, dr.baker" in decisions
+    votes = monitor.get("/audit?kind=committee_vote").text
+    assert "Dr Anna Adams (dr.adams)" in votes and "Dr Ben Baker (dr.baker)" in votes
     exports = [r for r in site.platform.records("access", DEMO_STUDY).collect().to_dicts()]
     assert any(r["action"] == "EXPORT" and r["who"] == "mon.lee" for r in exports)
 
@@ -742,17 +851,11 @@ def test_the_audit_refuses_a_date_it_cannot_read(as_role: AsRole) -> None:
 
 
 def test_exported_cells_cannot_run_as_spreadsheet_formulas(site: Site, as_role: AsRole) -> None:
-    site.platform.decide(
-        READER_DISAGREEMENT_S05,
-        status="CLOSED",
-        rationale='=HYPERLINK("http://evil.example")',
-        members=["dr.adams", "dr.baker"],
-        recorded_by="dr.adams",
-        study=DEMO_STUDY,
-    )
+    site.decide(READER_DISAGREEMENT_S05, "CLOSED", '=HYPERLINK("http://evil.example")')
     client, _ = as_role("monitor")
-    rows = list(csv.DictReader(io.StringIO(client.get("/audit.csv?kind=committee_decision").text)))
-    assert rows[0]["why"].startswith("'=HYPERLINK")
+    for kind in ("committee_decision", "committee_vote"):
+        rows = list(csv.DictReader(io.StringIO(client.get(f"/audit.csv?kind={kind}").text)))
+        assert rows and all(r["why"].startswith("'=HYPERLINK") for r in rows)
 
 
 # -- edges --------------------------------------------------------------------------------------
@@ -783,7 +886,7 @@ def test_a_resolved_conflict_offers_nothing_to_decide(
     client, csrf = as_role("committee")
     page = client.get(f"/conflicts/{READER_DISAGREEMENT_S05}").text
     assert 'data-testid="conflict-status">Resolved by data' in page
-    assert "there is nothing to decide" in page and "Review decision" not in page
+    assert "there is nothing to decide" in page and "Review your vote" not in page
     assert '<th scope="col">Reader 1</th>' in page
     before = site.positions()
     response = _review(client, csrf, READER_DISAGREEMENT_S05)
@@ -792,14 +895,7 @@ def test_a_resolved_conflict_offers_nothing_to_decide(
 
 
 def test_text_from_the_data_is_escaped(site: Site, as_role: AsRole) -> None:
-    site.platform.decide(
-        READER_DISAGREEMENT_S05,
-        status="CLOSED",
-        rationale="<script>alert('x')</script>",
-        members=["dr.adams", "dr.baker"],
-        recorded_by="dr.adams",
-        study=DEMO_STUDY,
-    )
+    site.decide(READER_DISAGREEMENT_S05, "CLOSED", "<script>alert('x')</script>")
     client, _ = as_role("monitor")
     page = client.get(f"/conflicts/{READER_DISAGREEMENT_S05}").text
     assert "<script>" not in page and "&lt;script&gt;" in page
@@ -837,8 +933,8 @@ def test_an_empty_platform_says_what_to_do(tmp_path, site: Site) -> None:
 def test_the_confirm_step_checks_the_protocol_again(site: Site, as_role: AsRole) -> None:
     client, csrf = as_role("committee")
     shown = hidden_fields(client.get(f"/conflicts/{READER_DISAGREEMENT_S05}").text)
-    form = decision_form(csrf, members=["dr.adams"], seen_fingerprint=shown["seen_fingerprint"])
+    form = decision_form(csrf, status="NEW_TRACT", seen_fingerprint=shown["seen_fingerprint"])
     before = site.positions()
     response = client.post(f"/conflicts/{READER_DISAGREEMENT_S05}/decision/confirm", data=form)
-    assert response.status_code == 400 and "quorum not met" in response.text
+    assert response.status_code == 400 and "status must be one of" in response.text
     only_access_added(site, before)

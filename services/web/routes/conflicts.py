@@ -1,10 +1,10 @@
-"""The conflict queue, the conflict page with its evidence, the chair's assignments, and the
-two-step decision (form, then a confirmation page, then ``Platform.decide``: the same core the
-CLI calls).
+"""The conflict queue, the conflict page with its evidence and the committee's votes, the
+chair's assignments, and the two-step vote (form, then a confirmation page where the member
+signs with their password, then ``Platform.vote``: the same core `tract vote` calls).
 
 The member's last queue (filters, sort, page) travels in the ``tract_queue`` cookie, so the
 conflict page can walk to the previous and next conflict of it and back to its page, also
-after a decision (the decision form itself is unchanged).
+after a vote.
 """
 
 from __future__ import annotations
@@ -22,11 +22,12 @@ from services.adjudicator.errors import (
     UnknownConflictError,
 )
 from services.assignments import assignment_events, in_force
+from services.signatures import Credentials, SignatureRefusedError
 from services.web.auth import Session
-from services.web.deps import guard, refuse, render, secure_cookie, viewer, web
+from services.web.deps import client, guard, refuse, render, secure_cookie, viewer, web
 from services.web.errors import AccessRefusedError
 from services.web.labels import human
-from services.web.queue import QueueFilters, QueueView, conflict_queue, votes_from_decisions
+from services.web.queue import QueueFilters, QueueView, conflict_queue, votes_of
 from services.web.views import conflict_view
 from services.web.visibility import VisiblePlatform, visible
 
@@ -48,7 +49,11 @@ def queue_view(
         state.settings.overdue_days,
         assignments={s: in_force(seen.records("assignment", s).collect()) for s in shown},
         votes={
-            s: votes_from_decisions(seen.records("committee_decision", s).collect()) for s in shown
+            s: votes_of(
+                seen.records("committee_vote", s).collect(),
+                seen.records("committee_decision", s).collect(),
+            )
+            for s in shown
         },
         viewer=session.username,
         members=state.users.with_role("committee"),
@@ -111,8 +116,6 @@ def _conflict_page(
     )
     queue = queue_view(request, session, _remembered(request), seen)
     here = next((r for r in queue.ordered if r.conflict_id == conflict_id), None)
-    members = state.users.with_role("committee")
-    defaults = {"members": [session.username] if session.username in members else []}
     return render(
         request,
         "conflict.html",
@@ -120,13 +123,14 @@ def _conflict_page(
             "view": view,
             "step": queue.step(conflict_id, session.username),
             "assignee": here.assignee if here else None,
-            "committee": members,
+            "committee": state.users.with_role("committee"),
             "quorum": state.platform.rules.quorum,
-            "form": defaults | (form or {}),
+            "form": form or {},
             "error": error,
             "problems": problems or {},
             "recorded": request.query_params.get("recorded"),
             "assigned": request.query_params.get("assigned_done"),
+            "decided": request.query_params.get("decided"),
         },
         session,
         status_code,
@@ -144,7 +148,7 @@ def conflict(
 
 
 def _about(request: Request, conflict_id: str, study: str) -> dict[str, str | None]:
-    """What a decision's access record names: the conflict and its study, subject and tract
+    """What a vote's access record names: the conflict and its study, subject and tract
     (so the audit trail finds a refusal by subject)."""
     try:
         found, row, _ = web(request).platform.find_conflict(conflict_id, study or None)
@@ -158,18 +162,8 @@ def _about(request: Request, conflict_id: str, study: str) -> dict[str, str | No
     }
 
 
-def _members(members: list[str], other_members: str) -> list[str]:
-    extra = [m.strip() for m in other_members.replace(";", ",").split(",")]
-    return sorted({m.strip() for m in [*members, *extra] if m.strip()})
-
-
-def form_problems(
-    conflict_type: str,
-    registry: list[str],
-    form: dict,
-    quorum: int,
-) -> dict[str, str]:
-    """What is missing or wrong in a decision form, per field, in the reviewer's words (the
+def form_problems(conflict_type: str, registry: list[str], form: dict) -> dict[str, str]:
+    """What is missing or wrong in a vote form, per field, in the reviewer's words (the
     protocol's checks, ``make_decision``, run again behind these)."""
     from services.web.evidence import allowed_statuses
 
@@ -194,13 +188,8 @@ def form_problems(
         )
     if not form["rationale"].strip():
         problems["rationale"] = (
-            "A rationale is required: say why the committee decided so (it stays in the audit "
-            "trail with the decision)."
-        )
-    if len(form["members"]) < quorum:
-        problems["members"] = (
-            f"Tick at least {quorum} deciding members (the rule set's quorum); "
-            f"{len(form['members'])} ticked."
+            "A rationale is required: say why you vote so (it stays in the audit trail "
+            "with your signed vote)."
         )
     return problems
 
@@ -213,19 +202,17 @@ def _check_form(
     try:
         _, row, result = web(request).platform.find_conflict(conflict_id, study or None)
     except UnknownConflictError as exc:
-        raise refuse(request, session, "DECIDE", str(exc), 404, **about) from None
+        raise refuse(request, session, "VOTE", str(exc), 404, **about) from None
     registry = result.tracts.filter(pl.col("subject_id") == row["subject_id"])["tract_id"]
-    problems = form_problems(
-        row["type"], registry.to_list(), form, web(request).platform.rules.quorum
-    )
+    problems = form_problems(row["type"], registry.to_list(), form)
     if not problems:
         return None
-    refuse(request, session, "DECIDE", " ".join(problems.values()), 400, **about)
+    refuse(request, session, "VOTE", " ".join(problems.values()), 400, **about)
     return _conflict_page(request, session, conflict_id, study, form, None, 400, problems)
 
 
 @router.post("/conflicts/{conflict_id}/decision")
-def review_decision(
+def review_vote(
     request: Request,
     conflict_id: str,
     csrf_token: Annotated[str, Form()] = "",
@@ -233,20 +220,18 @@ def review_decision(
     status: Annotated[str, Form()] = "",
     maps_to: Annotated[str, Form()] = "",
     rationale: Annotated[str, Form()] = "",
-    members: Annotated[list[str] | None, Form()] = None,
-    other_members: Annotated[str, Form()] = "",
     seen_fingerprint: Annotated[str, Form()] = "",
     seen_decision: Annotated[str, Form()] = "",
 ) -> Response:
-    """Step 1: validate the decision as the protocol would, and show it back for confirmation."""
+    """Step 1: check the signed-in member's vote as the protocol would, and show what their
+    signature will mean, asking for their password. Nobody else's name is on the form: the
+    vote is the signed-in member's own."""
     about = _about(request, conflict_id, study)
-    session = guard(request, csrf_token, "decide", "DECIDE", **about)
-    chosen = _members(members or [], other_members)
+    session = guard(request, csrf_token, "decide", "VOTE", **about)
     form = {
         "status": status,
         "maps_to": maps_to,
         "rationale": rationale,
-        "members": chosen,
         "seen_fingerprint": seen_fingerprint,
         "seen_decision": seen_decision,
     }
@@ -254,31 +239,42 @@ def review_decision(
     if checked is not None:
         return checked
     try:
-        decision = web(request).platform.decide(
+        vote = web(request).platform.vote(
             conflict_id,
             status=status or None,
             rationale=rationale,
-            members=chosen,
-            recorded_by=session.username,
             maps_to=maps_to or None,
             study=study or None,
             dry_run=True,
         )
     except UnknownConflictError as exc:
-        raise refuse(request, session, "DECIDE", str(exc), 404, **about) from None
+        raise refuse(request, session, "VOTE", str(exc), 404, **about) from None
     except DecisionRefusedError as exc:
-        refuse(request, session, "DECIDE", str(exc), 400, **about)
+        refuse(request, session, "VOTE", str(exc), 400, **about)
         return _conflict_page(request, session, conflict_id, study, form, str(exc), 400)
+    return _confirm_page(request, session, vote, study, form)
+
+
+def _confirm_page(
+    request: Request,
+    session: Session,
+    vote: dict,
+    study: str,
+    form: dict,
+    error: str | None = None,
+    status_code: int = 200,
+) -> HTMLResponse:
     return render(
         request,
         "confirm.html",
-        {"decision": decision, "study": study, "form": form},
+        {"vote": vote, "study": study, "form": form, "error": error},
         session,
+        status_code,
     )
 
 
 @router.post("/conflicts/{conflict_id}/decision/confirm")
-def record_decision(
+def sign_vote(
     request: Request,
     conflict_id: str,
     csrf_token: Annotated[str, Form()] = "",
@@ -286,40 +282,64 @@ def record_decision(
     status: Annotated[str, Form()] = "",
     maps_to: Annotated[str, Form()] = "",
     rationale: Annotated[str, Form()] = "",
-    members: Annotated[list[str] | None, Form()] = None,
+    password: Annotated[str, Form()] = "",
     seen_fingerprint: Annotated[str, Form()] = "",
     seen_decision: Annotated[str, Form()] = "",
 ) -> Response:
-    """Step 2: record it, unless the evidence or the decision in force changed meanwhile."""
+    """Step 2: the member signs with their password (checked again now, and counted by the
+    sign-in throttle) and the vote is recorded, unless the evidence or the decision in force
+    changed meanwhile."""
     about = _about(request, conflict_id, study)
-    session = guard(request, csrf_token, "decide", "DECIDE", **about)
+    session = guard(request, csrf_token, "decide", "VOTE", **about)
     study = about["study"] or study
-    try:  # one platform call: the check and the write see the same log
-        decision = web(request).platform.decide(
+    state = web(request)
+    form = {
+        "status": status,
+        "maps_to": maps_to,
+        "rationale": rationale,
+        "seen_fingerprint": seen_fingerprint,
+        "seen_decision": seen_decision,
+    }
+    signed = Credentials(
+        session.username, password, "web", f"web session {session.reference}", client(request)
+    )
+    try:  # one platform call: the check, the signature and the write see the same log
+        vote = state.platform.vote(
             conflict_id,
             status=status or None,
             rationale=rationale,
-            members=members or [],
-            recorded_by=session.username,
             maps_to=maps_to or None,
             study=study or None,
+            credentials=signed,
+            directory=state.users,
             seen_fingerprint=seen_fingerprint,
             seen_decision=seen_decision,
         )
     except UnknownConflictError as exc:
-        raise refuse(request, session, "DECIDE", str(exc), 404, **about) from None
+        raise refuse(request, session, "VOTE", str(exc), 404, **about) from None
+    except SignatureRefusedError as exc:
+        refuse(request, session, "VOTE", str(exc), 403, **about)
+        try:  # the same vote again, to sign once more
+            unsigned = state.platform.vote(
+                conflict_id,
+                status=status or None,
+                rationale=rationale,
+                maps_to=maps_to or None,
+                study=study or None,
+                dry_run=True,
+            )
+        except DecisionRefusedError:
+            return _conflict_page(request, session, conflict_id, study, form, str(exc), 403)
+        return _confirm_page(request, session, unsigned, study or "", form, str(exc), 403)
     except DecisionRefusedError as exc:
         code = 409 if isinstance(exc, StaleReviewError) else 400
-        refuse(request, session, "DECIDE", str(exc), code, **about)
-        form = {
-            "status": status,
-            "maps_to": maps_to,
-            "rationale": rationale,
-            "members": members or [],
-        }
+        refuse(request, session, "VOTE", str(exc), code, **about)
         return _conflict_page(request, session, conflict_id, study, form, str(exc), code)
-    target = urlencode({"study": study, "recorded": decision["decision_id"]})
-    return RedirectResponse(f"/conflicts/{conflict_id}?{target}", status_code=303)
+    decided = (vote.get("decision") or {}).get("decision_id")
+    target = urlencode(
+        {"study": study, "recorded": vote["vote_id"]} | ({"decided": decided} if decided else {})
+    )
+    return RedirectResponse(f"/conflicts/{conflict_id}?{target}#votes", status_code=303)
 
 
 @router.post("/conflicts/assign")

@@ -1,0 +1,248 @@
+"""Issue 9, items 1, 2 and 9 replayed through the `tract` command: nobody decides alone or for
+anyone else, an unlock needs two other people's signatures, names cannot be doubled or
+disguised, and raising a soft lock to hard is a signed step."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import polars as pl
+import pytest
+from click.testing import CliRunner
+
+from services.cli import cli
+from services.errors import TractError
+from services.platform import Platform
+from tests.store.trials import STUDY
+
+PASSWORD = "correct horse battery\n"
+READER_DISAGREEMENT_S05 = "C-8e7c0d8f4e05"
+
+
+def tract(home: Path, *args: str, stdin: str | None = None) -> tuple[int, str]:
+    """Run a command as `tract` does (a refusal is exit 1 with its message)."""
+    result = CliRunner().invoke(cli, ["--home", str(home), *args], input=stdin)
+    if isinstance(result.exception, TractError):
+        return 1, result.output + str(result.exception)
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result.exit_code, result.output
+
+
+def add_user(home: Path, name: str, role: str, printed: str) -> None:
+    args = ("users", "add", name, "--role", role, "--full-name", printed, "--password-stdin")
+    code, out = tract(home, *args, stdin=PASSWORD)
+    assert code == 0, out
+
+
+def vote(home: Path, signer: str, status: str, *extra: str) -> tuple[int, str]:
+    return tract(
+        home,
+        "vote",
+        READER_DISAGREEMENT_S05,
+        "--status",
+        status,
+        "--rationale",
+        f"{signer} reviewed the reads",
+        "--as",
+        signer,
+        "--password-stdin",
+        *extra,
+        stdin=PASSWORD,
+    )
+
+
+def status_of(home: Path, conflict_id: str) -> str:
+    _, out = tract(home, "conflicts", "--all", "--json")
+    return next(c["status"] for c in json.loads(out) if c["conflict_id"] == conflict_id)
+
+
+def test_a_member_cannot_decide_alone_or_for_anyone_else(open_home: Path) -> None:
+    """Item 1: a decision "in force" named ghost.one, =1+1 and an HTML string as deciders."""
+    code, out = tract(
+        open_home,
+        "decide",
+        READER_DISAGREEMENT_S05,
+        "--status",
+        "CLOSED",
+        "--rationale",
+        "x",
+        "--members",
+        "ghost.one,=1+1,<b>x</b>",
+    )
+    assert code == 1 and "`tract decide` is gone" in out
+    assert Platform.embedded(open_home).records("committee_decision", STUDY).collect().is_empty()
+    add_user(open_home, "dr.a", "committee", "Dr Alice Able")
+    add_user(open_home, "dr.b", "committee", "Dr Bruno Baker")
+    for name in ("ghost.one", "=1+1", "<img src=x onerror=alert(1)>"):
+        code, out = vote(open_home, name, "CLOSED")
+        assert code == 1 and "signature refused" in out, name
+    _, out = tract(open_home, "audit", "--study", STUDY, "--json")
+    refused = [r for r in json.loads(out) if r["action"] == "VOTE REFUSED"]
+    assert [r["who"].split(" ")[0] for r in refused] == ["ghost.one", "=1+1", "<img"]
+    assert all("signature refused" in r["why"] for r in refused)
+    code, out = tract(
+        open_home, "vote", READER_DISAGREEMENT_S05, "--status", "CLOSED", "--rationale", "x",
+        "--as", "dr.a", "--password", "correct horse battery",
+    )  # fmt: skip
+    assert code == 2 and "--password is not accepted" in out
+    assert Platform.embedded(open_home).votes(STUDY).is_empty()
+
+    code, out = vote(open_home, "dr.a", "CLOSED")
+    assert code == 0, out
+    assert "signed: Dr Alice Able (dr.a), " in out and ": decided CLOSED" in out
+    assert "1 of 2 signatures for CLOSED: waiting for 1 more concordant vote" in out
+    assert status_of(open_home, READER_DISAGREEMENT_S05) == "OPEN"
+    # Item 1's second half: contradictory votes within a minute: no decision, side by side
+    code, out = vote(open_home, "dr.b", "NOT_CLOSED")
+    assert code == 0 and "discordant votes" in out
+    assert status_of(open_home, READER_DISAGREEMENT_S05) == "OPEN"
+    code, out = tract(open_home, "votes", READER_DISAGREEMENT_S05)
+    assert "Dr Bruno Baker (dr.b)" in out and "Dr Alice Able (dr.a)" in out
+    assert "discordant votes" in out
+    # Item 9: another spelling of dr.a is dr.a; invisible and look-alike names are refused
+    for disguised in ("dr.b\u200b", "dr.\u0430"):
+        code, out = vote(open_home, disguised, "NOT_CLOSED")
+        assert code == 1 and "signature refused" in out
+    code, out = vote(open_home, "DR.A", "NOT_CLOSED")
+    assert code == 0 and "is now in force: NOT_CLOSED, signed by:" in out
+    assert "Dr Alice Able (dr.a)" in out and "Dr Bruno Baker (dr.b)" in out
+    assert status_of(open_home, READER_DISAGREEMENT_S05) == "DECIDED"
+    code, out = tract(open_home, "audit", "--study", STUDY, "--json")
+    trail = pl.DataFrame(json.loads(out), infer_schema_length=None)
+    votes = trail.filter(pl.col("kind") == "committee_vote")
+    assert votes["who"].to_list() == [
+        "Dr Alice Able (dr.a)",
+        "Dr Bruno Baker (dr.b)",
+        "Dr Alice Able (dr.a)",
+    ]
+
+
+def test_an_unlock_needs_two_other_signatures(decided_home: Path) -> None:
+    """Item 2: `tract unlock --by dm.jones --approvers "dm.jones<U+200B>,ghost.approver"`
+    unlocked a hard lock (exit 0)."""
+    args = ("--study", STUDY, "--lock-id", "PRIMARY", "--reason", "late MRI reads")
+    code, out = tract(decided_home, "lock", *args, "--by", "dm.jones", "--level", "hard")
+    assert code == 0, out
+    code, out = tract(
+        decided_home, "unlock", *args, "--by", "dm.jones", "--approvers",
+        "dm.jones\u200b,ghost.approver",
+    )  # fmt: skip
+    assert code == 2 and "tract unlock request" in out
+    assert Platform.embedded(decided_home).lock_state(STUDY, "PRIMARY") == "LOCK"
+    for name, role, printed in (
+        ("dm.jones", "data_manager", "Dana Jones"),
+        ("qa.lee", "approver", "Quinn Lee"),
+        ("root.admin", "admin", "Ada Admin"),
+        ("dr.cole", "committee", "Dr Cara Cole"),
+    ):
+        add_user(decided_home, name, role, printed)
+    code, out = tract(decided_home, "unlock", "request", *args, "--password-stdin", stdin=PASSWORD)
+    assert code == 2 and "--as" in out  # nobody requests anonymously (was: recorded as "cli")
+    code, out = tract(
+        decided_home, "unlock", "request", *args, "--as", "dm.jones", "--password-stdin",
+        stdin=PASSWORD,
+    )  # fmt: skip
+    assert code == 0 and "signed: Dana Jones (dm.jones)" in out, out
+    request_id = json.loads(tract(decided_home, "unlock", "list", "--json")[1])[0]["request_id"]
+
+    def approve(name: str) -> tuple[int, str]:
+        return tract(
+            decided_home, "unlock", "approve", request_id, "--as", name, "--password-stdin",
+            stdin=PASSWORD,
+        )  # fmt: skip
+
+    for name, message in (
+        ("dm.jones", "may not sign an unlock approval"),
+        ("dm.jones\u200b", "invisible or control character"),
+        ("ghost.approver", "unknown user or wrong password"),
+        ("dr.cole", "may not sign an unlock approval"),  # a committee member
+    ):
+        code, out = approve(name)
+        assert code == 1 and message in out, (name, out)
+    _, out = tract(decided_home, "audit", "--study", STUDY, "--json")
+    refused = [r for r in json.loads(out) if r["action"] == "UNLOCK_APPROVE REFUSED"]
+    assert [r["who"] for r in refused] == [
+        "dm.jones",
+        "dm.jones\u200b",
+        "ghost.approver",
+        "dr.cole",
+    ]
+    assert "correct horse" not in out
+    code, out = approve("qa.lee")
+    assert code == 0 and "1 of 2 approvals; waiting for 1 more" in out
+    assert Platform.embedded(decided_home).lock_state(STUDY, "PRIMARY") == "LOCK"
+    code, out = approve("QA.LEE")
+    assert code == 1 and "already approved" in out
+    code, out = approve("root.admin")
+    assert code == 0 and "unlocked: DEMO PRIMARY" in out
+    assert Platform.embedded(decided_home).lock_state(STUDY, "PRIMARY") == "UNLOCK"
+    code, out = tract(decided_home, "unlock", "list")
+    assert "Quinn Lee (qa.lee)" in out and "Ada Admin (root.admin)" in out and "unlocked" in out
+
+
+def test_raising_a_soft_lock_to_hard_is_a_signed_step(decided_home: Path) -> None:
+    """Item 9 (part): hard on a soft id said "already locked"; the pointer it gives now works."""
+    args = ("--study", STUDY, "--lock-id", "PRIMARY", "--reason", "primary analysis")
+    assert tract(decided_home, "lock", *args, "--by", "dm.jones")[0] == 0
+    code, out = tract(decided_home, "lock", *args, "--by", "dm.jones", "--level", "hard")
+    assert code == 1 and "tract lock-raise --study DEMO --lock-id PRIMARY" in out
+    add_user(decided_home, "dm.jones", "data_manager", "Dana Jones")
+    raise_args = ("lock-raise", *args, "--password-stdin")
+    code, out = tract(
+        decided_home, *raise_args, "--as", "dr.sato", stdin="demo-committee-password\n"
+    )
+    assert code == 1 and "may not sign raising a lock to hard" in out
+    _, out = tract(decided_home, "audit", "--study", STUDY, "--json")
+    refused = [r for r in json.loads(out) if r["action"] == "LOCK_RAISE REFUSED"]
+    assert len(refused) == 1 and "may not sign raising" in refused[0]["why"]
+    assert refused[0]["who"] == "dr.sato" and "demo-committee-password" not in out
+    code, out = tract(decided_home, *raise_args, "--as", "dm.jones", stdin=PASSWORD)
+    assert code == 0 and "signed: Dana Jones (dm.jones)" in out and "raised to hard" in out
+    hard = json.loads((decided_home / "objects/raised/DEMO/PRIMARY/manifest.json").read_text())
+    soft = (decided_home / "objects/locks/DEMO/PRIMARY/manifest.json").read_text()
+    assert hard["level"] == "hard" and hard["retain_until"]
+    assert hard["files"] == json.loads(soft)["files"]  # the same bytes, now retained
+    assert hard["raised"]["signer"] == "dm.jones"
+    code, out = tract(decided_home, *raise_args, "--as", "dm.jones", stdin=PASSWORD)
+    assert code == 0 and "already raised" in out
+    code, out = tract(decided_home, "lock", *args, "--by", "dm.jones", "--level", "hard")
+    assert code == 0 and "already locked" in out  # a hard request now finds a hard lock
+    code, out = tract(decided_home, "audit", "--study", STUDY, "--json")
+    actions = [r["action"] for r in json.loads(out) if r["kind"] == "lock"]
+    assert actions == ["LOCK", "RAISE"]
+    # One lock in force: another id is refused until the signed unlock
+    code, out = tract(decided_home, "lock", "--study", STUDY, "--lock-id", "SECOND",
+                      "--reason", "again", "--by", "dm.jones")  # fmt: skip
+    assert code == 1 and "tract unlock request" in out
+
+
+def test_a_refused_vote_on_several_conflicts_is_recorded_for_each(open_home: Path) -> None:
+    """A signature refused at the terminal is in the audit trail as the web page's refusals
+    are: one REFUSED event per conflict the vote was for, the password nowhere in it."""
+    add_user(open_home, "dr.a", "committee", "Dr Alice Able")
+    _, out = tract(open_home, "conflicts", "--json")
+    kinds = ("READER_DISAGREEMENT", "CLINICAL_MRI_DISCORDANCE")  # CLOSED is a vote for these
+    chosen = [c["conflict_id"] for c in json.loads(out) if c["type"] in kinds]
+    assert len(chosen) == 3
+    code, out = tract(
+        open_home, "vote", *chosen, "--status", "CLOSED", "--rationale", "x", "--as", "dr.a",
+        "--password-stdin", stdin="wrong horse battery\n",
+    )  # fmt: skip
+    assert code == 1 and "signature refused" in out
+    _, out = tract(open_home, "audit", "--study", STUDY, "--json")
+    refused = [r for r in json.loads(out) if r["action"] == "VOTE REFUSED"]
+    assert sorted(r["what"] for r in refused) == sorted(chosen)
+    assert all(
+        r["subject_id"] and r["tract_id"] for r in refused
+    )  # found by subject, as on the web
+    assert {r["who"] for r in refused} == {"dr.a"}
+    assert "wrong horse" not in out
+    assert Platform.embedded(open_home).votes(STUDY).is_empty()
+
+
+@pytest.mark.parametrize("command", [("vote", "C-1", "--status", "CLOSED", "--rationale", "x")])
+def test_signing_commands_never_take_a_password_from_argv(tmp_path: Path, command: tuple) -> None:
+    code, out = tract(tmp_path, *command, "--as", "dr.a", "--password", "pw")
+    assert code == 2 and "visible to other local accounts" in out
