@@ -310,9 +310,6 @@ def dashboard_view(platform: VisiblePlatform, study: str, studies: list[str]) ->
     results = platform.policy.sees_results
     locks = platform.records("lock", study).collect()
     queries = platform.queries(study)
-    here = pl.lit(study, pl.String)
-    unlocking = platform.records("unlock_request", study).collect()
-    requests = summarise(unlocking.with_columns(study=here), locks.with_columns(study=here))
     decided = (
         result.tracts.filter(pl.col("treated"))
         .group_by("subject_id")
@@ -365,8 +362,19 @@ def dashboard_view(platform: VisiblePlatform, study: str, studies: list[str]) ->
             .sort("type", "subject_id", "tract_id")
             .iter_rows(named=True)
         ],
-        unlock_requests=requests[::-1],
+        unlock_requests=unlock_requests(platform, study, locks),
     )
+
+
+def unlock_requests(
+    platform: VisiblePlatform, study: str, locks: pl.DataFrame | None = None
+) -> list[UnlockRequest]:
+    """Every unlock request of the study, newest first, with its signatures and state (the
+    dashboard and the lock page show them, with the signed request and approval forms)."""
+    here = pl.lit(study, pl.String)
+    locks = platform.records("lock", study).collect() if locks is None else locks
+    unlocking = platform.records("unlock_request", study).collect()
+    return summarise(unlocking.with_columns(study=here), locks.with_columns(study=here))[::-1]
 
 
 def dashboard_readiness(platform: VisiblePlatform, study: str) -> Readiness:

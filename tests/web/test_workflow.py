@@ -375,3 +375,49 @@ def test_the_audit_trail_pages_through_every_row(as_role: AsRole) -> None:
     assert total > 100 and f"page 1 of {-(-total // 100)}" in first
     last = client.get(f"/audit?page={-(-total // 100)}").text
     assert last.count('<tr><td class="small nowrap">') == total - 100 * (-(-total // 100) - 1)
+
+
+def test_the_lock_page_takes_the_signed_unlock(site: Site, as_role: AsRole) -> None:
+    """The unlock from the lock page: the data manager signs the request there, two others
+    sign their approvals there, and the history then says who undid the lock."""
+    decide_demo_conflicts(site.platform, demo_committee(site.home, fast_hasher()))
+    site.platform.lock(DEMO_STUDY, "L1", "primary analysis", "dm.jones", open_queries_reason="x")
+    manager, csrf = as_role("data_manager")
+    page = manager.get("/locks").text
+    assert 'data-testid="unlock-request-form"' in page and 'name="back" value="/locks"' in page
+    assert "tract unlock" not in page  # the page, not a terminal command
+    form = {"csrf_token": csrf, "study": DEMO_STUDY, "lock_id": "L1", "back": "/locks"}
+    refused = manager.post("/unlock/request", data=form | {"reason": "late", "password": "no"})
+    assert refused.status_code == 403 and "<h1>Database locks</h1>" in refused.text
+    assert 'data-testid="unlock-refusal"' in refused.text
+    done = manager.post(
+        "/unlock/request",
+        data=form | {"reason": "late central reads", "password": PASSWORD},
+        follow_redirects=False,
+    )
+    assert done.status_code == 303 and done.headers["location"].startswith("/locks?")
+    assert 'data-testid="unlock-signed"' in manager.get(done.headers["location"]).text
+    [asked] = site.platform.unlock_requests(DEMO_STUDY)
+    for role in ("approver", "admin"):
+        client, token = as_role(role)
+        assert "Sign approval" in client.get("/locks").text
+        signed = client.post(
+            "/unlock/approve",
+            data={
+                "csrf_token": token,
+                "study": DEMO_STUDY,
+                "request_id": asked.request_id,
+                "password": PASSWORD,
+                "back": "/locks",
+            },
+            follow_redirects=False,
+        )
+        assert signed.status_code == 303 and signed.headers["location"].startswith("/locks?")
+    history = manager.get("/locks").text.split('data-testid="lock-history"')[1]
+    row = history.split('data-lock="L1"')[1].split("</tr>")[0]
+    assert "unlocked" in row and "late central reads" in row and "qa.ng" in row
+    evil = manager.post(
+        "/unlock/request",
+        data=form | {"back": "//evil.example/", "reason": "x", "password": "no"},
+    )
+    assert "<h1>Database locks</h1>" not in evil.text  # only / and /locks are places to return

@@ -55,6 +55,22 @@ def dashboard(
     return _page(request, session, study)
 
 
+def _back(back: str) -> str:
+    """Where a signed unlock form came from: the dashboard or the lock page, nowhere else."""
+    return back if back in ("/", "/locks") else "/"
+
+
+def _back_page(
+    request: Request, session: Session, study: str, back: str, problem: str
+) -> HTMLResponse:
+    """The page the unlock form was on, again, with the refusal above the form."""
+    if _back(back) == "/locks":
+        from services.web.routes.locks import locks_page
+
+        return locks_page(request, session, study, unlock_error=problem, status_code=403)
+    return _page(request, session, study, status_code=403, unlock_error=problem)
+
+
 def _credentials(request: Request, session: Session, password: str) -> Credentials:
     return Credentials(
         session.username, password, "web", f"web session {session.reference}", client(request)
@@ -69,6 +85,7 @@ def request_unlock(
     lock_id: Annotated[str, Form()] = "",
     reason: Annotated[str, Form()] = "",
     password: Annotated[str, Form()] = "",
+    back: Annotated[str, Form()] = "/",
 ) -> Response:
     """A data manager (or admin) signs a request to undo the lock in force."""
     session = guard(request, csrf_token, "request_unlock", "UNLOCK_REQUEST", study=study or None)
@@ -80,9 +97,9 @@ def request_unlock(
         )
     except TractError as exc:
         refuse(request, session, "UNLOCK_REQUEST", str(exc), 403, study=study)
-        return _page(request, session, study, status_code=403, unlock_error=str(exc))
+        return _back_page(request, session, study, back, str(exc))
     target = urlencode({"study": study, "unlock": asked.request_id})
-    return RedirectResponse(f"/?{target}", status_code=303)
+    return RedirectResponse(f"{_back(back)}?{target}", status_code=303)
 
 
 @router.post("/unlock/approve")
@@ -92,6 +109,7 @@ def approve_unlock(
     study: Annotated[str, Form()] = "",
     request_id: Annotated[str, Form()] = "",
     password: Annotated[str, Form()] = "",
+    back: Annotated[str, Form()] = "/",
 ) -> Response:
     """An approver (or admin) signs an approval; the lock is undone once two have."""
     session = guard(request, csrf_token, "approve_unlock", "UNLOCK_APPROVE", study=study or None)
@@ -103,6 +121,6 @@ def approve_unlock(
         )
     except TractError as exc:
         refuse(request, session, "UNLOCK_APPROVE", str(exc), 403, study=study)
-        return _page(request, session, study, status_code=403, unlock_error=str(exc))
+        return _back_page(request, session, study, back, str(exc))
     target = urlencode({"study": study, "unlock": asked.request_id})
-    return RedirectResponse(f"/?{target}", status_code=303)
+    return RedirectResponse(f"{_back(back)}?{target}", status_code=303)

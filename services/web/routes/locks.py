@@ -29,11 +29,28 @@ def _lock_href(study: str, lock_id: str, **extra: str) -> str:
 def locks(
     request: Request, session: Annotated[Session, Depends(viewer)], study: str | None = None
 ) -> HTMLResponse:
-    from services.web.views import dashboard_readiness
+    return locks_page(request, session, study)
+
+
+def locks_page(
+    request: Request,
+    session: Session,
+    study: str | None,
+    unlock_error: str | None = None,
+    status_code: int = 200,
+) -> HTMLResponse:
+    """The lock history, the lock form and the signed unlock request and approvals."""
+    from services.web.views import dashboard_readiness, unlock_requests
 
     study, studies = pick_study(request, study)
     seen = visible(request, session)
-    context: dict[str, object] = {"view": None, "form": {}, "problems": {}}
+    context: dict[str, object] = {
+        "view": None,
+        "form": {},
+        "problems": {},
+        "unlock_error": unlock_error,
+        "unlocked": request.query_params.get("unlock"),
+    }
     if study is not None:
         context["view"] = {
             "study": study,
@@ -41,8 +58,9 @@ def locks(
             "history": lock_history(seen, study),
             "readiness": dashboard_readiness(seen, study),
             "download": seen.sees_everything,
+            "unlock_requests": unlock_requests(seen, study),
         }
-    return render(request, "locks.html", context, session)
+    return render(request, "locks.html", context, session, status_code)
 
 
 @router.get("/locks/{lock_id}", response_class=HTMLResponse)
