@@ -483,12 +483,14 @@ def audit(obj: Context, study: str | None, csv_path: Path | None, as_json: bool)
 def verify(obj: Context, study: str | None, expect_head: str | None, as_json: bool) -> None:
     """Walk the event log's hash chain, every segment and every lock; say what was altered.
 
-    Exit 0: intact. Exit 1: something does not match (the first finding is named).
+    On Kafka it walks the adjudicator service's applied log (<home>/adjudicator). Exit 0:
+    intact. Exit 1: something does not match (the first finding is named).
     """
     from services.store import open_store
-    from services.verify import verify_home
+    from services.verify import verified_home, verify_home
 
-    verdict = verify_home(obj.home, open_store(obj.settings), study, expect_head)
+    home = verified_home(obj.settings)
+    verdict = verify_home(home, open_store(obj.settings), study, expect_head)
     emit(verdict.to_dict(), as_json, verdict.text())
     if not verdict.intact:
         sys.exit(1)
@@ -509,9 +511,9 @@ def demo(obj: Context, as_json: bool) -> None:
 # Commands that live beside their adapters register here, one line each.
 cli.add_command(web_commands.serve)
 cli.add_command(web_commands.users)
-from services.adjudicator.commands import adjudicator  # noqa: E402
 from services.bus.commands import kafka  # noqa: E402
 from services.lock import commands as lock_commands  # noqa: E402
+from services.stream.commands import adjudicator  # noqa: E402
 
 cli.add_command(adjudicator)
 cli.add_command(kafka)

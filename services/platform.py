@@ -9,7 +9,7 @@ reads (records, a store, a way to publish), never itself.
 from __future__ import annotations
 
 import contextlib
-import io
+import functools
 import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, fields, replace
@@ -82,11 +82,13 @@ class Platform:
         self.rules = rules or load_ruleset()
         self.home = Path(home) if home is not None else Path("tract-data")
         self.log = source if isinstance(source, EventLog) else None
-        self.state = (
-            MaintainedState(self.home / "state", self.log, self.rules, self._baseline)
-            if self.log is not None
-            else None
-        )
+        follow = getattr(source, "maintained_state", None)  # Kafka: the service's, read here
+        if follow is not None:
+            self.state: MaintainedState | None = follow(self.rules, self._baseline)
+        elif self.log is not None:
+            self.state = MaintainedState(self.home / "state", self.log, self.rules, self._baseline)
+        else:
+            self.state = None
 
     @classmethod
     def embedded(cls, home: Path | str, rules: RuleSet | None = None) -> Platform:
@@ -96,7 +98,12 @@ class Platform:
     @classmethod
     def from_settings(cls, settings: Settings, rules: RuleSet | None = None) -> Platform:
         """The adapters the settings name (embedded log or Kafka; local folder or S3)."""
-        bus, source = open_bus(settings)
+        if settings.bus.startswith("kafka://"):
+            from services.stream import open_kafka  # the source: the adjudicator's state
+
+            bus, source = open_kafka(settings)
+        else:
+            bus, source = open_bus(settings)
         return cls(bus, source, open_store(settings), rules, settings.home)
 
     def exclusive(self) -> contextlib.AbstractContextManager[Any]:
@@ -107,14 +114,20 @@ class Platform:
         return contextlib.nullcontext()
 
     # ingest ---------------------------------------------------------------------------------
-    def known_records(self, kind: str, study: str, ids: pl.Series) -> pl.DataFrame:
+    def known_records(
+        self, kind: str, study: str, ids: pl.Series, excluding_run: str | None = None
+    ) -> pl.DataFrame:
         """(record_id, version, content_hash) the log holds for ``ids``, plus what this
-        process sent and the service may not have applied yet (Kafka)."""
+        process sent and the service may not have applied yet (Kafka); the rows of
+        ``excluding_run`` are left out (a retry joining a killed attempt's run counts them as
+        its own)."""
         contract = schemas.contract(kind)
-        columns = (contract.id_field, contract.version_field, "content_hash")
+        columns = (contract.id_field, contract.version_field, "content_hash", "ingest_run")
         records = self.source.records(kind, study, columns=columns).filter(
             pl.col(contract.id_field).is_in(ids.implode())
         )
+        if excluding_run is not None:
+            records = records.filter(pl.col("ingest_run").ne_missing(excluding_run))
         frame = known_from_records(records, contract)
         recent = getattr(self.bus, "recent_identities", None)
         return frame if recent is None else pl.concat([frame, recent(kind, study)])
@@ -125,16 +138,20 @@ class Platform:
         paths: list[Path],
         kind: str | None = None,
         on_file: Callable[[str, IngestReport | FileRefusedError, float], None] | None = None,
+        run_id: str | None = None,
     ) -> IngestOutcome:
         """Ingest each file; a refused file applies nothing and the others go on. Whatever goes
         wrong with one file (short of the log itself failing) is its refusal, never a traceback
-        that hides the rest. ``on_file(name, report or refusal, seconds)`` follows progress."""
+        that hides the rest. ``on_file(name, report or refusal, seconds)`` follows progress.
+        ``run_id`` (one file): the run to join, a killed attempt's (a watcher's retry)."""
+        if run_id is not None and len(paths) != 1:
+            raise ValueError("run_id names the run of one file")
         reports: list[IngestReport] = []
         refused: list[FileRefusedError] = []
         self.check_log()
         for path in paths:
             started = time.perf_counter()
-            result = self._ingest_one(study, Path(path), kind)
+            result = self._ingest_one(study, Path(path), kind, run_id)
             if isinstance(result, FileRefusedError):
                 refused.append(result)
             else:
@@ -145,11 +162,12 @@ class Platform:
         return IngestOutcome(tuple(reports), tuple(refused))
 
     def _ingest_one(
-        self, study: str, path: Path, kind: str | None
+        self, study: str, path: Path, kind: str | None, run_id: str | None = None
     ) -> IngestReport | FileRefusedError:
+        known = functools.partial(self.known_records, excluding_run=run_id)
         try:
             with self.exclusive():  # identity check and append: one ingest at a time
-                run = ingest_file(path, study, self.known_records, kind)
+                run = ingest_file(path, study, known, kind, run_id)
                 self.append(list(run.batches))
             return run.report
         except FileRefusedError as exc:
@@ -562,41 +580,9 @@ class Platform:
     def _baseline(self, study: str, lock: dict[str, Any]) -> LockBaseline | None:
         """The outcomes the lock in force froze (read once from the store, verified against its
         LOCK event, then kept beside the state)."""
-        from services.lock.snapshot import lock_prefix, read_manifest, sha256
+        from services.lock.baseline import lock_baseline
 
-        cache = (
-            self.home
-            / "state"
-            / "baselines"
-            / study
-            / f"{lock['lock_id']}-{lock['manifest_sha256'][:16]}"
-        )
-        names = {"tracts": "tract_outcomes.parquet", "patients": "patient_outcomes.parquet"}
-        if not all((cache / f"{n}.parquet").exists() for n in names):
-            try:
-                manifest = read_manifest(
-                    self.store, study, lock["lock_id"], lock["manifest_sha256"]
-                )
-                frames = {}
-                for name, file in names.items():
-                    data = self.store.read(f"{lock_prefix(study, lock['lock_id'])}/{file}")
-                    if sha256(data) != manifest["files"][file]["sha256"]:
-                        return None
-                    frames[name] = pl.read_parquet(io.BytesIO(data))
-            except (TractError, KeyError):
-                return None  # the flags say "no lock" rather than guess; `tract verify` tells why
-            cache.mkdir(parents=True, exist_ok=True)
-            frames["tracts"].select("subject_id", "tract_id", "outcome").write_parquet(
-                cache / "tracts.parquet"
-            )
-            frames["patients"].select("subject_id", "category").write_parquet(
-                cache / "patients.parquet"
-            )
-        return LockBaseline(
-            lock["lock_id"],
-            pl.read_parquet(cache / "tracts.parquet"),
-            pl.read_parquet(cache / "patients.parquet"),
-        )
+        return lock_baseline(self.store, self.home / "state" / "baselines", study, lock)
 
 
 def _same_vote(

@@ -1,10 +1,11 @@
 """``tract verify``: what an auditor runs on a copy of a trial home to learn whether anything
 was altered, and if so exactly what.
 
-It walks the embedded log's hash chain and every segment's bytes, then every lock the log
-published: the stored manifest must be the one its LOCK event names, every file must match
-the manifest, and the chain head the lock recorded at its cut must still be on the chain (so a
-log rewritten after an edit is caught by any lock taken after the edited event). A head an
+It walks the embedded log's hash chain and every segment's bytes (on Kafka: the adjudicator
+service's applied log, chained the same way), then every lock the log published: the stored
+manifest must be the one its LOCK event names, every file must match the manifest, and the
+chain head the lock recorded at its cut must still be on the chain (so a log rewritten after
+an edit is caught by any lock taken after the edited event). A head an
 auditor noted earlier (``--expect-head SEQ:HASH``) anchors the rest. Nothing here raises on
 what it finds: every finding is reported, and the verdict says INTACT only when there is none.
 """
@@ -78,6 +79,14 @@ class Verdict:
             lines.append(f"verdict: ALTERED; first: {self.first()}")
             lines += [f"  - {f}" for f in [*log.findings, *self.findings]]
         return "\n".join(lines)
+
+
+def verified_home(settings: Any) -> Path:
+    """The folder whose ``log/`` holds the chain: the home, or on Kafka the adjudicator
+    service's applied state (every event it applied, chained the same way)."""
+    if str(settings.bus).startswith("kafka://"):
+        return Path(settings.home) / "adjudicator"
+    return Path(settings.home)
 
 
 def verify_home(

@@ -42,7 +42,10 @@ class EventBus(Protocol):
 
 
 def open_bus(settings: Settings) -> tuple[EventBus, Any]:
-    """The bus the settings name, and the event source the adjudicator's results are read from."""
+    """The embedded log the settings name, as the bus and the source the results are read from.
+
+    (Kafka is opened by :func:`services.stream.open_kafka`: its source is the adjudicator
+    service's state, which this package knows nothing of.)"""
     from services.bus.errors import BusError
 
     if settings.bus == "embedded":
@@ -58,10 +61,6 @@ def open_bus(settings: Settings) -> tuple[EventBus, Any]:
             )
         log = EventLog(settings.home / "log")
         return log, log
-    if settings.bus.startswith("kafka://"):
-        from services.bus.kafka import open_kafka
-
-        return open_kafka(settings)
     raise BusError(
         f"unknown bus {settings.bus!r}: use 'embedded' or kafka://HOST:PORT (--bus or TRACT_BUS)"
     )

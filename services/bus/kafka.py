@@ -11,20 +11,22 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import polars as pl
 
 import schemas
-from services.bus.envelope import FRAME_SCHEMA, encode, known_from_frame
-from services.bus.errors import BusUnavailableError
+from services.bus.envelope import FRAME_SCHEMA, decode, encode, known_from_frame
+from services.bus.errors import BusUnavailableError, MalformedEventError
 from services.bus.kafka_config import KafkaConfig
 from services.bus.kafka_consumer import Delivery, KafkaEventConsumer, Position
 from services.bus.kafka_errors import ERRORS, bounded, translate, translated
 from services.events import Event
+from services.log.faults import crash_point
 from services.log.segment import Batch, events_of
 
 with warnings.catch_warnings():
@@ -33,9 +35,6 @@ with warnings.catch_warnings():
     import kafka.errors as kerr
     import kafka.record.util as krecord
     from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
-
-if TYPE_CHECKING:
-    from services.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -108,10 +107,12 @@ class KafkaBus:
         )
 
     def ensure_topics(self) -> list[str]:
-        """Create the topics of the topics file that do not exist yet; return their names."""
+        """Create the topics of the topics file that do not exist yet; return the names this
+        call created (another client may create some of them meanwhile: not an error)."""
         if self._topics_ready:
             return []
         admin = self.admin()
+        created: list[str] = []
         try:
             existing = set(self.retrying("listing topics", admin.list_topics))
             missing = {t.name: t for t in self.config.topics if t.name not in existing}
@@ -124,18 +125,29 @@ class KafkaBus:
                     for name, t in missing.items()
                 }
 
-                def create() -> None:
-                    # Caught here, before retrying() turns it into a BusError: another client
-                    # (a second service starting, a broker auto-create) created one of them
-                    # since the listing. The broker still creates the others of the request.
-                    with contextlib.suppress(kerr.TopicAlreadyExistsError):
-                        admin.create_topics(request, wait_for_metadata=True)
+                def create() -> list[str]:
+                    # Errors per topic rather than raised: another client (a second service
+                    # starting, a broker auto-create) may have created some since the listing,
+                    # and the broker still creates the others of the request.
+                    answer = admin.create_topics(request, raise_errors=False)
+                    made, refused = [], []
+                    for topic in answer["topics"]:
+                        error = kerr.for_code(topic["error_code"])
+                        if error is kerr.NoError:
+                            made.append(topic["name"])
+                        elif error is not kerr.TopicAlreadyExistsError:
+                            refused.append(error(f"creating topic {topic['name']}"))
+                    if refused:
+                        raise refused[0]
+                    if made:
+                        admin.wait_for_topics(made, timeout_ms=int(3000 * self.config.timeout_s))
+                    return made
 
-                self.retrying("creating topics", create)
+                created = self.retrying("creating topics", create)
         finally:
             admin.close()
         self._topics_ready = True
-        return sorted(missing)
+        return sorted(created)
 
     # publishing --------------------------------------------------------------------------
     def publish(self, events: Sequence[Event]) -> int:
@@ -199,6 +211,9 @@ class KafkaBus:
         futures: list[tuple[int, str, Any]] = []
         failed: list[int] = []
         last = ""
+        # a test kills a sender part-way; each record is flushed first, so the records before
+        # the kill are on Kafka whatever the machine's load (a partial publish, deterministic)
+        armed = os.environ.get("TRACT_CRASH_AT", "").startswith("kafka-record-sent")
         for i in indexes:
             key, value, headers = records[i]
             topic = self.config.topic(events[i].kind)
@@ -206,6 +221,9 @@ class KafkaBus:
                 futures.append(
                     (i, topic, producer.send(topic, value=value, key=key, headers=headers))
                 )
+                if armed:
+                    producer.flush(timeout=self.config.timeout_s)
+                    crash_point("kafka-record-sent")
             except kerr.KafkaError as exc:
                 last = self._retryable(exc, topic)
                 failed.append(i)
@@ -262,10 +280,20 @@ class KafkaBus:
         )
         if not CHECK_CRCS:
             log.info("record CRCs not verified (no C CRC-32C); `pip install crc32c` enables it")
-        return KafkaEventConsumer(self, consumer, group, tuple(kinds), on_assign)
+        return KafkaEventConsumer(
+            self.config, consumer, group, tuple(kinds), on_assign, dead_letters=self.publish
+        )
 
     def published_ids(self, starts: dict[Position, int], kinds: Sequence[str]) -> set[str]:
-        """Event ids on ``kinds``' topics from ``starts`` (else 0) to the end of each partition.
+        """Event ids on ``kinds``' topics from ``starts`` (else 0) to the end of each partition."""
+        events, _ = self.read_back(starts, kinds)
+        return {e.event_id for e in events}
+
+    def read_back(
+        self, starts: dict[Position, int], kinds: Sequence[str]
+    ) -> tuple[list[Event], dict[Position, int]]:
+        """The events on ``kinds``' topics from ``starts`` (else 0) to the end of each
+        partition, and where each partition ended (a malformed record is skipped).
 
         The end is where a fetch finds nothing more, not the broker's end offset alone (Tansu
         under-reports it after multi-record batches)."""
@@ -284,16 +312,20 @@ class KafkaBus:
                 for tp in partitions:
                     consumer.seek(tp, starts.get((tp.topic, tp.partition), 0))
                 hint = consumer.end_offsets(partitions)
-                found: set[str] = set()
+                found: list[Event] = []
                 deadline = time.monotonic() + 10 * self.config.timeout_s
                 while time.monotonic() < deadline:
                     batch = consumer.poll(timeout_ms=500)
-                    for records in batch.values():
-                        found |= {
-                            dict(r.headers or ()).get("event_id", b"").decode() for r in records
-                        }
+                    for tp, records in batch.items():
+                        kind = self.config.kind(tp.topic) or "?"
+                        for r in records:
+                            with contextlib.suppress(MalformedEventError):
+                                found.append(decode(kind, r.value, r.headers or (), r.offset))
                     if not batch and all(consumer.position(tp) >= hint[tp] for tp in partitions):
-                        return found
+                        ends = {
+                            (tp.topic, tp.partition): consumer.position(tp) for tp in partitions
+                        }
+                        return found, ends
                 raise BusUnavailableError(
                     f"reading back outputs from Kafka at {self.config.where} did not finish "
                     f"within {10 * self.config.timeout_s:.0f}s; check the broker"
@@ -301,23 +333,33 @@ class KafkaBus:
         finally:
             consumer.close()
 
-    def positions(self) -> dict[str, int]:
-        """Per event kind, the sum of the broker's end offsets (a hint: Tansu under-reports
-        them; locks use the adjudicator's applied positions instead)."""
+    def end_offsets(self, kinds: Sequence[str]) -> dict[Position, int]:
+        """The broker's end offset of every partition of ``kinds``' topics (a hint: Tansu
+        under-reports them)."""
         consumer = self.retrying(
             "reading end offsets",
             lambda: KafkaConsumer(**self.config.client_options(), enable_auto_commit=False),
         )
         try:
             with translated("reading end offsets", self.config.where):
-                ends: dict[str, int] = {}
-                for spec in self.config.topics:
-                    partitions = consumer.partitions_for_topic(spec.name) or set()
-                    tps = [TopicPartition(spec.name, p) for p in partitions]
-                    ends[spec.kind] = sum(consumer.end_offsets(tps).values()) if tps else 0
-                return ends
+                tps = [
+                    TopicPartition(topic, p)
+                    for topic in map(self.config.topic, kinds)
+                    for p in sorted(consumer.partitions_for_topic(topic) or ())
+                ]
+                ends = consumer.end_offsets(tps) if tps else {}
+                return {(tp.topic, tp.partition): int(o) for tp, o in ends.items()}
         finally:
             consumer.close()
+
+    def positions(self) -> dict[str, int]:
+        """Per event kind, the sum of the broker's end offsets (a hint: Tansu under-reports
+        them; locks use the adjudicator's applied positions instead)."""
+        ends: dict[str, int] = {}
+        for (topic, _), offset in self.end_offsets([t.kind for t in self.config.topics]).items():
+            kind = self.config.kind(topic) or topic
+            ends[kind] = ends.get(kind, 0) + offset
+        return {t.kind: ends.get(t.kind, 0) for t in self.config.topics}
 
     # read-your-writes --------------------------------------------------------------------
     def await_applied(self, timeout_s: float | None = None) -> bool:
@@ -364,19 +406,10 @@ def _back_off(attempt: int) -> None:
     time.sleep(min(2.0 ** (attempt - 1), 5.0))
 
 
-def open_kafka(settings: Settings) -> tuple[KafkaBus, Any]:
-    """The Kafka bus, and the adjudicator service's applied state as the event source."""
-    from services.adjudicator.applied import AppliedLog
-
-    applied = AppliedLog.at(settings.home)
-    return KafkaBus(KafkaConfig.from_settings(settings), applied), applied
-
-
 __all__ = [
     "ERRORS",
     "Delivery",
     "KafkaBus",
     "KafkaEventConsumer",
-    "open_kafka",
     "translate",
 ]

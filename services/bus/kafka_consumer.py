@@ -1,18 +1,22 @@
 """The consumer side of the Kafka bus: a consumer-group member that yields events, or
-deliveries with their positions and, for a malformed record, the reason it is not an event."""
+deliveries with their positions and, for a malformed record, the reason it is not an event.
+
+It is handed the connection settings and a way to publish dead letters, never the bus that
+made it (:mod:`services.bus.kafka` imports this module, not the other way round)."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from services.bus.envelope import dead_letter, decode
 from services.bus.errors import MalformedEventError
 from services.bus.kafka_config import DEAD_LETTER_KIND as DEAD
+from services.bus.kafka_config import KafkaConfig
 from services.bus.kafka_errors import translated
 from services.events import Event
 
@@ -20,9 +24,6 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
     import kafka.errors as kerr
     from kafka import ConsumerRebalanceListener, OffsetAndMetadata, TopicPartition
-
-if TYPE_CHECKING:
-    from services.bus.kafka import KafkaBus
 
 log = logging.getLogger(__name__)
 
@@ -61,13 +62,15 @@ class KafkaEventConsumer:
 
     def __init__(
         self,
-        bus: KafkaBus,
+        config: KafkaConfig,
         consumer: Any,
         group: str,
         kinds: tuple[str, ...],
         on_assign: Callable[[list[Position]], dict[Position, int]] | None,
+        dead_letters: Callable[[Sequence[Event]], Any],
     ) -> None:
-        self._bus, self._consumer, self.group = bus, consumer, group
+        self.config, self._consumer, self.group = config, consumer, group
+        self._dead_letters = dead_letters
         self.assigned: list[Position] = []
         outer = self
 
@@ -85,16 +88,16 @@ class KafkaEventConsumer:
                     elif on_assign is not None:
                         consumer.seek_to_beginning(tp)
 
-        topics = [bus.config.topic(k) for k in kinds]
-        with translated(f"subscribing to {', '.join(topics)}", bus.config.where):
+        topics = [config.topic(k) for k in kinds]
+        with translated(f"subscribing to {', '.join(topics)}", config.where):
             consumer.subscribe(topics, listener=Listener())
 
     def deliveries(self, max_records: int = 5000, timeout_s: float = 1.0) -> list[Delivery]:
-        with translated(f"polling as group {self.group}", self._bus.config.where):
+        with translated(f"polling as group {self.group}", self.config.where):
             batch = self._consumer.poll(timeout_ms=int(timeout_s * 1000), max_records=max_records)
         found: list[Delivery] = []
         for tp, records in batch.items():
-            kind = self._bus.config.kind(tp.topic) or "?"
+            kind = self.config.kind(tp.topic) or "?"
             for r in records:
                 headers = tuple(r.headers or ())
                 try:
@@ -117,7 +120,7 @@ class KafkaEventConsumer:
                 note = "dead-lettered" if d.kind != DEAD else "skipped"
                 log.warning("%s %s[%d]@%d: %s", note, d.topic, d.partition, d.offset, d.problem)
         if letters:
-            self._bus.publish(letters)
+            self._dead_letters(letters)
         return [d.event for d in deliveries if d.event is not None]
 
     def commit(self, positions: dict[Position, int] | None = None) -> None:
@@ -130,7 +133,7 @@ class KafkaEventConsumer:
                 for (t, p), o in positions.items()
             }
         )
-        with translated(f"committing offsets of group {self.group}", self._bus.config.where):
+        with translated(f"committing offsets of group {self.group}", self.config.where):
             self._consumer.commit(offsets)
 
     def close(self) -> None:

@@ -84,6 +84,10 @@ def content_hash(contract: Contract) -> pl.Expr:
     return text.chash.blake3().str.slice(0, DIGEST_HEX)
 
 
+def new_run_id() -> str:
+    return f"run-{uuid.uuid4().hex[:12]}"
+
+
 @dataclass(frozen=True)
 class FileRun:
     """What one file's run produced: the report people read and the batches to append."""
@@ -96,15 +100,20 @@ class FileRun:
 
 
 def ingest_file(
-    path: Path, study: str, known_records: KnownRecords, kind: str | None = None
+    path: Path,
+    study: str,
+    known_records: KnownRecords,
+    kind: str | None = None,
+    run_id: str | None = None,
 ) -> FileRun:
     """Validate ``path`` row by row (in columns) and build what to append; raise only to
-    refuse the whole file."""
+    refuse the whole file. ``run_id``: the run to join (a retry of a killed attempt), else a
+    new one."""
     started = utc_now()
     contract = kind_of(path, kind)
     data = path.read_bytes()  # once: what is hashed is what was read
     raw = read_rows(path, contract, data)
-    run_id = f"run-{uuid.uuid4().hex[:12]}"
+    run_id = run_id or new_run_id()
     typed, invalid = validate(raw, contract)
     typed = typed.with_columns(content_hash=content_hash(contract))
     known = known_records(contract.kind, study, typed[contract.id_field].unique())

@@ -6,28 +6,36 @@ senders should still write ``name.part`` and rename). It goes through the same
 ``Platform.ingest`` as ``tract ingest`` (validation, identity, accounting), then moves to
 ``processed/`` or ``refused/`` with ``<name>.report.json`` beside it. A ledger of content
 hashes (``<home>/ingest/watch.db``) makes "once" survive a crash between publishing and
-moving: the file is then moved with the report of the run that published it.
+moving: the file is then moved with the report of the run that published it. The ledger also
+keeps the ingest run id of an attempt before it publishes anything: a watcher killed while
+publishing leaves rows on the bus under that run, and the retry of the same bytes joins it,
+so those rows count as accepted by the run (not as duplicates of themselves) and the report
+reads as a clean run's.
 
-If the bus is unreachable the file stays where it is and is tried again on the next scan;
+If the bus is unreachable (or the Kafka adjudicator is rebuilding its state, against which
+identities are judged) the file stays where it is and is tried again on the next scan;
 nothing is moved before it is published.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import schemas
-from services.bus.errors import BusUnavailableError
+from services.errors import TractError, TransientError
 from services.events import utc_now
+from services.files import private_database, private_dir
+from services.ingest.service import new_run_id
 from services.platform import Platform
 
 log = logging.getLogger(__name__)
@@ -51,20 +59,82 @@ def kind_for(name: str) -> str | None:
     return max(matches, default=(None, None), key=lambda m: len(m[0] or ""))[1]
 
 
+class WatchLedgerError(TractError):
+    """The watcher's ledger cannot be read or written."""
+
+
+class Ledger:
+    """Which bytes were ingested (per study and sha256), under which run, with which report."""
+
+    def __init__(self, home: Path) -> None:
+        self.path = Path(home) / "ingest" / "watch.db"
+        private_dir(self.path.parent)  # the ledger names the trial's files and their reports
+        private_database(self.path)
+        with self._guarded("open"):
+            self._db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS files (study TEXT, sha256 TEXT, name TEXT, state TEXT, "
+                "report TEXT, at TEXT, PRIMARY KEY (study, sha256))"
+            )
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(files)")}
+            if "run_id" not in columns:  # a ledger written before runs were kept
+                self._db.execute("ALTER TABLE files ADD COLUMN run_id TEXT")
+
+    @contextlib.contextmanager
+    def _guarded(self, doing: str) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.DatabaseError as exc:
+            raise WatchLedgerError(
+                f"cannot {doing} the drop folder's ledger {self.path} ({exc}); stop the watcher "
+                "and move the file aside: files are then ingested again (identical rows count as "
+                "duplicates, nothing is applied twice)"
+            ) from None
+
+    def done(self, study: str, sha: str) -> tuple[dict[str, Any], str] | None:
+        """The report and time of an ingest of these bytes that finished, if any."""
+        with self._guarded("read"):
+            row = self._db.execute(
+                "SELECT report, at FROM files WHERE study = ? AND sha256 = ? AND state = 'done'",
+                (study, sha),
+            ).fetchone()
+        return None if row is None else (json.loads(row[0]), row[1])
+
+    def start(self, study: str, sha: str, name: str) -> str:
+        """The run id to ingest these bytes under: the run of an attempt that did not finish
+        (killed while publishing), else a new one, recorded before anything is published."""
+        with self._guarded("write"):
+            row = self._db.execute(
+                "SELECT run_id FROM files WHERE study = ? AND sha256 = ? AND state = 'publishing'",
+                (study, sha),
+            ).fetchone()
+            run_id = row[0] if row and row[0] else new_run_id()
+            self._db.execute(
+                "INSERT OR REPLACE INTO files (study, sha256, name, state, report, at, run_id) "
+                "VALUES (?, ?, ?, 'publishing', NULL, ?, ?)",
+                (study, sha, name, utc_now(), run_id),
+            )
+        return run_id
+
+    def finish(self, study: str, sha: str, report: dict[str, Any]) -> None:
+        with self._guarded("write"):
+            self._db.execute(
+                "UPDATE files SET state = 'done', report = ?, at = ? WHERE study = ? AND sha256 = ?",
+                (json.dumps(report), utc_now(), study, sha),
+            )
+
+    def close(self) -> None:
+        self._db.close()
+
+
 class DropFolder:
     def __init__(self, folder: Path, study: str, platform: Platform, home: Path) -> None:
         self.folder, self.study, self.platform = Path(folder), study, platform
         for sub in (PROCESSED, REFUSED):
             (self.folder / sub).mkdir(parents=True, exist_ok=True)
         self._seen: dict[Path, tuple[int, int]] = {}
-        ledger = Path(home) / "ingest" / "watch.db"
-        ledger.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(ledger, isolation_level=None, timeout=30)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS files (study TEXT, sha256 TEXT, name TEXT, state TEXT, "
-            "report TEXT, at TEXT, PRIMARY KEY (study, sha256))"
-        )
+        self.ledger = Ledger(home)
 
     def ready(self) -> list[Path]:
         """Files whose size and mtime did not change since the previous scan, oldest first."""
@@ -85,19 +155,14 @@ class DropFolder:
     def handle(self, path: Path) -> Handled:
         """Ingest one file (unless its exact bytes were ingested before) and move it."""
         sha = hashlib.sha256(path.read_bytes()).hexdigest()
-        row = self._db.execute(
-            "SELECT state, report, at FROM files WHERE study = ? AND sha256 = ?", (self.study, sha)
-        ).fetchone()
-        if row and row[0] == "done":
-            report = json.loads(row[1]) | {
-                "repeat": f"identical bytes were ingested at {row[2]}; nothing published again"
+        done = self.ledger.done(self.study, sha)
+        if done is not None:
+            report = done[0] | {
+                "repeat": f"identical bytes were ingested at {done[1]}; nothing published again"
             }
             return self._move(path, PROCESSED, report, "repeat", sha)
-        self._db.execute(
-            "INSERT OR REPLACE INTO files VALUES (?, ?, ?, 'publishing', NULL, ?)",
-            (self.study, sha, path.name, utc_now()),
-        )
-        outcome = self.platform.ingest(self.study, [path], kind_for(path.name))
+        run_id = self.ledger.start(self.study, sha, path.name)
+        outcome = self.platform.ingest(self.study, [path], kind_for(path.name), run_id=run_id)
         if outcome.refused:
             refusal = outcome.refused[0]
             report = {
@@ -111,10 +176,7 @@ class DropFolder:
         else:
             report = outcome.reports[0].to_dict() | {"study": self.study, "sha256": sha}
             where, label = PROCESSED, "processed"
-        self._db.execute(
-            "UPDATE files SET state = 'done', report = ?, at = ? WHERE study = ? AND sha256 = ?",
-            (json.dumps(report), utc_now(), self.study, sha),
-        )
+        self.ledger.finish(self.study, sha, report)
         return self._move(path, where, report, label, sha)
 
     def _move(self, path: Path, where: str, report: dict, label: str, sha: str) -> Handled:
@@ -146,7 +208,7 @@ class DropFolder:
                     if on_file:
                         on_file(handled)
                 delay = poll_s
-            except BusUnavailableError as exc:
+            except TransientError as exc:  # a broker down, the adjudicator rebuilding
                 delay = min(max(delay * 2, 2.0), 10.0)
                 log.error("%s; the file stays in %s, retrying in %.0fs", exc, self.folder, delay)
                 self._seen = {}
@@ -155,7 +217,7 @@ class DropFolder:
                 time.sleep(min(0.2, poll_s))
 
     def close(self) -> None:
-        self._db.close()
+        self.ledger.close()
 
 
 def serve(settings: Any, study: str, folder: Path, poll_s: float, as_json: bool) -> None:

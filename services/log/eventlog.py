@@ -25,7 +25,7 @@ import json
 import sqlite3
 import threading
 import uuid
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,6 +63,9 @@ _COLUMNS = (
     "seq, topic, study, first_offset, count, file, bytes, sha256, appended_at, prev_hash, hash"
 )
 
+Extra = Callable[[sqlite3.Connection], None]
+"""Statements a caller commits together with an append (see :meth:`EventLog.append`)."""
+
 
 @dataclass(frozen=True)
 class Head:
@@ -76,7 +79,14 @@ class Head:
 
 
 class EventLog:
-    """An :class:`~services.bus.EventBus` and record source on a local folder."""
+    """An :class:`~services.bus.EventBus` and record source on a local folder.
+
+    A subclass may keep tables of its own in the index (``TABLES``: ``CREATE TABLE IF NOT
+    EXISTS`` statements, created with the index) and write them in the same transaction as the
+    segments it appends (``append(..., extra=...)``); the log itself never reads them.
+    """
+
+    TABLES = ""
 
     def __init__(self, folder: Path | str) -> None:
         self.folder = Path(folder)
@@ -121,7 +131,7 @@ class EventLog:
                 "tract event log; move it away or point TRACT_HOME at the right folder"
             )
         db = self._connect(self.folder / INDEX)
-        db.executescript(_SCHEMA)
+        db.executescript(_SCHEMA + self.TABLES)
         db.close()
         (self.folder / INDEX).chmod(0o600)
         marker = {
@@ -281,10 +291,15 @@ class EventLog:
                     fcntl.flock(handle, fcntl.LOCK_UN)  # type: ignore[arg-type]
                     handle.close()  # type: ignore[union-attr]
 
-    def append(self, batches: Sequence[Batch]) -> int:
+    def append(self, batches: Sequence[Batch], extra: Extra | None = None) -> int:
         """Append each non-empty batch as one segment, all in one commit; events whose id the
         kind already holds (or that repeat in the batch) are dropped (unless the batch vouches
-        they are new). Returns how many events were appended."""
+        they are new). Returns how many events were appended.
+
+        ``extra(db)`` runs inside that commit, after the new entries are inserted: what it
+        writes to the subclass's own tables commits or rolls back with the segments (the Kafka
+        adjudicator's positions and outbox). With ``extra`` the commit happens even when every
+        event was a repeat."""
         with self.exclusive():
             db = self._index(create=True)
             assert db is not None
@@ -337,15 +352,18 @@ class EventLog:
                     ends[batch.kind] = first + fresh.height
                     previous = hash_
                     appended += fresh.height
-                if not entries:
+                if not entries and extra is None:
                     return 0
-                crash_point("segments-written")
+                if entries:
+                    crash_point("segments-written")
                 db.execute("BEGIN IMMEDIATE")
                 try:
                     db.executemany(
                         f"INSERT INTO segments ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                         [tuple(e.to_dict().values()) for e in entries],
                     )
+                    if extra is not None:
+                        extra(db)
                     db.execute("COMMIT")
                 except BaseException:
                     db.execute("ROLLBACK")
@@ -354,6 +372,8 @@ class EventLog:
                 for path in written:
                     path.unlink(missing_ok=True)
                 raise
+            if not entries:
+                return 0
             for e in entries:
                 self._ends[e.topic] = e.end
             self._checked, self._last_hash = entries[-1].seq, entries[-1].hash

@@ -19,16 +19,17 @@ from typing import Any
 
 from click.testing import CliRunner
 
-from services.adjudicator.applied import AppliedLog
+from services.adjudicator.ruleset import load_ruleset
 from services.adjudicator.state import EVIDENCE_KINDS
 from services.cli import cli
 from services.config import Settings
 from services.platform import Platform
+from services.stream.view import AppliedView
 from tests.servers import wait_for
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
-    from kafka import KafkaConsumer
+    from kafka import KafkaConsumer, TopicPartition
 
 TRACT = str(Path(sys.executable).parent / "tract")
 
@@ -137,13 +138,14 @@ class Stack:
         return json.loads(result.stdout)
 
     # what the adjudicator applied -----------------------------------------------------------
-    def applied(self) -> AppliedLog:
-        return AppliedLog.at(self.home)
+    def applied(self) -> AppliedView:
+        """The adjudicator service's applied state, read as the CLI reads it."""
+        return AppliedView.at(self.home)
 
     def applied_counts(self) -> dict[str, int]:
         state = self.applied()
         try:
-            return {k: v for k, v in state.positions().items() if not k.startswith("kafka/")}
+            return state.positions()
         finally:
             state.close()
 
@@ -169,20 +171,57 @@ class Stack:
                 f"--- adjudicator log ---\n{self.log('adjudicator')[-3000:]}"
             ) from None
 
+    def settled(self) -> bool:
+        """The service has nothing left to do with what it applied: no rebuild under way, no
+        subject owed a publication, nothing in the outbox, the outcomes caught up."""
+        state = self.applied()
+        try:
+            return (
+                state.exists
+                and bool(state.kafka_positions())
+                and not state.rebuild_targets()
+                and not state.dirty()
+                and not state.outbox()
+                and state.maintained_state(load_ruleset()).behind() == 0
+            )
+        finally:
+            state.close()
+
+    def wait_settled(self, timeout: float = 60.0) -> None:
+        try:
+            wait_for(self.settled, timeout, "the adjudicator to settle", every=0.2)
+        except AssertionError:
+            raise AssertionError(
+                f"not settled\n--- adjudicator log ---\n{self.log('adjudicator')[-3000:]}"
+            ) from None
+
     def topic_records(self, kind: str) -> list[tuple[dict[str, str], dict[str, Any]]]:
-        """Every record of ``kind``'s topic: (headers, payload), by partition and offset."""
+        """Every record of ``kind``'s topic: (headers, payload), by partition and offset.
+
+        Read to the end: every partition at least at the broker's end offset and a poll that
+        finds nothing more (not a quiet spell alone: on a loaded machine the first fetch can
+        take longer than one; Tansu may under-report the end offset)."""
         from services.bus.kafka_config import KafkaConfig
 
         topic = KafkaConfig.from_settings(self.settings()).topic(kind)
-        consumer = KafkaConsumer(
-            topic,
-            bootstrap_servers=self.bootstrap,
-            auto_offset_reset="earliest",
-            enable_auto_commit=False,
-            consumer_timeout_ms=3000,
-        )
+        consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
         try:
-            records = list(consumer)
+            partitions = [
+                TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())
+            ]
+            assert partitions, f"topic {topic} has no partitions"
+            consumer.assign(partitions)
+            consumer.seek_to_beginning(*partitions)
+            ends = consumer.end_offsets(partitions)
+            records: list[Any] = []
+            deadline = time.monotonic() + 60
+            while True:
+                batch = consumer.poll(timeout_ms=500)
+                for found in batch.values():
+                    records.extend(found)
+                if not batch and all(consumer.position(tp) >= ends[tp] for tp in partitions):
+                    break
+                assert time.monotonic() < deadline, f"reading {topic} did not finish in 60s"
         finally:
             consumer.close()
         return [

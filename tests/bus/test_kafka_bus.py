@@ -39,8 +39,10 @@ def test_topics_another_client_created_meanwhile_are_not_an_error(
     bus: KafkaBus, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Two services starting together both find the topics missing; the second to create
-    them must go on (it used to stop with 'Topic ... already exists')."""
-    bus.ensure_topics()
+    them must go on (it used to stop with 'Topic ... already exists') and must not claim it
+    created them. The race is staged on a real admin client of a real broker: its listing
+    answers as it would have before the other client created the topics."""
+    assert len(bus.ensure_topics()) == len(bus.config.topics)  # the first client creates all
     late = KafkaBus(bus.config)
     connect = late.admin
 
@@ -50,9 +52,16 @@ def test_topics_another_client_created_meanwhile_are_not_an_error(
         return admin
 
     monkeypatch.setattr(late, "admin", admin_that_listed_before_the_other_created_them)
-    late.ensure_topics()
-    late.send([sample_event("clinical_exam", 1, subject="S7")])
-    late.close()
+    assert late.ensure_topics() == []  # it tried to create every one; none was new
+    exam = sample_event("clinical_exam", 1, subject="S7")
+    [(topic, _, offset)] = late.send([exam])
+    assert topic == bus.config.topic("clinical_exam") and offset >= 0
+    consumer = late.consumer("g-race-" + bus.config.adjudicator_group, ["clinical_exam"])
+    try:
+        assert [e.event_id for e in _drain(consumer, 1)] == [exam.event_id]
+    finally:
+        consumer.close()
+        late.close()
 
 
 def _drain(consumer, want: int, timeout: float = 30.0) -> list[Event]:

@@ -3,18 +3,18 @@ table, and what a user sees when the broker is not there."""
 
 from __future__ import annotations
 
-import time
 import warnings
 from pathlib import Path
 
 import pytest
 
 import schemas
-from services.bus import open_bus
 from services.bus.errors import BusError, BusUnavailableError
 from services.bus.kafka import ERRORS, KafkaBus, translate
 from services.bus.kafka_config import DEFAULT_TOPICS, KafkaConfig
 from services.config import Settings
+from services.platform import Platform
+from services.stream.errors import NothingAppliedError
 from tests import servers
 
 from .samples import sample_event
@@ -101,21 +101,21 @@ def test_the_table_covers_every_kafka_error() -> None:
     assert ERRORS[-1][0] is kerr.KafkaError
 
 
-def test_an_unreachable_broker_is_a_clear_bounded_error(tmp_path: Path) -> None:
+def test_an_unreachable_broker_is_a_clear_error_after_bounded_attempts(tmp_path: Path) -> None:
+    """(How long the attempts take is measured in bench/, not asserted here.)"""
     settings = _settings(
         tmp_path,
         bus=f"kafka://127.0.0.1:{servers.free_port()}",  # nothing listens there
         kafka_timeout_s=1.0,
         kafka_retries=2,
     )
-    bus, source = open_bus(settings)
-    assert isinstance(bus, KafkaBus)
-    started = time.monotonic()
+    platform = Platform.from_settings(settings)
+    assert isinstance(platform.bus, KafkaBus)
     with pytest.raises(BusUnavailableError) as refused:
-        bus.publish([sample_event("subject")])
-    elapsed = time.monotonic() - started
+        platform.publish([sample_event("subject")])
     message = str(refused.value)
     assert "127.0.0.1" in message and "2 attempt(s)" in message
     assert "running the same command again is safe" in message
-    assert elapsed < 10, f"took {elapsed:.1f}s: the retries are not bounded"
-    assert source.positions() == {}  # reading the applied state needs no broker
+    assert platform.source.positions() == {}  # reading the applied state needs no broker
+    with pytest.raises(NothingAppliedError, match="tract adjudicator run"):
+        platform.studies()  # nothing applied yet: said, never answered as "no study"

@@ -7,11 +7,11 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
 
+import polars as pl
 import pytest
 
 from services.demo.run import DEMO_PASSWORD, decide_scripted, demo_committee
@@ -64,7 +64,6 @@ def test_watcher_and_adjudicator_give_the_embedded_outcomes(
     producer.flush(timeout=20)
     producer.close(timeout=10)
 
-    dropped = time.monotonic()
     drop(list(demo_files.values()), stack.root / "drop")
     processed = stack.root / "drop" / "processed"
     wait_for(
@@ -73,8 +72,6 @@ def test_watcher_and_adjudicator_give_the_embedded_outcomes(
         f"the watcher to process the files:\n{stack.log('watcher')[-2000:]}",
     )
     stack.wait_applied(expected | {"rejected_row": expected["rejected_row"] + 1})
-    took = time.monotonic() - dropped
-    assert took < 45, f"files took {took:.0f}s to become outcomes"
     assert not list((stack.root / "drop" / "refused").iterdir())
     reports = [json.loads(p.read_text()) for p in processed.glob("*.report.json")]
     assert {r["file"] for r in reports} == set(demo_files)
@@ -86,8 +83,8 @@ def test_watcher_and_adjudicator_give_the_embedded_outcomes(
     kafka_conflicts = stack.cli_json("conflicts", "--study", DEMO_STUDY)
     assert kafka_conflicts == Stack.embedded_json(embedded_home, "conflicts", "--study", DEMO_STUDY)
 
-    letters = stack.applied().frame("rejected_row")
-    malformed = [json.loads(p) for p in letters["payload"] if '"kafka:' in p]
+    letters = stack.applied().records("rejected_row").collect()  # of no study: no headers
+    malformed = letters.filter(pl.col("file").str.starts_with("kafka:")).to_dicts()
     assert len(malformed) == 1 and malformed[0]["field"] == "headers"
     assert malformed[0]["file"].startswith(f"kafka:{topic}[")
     assert "missing event_id" in malformed[0]["reason"]
@@ -149,7 +146,12 @@ def test_watcher_and_adjudicator_give_the_embedded_outcomes(
     cut = {k: v for k, v in manifest["positions"].items() if k.startswith("kafka/")}
     assert any(k.startswith(f"kafka/{topic}/") for k in cut)
     lock_topic = f"kafka/{stack.prefix}tract.lock/0"
-    wait_for(lambda: stack.applied_kafka().get(lock_topic), 30, "the lock event to be applied")
+    wait_for(  # past the cut: the CLAIM before it may already be applied (position 1)
+        lambda: stack.applied_kafka().get(lock_topic, 0) > cut.get(lock_topic, 0),
+        30,
+        "the lock event to be applied",
+    )
+    stack.wait_settled()  # the lock's outputs too: nothing is appended while the test compares
     now = stack.applied_kafka()
     # nothing else came after the cut but the LOCK event (the id's CLAIM is inside the cut)
     assert {k: v for k, v in cut.items() if k != lock_topic} == {
@@ -170,3 +172,12 @@ def test_watcher_and_adjudicator_give_the_embedded_outcomes(
         if payload["level"] == "TRACT":
             last[(payload["subject_id"], payload["tract_id"])] = payload["outcome"]
     assert {k: v for k, v in last.items() if k in final} == final
+
+    # the auditor: every event the service applied is chained, and the lock is anchored on it
+    verdict = stack.cli_json("verify")
+    assert verdict["verdict"] == "INTACT", verdict["findings"]
+    assert verdict["home"] == str(stack.home / "adjudicator")
+    assert verdict["log"]["events"] == sum(stack.applied_counts().values())
+    [checked] = verdict["locks"]
+    assert (checked["lock_id"], checked["integrity"]) == ("PRIMARY", "verified")
+    assert checked["anchored_at"] == manifest["chain"]["seq"]

@@ -5,18 +5,17 @@ same outcomes as the embedded flow."""
 from __future__ import annotations
 
 import json
-import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from services.adjudicator.changes import load_published
 from services.adjudicator.state import EVIDENCE_KINDS
 from services.demo.synthetic import write_synthetic_trial
 from services.demo.trial import DEMO_STUDY, write_demo_trial
 from services.platform import Platform
+from services.stream.changes import load_published
 from tests import servers
 from tests.bus.stack import Stack, drop, expected_counts, running, wait_for
 
@@ -61,8 +60,7 @@ def test_kill_9_mid_stream_then_restart(
 
         stack.start("adjudicator", "adjudicator", "run", "--max-batch", "150")
         stack.wait_applied(expected)
-        wait_for(lambda: not stack.applied().outbox(), 30, "the outbox to empty")
-        time.sleep(1.0)  # a last batch would show in the checks below
+        stack.wait_settled()  # everything applied: no output can follow once it has settled
 
         assert stack.cli_json("outcomes", "--study", STUDY) == _embedded_json(
             tmp_path, "outcomes", "--study", STUDY
@@ -79,7 +77,7 @@ def test_kill_9_mid_stream_then_restart(
             per_key.setdefault((p["level"], p["subject_id"], p["tract_id"]), []).append(p["seq"])
         assert all(seqs == list(range(len(seqs))) for seqs in per_key.values())
         state = stack.applied()
-        mirrored = state.frame("outcome_change")
+        mirrored = state.records("outcome_change").collect()
         assert mirrored.height == len(outputs)  # every output the state holds reached Kafka
         published = load_published(mirrored)
         assert len(published) == len(per_key)
@@ -98,8 +96,7 @@ def test_a_broker_down_at_start(kind: str, topic_factory: Callable[..., str], tm
         broker.stop()
         stack = Stack(broker.bootstrap, topic_factory("d") + ".", tmp_path)
         with running(stack):
-            # a one-shot command: a clear, bounded error and exit code 1
-            began = time.monotonic()
+            # a one-shot command: a clear error after a bounded number of attempts, exit code 1
             done = stack.tract(
                 "ingest",
                 "--study",
@@ -111,7 +108,6 @@ def test_a_broker_down_at_start(kind: str, topic_factory: Callable[..., str], tm
             assert done.returncode == 1, done.stderr
             assert f"Kafka at {broker.bootstrap}" in done.stderr
             assert "did not answer" in done.stderr and "2 attempt(s)" in done.stderr
-            assert time.monotonic() - began < 20
 
             # the services: they log, keep the files, and retry until the broker is back
             stack.start("adjudicator", "adjudicator", "run")
@@ -120,7 +116,7 @@ def test_a_broker_down_at_start(kind: str, topic_factory: Callable[..., str], tm
             drop(list(files.values()), tmp_path / "in")
             wait_for(lambda: "retrying" in stack.log("watcher"), 60, "the watcher to retry")
             assert sorted(p.name for p in (tmp_path / "in").glob("*.*")) == sorted(files)
-            assert "retrying" in stack.log("adjudicator")
+            wait_for(lambda: "retrying" in stack.log("adjudicator"), 60, "the service to retry")
 
             broker.start()
             processed = tmp_path / "in" / "processed"
@@ -129,6 +125,7 @@ def test_a_broker_down_at_start(kind: str, topic_factory: Callable[..., str], tm
             except AssertionError:
                 raise AssertionError(f"files not ingested:\n{stack.dump_stacks()}") from None
             stack.wait_applied(expected, timeout=90)
+            stack.wait_settled()
             assert stack.cli_json("outcomes", "--study", DEMO_STUDY) == _embedded_json(
                 tmp_path, "outcomes", "--study", DEMO_STUDY
             )

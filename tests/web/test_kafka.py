@@ -22,6 +22,7 @@ from fastapi.testclient import TestClient
 from services.config import Settings
 from services.demo.trial import DEMO_STUDY, write_demo_trial
 from services.platform import Platform
+from services.stream.view import AppliedView
 from services.web.app import create_app
 from services.web.auth import UserStore
 from services.web.settings import WebSettings
@@ -66,14 +67,11 @@ def kafka_app(
     )
     platform = Platform.from_settings(Settings.from_env(env))
     try:
+        state = AppliedView.at(home)
+        wait_for(lambda: state.heartbeat_age() is not None, 60, "the adjudicator to run")
         files = write_demo_trial(tmp_path / "files")
-        platform.ingest(DEMO_STUDY, list(files.values()))
-        wait_for(
-            lambda: platform.adjudicate(DEMO_STUDY).open_conflicts().height == 7,
-            60,
-            "the adjudicator service to raise the demo's conflicts",
-            every=0.2,
-        )
+        platform.ingest(DEMO_STUDY, list(files.values()))  # returns once the service applied it
+        assert platform.adjudicate(DEMO_STUDY).open_conflicts().height == 7
         settings = WebSettings.from_env(home, environ={})
         users = UserStore(settings.users_db, hasher=fast_hasher())
         for name, role in PEOPLE.items():

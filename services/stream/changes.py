@@ -60,26 +60,16 @@ class Last:
     outcome: str
 
 
-def load_published(frame: pl.DataFrame) -> dict[Key, Last]:
-    """The last published state per tract and patient, from ``outcome_change`` events."""
-    if frame.is_empty():
+def load_published(records: pl.DataFrame) -> dict[Key, Last]:
+    """The last published state per tract and patient, from ``outcome_change`` records (the
+    log's typed columns, with ``study`` and ``offset``)."""
+    if records.is_empty():
         return {}
-    fields = pl.Struct(
-        {
-            "level": pl.String,
-            "subject_id": pl.String,
-            "tract_id": pl.String,
-            "outcome": pl.String,
-            "state_hash": pl.String,
-            "seq": pl.Int64,
-        }
-    )
     rows = (
-        frame.sort("offset")
-        .select("study", pl.col("payload").str.json_decode(fields).struct.unnest())
+        records.sort("offset")
         .with_columns(pl.col("tract_id").fill_null(""))
         .group_by("study", "level", "subject_id", "tract_id")
-        .last()
+        .agg(pl.col("state_hash", "seq", "outcome").last())
     )
     return {
         (r["study"], r["level"], r["subject_id"], r["tract_id"]): Last(

@@ -1,0 +1,83 @@
+"""Loss is loud on Kafka: the adjudicator's state deleted, then rebuilt from the topics.
+
+Before the service starts again, read commands say that there is no state (never "0 tracts");
+while it rebuilds they say "rebuilding: N of M records applied" (exit 1); once rebuilt they
+answer what they answered before, and the service publishes nothing twice (it reads back the
+outputs already on Kafka before it rebuilds, so their sequence goes on)."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from services.cli import cli
+from services.demo.trial import DEMO_STUDY, write_demo_trial
+from services.stream.applied import applied_root
+from services.stream.errors import RebuildingError
+from services.stream.view import rebuilding_text
+from tests.bus.stack import Stack, running, wait_for
+
+pytestmark = pytest.mark.slow
+
+
+def _outputs(stack: Stack) -> dict[str, Counter]:
+    return {
+        kind: Counter(headers["event_id"] for headers, _ in stack.topic_records(kind))
+        for kind in ("outcome_change", "conflict_change")
+    }
+
+
+def test_a_deleted_state_is_refused_then_rebuilt_without_publishing_twice(
+    broker, topic_factory: Callable[..., str], tmp_path: Path
+) -> None:
+    files = write_demo_trial(tmp_path / "files")
+    with running(Stack(broker.bootstrap, topic_factory("r") + ".", tmp_path)) as stack:
+        stack.start("adjudicator", "adjudicator", "run")
+        wait_for(lambda: stack.applied().heartbeat_age() is not None, 60, "the service to run")
+        kafka = stack.platform()
+        kafka.ingest(DEMO_STUDY, list(files.values()))
+        kafka.bus.close()
+        stack.wait_settled()
+        before = {
+            "outcomes": stack.cli_json("outcomes", "--study", DEMO_STUDY),
+            "conflicts": stack.cli_json("conflicts", "--study", DEMO_STUDY, "--all"),
+        }
+        assert before["outcomes"]["tracts"] and before["conflicts"]
+        published = _outputs(stack)
+
+        stack.stop_all()
+        shutil.rmtree(applied_root(stack.home))
+        for command in ("outcomes", "conflicts", "report"):
+            refused = stack.tract(command, "--study", DEMO_STUDY, check=False)
+            assert refused.returncode == 1, (command, refused.stdout)
+            assert "no applied state" in refused.stderr and "Traceback" not in refused.stderr
+
+        service = stack.start("adjudicator", "adjudicator", "run", "--max-batch", "50")
+        wait_for(lambda: stack.applied().rebuild_targets(), 60, "the rebuild to begin")
+        service.send_signal(signal.SIGSTOP)  # hold it mid-rebuild (briefly: in-process reads)
+        try:
+            state = stack.applied()
+            said = rebuilding_text(state.kafka_positions(), state.rebuild_targets())
+            assert said.startswith("rebuilding: ") and "records applied" in said
+            env = stack.env() | {"TRACT_KAFKA_APPLY_WAIT_S": "0"}  # do not wait: it is stopped
+            for command in ("outcomes", "conflicts", "report", "audit"):
+                refused = CliRunner().invoke(cli, [command, "--study", DEMO_STUDY], env=env)
+                assert refused.exit_code == 1 and not refused.stdout, (command, refused.stdout)
+                assert isinstance(refused.exception, RebuildingError), refused.exception
+                assert str(refused.exception) == said
+            status = CliRunner().invoke(cli, ["adjudicator", "status"], env=env)
+            assert said in status.stdout
+        finally:
+            service.send_signal(signal.SIGCONT)
+
+        stack.wait_settled()
+        assert stack.cli_json("outcomes", "--study", DEMO_STUDY) == before["outcomes"]
+        assert stack.cli_json("conflicts", "--study", DEMO_STUDY, "--all") == before["conflicts"]
+        assert _outputs(stack) == published  # nothing published again, nothing twice
+        assert all(n == 1 for counts in published.values() for n in counts.values())
