@@ -68,6 +68,8 @@ RETRY_POLICY = ExceptionRetryPolicy(
 @dag(
     schedule=None,
     catchup=False,
+    # triggered by people (REST, the UI): a paused DAG would leave their run queued for ever
+    is_paused_upon_creation=False,
     max_active_runs=1,
     doc_md=__doc__,
     tags=["tract", "lock"],

@@ -26,6 +26,8 @@ from airflow.sdk import Param, dag, task
 @dag(
     schedule=None,
     catchup=False,
+    # triggered by people (REST, the UI): a paused DAG would leave their run queued for ever
+    is_paused_upon_creation=False,
     max_active_runs=1,
     doc_md=__doc__,
     tags=["tract", "lock"],

@@ -17,7 +17,9 @@ import polars as pl
 import schemas
 from services.adjudicator.state import EVIDENCE_KINDS
 from services.adjudicator.votes import decisions_from_votes
+from services.assignments import assignment_audit
 from services.events import canonical_json
+from services.queries import query_audit
 from services.state.records import Cut, Records, records_at
 
 AUDIT_SCHEMA = pl.Schema(
@@ -286,6 +288,7 @@ def audit_trail(
             offset="offset",
         )
     )
+    parts += [query_audit(read("site_query")), assignment_audit(read("assignment"))]
     access = pl.concat([read("access", s) for s in (study, PLATFORM_WIDE)])
     parts.append(
         access.select(

@@ -44,6 +44,9 @@ def _show_progress(name: str, result: object, seconds: float) -> None:
 
 
 @click.group()
+@click.version_option(
+    package_name="tract-adjudication", prog_name="tract", message="%(prog)s %(version)s"
+)
 @click.option(
     "--home",
     type=click.Path(file_okay=False, path_type=Path),
@@ -388,6 +391,12 @@ def report(obj: Context, study: str | None, lock_id: str | None, as_json: bool) 
     help="Run the Great Expectations gate (infra/gx) first, as the DAG does (needs the airflow "
     "extra); its results are kept in the lock.",
 )
+@click.option(
+    "--open-queries-reason",
+    default="",
+    help="Why the lock goes ahead with site queries not closed (recorded in the lock; see "
+    "`tract queries list`).",
+)
 @json_option
 @click.pass_obj
 def lock(
@@ -398,10 +407,20 @@ def lock(
     requested_by: str,
     level: str,
     validate: bool,
+    open_queries_reason: str,
     as_json: bool,
 ) -> None:
-    """Freeze an immutable, hash-verified snapshot; refused while any conflict is open."""
-    manifest = obj.platform.lock(study, lock_id, reason, requested_by, level, validate=validate)
+    """Freeze an immutable, hash-verified snapshot; refused while any conflict is open. Site
+    queries not closed at the cut are recorded in the lock, with --open-queries-reason."""
+    manifest = obj.platform.lock(
+        study,
+        lock_id,
+        reason,
+        requested_by,
+        level,
+        validate=validate,
+        open_queries_reason=open_queries_reason,
+    )
     where = obj.platform.store.location(f"locks/{study}/{lock_id}")
     note = "already locked" if manifest.get("already_locked") else "locked"
     event = obj.platform.lock_event(study, lock_id) or {}
@@ -411,7 +430,18 @@ def lock(
         as_json,
         f"{note}: {study} {lock_id} at {where} ({len(manifest['files'])} files, sha256 verified)\n"
         f"receipt: {receipt} (give it to analysts: `python -m services.analysis.job ... "
-        "--receipt` checks the lock is the one published)",
+        "--receipt` checks the lock is the one published)" + _queries_note(manifest),
+    )
+
+
+def _queries_note(manifest: dict) -> str:
+    """What the lock says about the site queries still open at its cut."""
+    pending = manifest.get("open_queries") or {}
+    if not pending.get("not_closed"):
+        return ""
+    why = pending.get("reason")
+    return f"\nsite queries not closed at the lock: {pending['not_closed']} " + (
+        f"(reason recorded: {why})" if why else "(no reason given: --open-queries-reason)"
     )
 
 
@@ -490,6 +520,9 @@ cli.add_command(kafka)
 cli.add_command(lock_commands.snapshot)
 cli.add_command(lock_commands.unlock)
 cli.add_command(lock_commands.lock_raise)
+from services.query_commands import queries  # noqa: E402
+
+cli.add_command(queries)
 
 
 def main() -> None:
@@ -502,6 +535,37 @@ def main() -> None:
         sys.exit(exc.exit_code)
     except TractError as exc:
         fail(str(exc))
+    except OSError as exc:  # the home (or a file in it) cannot be created, read or written
+        fail(home_problem(exc))
+    except ModuleNotFoundError as exc:  # `scripts/setup core` leaves out the web, Kafka, S3...
+        fail(missing_package(exc))
+
+
+def missing_package(exc: ModuleNotFoundError) -> str:
+    """A command whose packages the core install leaves out: which one, and the fix."""
+    return (
+        f"this command needs the Python package {exc.name!r}, which the core install "
+        "(scripts/demo, scripts/setup core) leaves out; install everything with "
+        "`scripts/setup all` (the web page, Kafka, S3, Airflow), then run it again"
+    )
+
+
+def home_problem(exc: OSError) -> str:
+    """An operating-system error as a user can act on it: the path, why, and where the home
+    comes from (a full disk or a read-only folder is not a bug to report)."""
+    home = os.environ.get("TRACT_HOME", "./tract-data")
+    for i, arg in enumerate(sys.argv):
+        if arg == "--home" and i + 1 < len(sys.argv):
+            home = sys.argv[i + 1]
+        elif arg.startswith("--home="):
+            home = arg.split("=", 1)[1]
+    where = exc.filename or home
+    why = exc.strerror or type(exc).__name__
+    return (
+        f"cannot use {where}: {why}. tract keeps its event log and lock store in the home "
+        f"folder ({home}, from --home or TRACT_HOME, default ./tract-data); choose a folder you "
+        "can create and write, e.g. `tract --home ~/tract-data ...` or `export TRACT_HOME=...`"
+    )
 
 
 from services.export.commands import export as export_command  # noqa: E402

@@ -218,6 +218,38 @@ class Platform:
             )
         return study
 
+    # site queries (services/queries.py) -----------------------------------------------------
+    def reader(self, study: str) -> Callable[..., pl.DataFrame]:
+        """``read(kind, subjects=None)``: ``study``'s records of a kind, as the queries read them."""
+
+        def read(kind: str, subjects: Collection[str] | None = None) -> pl.DataFrame:
+            frame = self.records(kind, study)
+            if subjects is not None:
+                frame = frame.filter(pl.col("subject_id").is_in(list(subjects)))
+            return frame.collect()
+
+        return read
+
+    def queries(self, study: str) -> pl.DataFrame:
+        """Every site query of ``study`` with its status (see :mod:`services.queries`)."""
+        from services.queries import site_queries
+
+        return site_queries(self.reader(study), self.adjudicate(study).conflicts)
+
+    def act_on_query(
+        self, study: str, query_id: str, action: str, note: str, by: str
+    ) -> dict[str, Any]:
+        """Record the site's answer (ANSWERED), a review (CLOSED) or a query sent back
+        (REOPENED); refused with the reason when the query's state does not allow it."""
+        from services.queries import check_action, find, query_event
+
+        with self.exclusive():  # the check and the write see the same log
+            query = find(self.queries(self.check_study(study)), query_id, study)
+            event = query_event(study, query, action, check_action(query, action, note), by)
+            self.publish([event])
+        self.sync_conflicts(study)
+        return event.payload
+
     def adjudicate(self, study: str, upto: Cut | None = None) -> Adjudication:
         """The study's outcomes: the maintained state now, or computed at the cut ``upto``."""
         if upto is None and self.state is not None:
@@ -415,12 +447,16 @@ class Platform:
         retention_days: int | None = None,
         *,
         validate: bool = False,
+        open_queries_reason: str = "",
     ) -> dict[str, Any]:
         """Lock ``study`` (see :mod:`services.lock.lock`); the same request again returns the
-        lock it made."""
+        lock it made. ``open_queries_reason``: why it goes ahead with site queries not closed
+        (recorded in the manifest's ``open_queries``)."""
         from services.lock.lock import LockRequest, take_lock
 
-        request = LockRequest(study, lock_id, reason, requested_by, level)
+        request = LockRequest(
+            study, lock_id, reason, requested_by, level, open_queries_reason=open_queries_reason
+        )
         return take_lock(self.lock_sources(), request, retention_days, validate=validate)
 
     def lock_state(self, study: str, lock_id: str) -> str | None:

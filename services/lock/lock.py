@@ -57,7 +57,7 @@ from services.lock.snapshot import (
 from services.lock.sources import Anchor, LockSources
 from services.lock.staging import read_staged, stage
 from services.signatures import manifestation
-from services.state.records import Cut, lock_in_force
+from services.state.records import Cut, lock_in_force, records_at
 from services.store import MANIFEST
 from services.store.errors import ObjectLockedError, ObjectNotFoundError
 
@@ -106,6 +106,9 @@ class LockRequest:
     requested_by: str
     level: str = "soft"
     request_id: str = field(default="")
+    open_queries_reason: str = ""
+    """Why the lock goes ahead while site queries are not closed (kept in the manifest's
+    ``open_queries``); not part of the request's id."""
 
     def __post_init__(self) -> None:
         if not self.study.strip():
@@ -352,6 +355,20 @@ def changes_since(sources: LockSources, study: str, snapshot: Snapshot) -> dict[
     }
 
 
+def open_queries_at_cut(
+    sources: LockSources, request: LockRequest, cut: Cut, snapshot: Snapshot
+) -> dict[str, Any]:
+    """The site queries not closed at the cut (count, per site, ids) and the reason the data
+    manager gave for locking with them (``services/queries.py``)."""
+    from services.queries import site_queries, summary
+
+    def read(kind: str, subjects: Any = None) -> pl.DataFrame:
+        return records_at(sources.records, kind, request.study, cut, subjects).collect()
+
+    queries = site_queries(read, snapshot.tables["conflicts"])
+    return summary(queries, request.open_queries_reason)
+
+
 def materialise(
     sources: LockSources,
     request: LockRequest,
@@ -391,6 +408,7 @@ def materialise(
         "positions": positions,
         "chain": cut.get("chain") or {},
         "changes_since_previous_lock": changes_since(sources, request.study, snapshot),
+        "open_queries": open_queries_at_cut(sources, request, positions, snapshot),
         "rule_set": {
             "id": sources.rules.id,
             "version": sources.rules.version,

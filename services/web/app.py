@@ -18,10 +18,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from services.adjudicator.errors import UnknownConflictError
 from services.platform import Platform
 from services.web.auth import CookieSigner, UserStore
+from services.web.chairs import Chairs
 from services.web.core import SerialPlatform, recorder
 from services.web.deps import SignInRequired, WebState, login_url, render, session_of
 from services.web.errors import AccessRefusedError
-from services.web.routes import audit, conflicts, dashboard, login
+from services.web.labels import human, meaning, tidy
+from services.web.routes import audit, conflicts, dashboard, locks, login, queries, subjects
 from services.web.settings import WebSettings
 
 HERE = Path(__file__).parent
@@ -57,7 +59,14 @@ def templates() -> Jinja2Templates:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters |= {"pct": _pct, "ci": _ci, "num": _num}
+    env.filters |= {
+        "pct": _pct,
+        "ci": _ci,
+        "num": _num,
+        "human": human,
+        "meaning": meaning,
+        "tidy": tidy,
+    }
     return Jinja2Templates(env=env)
 
 
@@ -72,17 +81,19 @@ def create_app(
         title="tract: adjudication committee", docs_url=None, redoc_url=None, openapi_url=None
     )
     serial = SerialPlatform(platform)
+    users = users or UserStore.from_settings(settings)
     app.state.web = WebState(
         platform=serial,
-        users=users or UserStore.from_settings(settings),
+        users=users,
         settings=settings,
         signer=CookieSigner(settings.secret.reveal()),
         templates=templates(),
         clock=clock or (lambda: datetime.now(UTC)),
         record=recorder(serial),
+        chairs=Chairs(users),
     )
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
-    for module in (login, dashboard, conflicts, audit):
+    for module in (login, dashboard, conflicts, subjects, queries, locks, audit):
         app.include_router(module.router)
 
     @app.middleware("http")

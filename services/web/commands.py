@@ -209,3 +209,17 @@ def list_users(obj: Any, as_json: bool) -> None:
         )
     if not rows:
         click.echo("(no users; add one with `tract users add NAME --role ROLE`)")
+
+
+@users.command("chair")
+@click.argument("username")
+@click.option("--off", is_flag=True, help="Clear the flag instead of setting it.")
+@click.pass_obj
+def chair(obj: Any, username: str, off: bool) -> None:
+    """Flag a committee member as the committee's chair (who assigns conflicts to members on the
+    web page), or clear the flag with --off."""
+    from services.web.chairs import Chairs
+
+    name = Chairs(_store(obj)).set(username, on=not off)
+    _record(obj, "USER_CHAIR", f"{name} {'no longer chairs' if off else 'chairs'} the committee")
+    click.echo(f"{name} {'no longer chairs' if off else 'now chairs'} the committee")

@@ -15,6 +15,7 @@ from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
 from services.web.auth import CookieSigner, Session, User, UserStore, tokens_match
+from services.web.chairs import Chairs
 from services.web.core import Recorder, SerialPlatform
 from services.web.errors import AccessRefusedError
 from services.web.roles import PERMISSIONS
@@ -33,6 +34,7 @@ class WebState:
     templates: Jinja2Templates
     clock: Callable[[], datetime]
     record: Recorder
+    chairs: Chairs
 
 
 class SignInRequired(Exception):
@@ -142,6 +144,7 @@ def render(
     state = web(request)
     base = {
         "me": session,
+        "chair": session is not None and state.chairs.is_chair(session.username),
         "csrf_token": session.csrf_token if session else None,
         "now": state.clock(),
         "path": request.url.path,

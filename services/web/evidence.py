@@ -10,7 +10,7 @@ part of it. Per-version statuses come from the rules themselves (``clinical.stat
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -161,6 +161,8 @@ class MriComparison:
     readers: tuple[str, ...]
     rows: tuple[ComparisonRow, ...]
     corrections: tuple[str, ...]
+    images: tuple[str | None, ...] = ()
+    """Per reader column, the link to the read's images in the core lab's viewer (or None)."""
 
 
 def _collections(sizes: list[float] | None) -> str:
@@ -190,6 +192,7 @@ def _compare(
     corrections: pl.DataFrame,
     rules: RuleSet,
     show_ids: bool,
+    link: Callable[[dict[str, Any]], str | None] | None = None,
 ) -> MriComparison:
     # At the final MRI the adjudicator's column is always there (empty until a read comes).
     roles = [
@@ -228,15 +231,20 @@ def _compare(
             + (r["change_reason"] or "no reason given")
             for r in corrections.sort("read_version").iter_rows(named=True)
         ),
+        images=tuple(None if read is None or link is None else link(read) for read in reads),
     )
 
 
 def mri_side_by_side(
-    reads: pl.DataFrame, rules: RuleSet, show_ids: bool, timepoints: Sequence[str]
+    reads: pl.DataFrame,
+    rules: RuleSet,
+    show_ids: bool,
+    timepoints: Sequence[str],
+    link: Callable[[dict[str, Any]], str | None] | None = None,
 ) -> list[MriComparison]:
     """R1, R2 and ADJ next to each other per timepoint (current versions), with the rule's
     healed verdict per read and where the two primary readers differ; reader identities only
-    with ``show_ids``."""
+    with ``show_ids``; ``link(read)`` gives a read's images in the core lab's viewer."""
     if reads.is_empty():
         return []
     live = (
@@ -257,7 +265,7 @@ def mri_side_by_side(
         corrections = reads.filter(
             (pl.col("timepoint") == timepoint) & (pl.col("read_version") > 1)
         )
-        comparisons.append(_compare(timepoint, by_role, corrections, rules, show_ids))
+        comparisons.append(_compare(timepoint, by_role, corrections, rules, show_ids, link))
     return comparisons
 
 
@@ -318,6 +326,8 @@ class Finding:
     label: str
     value: str
     why: str
+    threshold: str = ""
+    """The rule as the rule set words it, with its thresholds (what a reviewer checks)."""
 
 
 @dataclass(frozen=True)
@@ -354,10 +364,44 @@ def describe_events(records: dict[str, pl.DataFrame]) -> dict[str, str]:
     return described
 
 
+def rule_thresholds(rules: RuleSet) -> dict[str, str]:
+    """Each rule in the reviewer's words, with the thresholds of the rule set in force."""
+    confirm = ", ".join(rules.confirmation_visits)
+    windows = {w.name: w for w in rules.windows}
+
+    def window(name: str) -> str:
+        w = windows.get(name)
+        if w is None:
+            return ""
+        spread = f"±{w.early}" if w.early == w.late else f"-{w.early}/+{w.late}"
+        return f"{name} day {w.day} {spread}"
+
+    checked = [window(v) for v in (*rules.confirmation_visits, rules.final_mri)]
+    return {
+        "clinical": f"clinical.sustained: closed at the last {rules.clinical.confirmations} "
+        f"visits ({confirm}), consecutive confirmations at least {rules.clinical.min_gap_days} "
+        "days apart",
+        "mri": f"mri.healed: no T2-hyperintense tract and no collection over "
+        f"{rules.mri.collection_mm:g} mm in {rules.mri.collection_dims} or more dimensions; "
+        "mri.consensus: Reader 1 and Reader 2 agree, else an independent adjudicator decides",
+        "primary": "primary.closure: sustained clinical closure AND MRI healed",
+        "discharge": f"discharge.improved: the {rules.primary_visit} discharge grade at least "
+        f"{rules.discharge.min_drop} below {rules.baseline_discharge_visit}",
+        "windows": "; ".join(w for w in checked if w)
+        + (f" (day 0 = {rules.day0_visit})" if rules.windows else ""),
+        "committee": f"a decision needs {rules.quorum} members and a rationale",
+    }
+
+
 def conclusion(
-    tract: dict[str, Any] | None, conflict: dict[str, Any], described: dict[str, str]
+    tract: dict[str, Any] | None,
+    conflict: dict[str, Any],
+    described: dict[str, str],
+    thresholds: dict[str, str] | None = None,
 ) -> Conclusion:
-    """What each rule concluded for the tract, why, and the events behind it."""
+    """What each rule concluded for the tract, why, with the rule's thresholds, and the
+    events behind it."""
+    thresholds = thresholds or {}
 
     def refs(ids: Iterable[str] | None) -> tuple[EventRef, ...]:
         return tuple(EventRef(i, described.get(i, "(not shown)")) for i in ids or ())
@@ -379,19 +423,24 @@ def conclusion(
             outcome_events=(),
         )
     missing = tract["missing_visits"] or ""
+    reason = tract["clinical_reason"] or DASH
+    if missing and missing in reason:
+        missing = ""  # the rule's reason already names the missing visits
     discharge = f"grade {text(tract['discharge_baseline'])} at INJ1 → {text(tract['discharge_final'])} at FU6"
     findings = (
         Finding(
             "clinical.sustained",
             "Clinical closure",
             tract["clinical"] or "undecided",
-            (tract["clinical_reason"] or DASH) + (f"; missing: {missing}" if missing else ""),
+            reason + (f"; missing: {missing}" if missing else ""),
+            thresholds.get("clinical", ""),
         ),
         Finding(
             "mri.consensus",
             "MRI consensus",
             tract["mri"] or "undecided",
             tract["mri_basis"] or DASH,
+            thresholds.get("mri", ""),
         ),
         Finding(
             "primary.closure",
@@ -399,6 +448,7 @@ def conclusion(
             tract["rule_outcome"],
             "closed needs sustained clinical closure AND MRI healed"
             + ("; clinical and MRI disagree" if tract["discordant"] else ""),
+            thresholds.get("primary", ""),
         ),
         Finding(
             "discharge.improved",
@@ -407,6 +457,7 @@ def conclusion(
                 tract["discharge_improved"]
             ],
             discharge,
+            thresholds.get("discharge", ""),
         ),
         Finding(
             "sensitivity",
@@ -552,3 +603,100 @@ def decision_history(
 
 def allowed_statuses(conflict_type: str) -> tuple[str, ...]:
     return MAPPING_STATUSES if conflict_type == UNMATCHED_TRACT else OUTCOME_STATUSES
+
+
+# -- an unmatched tract beside the registry ---------------------------------------------------------
+@dataclass(frozen=True)
+class RegistryTract:
+    tract_id: str
+    parks_type: str
+    clock: str
+    treated: str
+    draining_at_baseline: str
+    record: str
+
+
+@dataclass(frozen=True)
+class SameVisit:
+    """One visit or MRI timepoint: what the unmatched tract and each registry tract show."""
+
+    visit: str
+    cells: tuple[str, ...]
+    """First the unmatched tract's, then one per registry tract (in ``RegistryComparison.tracts``
+    order)."""
+
+
+@dataclass(frozen=True)
+class RegistryComparison:
+    unmatched: str
+    tracts: tuple[RegistryTract, ...]
+    visits: tuple[SameVisit, ...]
+
+
+def registry_tracts(tract_records: pl.DataFrame) -> list[RegistryTract]:
+    """The subject's current registry tracts: Parks type and clock position of the external
+    opening, treated, draining at baseline."""
+    if tract_records.is_empty():
+        return []
+    live = current(tract_records.lazy(), schemas.contract("tract")).collect().sort("tract_id")
+    return [
+        RegistryTract(
+            tract_id=r["tract_id"],
+            parks_type=r["parks_type"],
+            clock=f"{r['external_opening_clock']} o'clock",
+            treated=text(r["treated"]),
+            draining_at_baseline=text(r["draining_at_baseline"]),
+            record=f"{shown_id(r, 'record_id')} v{r['record_version']}",
+        )
+        for r in live.iter_rows(named=True)
+    ]
+
+
+def _exam_cell(rows: pl.DataFrame) -> str:
+    if rows.is_empty():
+        return DASH
+    return "; ".join(
+        f"{r['external_opening']}, {'draining' if r['drains_on_compression'] else 'not draining'}"
+        f", grade {text(r['discharge_grade'])} ({text(r['exam_date'])})"
+        for r in rows.sort("exam_date").iter_rows(named=True)
+    )
+
+
+def _read_cell(rows: pl.DataFrame) -> str:
+    if rows.is_empty():
+        return DASH
+    return "; ".join(
+        f"{ROLE_LABEL.get(r['reader_role'], r['reader_role'])}: "
+        f"{'T2+' if r['t2_hyperintense'] else 'no T2'}, collection {_collections(r['collection_mm'])}"
+        for r in rows.sort("reader_role").iter_rows(named=True)
+    )
+
+
+def registry_comparison(
+    unmatched: str,
+    tract_records: pl.DataFrame,
+    exams: pl.DataFrame,
+    reads: pl.DataFrame,
+    schedule: Sequence[str] = (),
+) -> RegistryComparison:
+    """The registry of an UNMATCHED_TRACT's subject, and at every visit or MRI timepoint where
+    the unmatched tract has evidence, what each registry tract shows there (current records):
+    the committee sees which tract the mis-keyed evidence most likely belongs to."""
+    tracts = registry_tracts(tract_records)
+    live_exams = current(exams.lazy(), schemas.contract("clinical_exam")).collect()
+    live_reads = current(reads.lazy(), schemas.contract("mri_read")).collect()
+    ids = [unmatched, *(t.tract_id for t in tracts)]
+    rows = []
+    seen = live_exams.filter(pl.col("tract_id") == unmatched)["visit"].unique().to_list()
+    order = {v: i for i, v in enumerate(schedule)}
+    for visit in sorted(seen, key=lambda v: (order.get(v, len(order)), v)):
+        at = live_exams.filter(pl.col("visit") == visit)
+        rows.append(
+            SameVisit(visit, tuple(_exam_cell(at.filter(pl.col("tract_id") == t)) for t in ids))
+        )
+    for point in live_reads.filter(pl.col("tract_id") == unmatched)["timepoint"].unique().sort():
+        at = live_reads.filter(pl.col("timepoint") == point)
+        rows.append(
+            SameVisit(point, tuple(_read_cell(at.filter(pl.col("tract_id") == t)) for t in ids))
+        )
+    return RegistryComparison(unmatched, tuple(tracts), tuple(rows))

@@ -8,7 +8,7 @@ decided it). ElementTree escapes every text, so subject ids cannot inject markup
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import polars as pl
 
@@ -19,6 +19,9 @@ STATUS_FILL = {
     "INCONSISTENT": "#7b1fa2",
 }
 MISSING_FILL = "#ffffff"
+# Colour is never the only signal: each cell also carries a letter (and the legend says which).
+STATUS_MARK = {"CLOSED": "C", "NOT_DRAINING": "N", "OPEN": "O", "INCONSISTENT": "!"}
+MARK_INK = {"CLOSED": "#fff", "NOT_DRAINING": "#1f2933", "OPEN": "#fff", "INCONSISTENT": "#fff"}
 OUTCOME_FILL = {
     "CLOSED": "#2e7d32",
     "NOT_CLOSED": "#c62828",
@@ -26,10 +29,10 @@ OUTCOME_FILL = {
     "NOT_EVALUABLE": "#5d6d7e",
 }
 LEGEND = (
-    ("closed", STATUS_FILL["CLOSED"]),
-    ("open, not draining", STATUS_FILL["NOT_DRAINING"]),
-    ("open, draining", STATUS_FILL["OPEN"]),
-    ("inconsistent", STATUS_FILL["INCONSISTENT"]),
+    ("C closed", STATUS_FILL["CLOSED"]),
+    ("N open, not draining", STATUS_FILL["NOT_DRAINING"]),
+    ("O open, draining", STATUS_FILL["OPEN"]),
+    ("! records disagree", STATUS_FILL["INCONSISTENT"]),
     ("no exam", MISSING_FILL),
 )
 
@@ -52,11 +55,13 @@ def swimmer_svg(
     schedule: Sequence[str],
     highlight: tuple[str, str] | None = None,
     title: str = "Tract status over visits",
+    link: Callable[[str], str] | None = None,
 ) -> str:
     """The swimmer plot as an ``<svg>`` string.
 
     ``visits``: Adjudication.visits (subject_id, tract_id, visit, status, inconsistent);
     ``tracts``: Adjudication.tracts (treated tracts are drawn, with outcome and decided_by).
+    ``link(subject_id)``: where a lane's label leads (the subject's page).
     """
     lanes = tracts.filter(pl.col("treated")).sort("subject_id", "tract_id")
     status = {
@@ -76,7 +81,8 @@ def swimmer_svg(
             "width": str(width),
             "height": str(height),
             "viewBox": f"0 0 {width} {height}",
-            "role": "img",
+            # an image holds no links: with lane labels that link to subjects, a group
+            "role": "img" if link is None else "group",
             "aria-label": title,
             "font-family": "system-ui, sans-serif",
             "font-size": "11",
@@ -110,13 +116,15 @@ def swimmer_svg(
         group = _el(svg, "g", class_="lane" + (" highlight" if key == highlight else ""))
         if key == highlight:
             _el(group, "rect", x=0, y=y - 2, width=width, height=CELL_H + 4, fill="#fff59d")
+        label_parent = group if link is None else _el(group, "a", href=link(key[0]))
         _el(
-            group,
+            label_parent,
             "text",
             f"{key[0]} {key[1]}" + (" (wd)" if withdrawn else ""),
             x=4,
             y=y + CELL_H - 2,
-            fill="#777" if withdrawn else "#222",
+            fill="#5f6b7a" if withdrawn else ("#1565a6" if link else "#222"),
+            text_decoration="underline" if link else "none",
         )
         for i, visit in enumerate(schedule):
             state = status.get((*key, visit))
@@ -132,6 +140,19 @@ def swimmer_svg(
                 opacity="0.45" if withdrawn else "1",
             )
             _el(cell, "title", f"{key[0]}/{key[1]} {visit}: {state or 'no exam'}")
+            if state in STATUS_MARK:
+                _el(
+                    group,
+                    "text",
+                    STATUS_MARK[state],
+                    x=LABEL_W + i * CELL_W + CELL_W / 2,
+                    y=y + CELL_H - 3,
+                    text_anchor="middle",
+                    font_size="9",
+                    font_weight="700",
+                    fill=MARK_INK[state],
+                    aria_hidden="true",
+                )
         outcome = row["outcome"] or "PENDING"
         ox = LABEL_W + len(schedule) * CELL_W + 8
         _el(

@@ -11,6 +11,8 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "view": frozenset(ROLES),
     "decide": SIGNING_ROLES[VOTE],
     "lock": frozenset({"data_manager", "admin"}),
+    # site queries: record the site's answer, close, reopen (the data manager's review)
+    "query": frozenset({"data_manager", "admin"}),
     "request_unlock": SIGNING_ROLES[REQUEST_UNLOCK],
     "approve_unlock": SIGNING_ROLES[APPROVE_UNLOCK],
 }

@@ -53,6 +53,9 @@ class WebSettings:
     max_failed_per_account: int = 100
     lockout_minutes: int = 15
     committee_sees_results: bool = False
+    image_url: str | None = None
+    """A link to a read's images in the core lab's viewer: an http(s) URL template over
+    {study}, {subject}, {tract}, {timepoint} and {read_id} (each filled URL-encoded)."""
 
     ENV: ClassVar[dict[str, str]] = {
         "secret": "TRACT_WEB_SECRET",
@@ -64,6 +67,7 @@ class WebSettings:
         "max_failed_per_account": "TRACT_WEB_MAX_FAILED_PER_ACCOUNT",
         "lockout_minutes": "TRACT_WEB_LOCKOUT_MINUTES",
         "committee_sees_results": "TRACT_WEB_COMMITTEE_SEES_RESULTS",
+        "image_url": "TRACT_WEB_IMAGE_URL",
     }
 
     @classmethod
@@ -90,6 +94,8 @@ class WebSettings:
                         raise ValueError
                 elif name == "secure_cookies":
                     values[name] = _tristate(value)
+                elif name == "image_url":
+                    values[name] = check_image_url(str(value))
                 elif name == "committee_sees_results":
                     values[name] = _tristate(value)
                     if values[name] is None:
@@ -107,6 +113,41 @@ class WebSettings:
         values.setdefault("users_db", web_folder(home) / "users.db")
         values["secret"] = Secret(str(values["secret"]))
         return cls(**values)  # type: ignore[arg-type]
+
+
+IMAGE_FIELDS = ("study", "subject", "tract", "timepoint", "read_id")
+
+
+def check_image_url(template: str) -> str:
+    """``template`` if it is an http(s) URL whose only placeholders are ``IMAGE_FIELDS``."""
+    import string
+
+    fields = [f for _, f, _, _ in string.Formatter().parse(template) if f is not None]
+    unknown = sorted(set(fields) - set(IMAGE_FIELDS))
+    if not template.startswith(("https://", "http://")) or unknown:
+        raise WebConfigError(
+            f"TRACT_WEB_IMAGE_URL={template!r} must be an http(s) URL using only "
+            + ", ".join("{" + f + "}" for f in IMAGE_FIELDS)
+            + (f" (unknown: {', '.join(unknown)})" if unknown else "")
+            + ", e.g. https://viewer.corelab.example/study/{study}/read/{read_id}"
+        )
+    return template
+
+
+def image_link(template: str | None, study: str, read: dict[str, object]) -> str | None:
+    """The viewer link of one MRI read (values URL-encoded), or None without a template."""
+    if not template:
+        return None
+    from urllib.parse import quote
+
+    values = {
+        "study": study,
+        "subject": read.get("subject_id"),
+        "tract": read.get("tract_id"),
+        "timepoint": read.get("timepoint"),
+        "read_id": read.get("read_id"),
+    }
+    return template.format(**{k: quote(str(v or ""), safe="") for k, v in values.items()})
 
 
 def _tristate(value: object) -> bool | None:

@@ -9,25 +9,33 @@ already blinded, read through a :class:`~services.web.visibility.VisiblePlatform
 from __future__ import annotations
 
 import io
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import polars as pl
 
 from services.adjudicator.committee import tract_mappings
-from services.adjudicator.rules.conflicts import TYPES
 from services.adjudicator.votes import ballot
 from services.lock.unlock import UnlockRequest, summarise
 from services.web import evidence as ev
 from services.web.errors import AccessRefusedError
 from services.web.plots import swimmer_svg
+from services.web.queue import (  # noqa: F401  (the queue's names, where the pages look)
+    QUEUE_STATUSES,
+    ConflictSummary,
+    QueueFilters,
+    QueueView,
+    conflict_queue,
+    summarize,
+)
+from services.web.settings import image_link
 from services.web.visibility import VisiblePlatform
 
-QUEUE_STATUSES = ("OPEN", "DECIDED", "RESOLVED", "ALL")
-AUDIT_LIMIT = 500
+AUDIT_LIMIT = 100
+"""Audit rows per page (every page is reachable; the CSV has them all)."""
 
 
 def _bad_request(message: str) -> AccessRefusedError:
@@ -40,112 +48,6 @@ def _clean(value: str | None) -> str | None:
 
 
 # -- conflicts ----------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class ConflictSummary:
-    study: str
-    conflict_id: str
-    type: str
-    subject_id: str
-    tract_id: str
-    about: str | None
-    detail: str | None
-    status: str
-    raised_at: str
-    age_days: int | None
-    overdue: bool
-    reopened_reason: str | None
-    fingerprint: str | None
-    decision_id: str | None
-    decision_status: str | None
-
-
-def summarize(
-    study: str, row: Mapping[str, Any], now: datetime, overdue_days: int
-) -> ConflictSummary:
-    """One conflict with its age (from when it was first raised) and the overdue flag, which
-    only an OPEN conflict can carry."""
-    raised = row.get("first_raised_at")
-    age = None if raised is None else max((now - raised).days, 0)
-    return ConflictSummary(
-        study=study,
-        conflict_id=row["conflict_id"],
-        type=row["type"],
-        subject_id=row["subject_id"],
-        tract_id=row["tract_id"],
-        about=row.get("about"),
-        detail=row.get("detail"),
-        status=row["status"],
-        raised_at=ev.text(raised),
-        age_days=age,
-        overdue=row["status"] == "OPEN" and age is not None and age >= overdue_days,
-        reopened_reason=row.get("reopened_reason"),
-        fingerprint=row.get("fingerprint"),
-        decision_id=row.get("decision_id"),
-        decision_status=row.get("decision_status"),
-    )
-
-
-@dataclass(frozen=True)
-class QueueFilters:
-    study: str | None = None
-    type: str | None = None
-    status: str = "OPEN"
-    subject: str | None = None
-
-    @classmethod
-    def from_query(cls, query: Mapping[str, str]) -> QueueFilters:
-        status = (_clean(query.get("status")) or "OPEN").upper()
-        if status not in QUEUE_STATUSES:
-            raise _bad_request(f"status must be one of {', '.join(QUEUE_STATUSES)}, got {status!r}")
-        kind = _clean(query.get("type"))
-        if kind and kind not in TYPES:
-            raise _bad_request(f"type must be one of {', '.join(TYPES)}, got {kind!r}")
-        subject = _clean(query.get("subject"))
-        return cls(_clean(query.get("study")), kind, status, subject and subject.upper())
-
-
-@dataclass(frozen=True)
-class QueueView:
-    filters: QueueFilters
-    rows: list[ConflictSummary]
-    open_by_type: list[tuple[str, int]]
-    open_total: int
-    overdue_total: int
-    overdue_days: int
-    studies: list[str]
-    types: tuple[str, ...] = TYPES
-    statuses: tuple[str, ...] = QUEUE_STATUSES
-
-
-def conflict_queue(
-    conflicts: Mapping[str, pl.DataFrame], filters: QueueFilters, now: datetime, overdue_days: int
-) -> QueueView:
-    """Conflicts per study, filtered; counts per type over the open ones; oldest first."""
-    rows: list[ConflictSummary] = []
-    for study, frame in conflicts.items():
-        if filters.study and study != filters.study:
-            continue
-        rows += [summarize(study, r, now, overdue_days) for r in frame.iter_rows(named=True)]
-    if filters.subject:
-        rows = [r for r in rows if r.subject_id.upper() == filters.subject]
-    open_rows = [r for r in rows if r.status == "OPEN"]
-    counts = {t: sum(r.type == t for r in open_rows) for t in TYPES}
-    if filters.type:
-        rows = [r for r in rows if r.type == filters.type]
-    if filters.status != "ALL":
-        rows = [r for r in rows if r.status == filters.status]
-    rows.sort(key=lambda r: (-(r.age_days or 0), r.study, r.type, r.subject_id, r.tract_id))
-    return QueueView(
-        filters=filters,
-        rows=rows,
-        open_by_type=[(t, n) for t, n in counts.items() if n],
-        open_total=len(open_rows),
-        overdue_total=sum(r.overdue for r in open_rows),
-        overdue_days=overdue_days,
-        studies=sorted(conflicts),
-    )
-
-
 @dataclass(frozen=True)
 class ConflictView:
     summary: ConflictSummary
@@ -160,6 +62,11 @@ class ConflictView:
     tract_ids: list[str]
     blinded: bool
     plot_svg: str
+    rule_set: str = ""
+    thresholds: dict[str, str] = field(default_factory=dict)
+    registry: ev.RegistryComparison | None = None
+    """For an UNMATCHED_TRACT: the subject's registry and the same-visit evidence."""
+    subject_tracts: list[ev.RegistryTract] = field(default_factory=list)
 
 
 def conflict_view(
@@ -169,9 +76,11 @@ def conflict_view(
     *,
     now: datetime,
     overdue_days: int,
+    image_url: str | None = None,
 ) -> ConflictView:
     """Everything the conflict page shows, as the viewer's role may see it; raises
-    UnknownConflictError for an unknown id."""
+    UnknownConflictError for an unknown id. ``image_url``: the core lab viewer's URL template
+    (``TRACT_WEB_IMAGE_URL``); a read whose id had to be scrubbed for the role gets no link."""
     study, row, result = platform.find_conflict(conflict_id, study)
     subject, tract_id = row["subject_id"], row["tract_id"]
     # Evidence recorded under tract ids the committee mapped onto this tract belongs here too.
@@ -208,14 +117,30 @@ def conflict_view(
         (pl.col("subject_id") == subject) & (pl.col("tract_id") == tract_id)
     )
     rules = platform.rules
+    thresholds = ev.rule_thresholds(rules)
+    registry = None
+    if row["type"] == "UNMATCHED_TRACT":
+        registry = ev.registry_comparison(
+            tract_id,
+            subject_records["tract"],
+            subject_records["clinical_exam"],
+            subject_records["mri_read"],
+            rules.visits,
+        )
     votes = platform.records("committee_vote", study, subject=subject).collect()
     unsigned = platform.records("committee_decision", study, subject=subject).collect()
     return ConflictView(
         summary=summarize(study, row, now, overdue_days),
         timeline=ev.exam_timeline(mine["clinical_exam"], visits, rules.visits),
-        mri=ev.mri_side_by_side(mine["mri_read"], rules, show_ids, (rules.final_mri, "MRI_BL")),
+        mri=ev.mri_side_by_side(
+            mine["mri_read"],
+            rules,
+            show_ids,
+            (rules.final_mri, "MRI_BL"),
+            image_linker(image_url, study, show_ids),
+        ),
         pathology=ev.pathology_trend(mine["pathology_report"]),
-        conclusion=ev.conclusion(tract, row, ev.describe_events(subject_records)),
+        conclusion=ev.conclusion(tract, row, ev.describe_events(subject_records), thresholds),
         history=ev.decision_history(votes, unsigned, row, rules.quorum),
         ballot=ev.ballot_view(ballot(votes, row, rules.quorum), rules.quorum, row["fingerprint"]),
         statuses=ev.allowed_statuses(row["type"]),
@@ -228,19 +153,54 @@ def conflict_view(
             rules.visits,
             highlight=(subject, tract_id),
             title=f"{subject}: tract status over visits",
+            link=subject_link(study),
         ),
+        rule_set=f"{rules.id} version {rules.version}",
+        thresholds=thresholds,
+        registry=registry,
+        subject_tracts=ev.registry_tracts(subject_records["tract"]),
     )
+
+
+def image_linker(
+    template: str | None, study: str, show_ids: bool
+) -> Callable[[dict[str, Any]], str | None] | None:
+    """The viewer link of a read, or None; never for a read whose id names a reader the role
+    may not see (the link would show it)."""
+    if not template:
+        return None
+
+    def link(read: dict[str, Any]) -> str | None:
+        if not show_ids and read.get("_shown_id", read["read_id"]) != read["read_id"]:
+            return None
+        return image_link(template, study, read)
+
+    return link
 
 
 # -- dashboard ----------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Readiness:
     ready: bool
+    """No open conflict, no site query left open, no lock in force: a plain lock."""
     message: str
     open_conflicts: int
     pending_tracts: int
     lock_in_force: str | None
     changed_after_lock: int
+    queries_open: int = 0
+    """Site queries waiting for the site or a lab."""
+    queries_answered: int = 0
+    """Site queries answered, waiting for the data manager to close them."""
+    rejected_open: int = 0
+    """Of the queries not closed, how many are rejected rows."""
+    lockable: bool = True
+    """Whether a lock can be taken now (no open conflict, no lock in force); with queries
+    not closed it needs a recorded reason."""
+
+    @property
+    def queries_not_closed(self) -> int:
+        return self.queries_open + self.queries_answered
 
 
 @dataclass(frozen=True)
@@ -256,6 +216,7 @@ class DashboardView:
     patients: list[dict[str, Any]]
     locks: list[dict[str, Any]]
     swimmer: str
+    open_conflicts: list[ConflictSummary] = field(default_factory=list)
     unlock_requests: list[UnlockRequest] = field(default_factory=list)
     """Every unlock request of the study, newest first, with its signatures and state."""
 
@@ -265,9 +226,11 @@ def readiness(
     tracts: pl.DataFrame,
     locks: pl.DataFrame,
     patients: pl.DataFrame | None = None,
+    queries: pl.DataFrame | None = None,
 ) -> Readiness:
-    """Whether a data manager can lock now: a lock is refused while any conflict is open.
-    With a lock in force, what differs from it (outcomes, categories, data after it)."""
+    """Whether a data manager can lock now: a lock is refused while any conflict is open, and
+    needs a recorded reason while site queries are not closed (``queries``). With a lock in
+    force, what differs from it (outcomes, categories, data after it)."""
     open_ = conflicts.filter(pl.col("status") == "OPEN")
     pending = tracts.filter(
         pl.col("treated") & pl.col("completed") & (pl.col("outcome") == "PENDING")
@@ -280,6 +243,19 @@ def readiness(
     changed = treated.filter(pl.col("post_lock")).height if in_force else 0
     outcomes = _changed(treated) if in_force else 0
     categories = _changed(patients) if in_force and patients is not None else 0
+    waiting = answered = rejected = 0
+    if queries is not None:
+        not_closed = queries.filter(pl.col("status") != "CLOSED")
+        waiting = not_closed.filter(pl.col("status") == "OPEN").height
+        answered = not_closed.height - waiting
+        rejected = not_closed.filter(pl.col("source") == "rejected_row").height
+    queries_note = ""
+    if waiting or answered:
+        queries_note = (
+            f"{waiting + answered} site quer{'y' if waiting + answered == 1 else 'ies'} not "
+            f"closed ({waiting} waiting for the sites, {answered} answered and waiting for the "
+            f"data manager; {rejected} of them rejected rows)"
+        )
     if open_.height:
         by_type = ", ".join(
             f"{t} x{n}" for t, n in open_.group_by("type").len().sort("type").iter_rows()
@@ -287,7 +263,7 @@ def readiness(
         message = (
             f"Not ready to lock: {open_.height} open conflict(s) ({by_type}); "
             "the committee resolves them in the conflict queue"
-        )
+        ) + (f"; and {queries_note}" if queries_note else "")
     elif in_force and not (changed or outcomes or categories):
         message = f"Locked as {in_force}: no open conflicts and no data entered after the lock"
     elif in_force:
@@ -296,11 +272,26 @@ def readiness(
             f"patient categor{'y' if categories == 1 else 'ies'} changed, and {changed} treated "
             "tract(s) have data or decisions entered after it. A new lock needs the signed unlock"
         )
+    elif queries_note:
+        message = f"Not ready to lock: {queries_note}. Close them, or lock with a recorded reason"
     else:
-        message = "Ready to lock: no open conflicts"
+        message = "Ready to lock: no open conflicts" + (
+            " and every site query closed" if queries is not None else ""
+        )
         if pending:
             message += f" ({pending} completer tract(s) still PENDING will be locked as pending)"
-    return Readiness(not open_.height, message, open_.height, pending, in_force, changed)
+    return Readiness(
+        ready=not open_.height and not (waiting or answered) and in_force is None,
+        message=message,
+        open_conflicts=open_.height,
+        pending_tracts=pending,
+        lock_in_force=in_force,
+        changed_after_lock=changed,
+        queries_open=waiting,
+        queries_answered=answered,
+        rejected_open=rejected,
+        lockable=not open_.height and in_force is None,
+    )
 
 
 def _changed(frame: pl.DataFrame) -> int:
@@ -318,9 +309,7 @@ def dashboard_view(platform: VisiblePlatform, study: str, studies: list[str]) ->
     report = platform.report(study)
     results = platform.policy.sees_results
     locks = platform.records("lock", study).collect()
-    here = pl.lit(study, pl.String)
-    unlocking = platform.records("unlock_request", study).collect()
-    requests = summarise(unlocking.with_columns(study=here), locks.with_columns(study=here))
+    queries = platform.queries(study)
     decided = (
         result.tracts.filter(pl.col("treated"))
         .group_by("subject_id")
@@ -346,7 +335,7 @@ def dashboard_view(platform: VisiblePlatform, study: str, studies: list[str]) ->
         studies=studies,
         report=report,
         results=results,
-        readiness=readiness(result.conflicts, result.tracts, locks, result.patients),
+        readiness=readiness(result.conflicts, result.tracts, locks, result.patients, queries),
         patients=patients if results else [],
         locks=[
             {
@@ -362,9 +351,44 @@ def dashboard_view(platform: VisiblePlatform, study: str, studies: list[str]) ->
             .sort("offset", descending=True)
             .iter_rows(named=True)
         ],
-        swimmer=swimmer_svg(result.visits, result.tracts, platform.rules.visits) if results else "",
-        unlock_requests=requests[::-1],
+        swimmer=swimmer_svg(
+            result.visits, result.tracts, platform.rules.visits, link=subject_link(study)
+        )
+        if results
+        else "",
+        open_conflicts=[
+            summarize(study, r, datetime.now(UTC), 10**6)
+            for r in result.conflicts.filter(pl.col("status") == "OPEN")
+            .sort("type", "subject_id", "tract_id")
+            .iter_rows(named=True)
+        ],
+        unlock_requests=unlock_requests(platform, study, locks),
     )
+
+
+def unlock_requests(
+    platform: VisiblePlatform, study: str, locks: pl.DataFrame | None = None
+) -> list[UnlockRequest]:
+    """Every unlock request of the study, newest first, with its signatures and state (the
+    dashboard and the lock page show them, with the signed request and approval forms)."""
+    here = pl.lit(study, pl.String)
+    locks = platform.records("lock", study).collect() if locks is None else locks
+    unlocking = platform.records("unlock_request", study).collect()
+    return summarise(unlocking.with_columns(study=here), locks.with_columns(study=here))[::-1]
+
+
+def dashboard_readiness(platform: VisiblePlatform, study: str) -> Readiness:
+    """The study's readiness to lock (the lock page shows it too)."""
+    result = platform.adjudicate(study)
+    locks = platform.records("lock", study).collect()
+    return readiness(
+        result.conflicts, result.tracts, locks, result.patients, platform.queries(study)
+    )
+
+
+def subject_link(study: str) -> Callable[[str], str]:
+    """The subject page's address, for links from plots and tables."""
+    return lambda subject: f"/subjects/{quote(subject, safe='')}?study={quote(study, safe='')}"
 
 
 # -- audit --------------------------------------------------------------------------------------
@@ -394,9 +418,12 @@ class AuditFilters:
     kind: str | None = None
     since: str | None = None
     until: str | None = None
+    page: int = 1
 
     @classmethod
     def from_query(cls, query: Mapping[str, str]) -> AuditFilters:
+        from services.web.queue import _int
+
         _moment(query.get("since"), "since", end=False)
         _moment(query.get("until"), "until", end=True)
         subject = _clean(query.get("subject"))
@@ -406,10 +433,12 @@ class AuditFilters:
             kind=_clean(query.get("kind")),
             since=_clean(query.get("since")),
             until=_clean(query.get("until")),
+            page=_int(query.get("page"), "page", 1),
         )
 
     def query(self) -> dict[str, str]:
-        return {k: v for k, v in self.__dict__.items() if v}
+        """The filters (not the page) as query parameters."""
+        return {k: v for k, v in self.__dict__.items() if v and k != "page"}
 
 
 def filter_audit(trail: pl.DataFrame, f: AuditFilters) -> pl.DataFrame:
@@ -441,6 +470,12 @@ class AuditView:
     total: int
     kinds: list[str]
     limit: int = AUDIT_LIMIT
+    page: int = 1
+    pages: int = 1
+
+    def page_href(self, page: int) -> str:
+        query = {"study": self.study} | self.filters.query() | {"page": str(page)}
+        return "/audit?" + urlencode(query)
 
     @property
     def export_href(self) -> str:
@@ -451,14 +486,18 @@ class AuditView:
 def audit_view(trail: pl.DataFrame, study: str, studies: list[str], f: AuditFilters) -> AuditView:
     """``trail``: the study's audit trail as the viewer's role may see it."""
     rows = filter_audit(trail, f)
+    pages = max(1, -(-rows.height // AUDIT_LIMIT))
+    page = min(f.page, pages)
     return AuditView(
         study=study,
         studies=studies,
         filters=f,
-        rows=rows.head(AUDIT_LIMIT).to_dicts(),
+        rows=rows.slice((page - 1) * AUDIT_LIMIT, AUDIT_LIMIT).to_dicts(),
         matching=rows.height,
         total=trail.height,
         kinds=sorted(trail["kind"].unique().to_list()),
+        page=page,
+        pages=pages,
     )
 
 

@@ -347,6 +347,50 @@ class VisiblePlatform:
             return report
         return {k: report[k] for k in REPORT_ALWAYS if k in report}
 
+    def queries(self, study: str) -> pl.DataFrame:
+        """The study's site queries, derived from blinded records (``services/queries.py``):
+        a rejected row's source row and reason are as the role may see them."""
+        from services.queries import site_queries
+
+        def read(kind: str, subjects: Collection[str] | None = None) -> pl.DataFrame:
+            return self.records(kind, study, subjects=subjects).collect()
+
+        return site_queries(read, self.adjudicate(study).conflicts)
+
+    @property
+    def sees_everything(self) -> bool:
+        """Whether the role sees every field and the results: only such a role may take a
+        lock's files away (they hold every event, unblinded)."""
+        return not any(self.policy.hidden.values()) and self.policy.sees_results
+
+    def lock_manifest(self, study: str, lock_id: str) -> dict[str, Any]:
+        """A published lock's manifest, checked against its LOCK event (raises when damaged);
+        without ``sees_results`` the report-like parts stay out (the changes since the
+        previous lock count changed outcomes and categories)."""
+        from services.lock.snapshot import read_manifest
+
+        event = self._platform.lock_event(study, lock_id)
+        manifest = read_manifest(
+            self._platform.store, study, lock_id, event["manifest_sha256"] if event else None
+        )
+        if not self.policy.sees_results:
+            manifest = {k: v for k, v in manifest.items() if k != "changes_since_previous_lock"}
+        return manifest
+
+    def locked_tables(self, study: str, lock_id: str) -> dict[str, pl.DataFrame]:
+        """A lock's outcome tables (verified), for a role that sees results only."""
+        if not self.policy.sees_results:
+            raise PermissionError("the locked outcomes are results; this role does not see them")
+        snapshot = self._platform.open_lock(study, lock_id)
+        return {k: snapshot.tables[k] for k in ("tract_outcomes", "patient_outcomes")}
+
+    def locked_report(self, study: str, lock_id: str) -> dict[str, Any]:
+        """The report frozen with a lock (every file verified), as the role may see it."""
+        report = self._platform.report(study, lock_id)
+        if self.policy.sees_results:
+            return report
+        return {k: report[k] for k in REPORT_ALWAYS if k in report}
+
     def audit(self, study: str) -> pl.DataFrame:
         """The audit trail built from blinded records; its text (which quotes record ids, kept
         intact in the records for their logic) is scrubbed too."""

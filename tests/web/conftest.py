@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import shutil
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -24,6 +25,7 @@ import uvicorn
 from argon2 import PasswordHasher
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from playwright.sync_api import Browser, sync_playwright
 
 from services.platform import Platform
 from services.signatures import Credentials
@@ -198,3 +200,68 @@ def later(days: int) -> Callable[[], datetime]:
     """A clock ``days`` after now, to age the conflicts."""
     moment = datetime.now(UTC) + timedelta(days=days)
     return lambda: moment
+
+
+# -- the browser: Debian's Chromium, axe-core for the accessibility check ------------------------
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
+ROOT = Path(__file__).resolve().parents[2]
+SHOTS = ROOT / "test-artifacts" / "screenshots"
+# Pinned: a new axe release may add rules; the version moves only on purpose.
+AXE_VERSION = "4.10.2"
+AXE_DIR = ROOT / ".cache" / f"axe-core-{AXE_VERSION}"
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Iterator[Browser]:
+    assert CHROMIUM.exists(), "Debian's chromium is missing: apt-get install chromium"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def live(site_factory: Callable[..., Site]) -> Iterator[tuple[Site, str]]:
+    """A fresh site served over real HTTP on a free loopback port: (site, its URL)."""
+    site = site_factory()
+    with served(site.app) as base:
+        yield site, base
+
+
+@pytest.fixture(scope="session")
+def axe_script() -> Path:
+    """axe-core from the npm registry, installed once into .cache/ (a clean clone, as CI runs
+    it, installs it here; a later run reuses it)."""
+    script = AXE_DIR / "node_modules" / "axe-core" / "axe.min.js"
+    if not script.exists():
+        npm = shutil.which("npm")
+        assert npm, "npm is missing: apt-get install npm (the accessibility check needs axe-core)"
+        done = subprocess.run(
+            [
+                npm,
+                "install",
+                "--prefix",
+                str(AXE_DIR),
+                "--no-audit",
+                "--no-fund",
+                "--silent",
+                "--no-save",
+                f"axe-core@{AXE_VERSION}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        assert done.returncode == 0 and script.exists(), f"npm install axe-core: {done.stderr}"
+    return script

@@ -20,8 +20,9 @@ import polars as pl
 import pytest
 from fastapi.testclient import TestClient
 
+from services.demo.run import decide_demo_conflicts, demo_committee
 from services.demo.trial import DEMO_STUDY
-from tests.web.conftest import READER_DISAGREEMENT_S05, Site, sign_in
+from tests.web.conftest import READER_DISAGREEMENT_S05, Site, fast_hasher, sign_in
 
 # Values planted in the data below: none may reach a committee member.
 SECRET_DATE = "2031-07-19"  # an injection's administered_on (no other record has this date)
@@ -195,10 +196,15 @@ def test_data_managers_always_see_the_results(site_factory: Callable[..., Site])
     assert [figure for figure in EFFICACY if figure not in page] == []
 
 
+LOCK = "PRIMARY"
+
+
 def _reachable(site: Site) -> list[str]:
     """Every page and export a committee member can open, with each filter that changes what
     is read (the crawl list the route check below holds to every GET route)."""
-    conflicts = site.platform.adjudicate(DEMO_STUDY).conflicts["conflict_id"].to_list()
+    result = site.platform.adjudicate(DEMO_STUDY)
+    conflicts = result.conflicts["conflict_id"].to_list()
+    subjects = sorted(set(result.patients["subject_id"]) | set(result.conflicts["subject_id"]))
     kinds = ["", *(f"kind={k}" for k in ("rejected_row", "injection", "mri_read", "access"))]
     return [
         "/",
@@ -206,25 +212,56 @@ def _reachable(site: Site) -> list[str]:
         "/conflicts",
         "/conflicts?status=ALL",
         *(f"/conflicts/{c}" for c in conflicts),
+        "/subjects",
+        *(f"/subjects/{s}?study={DEMO_STUDY}" for s in subjects),
+        "/queries?status=ALL",
+        "/queries.csv?status=ALL",
+        "/locks",
+        f"/locks/{LOCK}?study={DEMO_STUDY}",
         *(f"/audit?{k}" for k in kinds),
         *(f"/audit.csv?{k}" for k in kinds),
     ]
 
 
+REFUSED = [f"/locks/{LOCK}/download?study={DEMO_STUDY}"]
+"""Pages the committee is refused: a lock's files hold every event unblinded."""
+
+
+def _locked(site: Site) -> Site:
+    """The planted site with the committee's decisions and a lock (so lock pages exist)."""
+    decide_demo_conflicts(site.platform, demo_committee(site.home, fast_hasher()))
+    site.platform.lock(DEMO_STUDY, LOCK, "primary analysis", "dm.jones", open_queries_reason="x")
+    return site
+
+
 def test_nothing_a_committee_member_can_open_leaks(planted: Callable[..., Site]) -> None:
-    site = planted()
+    site = _locked(planted())
     client = committee(site)
     for path in _reachable(site):
         response = client.get(path)
         assert response.status_code == 200, path
         assert leaks(response.text) == [], path
+    for path in REFUSED:
+        response = client.get(path)
+        assert response.status_code == 403, path
+        assert leaks(response.text) == [], path
 
 
 def test_every_page_is_in_the_crawl(site: Site) -> None:
     """A new GET route must be added to the crawl above (and so to the blinding policy)."""
-    crawled = {
-        re.sub(r"C-[0-9a-f]{12}", "{conflict_id}", p.split("?")[0]) for p in _reachable(site)
-    }
+    patterns = [
+        (r"C-[0-9a-f]{12}", "{conflict_id}"),
+        (r"^/subjects/[^/]+$", "/subjects/{subject_id}"),
+        (rf"^/locks/{LOCK}", "/locks/{lock_id}"),
+    ]
+
+    def shape(path: str) -> str:
+        path = path.split("?")[0]
+        for pattern, name in patterns:
+            path = re.sub(pattern, name, path)
+        return path
+
+    crawled = {shape(p) for p in [*_reachable(site), *REFUSED]}
     routes = {
         route.path  # type: ignore[attr-defined]
         for route in site.app.routes

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import uvicorn
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from services.demo.run import decide_demo_conflicts, demo_committee
 from services.demo.trial import DEMO_STUDY
@@ -36,13 +36,10 @@ SHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    assert CHROMIUM.exists(), "Debian's chromium is missing: apt-get install chromium"
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=LAUNCH_ARGS)
-        yield browser
-        browser.close()
+@pytest.fixture
+def browser(chromium: Browser) -> Browser:
+    """The session's Chromium (tests/web/conftest.py): one Playwright per process."""
+    return chromium
 
 
 @pytest.fixture
@@ -104,12 +101,14 @@ def test_two_committee_members_sign_their_own_votes_and_the_decision_follows(
     expect(page.locator("[data-conflict]")).to_have_count(7)
     shot(page, "03-queue")
 
-    page.locator(f"[data-conflict='{READER_DISAGREEMENT_S05}'] a").click()
-    expect(page.locator("h1")).to_contain_text("READER_DISAGREEMENT · S05 / T2")
+    page.locator(f"[data-conflict='{READER_DISAGREEMENT_S05}'] a[href^='/conflicts/']").click()
+    expect(page.locator("h1")).to_contain_text("MRI readers disagree · S05 / T2")
     final = page.get_by_test_id("mri-MRI_FINAL")
     expect(final.locator("thead th")).to_have_text(["", "Reader 1", "Reader 2", "Adjudicator"])
     t2 = final.locator("tr", has_text="T2-hyperintense tract").locator("td")
-    expect(t2).to_have_text(["T2-hyperintense tract", "no", "yes", "—"])  # both reads, side by side
+    expect(t2).to_have_text(
+        ["T2-hyperintense tract ≠ readers differ", "no", "yes", "—"]
+    )  # both reads, side by side; the difference marked in words, not colour only
     expect(page.locator("body")).not_to_contain_text("RAD-A")  # blinded for the committee
     expect(page.get_by_test_id("exams").locator("[data-visit='FU6']")).to_have_count(1)
     expect(page.locator("input[name=members]")).to_have_count(0)  # nobody else's name to tick
@@ -119,7 +118,7 @@ def test_two_committee_members_sign_their_own_votes_and_the_decision_follows(
     # A refusal first: no rationale.
     page.check("input[name=status][value=CLOSED]")
     page.click("button:has-text('Review your vote')")
-    expect(page.get_by_test_id("refusal")).to_contain_text("a rationale is required")
+    expect(page.get_by_test_id("refusal")).to_contain_text("A rationale is required")
 
     page.check("input[name=status][value=CLOSED]")
     page.fill("#rationale", "Committee read: no T2 signal, no collection; healed.")
@@ -133,7 +132,7 @@ def test_two_committee_members_sign_their_own_votes_and_the_decision_follows(
     page.fill("#password", PASSWORD)
     page.click("button:has-text('Sign and record my vote')")
     expect(page.get_by_test_id("recorded")).to_be_visible()
-    expect(page.get_by_test_id("conflict-status")).to_have_text("OPEN")  # one signature
+    expect(page.get_by_test_id("conflict-status")).to_have_text("Open")  # one signature
     expect(page.get_by_test_id("needed")).to_contain_text("1 of 2 signatures for CLOSED")
     expect(page.get_by_test_id("votes")).to_contain_text("Dr Anna Adams (dr.adams)")
     shot(page, "06-one-signature")
@@ -148,9 +147,9 @@ def test_two_committee_members_sign_their_own_votes_and_the_decision_follows(
         expect(baker.get_by_test_id("signer")).to_have_text("Dr Ben Baker (dr.baker)")
         baker.fill("#password", PASSWORD)
         baker.click("button:has-text('Sign and record my vote')")
-        expect(baker.get_by_test_id("conflict-status")).to_have_text("DECIDED")
+        expect(baker.get_by_test_id("conflict-status")).to_have_text("Decided")
         expect(baker.get_by_test_id("recorded")).to_contain_text("is in force")
-        expect(baker.get_by_test_id("outcome")).to_have_text("CLOSED")
+        expect(baker.get_by_test_id("outcome")).to_have_text("Closed")
         history = baker.get_by_test_id("history")
         expect(history).to_contain_text("in force")
         expect(history).to_contain_text("Dr Anna Adams (dr.adams)")
@@ -161,7 +160,7 @@ def test_two_committee_members_sign_their_own_votes_and_the_decision_follows(
     assert site.platform.votes(DEMO_STUDY)["voter"].to_list() == ["dr.adams", "dr.baker"]
 
     page.reload()
-    expect(page.get_by_test_id("conflict-status")).to_have_text("DECIDED")
+    expect(page.get_by_test_id("conflict-status")).to_have_text("Decided")
     page.click("nav >> text=Dashboard")
     expect(page.get_by_test_id("readiness")).to_contain_text("6 open conflict(s)")
     shot(page, "08-dashboard-after")
@@ -201,11 +200,20 @@ def test_a_data_manager_sees_the_study_ready_and_locks_it(
     platform = site.app.state.web.platform  # the server's own, serialised platform
     decide_demo_conflicts(platform, demo_committee(site.home, fast_hasher()))
     sign_in(page, base, "dm.jones")
-    expect(page.get_by_test_id("readiness")).to_contain_text("Ready to lock: no open conflicts")
-    expect(page.get_by_test_id("category-S05")).to_have_text("FULL_CLOSURE")
+    # The committee is done, but the rejected rows are still the sites' open queries.
+    expect(page.get_by_test_id("readiness")).to_contain_text("Not ready to lock: 14 site queries")
+    expect(page.get_by_test_id("category-S05")).to_have_text("Full closure")
     page.fill("#lock_id", "PRIMARY")
     page.fill("#reason", "primary analysis")
-    page.click("button:has-text('Lock DEMO')")
+    page.click("button:has-text('Review the lock of DEMO')")
+    expect(page.get_by_test_id("lock-open-queries").locator("tbody tr")).to_have_count(14)
+    page.click("button:has-text('Confirm and lock DEMO')")
+    expect(page.get_by_test_id("refusal")).to_contain_text("give the reason")
+    page.fill("#queries_reason", "the sites' answers are analysed as a sensitivity set")
+    page.click("button:has-text('Confirm and lock DEMO')")
+    expect(page.get_by_test_id("locked")).to_contain_text("Locked as PRIMARY")
+    expect(page.get_by_test_id("lock-queries")).to_contain_text("analysed as a sensitivity set")
+    page.click("nav >> text=Dashboard")
     expect(page.get_by_test_id("locks")).to_contain_text("PRIMARY")
     expect(page.get_by_test_id("readiness")).to_contain_text("Lock in force: PRIMARY")
     shot(page, "10-dashboard-locked")

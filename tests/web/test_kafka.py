@@ -121,14 +121,14 @@ def test_the_committee_decides_on_kafka_as_on_the_embedded_log(
         return member.get(done.headers["location"]).text
 
     page = sign_vote(client)
-    assert 'data-testid="conflict-status">OPEN' in page and "1 of 2 signatures" in page
+    assert 'data-testid="conflict-status">Open' in page and "1 of 2 signatures" in page
     baker = TestClient(client.app)
     sign_in(baker, "dr.baker")
-    assert 'data-testid="conflict-status">DECIDED' in sign_vote(baker)
+    assert 'data-testid="conflict-status">Decided' in sign_vote(baker)
 
     monitor = TestClient(client.app)
     token = sign_in(monitor, "mon.lee")
-    assert 'data-testid="category-S05">FULL_CLOSURE' in monitor.get("/").text
+    assert 'data-testid="category-S05">Full closure' in monitor.get("/").text
     refused = monitor.post(
         f"/conflicts/{READER_DISAGREEMENT_S05}/decision",
         data={"csrf_token": token, "study": DEMO_STUDY, "status": "NOT_CLOSED"},

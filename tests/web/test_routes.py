@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from collections.abc import Callable
 
 import polars as pl
@@ -256,7 +257,7 @@ def test_dashboard_shows_the_report_agreement_plot_and_readiness(as_role: AsRole
     assert "<svg" in page and "Tract status over visits" in page
     assert "Not ready to lock: 7 open conflict(s)" in page
     assert "Never locked." in page
-    assert 'data-testid="category-S05">PENDING' in page
+    assert 'data-testid="category-S05">Pending' in page  # the code stays in the tooltip
 
 
 def test_an_unknown_study_is_404(as_role: AsRole) -> None:
@@ -270,8 +271,14 @@ def test_queue_lists_open_conflicts_with_counts_per_type(as_role: AsRole) -> Non
     client, _ = as_role("committee")
     page = client.get("/conflicts").text
     assert page.count("data-conflict=") == 7
-    assert 'data-testid="count-UNMATCHED_TRACT">UNMATCHED_TRACT <strong>2</strong>' in page
-    assert 'data-testid="count-READER_DISAGREEMENT">READER_DISAGREEMENT <strong>1</strong>' in page
+    assert (
+        'data-testid="count-UNMATCHED_TRACT" title="UNMATCHED_TRACT">Tract not in the registry '
+        "<strong>2</strong>" in page
+    )
+    assert (
+        'data-testid="count-READER_DISAGREEMENT" title="READER_DISAGREEMENT">MRI readers '
+        "disagree <strong>1</strong>" in page
+    )
     assert "overdue" not in page.split("<table")[1]  # raised today
 
 
@@ -326,8 +333,11 @@ def test_conflict_page_shows_the_evidence_side_by_side(as_role: AsRole) -> None:
     for visit in ("INJ1", "INJ2", "INJ3", "FU1", "FU2", "FU3", "FU4", "FU5", "FU6"):
         assert f'data-visit="{visit}"' in page
     assert 'data-testid="mri-MRI_FINAL"' in page and 'data-testid="mri-MRI_BL"' in page
-    assert "<th>Reader 1</th><th>Reader 2</th><th>Adjudicator</th>" in page
-    assert 'class="differs"><td>T2-hyperintense tract</td>' in page
+    assert (
+        '<th scope="col">Reader 1</th><th scope="col">Reader 2</th>'
+        '<th scope="col">Adjudicator</th>' in page
+    )
+    assert 'class="differs"><td>T2-hyperintense tract <span class="differs-mark">' in page
     assert "CD68+ macrophages" in page and "INJ1 → INJ3" in page
     for rule in ("clinical.sustained", "mri.consensus", "primary.closure", "discharge.improved"):
         assert rule in page
@@ -414,7 +424,7 @@ def test_a_vote_needs_review_then_the_members_own_signature(site: Site, as_role:
     page = client.get(response.headers["location"]).text
     assert 'data-testid="recorded"' in page
     # one signature is not a decision
-    assert 'data-testid="conflict-status">OPEN' in page
+    assert 'data-testid="conflict-status">Open' in page
     assert "1 of 2 signatures for CLOSED: waiting for 1 more concordant vote" in page
     assert "Dr Anna Adams (dr.adams), " in page and "UTC: decided CLOSED" in page
     [vote] = site.platform.votes(DEMO_STUDY).to_dicts()
@@ -436,14 +446,14 @@ def test_a_vote_needs_review_then_the_members_own_signature(site: Site, as_role:
     )
     assert 'data-testid="signer">Dr Ben Baker (dr.baker)' in review.text
     page = baker.get(_sign(baker, review.text).headers["location"]).text
-    assert 'data-testid="conflict-status">DECIDED' in page
-    assert "in force" in page and 'data-testid="outcome">CLOSED' in page
+    assert 'data-testid="conflict-status">Decided' in page
+    assert "in force" in page and 'data-testid="outcome">Closed' in page
     history = page.split('data-testid="history"')[1].split("</table>")[0]
     assert "Dr Anna Adams (dr.adams)" in history and "Dr Ben Baker (dr.baker)" in history
     # The report follows: S05's second tract closes, so S05 is now a full closure (which the
     # data manager sees; the committee is kept away from the study's results).
     data_manager, _ = as_role("data_manager")
-    assert 'data-testid="category-S05">FULL_CLOSURE' in data_manager.get("/").text
+    assert 'data-testid="category-S05">Full closure' in data_manager.get("/").text
     assert 'data-testid="results-hidden"' in client.get("/").text
     audit = client.get("/audit?kind=committee_vote").text
     assert "Dr Anna Adams (dr.adams)" in audit and "decided CLOSED (signed, web)" in audit
@@ -487,7 +497,7 @@ def test_discordant_votes_are_shown_side_by_side(site: Site, as_role: AsRole) ->
     site.vote(READER_DISAGREEMENT_S05, "dr.baker", "NOT_CLOSED", "fluid persists")
     client, _ = as_role("monitor")
     page = client.get(f"/conflicts/{READER_DISAGREEMENT_S05}").text
-    assert 'data-testid="conflict-status">OPEN' in page
+    assert 'data-testid="conflict-status">Open' in page
     sides = page.split('data-testid="discordant"')[1].split("</section>")[0]
     assert "Dr Anna Adams (dr.adams)" in sides and "Dr Ben Baker (dr.baker)" in sides
     assert "healed on review" in sides and "fluid persists" in sides
@@ -515,9 +525,9 @@ def test_a_mapping_decision_names_the_registry_tract(site: Site, as_role: AsRole
 @pytest.mark.parametrize(
     ("form", "message"),
     [
-        ({"rationale": "   "}, "a rationale is required"),
-        ({"status": "MAYBE"}, "status must be one of CLOSED, NOT_CLOSED, NOT_EVALUABLE"),
-        ({"status": ""}, "status must be one of"),
+        ({"rationale": "   "}, "A rationale is required: say why you vote so"),
+        ({"status": "MAYBE"}, "This conflict can only end as “Closed” or “Not closed” or"),
+        ({"status": ""}, "Choose the final status: “Closed”"),
     ],
 )
 def test_a_decision_the_protocol_refuses_writes_only_its_refusal(
@@ -647,7 +657,7 @@ def test_a_reopened_conflict_says_why(site: Site, as_role: AsRole, tmp_path) -> 
     client, _ = as_role("committee")
     page = client.get(f"/conflicts/{READER_DISAGREEMENT_S05}").text
     assert 'data-testid="reopened"' in page and "the inputs changed after decision" in page
-    assert 'data-testid="conflict-status">OPEN' in page
+    assert 'data-testid="conflict-status">Open' in page
     assert "re-read after image upload" in page  # the correction and its reason
     assert "on earlier evidence" in page
 
@@ -687,7 +697,12 @@ def test_a_lock_with_open_conflicts_is_refused_and_says_why(site: Site, as_role:
     client, csrf = as_role("data_manager")
     before = site.positions()
     response = _lock(client, csrf)
-    assert response.status_code == 409 and "lock blocked: 7 open conflict(s)" in response.text
+    assert response.status_code == 409 and "7 conflict(s) are open" in response.text
+    # each blocking conflict is a link to its page, in the reviewer's words
+    assert f'href="/conflicts/{READER_DISAGREEMENT_S05}?study={DEMO_STUDY}"' in response.text
+    assert "MRI readers disagree: S05/T2" in response.text
+    assert "tract conflicts" not in response.text  # no CLI advice to a web user
+    assert "Confirm and lock" not in response.text
     only_access_added(site, before)
     assert not site.platform.store.exists(f"locks/{DEMO_STUDY}/WEB-LOCK/manifest.json")
 
@@ -699,13 +714,33 @@ def test_a_data_manager_sees_ready_to_lock_and_locks(site: Site, as_role: AsRole
     decide_demo_conflicts(site.platform, demo_committee(site.home, fast_hasher()))
     client, csrf = as_role("data_manager")
     page = client.get("/").text
-    assert "Ready to lock: no open conflicts" in page and "Lock DEMO" in page
+    # no open conflict, but the demo's 10 rejected rows are site queries: not "ready"
+    assert "Not ready to lock: 14 site queries not closed" in page
+    assert "10 of them rejected rows" in page and "Review the lock of DEMO" in page
     assert "Completers (n = 20)" in page and "30 / 43" in page
-    response = _lock(client, csrf)
+    review = _lock(client, csrf)
+    assert review.status_code == 200 and "Confirm and lock DEMO" in review.text
+    assert site.platform.records("lock", DEMO_STUDY).collect().is_empty()  # nothing yet
+    fields = hidden_fields(review.text)
+    refused = client.post("/lock/confirm", data=fields, follow_redirects=False)
+    assert refused.status_code == 409 and "give the reason for locking with them" in refused.text
+    response = client.post(
+        "/lock/confirm",
+        data=fields | {"queries_reason": "sites answer after the interim; no outcome uses them"},
+        follow_redirects=False,
+    )
     assert response.status_code == 303
     page = client.get(response.headers["location"]).text
-    assert "Locked as WEB-LOCK" in page and "Lock in force: WEB-LOCK" in page
+    assert 'data-testid="locked"' in page and "Locked as WEB-LOCK" in page
+    from services.lock.snapshot import manifest_bytes
+
+    manifest = json.loads(manifest_bytes(site.platform.store, DEMO_STUDY, "WEB-LOCK"))
+    assert manifest["open_queries"]["not_closed"] == 14
+    assert manifest["open_queries"]["reason"].startswith("sites answer after")
+    page = client.get("/").text
+    assert "Lock in force: " in page and "WEB-LOCK" in page
     assert 'data-testid="locks"' in page and "dm.jones" in page
+    assert 'data-testid="lock-form"' not in page and 'data-testid="lock-closed"' in page
 
 
 # -- unlock by signatures (issue 9, item 2) ------------------------------------------------------
@@ -850,9 +885,9 @@ def test_a_resolved_conflict_offers_nothing_to_decide(
     )
     client, csrf = as_role("committee")
     page = client.get(f"/conflicts/{READER_DISAGREEMENT_S05}").text
-    assert 'data-testid="conflict-status">RESOLVED' in page
+    assert 'data-testid="conflict-status">Resolved by data' in page
     assert "there is nothing to decide" in page and "Review your vote" not in page
-    assert "<th>Reader 1</th><th>Reader 2</th><th>Adjudicator</th>" in page
+    assert '<th scope="col">Reader 1</th>' in page
     before = site.positions()
     response = _review(client, csrf, READER_DISAGREEMENT_S05)
     assert response.status_code == 400 and "no longer holds" in response.text
@@ -873,7 +908,7 @@ def test_several_studies_are_listed_and_filtered(site: Site, as_role: AsRole) ->
     site.platform.ingest("SECOND", list(files.values()))
     client, _ = as_role("committee")
     page = client.get("/conflicts").text
-    assert page.count("data-conflict=") == 14 and "<th>Study</th>" in page
+    assert page.count("data-conflict=") == 14 and '<th scope="col">Study</th>' in page
     assert client.get("/conflicts?study=SECOND").text.count("data-conflict=") == 7
     assert "Study SECOND" in client.get("/?study=SECOND").text
     assert 'option value="SECOND"' in client.get("/").text

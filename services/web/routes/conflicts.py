@@ -1,12 +1,18 @@
-"""The conflict queue, the conflict page with its evidence and the committee's votes, and the
-two-step vote (form, then a confirmation page where the member signs with their password, then
-``Platform.vote``: the same core `tract vote` calls)."""
+"""The conflict queue, the conflict page with its evidence and the committee's votes, the
+chair's assignments, and the two-step vote (form, then a confirmation page where the member
+signs with their password, then ``Platform.vote``: the same core `tract vote` calls).
+
+The member's last queue (filters, sort, page) travels in the ``tract_queue`` cookie, so the
+conflict page can walk to the previous and next conflict of it and back to its page, also
+after a vote.
+"""
 
 from __future__ import annotations
 
 from typing import Annotated
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode
 
+import polars as pl
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
@@ -15,26 +21,77 @@ from services.adjudicator.errors import (
     StaleReviewError,
     UnknownConflictError,
 )
+from services.assignments import assignment_events, in_force
 from services.signatures import Credentials, SignatureRefusedError
 from services.web.auth import Session
-from services.web.deps import client, guard, refuse, render, viewer, web
-from services.web.views import QueueFilters, conflict_queue, conflict_view
-from services.web.visibility import visible
+from services.web.deps import client, guard, refuse, render, secure_cookie, viewer, web
+from services.web.errors import AccessRefusedError
+from services.web.labels import human
+from services.web.queue import QueueFilters, QueueView, conflict_queue, votes_of
+from services.web.views import conflict_view
+from services.web.visibility import VisiblePlatform, visible
 
 router = APIRouter()
+QUEUE_COOKIE = "tract_queue"
+
+
+def queue_view(
+    request: Request, session: Session, filters: QueueFilters, seen: VisiblePlatform
+) -> QueueView:
+    """The queue of ``filters`` as ``session`` sees it (assignments and votes included)."""
+    state = web(request)
+    studies = state.platform.studies()
+    shown = [s for s in studies if not filters.study or s == filters.study]
+    return conflict_queue(
+        {s: seen.adjudicate(s).conflicts for s in shown},
+        filters,
+        state.clock(),
+        state.settings.overdue_days,
+        assignments={s: in_force(seen.records("assignment", s).collect()) for s in shown},
+        votes={
+            s: votes_of(
+                seen.records("committee_vote", s).collect(),
+                seen.records("committee_decision", s).collect(),
+            )
+            for s in shown
+        },
+        viewer=session.username,
+        members=state.users.with_role("committee"),
+    )
+
+
+def _remembered(request: Request) -> QueueFilters:
+    """The member's last queue (the cookie), or the default one when it cannot be read."""
+    try:
+        return QueueFilters.from_query(dict(parse_qsl(request.cookies.get(QUEUE_COOKIE, ""))))
+    except AccessRefusedError:
+        return QueueFilters()
 
 
 @router.get("/conflicts", response_class=HTMLResponse)
 def queue(request: Request, session: Annotated[Session, Depends(viewer)]) -> HTMLResponse:
-    state = web(request)
     filters = QueueFilters.from_query(request.query_params)
-    studies = state.platform.studies()
     seen = visible(request, session)
-    frames = {
-        s: seen.adjudicate(s).conflicts for s in studies if not filters.study or s == filters.study
-    }
-    view = conflict_queue(frames, filters, state.clock(), state.settings.overdue_days)
-    return render(request, "queue.html", {"view": view, "all_studies": studies}, session)
+    view = queue_view(request, session, filters, seen)
+    response = render(
+        request,
+        "queue.html",
+        {
+            "view": view,
+            "all_studies": web(request).platform.studies(),
+            "at": request.query_params.get("at"),
+            "assigned": request.query_params.get("assigned_done"),
+        },
+        session,
+    )
+    response.set_cookie(
+        QUEUE_COOKIE,
+        view.filters.query(),
+        httponly=True,
+        samesite="lax",
+        secure=secure_cookie(request),
+    )
+    return response
 
 
 def _conflict_page(
@@ -45,24 +102,34 @@ def _conflict_page(
     form: dict | None = None,
     error: str | None = None,
     status_code: int = 200,
+    problems: dict[str, str] | None = None,
 ) -> HTMLResponse:
     state = web(request)
+    seen = visible(request, session)
     view = conflict_view(
-        visible(request, session),
+        seen,
         conflict_id,
         study or None,
         now=state.clock(),
         overdue_days=state.settings.overdue_days,
+        image_url=state.settings.image_url,
     )
+    queue = queue_view(request, session, _remembered(request), seen)
+    here = next((r for r in queue.ordered if r.conflict_id == conflict_id), None)
     return render(
         request,
         "conflict.html",
         {
             "view": view,
+            "step": queue.step(conflict_id, session.username),
+            "assignee": here.assignee if here else None,
+            "committee": state.users.with_role("committee"),
             "quorum": state.platform.rules.quorum,
             "form": form or {},
             "error": error,
+            "problems": problems or {},
             "recorded": request.query_params.get("recorded"),
+            "assigned": request.query_params.get("assigned_done"),
             "decided": request.query_params.get("decided"),
         },
         session,
@@ -95,6 +162,55 @@ def _about(request: Request, conflict_id: str, study: str) -> dict[str, str | No
     }
 
 
+def form_problems(conflict_type: str, registry: list[str], form: dict) -> dict[str, str]:
+    """What is missing or wrong in a vote form, per field, in the reviewer's words (the
+    protocol's checks, ``make_decision``, run again behind these)."""
+    from services.web.evidence import allowed_statuses
+
+    statuses = allowed_statuses(conflict_type)
+    problems: dict[str, str] = {}
+    status, maps_to = form["status"], form["maps_to"]
+    names = " or ".join(f"“{human(s, 'decision')}”" for s in statuses)
+    if not status and not maps_to:
+        problems["status"] = f"Choose the final status: {names}."
+    elif status and status not in statuses:
+        problems["status"] = f"This conflict can only end as {names}."
+    if (status == "MAPPED" or (maps_to and not status)) and maps_to not in registry:
+        problems["maps_to"] = (
+            "Choose the registry tract this evidence belongs to ("
+            + (", ".join(registry) or "the subject has no registry tract")
+            + ")."
+        )
+    elif status and status != "MAPPED" and maps_to:
+        problems["maps_to"] = (
+            f"A registry tract goes with “{human('MAPPED', 'decision')}” only: clear the "
+            "registry tract, or choose that status."
+        )
+    if not form["rationale"].strip():
+        problems["rationale"] = (
+            "A rationale is required: say why you vote so (it stays in the audit trail "
+            "with your signed vote)."
+        )
+    return problems
+
+
+def _check_form(
+    request: Request, session: Session, conflict_id: str, study: str, form: dict, about: dict
+) -> Response | None:
+    """The conflict page again with each problem next to its field (and the refusal in the
+    audit trail), or None when the form is complete."""
+    try:
+        _, row, result = web(request).platform.find_conflict(conflict_id, study or None)
+    except UnknownConflictError as exc:
+        raise refuse(request, session, "VOTE", str(exc), 404, **about) from None
+    registry = result.tracts.filter(pl.col("subject_id") == row["subject_id"])["tract_id"]
+    problems = form_problems(row["type"], registry.to_list(), form)
+    if not problems:
+        return None
+    refuse(request, session, "VOTE", " ".join(problems.values()), 400, **about)
+    return _conflict_page(request, session, conflict_id, study, form, None, 400, problems)
+
+
 @router.post("/conflicts/{conflict_id}/decision")
 def review_vote(
     request: Request,
@@ -119,6 +235,9 @@ def review_vote(
         "seen_fingerprint": seen_fingerprint,
         "seen_decision": seen_decision,
     }
+    checked = _check_form(request, session, conflict_id, study, form, about)
+    if checked is not None:
+        return checked
     try:
         vote = web(request).platform.vote(
             conflict_id,
@@ -221,3 +340,51 @@ def sign_vote(
         {"study": study, "recorded": vote["vote_id"]} | ({"decided": decided} if decided else {})
     )
     return RedirectResponse(f"/conflicts/{conflict_id}?{target}#votes", status_code=303)
+
+
+@router.post("/conflicts/assign")
+def assign(
+    request: Request,
+    csrf_token: Annotated[str, Form()] = "",
+    conflict_ids: Annotated[list[str] | None, Form()] = None,
+    assignee: Annotated[str, Form()] = "",
+    back: Annotated[str, Form()] = "/conflicts",
+) -> Response:
+    """The chair hands conflicts to a member (an empty assignee takes them back)."""
+    session = guard(request, csrf_token, "view", "ASSIGN")
+    state = web(request)
+    wanted = sorted({c.strip() for c in conflict_ids or [] if c.strip()})
+    if not state.chairs.is_chair(session.username):
+        raise refuse(
+            request,
+            session,
+            "ASSIGN",
+            "only the committee's chair assigns conflicts (an administrator names the chair "
+            "with `tract users chair NAME`)",
+            403,
+        )
+    members = state.users.with_role("committee")
+    if assignee and assignee not in members:
+        raise refuse(
+            request, session, "ASSIGN", f"{assignee!r} is not an active committee member", 400
+        )
+    if not wanted:
+        raise refuse(request, session, "ASSIGN", "tick at least one conflict to assign", 400)
+    by_study: dict[str, list[dict]] = {}
+    for cid in wanted:
+        try:
+            study, row, _ = state.platform.find_conflict(cid)
+        except UnknownConflictError as exc:
+            raise refuse(request, session, "ASSIGN", str(exc), 404) from None
+        by_study.setdefault(study, []).append(row)
+    for study, rows in by_study.items():
+        state.platform.publish(assignment_events(study, rows, assignee or None, session.username))
+        state.platform.sync_conflicts(study)
+    target = back if back.startswith("/conflicts") and not back.startswith("//") else "/conflicts"
+    anchor = ""
+    if "#" in target:
+        target, anchor = target.split("#", 1)
+        anchor = f"#{anchor}"
+    joiner = "&" if "?" in target else "?"
+    done = urlencode({"assigned_done": f"{len(wanted)}:{assignee or '-'}"})
+    return RedirectResponse(f"{target}{joiner}{done}{anchor}", status_code=303)

@@ -1,5 +1,6 @@
-"""The study dashboard (the report, reader agreement, the swimmer plot, locks), the lock, and
-unlock by signatures (a data manager's signed request, approvers' signed approvals)."""
+"""The study dashboard: the report, reader agreement, the swimmer plot, readiness to lock (open
+conflicts and site queries), the lock form (taken in two steps: ``routes/locks.py``), and unlock
+by signatures (a data manager's signed request, approvers' signed approvals)."""
 
 from __future__ import annotations
 
@@ -40,6 +41,7 @@ def _page(
             "unlocked": request.query_params.get("unlock"),
             "unlock_error": unlock_error,
             "form": form or {},
+            "problems": {},
         },
         session,
         status_code,
@@ -53,29 +55,20 @@ def dashboard(
     return _page(request, session, study)
 
 
-@router.post("/lock")
-def lock(
-    request: Request,
-    csrf_token: Annotated[str, Form()] = "",
-    study: Annotated[str, Form()] = "",
-    lock_id: Annotated[str, Form()] = "",
-    reason: Annotated[str, Form()] = "",
-    level: Annotated[str, Form()] = "soft",
-) -> Response:
-    """Freeze the study; refused for roles other than data manager or admin, and while any
-    conflict is open (the platform says which)."""
-    session = guard(request, csrf_token, "lock", "LOCK", study=study or None)
-    pick_study(request, study)
-    try:
-        manifest = web(request).platform.lock(
-            study, lock_id.strip(), reason, session.username, level
-        )
-    except TractError as exc:
-        refuse(request, session, "LOCK", str(exc), 409, study=study)
-        form = {"lock_id": lock_id, "reason": reason, "level": level}
-        return _page(request, session, study, str(exc), 409, form)
-    target = urlencode({"study": study, "locked": manifest["lock_id"]})
-    return RedirectResponse(f"/?{target}", status_code=303)
+def _back(back: str) -> str:
+    """Where a signed unlock form came from: the dashboard or the lock page, nowhere else."""
+    return back if back in ("/", "/locks") else "/"
+
+
+def _back_page(
+    request: Request, session: Session, study: str, back: str, problem: str
+) -> HTMLResponse:
+    """The page the unlock form was on, again, with the refusal above the form."""
+    if _back(back) == "/locks":
+        from services.web.routes.locks import locks_page
+
+        return locks_page(request, session, study, unlock_error=problem, status_code=403)
+    return _page(request, session, study, status_code=403, unlock_error=problem)
 
 
 def _credentials(request: Request, session: Session, password: str) -> Credentials:
@@ -92,6 +85,7 @@ def request_unlock(
     lock_id: Annotated[str, Form()] = "",
     reason: Annotated[str, Form()] = "",
     password: Annotated[str, Form()] = "",
+    back: Annotated[str, Form()] = "/",
 ) -> Response:
     """A data manager (or admin) signs a request to undo the lock in force."""
     session = guard(request, csrf_token, "request_unlock", "UNLOCK_REQUEST", study=study or None)
@@ -103,9 +97,9 @@ def request_unlock(
         )
     except TractError as exc:
         refuse(request, session, "UNLOCK_REQUEST", str(exc), 403, study=study)
-        return _page(request, session, study, status_code=403, unlock_error=str(exc))
+        return _back_page(request, session, study, back, str(exc))
     target = urlencode({"study": study, "unlock": asked.request_id})
-    return RedirectResponse(f"/?{target}", status_code=303)
+    return RedirectResponse(f"{_back(back)}?{target}", status_code=303)
 
 
 @router.post("/unlock/approve")
@@ -115,6 +109,7 @@ def approve_unlock(
     study: Annotated[str, Form()] = "",
     request_id: Annotated[str, Form()] = "",
     password: Annotated[str, Form()] = "",
+    back: Annotated[str, Form()] = "/",
 ) -> Response:
     """An approver (or admin) signs an approval; the lock is undone once two have."""
     session = guard(request, csrf_token, "approve_unlock", "UNLOCK_APPROVE", study=study or None)
@@ -126,6 +121,6 @@ def approve_unlock(
         )
     except TractError as exc:
         refuse(request, session, "UNLOCK_APPROVE", str(exc), 403, study=study)
-        return _page(request, session, study, status_code=403, unlock_error=str(exc))
+        return _back_page(request, session, study, back, str(exc))
     target = urlencode({"study": study, "unlock": asked.request_id})
-    return RedirectResponse(f"/?{target}", status_code=303)
+    return RedirectResponse(f"{_back(back)}?{target}", status_code=303)

@@ -1,0 +1,141 @@
+"""``tract queries``: the site queries from the command line (list, CSV for a site, and the
+data manager's answer, close and reopen), the same operations as the web page's.
+Registered in :mod:`services.cli`."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from services.console import emit, json_option
+
+if TYPE_CHECKING:
+    from services.console import Context
+
+STATUS = {
+    "not-closed": "NOT_CLOSED",
+    "open": "OPEN",
+    "answered": "ANSWERED",
+    "closed": "CLOSED",
+    "all": None,
+}
+SHOWN = ("query_id", "site_id", "subject_id", "tract_id", "addressed_to", "status", "question")
+
+
+@click.group()
+def queries() -> None:
+    """Site queries: every rejected row and every conflict a site or lab must answer."""
+
+
+def _filtered(obj: Context, study: str | None, site: str | None, subject: str | None, status: str):
+    from services.queries import filter_queries
+
+    name = obj.study(study)
+    every = obj.platform.queries(name)
+    return name, filter_queries(every, site=site, subject=subject, status=STATUS[status])
+
+
+def _filters(command):  # type: ignore[no-untyped-def]
+    for option in reversed(
+        (
+            click.option("--study", help="Study id (default: the only study in the home)."),
+            click.option("--site", help="Only this site's queries."),
+            click.option("--subject", help="Only this subject's queries."),
+            click.option(
+                "--status",
+                type=click.Choice(list(STATUS)),
+                default="not-closed",
+                show_default=True,
+                help="not-closed = open or answered.",
+            ),
+        )
+    ):
+        command = option(command)
+    return command
+
+
+@queries.command("list")
+@_filters
+@json_option
+@click.pass_obj
+def list_command(
+    obj: Context,
+    study: str | None,
+    site: str | None,
+    subject: str | None,
+    status: str,
+    as_json: bool,
+) -> None:
+    """The queries (by default those not closed), per site and subject."""
+    from services.render import table_text
+
+    _, rows = _filtered(obj, study, site, subject, status)
+    if as_json:
+        emit(rows.drop("raw").to_dicts(), True)
+        return
+    click.echo(table_text(rows, list(SHOWN)) if rows.height else "no queries match")
+
+
+@queries.command("export")
+@_filters
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="The CSV file to write (one row per query, for the site).",
+)
+@click.pass_obj
+def export_command(
+    obj: Context, study: str | None, site: str | None, subject: str | None, status: str, out: Path
+) -> None:
+    """The queries as CSV for a site (spreadsheet-safe), e.g. --site SITE01 --out site01.csv."""
+    from services.queries import queries_csv
+
+    _, rows = _filtered(obj, study, site, subject, status)
+    out.write_text(queries_csv(rows), encoding="utf-8")
+    click.echo(f"wrote {rows.height} quer{'y' if rows.height == 1 else 'ies'} to {out}")
+
+
+def _act(action: str, help_text: str, note_required: bool):  # type: ignore[no-untyped-def]
+    @click.argument("query_ids", nargs=-1, required=True)
+    @click.option("--study", help="Study id (default: the only study in the home).")
+    @click.option("--note", required=note_required, default="", help=help_text)
+    @click.option(
+        "--by",
+        "by",
+        default=lambda: os.environ.get("USER", "cli"),
+        help="The data manager recording it.",
+    )
+    @json_option
+    @click.pass_obj
+    def command(
+        obj: Context,
+        query_ids: tuple[str, ...],
+        study: str | None,
+        note: str,
+        by: str,
+        as_json: bool,
+    ) -> None:
+        name = obj.study(study)
+        done = [obj.platform.act_on_query(name, q, action, note, by) for q in query_ids]
+        emit(
+            done,
+            as_json,
+            "\n".join(f"{d['query_id']}: {action.lower()} by {d['by']}" for d in done),
+        )
+
+    return command
+
+
+queries.command("answer", help="Record the site's answer (the query waits for your review).")(
+    _act("ANSWERED", "The site's answer, in its words.", True)
+)
+queries.command(
+    "close", help="Close queries after review (a note is needed to close one unanswered)."
+)(_act("CLOSED", "Why it is closed (needed when the query has no answer).", False))
+queries.command("reopen", help="Send queries back to the site.")(
+    _act("REOPENED", "What the site must still do.", True)
+)

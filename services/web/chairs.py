@@ -1,0 +1,65 @@
+"""Who chairs the adjudication committee: a flag on committee members, kept beside the users.
+
+The chair hands conflicts to members (``services/assignments.py``); everyone else reads the
+assignments. The flag lives in its own table of ``<home>/web/users.db`` (owner-only, like the
+users), set by an administrator with ``tract users chair NAME`` (``--off`` to clear), and every
+change is an access event in the audit trail. Only an active committee member can chair.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+
+from services.web.auth import UserStore
+from services.web.errors import UserError
+
+_SCHEMA = "CREATE TABLE IF NOT EXISTS chairs (username TEXT PRIMARY KEY, since TEXT NOT NULL);"
+
+
+class Chairs:
+    """The chair flags of one users file."""
+
+    def __init__(self, users: UserStore) -> None:
+        self.users = users
+        with self._db() as db:
+            db.executescript(_SCHEMA)
+
+    @contextmanager
+    def _db(self) -> Iterator[sqlite3.Connection]:
+        db = sqlite3.connect(self.users.path, timeout=30)
+        try:
+            with db:
+                yield db
+        finally:
+            db.close()
+
+    def names(self) -> list[str]:
+        """Active committee members who chair."""
+        with self._db() as db:
+            flagged = {row[0] for row in db.execute("SELECT username FROM chairs")}
+        return sorted(set(self.users.with_role("committee")) & flagged)
+
+    def is_chair(self, username: str) -> bool:
+        return username in self.names()
+
+    def set(self, username: str, on: bool = True) -> str:
+        """Flag (or clear) ``username`` as a chair; refused for anyone but an active committee
+        member. Returns the normalised user name."""
+        user = self.users.user(username)
+        if on and not (user.active and user.role == "committee"):
+            raise UserError(
+                f"{user.username} is a {user.role}{'' if user.active else ' (removed)'}; only an "
+                "active committee member can chair the committee"
+            )
+        with self._db() as db:
+            if on:
+                db.execute(
+                    "INSERT OR IGNORE INTO chairs VALUES (?, ?)",
+                    (user.username, datetime.now(UTC).isoformat(timespec="seconds")),
+                )
+            else:
+                db.execute("DELETE FROM chairs WHERE username = ?", (user.username,))
+        return user.username
