@@ -311,7 +311,7 @@ class EventLog:
             appended = 0
             try:
                 for batch in batches:
-                    fresh = self._new_events(batch)
+                    fresh = self.new_events(batch)
                     if fresh.height == 0:
                         continue
                     first = ends.get(batch.kind, 0)
@@ -381,7 +381,9 @@ class EventLog:
             write_private(self.folder / HEAD, f"{self._checked} {self._last_hash}\n".encode())
             return appended
 
-    def _new_events(self, batch: Batch) -> pl.DataFrame:
+    def new_events(self, batch: Batch) -> pl.DataFrame:
+        """The batch's events the log does not hold yet (by event id; once each): what an append
+        of it would add. Call under the writer lock to act on the answer."""
         frame = batch.frame.unique("event_id", keep="first", maintain_order=True)
         if batch.new:
             return frame

@@ -286,7 +286,7 @@ class AppliedLog(EventLog):
 def _vouched(log: AppliedLog, batch: Batch) -> Batch:
     """The batch without the events the log holds already, vouched new (so the log does not
     look twice)."""
-    return batch if batch.new else Batch(batch.kind, batch.study, log._new_events(batch), True)
+    return batch if batch.new else Batch(batch.kind, batch.study, log.new_events(batch), True)
 
 
 def _queue(db: sqlite3.Connection, outbox: Sequence[Event]) -> None:
