@@ -15,7 +15,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import special
+
+from services.adjudicator.special import (
+    beta_quantile,
+    expit,
+    logit,
+    normal_quantile,
+    normal_tail,
+)
 
 __all__ = [
     "PairedTest",
@@ -79,9 +86,9 @@ def clopper_pearson(k: int, n: int, level: float = 0.95) -> tuple[float, float] 
 
     Chosen because it guarantees at least nominal coverage at any ``n`` and any true
     proportion, which is what a regulator expects for small trial arms. Computed with
-    the beta quantiles of its definition (``scipy.special.betaincinv``, as
-    ``scipy.stats.binomtest(k, n).proportion_ci(method="exact")`` does; ``scipy.stats`` itself
-    takes seconds to import, more than a whole report of 100,000 subjects); the lower limit
+    the beta quantiles of its definition (:func:`~services.adjudicator.special.beta_quantile`,
+    as ``scipy.stats.binomtest(k, n).proportion_ci(method="exact")`` does with scipy's
+    ``betaincinv``, which alone takes longer to import than a report takes); the lower limit
     is exactly 0 when ``k == 0`` and the upper limit exactly 1 when ``k == n``. Returns
     ``None`` when ``n == 0``.
     """
@@ -90,8 +97,8 @@ def clopper_pearson(k: int, n: int, level: float = 0.95) -> tuple[float, float] 
     if n == 0:
         return None
     alpha = 1.0 - level
-    low = 0.0 if k == 0 else float(special.betaincinv(k, n - k + 1, alpha / 2))
-    high = 1.0 if k == n else float(special.betaincinv(k + 1, n - k, 1 - alpha / 2))
+    low = 0.0 if k == 0 else beta_quantile(k, n - k + 1, alpha / 2)
+    high = 1.0 if k == n else beta_quantile(k + 1, n - k, 1 - alpha / 2)
     return low, high
 
 
@@ -161,10 +168,10 @@ def clustered_proportion_ci(
     binomial_var = p * (1.0 - p) / total_m
     design_effect = max(1.0, robust_var / binomial_var)
     se_logit = math.sqrt(design_effect * binomial_var) / (p * (1.0 - p))
-    z = float(special.ndtri(0.5 + level / 2.0))
-    centre = float(special.logit(p))
-    lower = float(special.expit(centre - z * se_logit))
-    upper = float(special.expit(centre + z * se_logit))
+    z = normal_quantile(0.5 + level / 2.0)
+    centre = logit(p)
+    lower = expit(centre - z * se_logit)
+    upper = expit(centre + z * se_logit)
     return ProportionCI(p, lower, upper, CLUSTER_LOGIT_METHOD, design_effect)
 
 
@@ -263,7 +270,7 @@ def _signed_rank(nonzero: np.ndarray, exact: bool) -> tuple[float, float]:
     variance = n * (n + 1) * (2 * n + 1) / 24 - float((tie_sizes**3 - tie_sizes).sum()) / 48
     shift = statistic - mean
     z = (shift - 0.5 * np.sign(shift)) / math.sqrt(variance)  # continuity: half a step toward 0
-    return statistic, float(min(2.0 * special.ndtr(-abs(z)), 1.0))
+    return statistic, min(2.0 * normal_tail(abs(float(z))), 1.0)
 
 
 def _average_ranks(values: np.ndarray) -> np.ndarray:

@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from services.console import audited_signing, credentials, json_option, signing_options
-from services.lock.unlock import MIN_APPROVERS
 
 if TYPE_CHECKING:
     from services.console import Context
@@ -117,6 +116,8 @@ def open_command(
 
 def _gone(ctx: click.Context, param: click.Parameter, value: object) -> None:
     """The unsigned unlock (``--by`` and a list of ``--approvers``) is gone."""
+    from services.lock.unlock import MIN_APPROVERS  # the lock modules load only when used
+
     if value:
         raise click.UsageError(
             "an unlock is no longer named by --by and --approvers: the data manager signs a "
@@ -161,6 +162,8 @@ def request_command(
     as_json: bool,
 ) -> None:
     """Sign a request to undo the lock in force (a data manager or admin)."""
+    from services.lock.unlock import MIN_APPROVERS
+
     with audited_signing(obj, signer, "UNLOCK_REQUEST", study):
         asked = obj.platform.request_unlock(
             study, lock_id, reason, credentials(signer, password_stdin), obj.directory()
