@@ -47,11 +47,13 @@ def test_the_clopper_pearson_beta_quantiles_agree_with_scipy(
 @given(
     st.floats(min_value=0.05, max_value=5_000),
     st.floats(min_value=0.05, max_value=5_000),
-    st.floats(min_value=0.0, max_value=1.0),
+    # subnormal x: scipy's own answer loses digits there (x**a is computed from a subnormal)
+    st.floats(min_value=0.0, max_value=1.0, allow_subnormal=False),
 )
 def test_the_incomplete_beta_agrees_with_scipy(a: float, b: float, x: float) -> None:
+    # Below 1e-200 the two underflow differently (scipy may answer 0.0); no interval reads there.
     assert beta_cdf(a, b, x) == pytest.approx(
-        float(scipy_special.betainc(a, b, x)), rel=1e-8, abs=1e-300
+        float(scipy_special.betainc(a, b, x)), rel=1e-8, abs=1e-200
     )
 
 
