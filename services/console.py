@@ -86,6 +86,12 @@ def _no_argv_password(ctx: click.Context, param: click.Parameter, value: str | N
         )
 
 
+no_argv_password = click.option(
+    "--password", hidden=True, expose_value=False, callback=_no_argv_password
+)
+"""A hidden ``--password`` that refuses, saying why and what to do instead."""
+
+
 def signing_options(function: Callable[..., Any]) -> Callable[..., Any]:
     """``--as NAME`` (who signs) and ``--password-stdin``; the password is prompted for
     (hidden) otherwise, and never taken from argv."""
@@ -104,7 +110,7 @@ def signing_options(function: Callable[..., Any]) -> Callable[..., Any]:
                 help="Read your password from the first line of standard input instead of "
                 "prompting (for scripts).",
             ),
-            click.option("--password", hidden=True, expose_value=False, callback=_no_argv_password),
+            no_argv_password,
         ]
     ):
         function = option(function)

@@ -12,6 +12,7 @@ from typing import Any
 
 import click
 
+from services.console import no_argv_password
 from services.web.roles import ROLES
 
 
@@ -86,19 +87,6 @@ def users() -> None:
     """Manage who can sign in to the web page (kept in <home>/web/users.db)."""
 
 
-def _no_argv_password(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
-    """Issue 13: a password in argv is readable by every local account (ps, /proc/*/cmdline)."""
-    if value is not None:
-        raise click.UsageError(
-            "--password is not accepted: a password on the command line is visible to other "
-            "local accounts; omit it to be prompted, or pipe it in with --password-stdin",
-            ctx,
-        )
-
-
-NO_ARGV_PASSWORD = click.option(
-    "--password", hidden=True, expose_value=False, callback=_no_argv_password
-)
 PASSWORD_STDIN = click.option(
     "--password-stdin",
     "from_stdin",
@@ -137,7 +125,7 @@ FULL_NAME = click.option(
 @click.option("--role", required=True, type=click.Choice(ROLES), help="What the user may do.")
 @FULL_NAME
 @PASSWORD_STDIN
-@NO_ARGV_PASSWORD
+@no_argv_password
 @click.pass_obj
 def add(obj: Any, username: str, role: str, full_name: str, from_stdin: bool) -> None:
     """Add a user (or bring a removed one back) with a role, a printed name and a password
@@ -171,7 +159,7 @@ def set_name(obj: Any, username: str, full_name: str) -> None:
 @users.command("passwd")
 @click.argument("username")
 @PASSWORD_STDIN
-@NO_ARGV_PASSWORD
+@no_argv_password
 @click.pass_obj
 def passwd(obj: Any, username: str, from_stdin: bool) -> None:
     """Set a new password (prompted twice, hidden, or read from stdin with --password-stdin);

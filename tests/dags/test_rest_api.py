@@ -21,18 +21,11 @@ from tests.store.trials import STUDY, env_of, s3_settings
 pytestmark = pytest.mark.slow
 
 
-def _json(api: httpx.Client, path: str) -> dict[str, object] | None:
+def _get(api: httpx.Client, path: str) -> httpx.Response | None:
     """A poll of the API server: None while it is too busy to answer (standalone serves the
     API from one process on a 2-core machine that is running the lock's tasks)."""
     try:
-        return api.get(path).json()
-    except httpx.TimeoutException:
-        return None
-
-
-def _status(api: httpx.Client, path: str) -> int | None:
-    try:
-        return api.get(path).status_code
+        return api.get(path)
     except httpx.TimeoutException:
         return None
 
@@ -96,7 +89,7 @@ def test_data_manager_locks_through_the_rest_api_and_an_analyst_reads_s3(
             base_url=f"{url}/api/v2", headers={"Authorization": f"Bearer {token}"}, timeout=30
         )
         servers.wait_for(
-            lambda: _status(api, "/dags/database_lock") == 200,
+            lambda: (r := _get(api, "/dags/database_lock")) is not None and r.status_code == 200,
             90,
             "the DAG processor to parse dags/",
             every=1,
@@ -121,8 +114,8 @@ def test_data_manager_locks_through_the_rest_api_and_an_analyst_reads_s3(
         assert bad.status_code == 400  # the Param schema refuses it before any task runs
 
         def finished() -> str | None:
-            run = _json(api, "/dags/database_lock/dagRuns/lock-primary")
-            state = run and run["state"]
+            run = _get(api, "/dags/database_lock/dagRuns/lock-primary")
+            state = run and run.json()["state"]
             return state if state in ("success", "failed") else None
 
         assert servers.wait_for(finished, 240, "the lock run to finish", every=1) == "success", (
