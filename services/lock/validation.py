@@ -2,9 +2,9 @@
 staged Parquet before anything reaches the store.
 
 The suite is data (YAML: frames, filters, GX expectations by name); this module only builds
-the frames it names, converts them to pandas (GX 1.x does not validate Polars) and reports
-every failing expectation. GX runs in an ephemeral context with progress bars off, and is
-imported only here, so the rest of the platform never pays its import time.
+the frames it names and reports every failing expectation. GX itself (imported once per
+process, its context, the pandas conversion: GX 1.x does not validate Polars) is in
+:mod:`services.lock.gate`.
 """
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ import yaml
 import schemas
 from services.adjudicator.state import EVIDENCE_KINDS, current
 from services.lock.errors import ValidationFailedError
+from services.lock.gate import gate, suite_name
 from services.lock.staging import read_staged
 
 SUITE = Path(__file__).resolve().parents[2] / "infra" / "gx" / "lock_suite.yaml"
-COLUMN_ARGS = ("column", "column_A", "column_B")
 
 
 @dataclass(frozen=True)
@@ -148,15 +148,6 @@ def _resolve(args: dict[str, Any], frames: dict[str, pl.DataFrame]) -> dict[str,
     return args | {"value_set": values}
 
 
-def _columns(args: dict[str, Any]) -> set[str]:
-    named = {args[k] for k in COLUMN_ARGS if k in args}
-    return named | set(args.get("column_list", ()))
-
-
-def _camel(name: str) -> str:
-    return "".join(part.capitalize() for part in name.split("_"))
-
-
 def _describe(args: dict[str, Any]) -> str:
     shown = {
         k: (f"<{len(v)} values>" if k == "value_set" and len(v) > 6 else v) for k, v in args.items()
@@ -223,56 +214,37 @@ def validate_frames(
     Each group runs first with GX's boolean-only results (the common case: everything holds,
     at the least cost); only a group that fails runs again for the details a data manager
     needs (how many rows, which values)."""
-    os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
-    import great_expectations as gx
-    from great_expectations.data_context.types.base import ProgressBarsConfig
-
     suite = suite or load_suite()
     every = views(frames, manifest)
-    context = gx.get_context(mode="ephemeral")
-    context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
-    source = context.data_sources.add_pandas(f"{suite['name']}-staged")
-    counter = iter(range(1_000_000))
-
-    def run(group: _Group, result_format: str) -> Any:
-        assert group.frame is not None
-        wanted = set().union(*(_columns(args) for _, args in group.specs))
-        frame = group.frame.select(c for c in group.frame.columns if c in wanted)
-        number = next(counter)
-        asset = source.add_dataframe_asset(name=f"group-{number}")
-        batch = asset.add_batch_definition_whole_dataframe("staged").get_batch(
-            batch_parameters={"dataframe": frame.to_pandas()}
-        )
-        expectations = [getattr(gx.expectations, _camel(k))(**args) for k, args in group.specs]
-        plan = gx.ExpectationSuite(name=f"{suite['name']}-{number}", expectations=expectations)
-        return batch.validate(plan, result_format=result_format)
-
     failures: list[Failure] = []
     evaluated = 0
-    for group in _planned(suite, every):
-        if group.frame is None:
-            failures.append(
-                Failure(group.label, group.about, "frame", "", "missing from the snapshot")
-            )
-            continue
-        evaluated += len(group.specs)
-        if run(group, "BOOLEAN_ONLY").success:
-            continue
-        for part in group.parts or (group,):
-            for outcome in run(part, "SUMMARY").results:
-                if outcome.success:
-                    continue
-                config = outcome.expectation_config
-                args = {k: v for k, v in config.kwargs.items() if k != "batch_id"}
+    with gate() as gx_run:
+        for group in _planned(suite, every):
+            if group.frame is None:
                 failures.append(
-                    Failure(
-                        part.label,
-                        _about(suite, part.label, config.type, args) or part.about,
-                        config.type,
-                        _describe(args),
-                        _detail(outcome, part.frame.height if part.frame is not None else 0),
-                    )
+                    Failure(group.label, group.about, "frame", "", "missing from the snapshot")
                 )
+                continue
+            evaluated += len(group.specs)
+            if gx_run(group.frame, group.specs, "BOOLEAN_ONLY").success:
+                continue
+            for part in group.parts or (group,):
+                assert part.frame is not None
+                for outcome in gx_run(part.frame, part.specs, "SUMMARY").results:
+                    if outcome.success:
+                        continue
+                    config = outcome.expectation_config
+                    kind = suite_name(config.type)
+                    args = {k: v for k, v in config.kwargs.items() if k != "batch_id"}
+                    failures.append(
+                        Failure(
+                            part.label,
+                            _about(suite, part.label, kind, args) or part.about,
+                            kind,
+                            _describe(args),
+                            _detail(outcome, part.frame.height),
+                        )
+                    )
     return ValidationReport(suite["name"], int(suite.get("version", 1)), evaluated, tuple(failures))
 
 

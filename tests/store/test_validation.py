@@ -39,3 +39,65 @@ def test_events_after_the_cut_or_repeated_are_reported() -> None:
         ("positions", "expect_column_pair_values_a_to_be_greater_than_b"),
     ]
     assert "e.g. (3, 8)" in str(report.failures[-1])  # the cut, and offset 7 + 1
+
+
+def test_a_value_set_read_from_the_snapshot_reports_with_the_suites_names() -> None:
+    """Referential checks carry thousands of ids; their failures still name the suite's
+    expectation, the frame, the check's about and examples of the rows at fault."""
+    registry = pl.DataFrame(
+        {"subject_id": [f"S{i:04d}" for i in range(3000)], "tract_id": ["T1"] * 3000}
+    )
+    outcomes = pl.DataFrame({"subject_id": ["S0001", "S9998", "S9999"], "tract_id": ["T1"] * 3})
+    suite: dict[str, Any] = {
+        "name": "referential",
+        "version": 2,
+        "checks": [
+            {
+                "about": "outcome rows belong to registry tracts",
+                "frame": "tract_outcomes",
+                "expect": [
+                    {
+                        "expect_column_values_to_be_in_set": {
+                            "column": "subject_tract",
+                            "value_set": {"from": "registry", "column": "subject_tract"},
+                        }
+                    }
+                ],
+            }
+        ],
+    }
+    frames = {"tract_outcomes": outcomes, "registry": registry}
+    for _ in range(2):  # the second run reuses the process's GX session
+        report = validate_frames(frames, {}, suite)
+        assert report.evaluated == 1
+        [failure] = report.failures
+        assert str(failure) == (
+            "tract_outcomes: expect_column_values_to_be_in_set(column=subject_tract, "
+            "value_set=<3000 values>): 2 of 3 rows unexpected, e.g. 'S9998/T1', 'S9999/T1' "
+            "[outcome rows belong to registry tracts]"
+        )
+    registry_ok = registry.vstack(outcomes.tail(2))
+    assert validate_frames({"tract_outcomes": outcomes, "registry": registry_ok}, {}, suite).success
+
+
+def test_value_set_expectations_give_gx_the_configuration_of_its_own_classes() -> None:
+    """The gate's value-set classes copy plain lists whole (GX reads an expectation's
+    configuration some 70 times a run); what GX gets must be what its own class gives."""
+    from datetime import date
+
+    import great_expectations as gx
+
+    from services.lock.gate import VALUE_SET_EXPECTATIONS, session, suite_name
+
+    classes = session().classes
+    assert sorted(classes) == sorted(
+        getattr(gx.expectations, name).expectation_type for name in VALUE_SET_EXPECTATIONS
+    )
+    for name, fast in classes.items():
+        stock = getattr(gx.expectations, "".join(p.capitalize() for p in name.split("_")))
+        for values in (["S1", "S2", None, 3, 4.5, True], [date(2026, 1, 2), ("a", 1)]):
+            mine = fast(column="c", value_set=values).configuration
+            theirs = stock(column="c", value_set=values).configuration
+            assert suite_name(mine.type) == theirs.type
+            assert mine.kwargs == theirs.kwargs
+            assert mine.to_json_dict() | {"type": theirs.type} == theirs.to_json_dict()
