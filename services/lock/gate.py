@@ -16,7 +16,7 @@ import os
 import threading
 import types
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,9 +63,16 @@ def session() -> Session:
 
 def preload() -> threading.Thread:
     """Import GX and set up its session in the background; :func:`session` waits for it."""
-    thread = threading.Thread(target=session, name="gx-import", daemon=True)
+    thread = threading.Thread(target=_warm, name="gx-import", daemon=True)
     thread.start()
     return thread
+
+
+def _warm() -> None:
+    """The background start: a failure (GX not installed) is left to the gate's own
+    :func:`session` call, which raises it again where the lock reports it."""
+    with suppress(Exception):
+        session()
 
 
 def _start() -> Session:

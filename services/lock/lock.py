@@ -521,6 +521,10 @@ def take_lock(
     ``validate`` runs the Great Expectations gate (``infra/gx``) as the DAG does; it needs the
     ``airflow`` extra, so the CLI leaves it off by default.
     """
+    if validate:  # GX's import (4-5 s) overlaps with computing the snapshot
+        from services.lock.gate import preload
+
+        preload()
     existing = check_request(sources, request)
     if existing is not None:
         verify_lock(sources, request.study, request.lock_id)

@@ -102,6 +102,7 @@ def lock_materialise(request: dict[str, Any], cut: dict[str, Any]) -> str:
 def lock_validate(request: dict[str, Any]) -> dict[str, Any]:
     """The GX gate; on failure every failing expectation goes to the task log, then it raises."""
     from services.lock.errors import ValidationFailedError
+    from services.lock.gate import preload
     from services.lock.validation import (
         load_suite,
         record_validation,
@@ -109,6 +110,7 @@ def lock_validate(request: dict[str, Any]) -> dict[str, Any]:
         validate_frames,
     )
 
+    preload()  # GX's import overlaps with reading (and hashing) the staged files
     suite = load_suite()
     frames, manifest = staged_frames(_staging(request))
     report = validate_frames(frames, manifest, suite)
