@@ -176,7 +176,13 @@ def _planned(suite: dict[str, Any], every: dict[str, pl.DataFrame]) -> list[_Gro
     events = sorted(n for n in every if n.startswith("events/"))
     for check in suite["checks"]:
         name, where = check["frame"], check.get("where")
-        specs = [(kind, dict(args)) for item in check["expect"] for kind, args in item.items()]
+        # each expectation carries its check's about (GX keeps meta in its results): checks
+        # merged into one group are still told apart, whatever their arguments
+        specs = [
+            (kind, args | {"meta": args.get("meta", {}) | {"about": str(check["about"])}})
+            for item in check["expect"]
+            for kind, args in item.items()
+        ]
         label = name + (f" where {where}" if where else "")
         if name == "events/*":
             stacked = [
@@ -192,7 +198,10 @@ def _planned(suite: dict[str, Any], every: dict[str, pl.DataFrame]) -> list[_Gro
                 for n in events
             )
             by_kind = [
-                ("expect_compound_columns_to_be_unique", {"column_list": ["kind", args["column"]]})
+                (
+                    "expect_compound_columns_to_be_unique",
+                    {"column_list": ["kind", args["column"]], "meta": args["meta"]},
+                )
                 if kind == "expect_column_values_to_be_unique"
                 else (kind, args)
                 for kind, args in specs
@@ -239,28 +248,13 @@ def validate_frames(
                     failures.append(
                         Failure(
                             part.label,
-                            _about(suite, part.label, kind, args) or part.about,
+                            (config.meta or {}).get("about") or part.about,
                             kind,
                             _describe(args),
                             _detail(outcome, part.frame.height),
                         )
                     )
     return ValidationReport(suite["name"], int(suite.get("version", 1)), evaluated, tuple(failures))
-
-
-def _about(suite: dict[str, Any], label: str, kind: str, args: dict[str, Any]) -> str | None:
-    """The ``about`` of the check an expectation came from (groups merge checks)."""
-    frame = label.split(" where ")[0]
-    for check in suite["checks"]:
-        if check["frame"] not in (frame, "events/*" if frame.startswith("events/") else frame):
-            continue
-        for item in check["expect"]:
-            for name, given in item.items():
-                if name == kind and all(
-                    args.get(k) == v for k, v in given.items() if k != "value_set"
-                ):
-                    return str(check["about"])
-    return None
 
 
 def _detail(outcome: Any, rows: int) -> str:
