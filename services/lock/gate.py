@@ -45,6 +45,8 @@ class Session:
     """The batch definition: a whole pandas dataframe, given per run."""
     classes: dict[str, type]
     """Expectation classes by the suite's snake_case name, where they differ from GX's own."""
+    validator: type
+    """GX's validator of a batch definition (``great_expectations.validator.v1_validator``)."""
     busy: threading.Lock
     """One validation at a time: the data source and its asset are shared."""
 
@@ -79,6 +81,7 @@ def _start() -> Session:
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
+    from great_expectations.validator.v1_validator import Validator
 
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
@@ -88,7 +91,11 @@ def _start() -> Session:
         fast = _plain_lists(getattr(gx.expectations, name))
         classes[fast.expectation_type.removesuffix(FROM_SNAPSHOT)] = fast  # type: ignore[attr-defined]
     return Session(
-        gx, asset.add_batch_definition_whole_dataframe("whole"), classes, threading.Lock()
+        gx,
+        asset.add_batch_definition_whole_dataframe("whole"),
+        classes,
+        Validator,
+        threading.Lock(),
     )
 
 
@@ -132,6 +139,18 @@ def _camel(name: str) -> str:
     return "".join(part.capitalize() for part in name.split("_"))
 
 
+def to_pandas(frame: pl.DataFrame) -> Any:
+    """``frame`` for GX's pandas engine, as Polars converts it except that text stays pyarrow
+    strings (``pd.ArrowDtype``): pandas' own string dtype tests membership (``isin``: every
+    value-set expectation) by boxing each value of the set in Python, pyarrow in one call."""
+    import pandas as pd
+    import pyarrow as pa
+
+    data = frame.to_pandas()
+    text = [name for name, dtype in frame.schema.items() if dtype == pl.String]
+    return data.astype({name: pd.ArrowDtype(pa.large_string()) for name in text})
+
+
 @contextmanager
 def gate() -> Iterator[Callable[[pl.DataFrame, list[Spec], str], Any]]:
     """``run(frame, specs, result_format)``: one GX validation of the expectations ``specs``
@@ -140,14 +159,21 @@ def gate() -> Iterator[Callable[[pl.DataFrame, list[Spec], str], Any]]:
 
     def run(frame: pl.DataFrame, specs: list[Spec], result_format: str) -> Any:
         wanted = set().union(*(_columns(args) for _, args in specs))
-        data = frame.select(c for c in frame.columns if c in wanted).to_pandas()
-        batch = current.batches.get_batch(batch_parameters={"dataframe": data})
+        data = to_pandas(frame.select(c for c in frame.columns if c in wanted))
         expectations = [
             (current.classes.get(kind) or getattr(current.gx.expectations, _camel(kind)))(**args)
             for kind, args in specs
         ]
         plan = current.gx.ExpectationSuite(name="tract-lock-gate", expectations=expectations)
-        return batch.validate(plan, result_format=result_format)
+        # What Batch.validate and ValidationDefinition.run both do, without building (and
+        # fingerprinting: hashing every row) the batch a second time, nor keeping results in
+        # the context's store for the life of the process
+        validator = current.validator(
+            batch_definition=current.batches,
+            batch_parameters={"dataframe": data},
+            result_format=result_format,
+        )
+        return validator.validate_expectation_suite(plan)
 
     with current.busy:
         yield run

@@ -270,9 +270,14 @@ def _detail(outcome: Any, rows: int) -> str:
 
 
 def _plain(value: Any) -> Any:
-    """numpy scalars (and tuples of them) as plain Python values, for readable messages."""
+    """numpy scalars (and tuples of them) as plain Python values, for readable messages; a
+    missing value (pandas' NA, NaN) as None, whichever way pandas holds it."""
+    import pandas as pd
+
     if isinstance(value, tuple):
         return tuple(_plain(v) for v in value)
+    if pd.api.types.is_scalar(value) and pd.isna(value):
+        return None
     return value.item() if hasattr(value, "item") else value
 
 

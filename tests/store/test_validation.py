@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import polars as pl
+import pytest
 
 from services.lock.validation import load_suite, validate_frames
 
@@ -101,3 +102,54 @@ def test_value_set_expectations_give_gx_the_configuration_of_its_own_classes() -
             assert suite_name(mine.type) == theirs.type
             assert mine.kwargs == theirs.kwargs
             assert mine.to_json_dict() | {"type": theirs.type} == theirs.to_json_dict()
+
+
+def test_text_as_pyarrow_strings_gives_the_results_of_pandas_own_conversion(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The gate hands GX text as pyarrow strings (membership tests in one call); every kind of
+    expectation the suite uses must find the same rows as on Polars' default conversion."""
+    from services.lock import gate
+    from services.lock.validation import _plain
+
+    frame = pl.DataFrame(
+        {
+            "id": ["a", "b", "b", None, "e", "f"],
+            "site": ["S1", "S1", "S1", "S2", None, "S9"],
+            "grade": [0, 4, 7, None, 2, -1],
+            "low": [1, 2, 3, 4, None, 6],
+            "high": [1, 3, 2, 4, 5, None],
+        }
+    )
+    known = [f"x{i}" for i in range(500)] + ["a", "b", "e"]
+    specs: list[tuple[str, dict[str, Any]]] = [
+        ("expect_column_values_to_not_be_null", {"column": "id"}),
+        ("expect_column_values_to_be_in_set", {"column": "id", "value_set": known}),
+        ("expect_column_values_to_be_in_set", {"column": "site", "value_set": ["S1", "S2"]}),
+        ("expect_column_values_to_be_between", {"column": "grade", "min_value": 0, "max_value": 4}),
+        ("expect_column_values_to_be_unique", {"column": "id"}),
+        ("expect_compound_columns_to_be_unique", {"column_list": ["id", "site"]}),
+        (
+            "expect_column_pair_values_a_to_be_greater_than_b",
+            {"column_A": "high", "column_B": "low", "or_equal": True},
+        ),
+        ("expect_column_pair_values_to_be_equal", {"column_A": "low", "column_B": "high"}),
+    ]
+
+    def outcomes() -> list[tuple[Any, ...]]:
+        with gate.gate() as run:
+            results = run(frame, specs, "SUMMARY").results
+        return [
+            (
+                r.success,
+                r.result.get("unexpected_count"),
+                sorted(map(repr, map(_plain, r.result.get("partial_unexpected_list") or []))),
+            )
+            for r in results
+        ]
+
+    arrow = outcomes()
+    monkeypatch.setattr(gate, "to_pandas", lambda f: f.to_pandas())
+    assert arrow == outcomes()
+    assert [success for success, _, _ in arrow] == [False] * len(specs)
+    assert arrow[0] == (False, 1, ["None"])  # a missing id, said as such
