@@ -112,7 +112,7 @@ def _plain_lists(stock: type) -> type:
     slow = stock._get_value.__func__  # type: ignore[attr-defined]
 
     def _get_value(cls: type, v: Any, *args: Any, **kwargs: Any) -> Any:
-        whole = not kwargs.get("include") and not kwargs.get("exclude")
+        whole = not args and not kwargs.get("include") and not kwargs.get("exclude")
         if whole and type(v) is list and set(map(type, v)) <= _PLAIN:
             return list(v)
         return slow(cls, v, *args, **kwargs)
