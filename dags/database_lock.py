@@ -94,6 +94,12 @@ RETRY_POLICY = ExceptionRetryPolicy(
         ),
         "reason": Param(type="string", minLength=10, title="Reason"),
         "requested_by": Param(type="string", minLength=2, title="Requested by"),
+        "open_queries_reason": Param(
+            "",
+            type="string",
+            title="Reason for locking with open site queries",
+            description="Required when site queries are not closed; recorded in the lock.",
+        ),
         "export": Param(
             "none",
             enum=["none", "sdtm", "adam", "all"],

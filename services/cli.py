@@ -394,8 +394,8 @@ def report(obj: Context, study: str | None, lock_id: str | None, as_json: bool) 
 @click.option(
     "--open-queries-reason",
     default="",
-    help="Why the lock goes ahead with site queries not closed (recorded in the lock; see "
-    "`tract queries list`).",
+    help="Why the lock goes ahead with site queries not closed (required when there are any; "
+    "recorded in the lock; see `tract queries list`).",
 )
 @json_option
 @click.pass_obj
@@ -410,8 +410,8 @@ def lock(
     open_queries_reason: str,
     as_json: bool,
 ) -> None:
-    """Freeze an immutable, hash-verified snapshot; refused while any conflict is open. Site
-    queries not closed at the cut are recorded in the lock, with --open-queries-reason."""
+    """Freeze an immutable, hash-verified snapshot; refused while any conflict is open, and
+    while site queries are not closed unless --open-queries-reason says why (recorded)."""
     manifest = obj.platform.lock(
         study,
         lock_id,
@@ -439,9 +439,9 @@ def _queries_note(manifest: dict) -> str:
     pending = manifest.get("open_queries") or {}
     if not pending.get("not_closed"):
         return ""
-    why = pending.get("reason")
-    return f"\nsite queries not closed at the lock: {pending['not_closed']} " + (
-        f"(reason recorded: {why})" if why else "(no reason given: --open-queries-reason)"
+    return (
+        f"\nsite queries not closed at the lock: {pending['not_closed']} "
+        f"(reason recorded: {pending.get('reason') or 'none given'})"
     )
 
 

@@ -7,12 +7,16 @@ from __future__ import annotations
 import csv
 import io
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import polars as pl
 import pytest
 
 from services.demo.trial import DEMO_STUDY
+from services.lock.errors import LockBlockedError
+from services.lock.lock import LockRequest, freeze_cut, materialise
 from services.lock.snapshot import manifest_bytes
 from services.platform import Platform
 from services.queries import (
@@ -26,6 +30,7 @@ from services.queries import (
 )
 
 REJECTED = 10  # the demo's rejected rows: a bad clock, grade, date, visit, examiner ...
+TRACT = str(Path(sys.executable).parent / "tract")
 SITE_CONFLICTS = 4  # UNMATCHED_TRACT x2, INCONSISTENT_EXAM, MISSING_ASSESSMENT (of 7)
 
 
@@ -152,3 +157,58 @@ def test_a_lock_records_the_queries_still_open_and_why(decided_home: Path) -> No
     assert (recorded["not_closed"], recorded["open"], recorded["answered"]) == (14, 10, 4)
     assert recorded["by_site"] == {"SITE01": 14} and recorded["reason"] == "sites answer later"
     assert len(recorded["query_ids"]) == 14
+
+
+def test_a_lock_with_queries_not_closed_needs_a_reason(decided_home: Path) -> None:
+    """Issue 13: only the web page asked why; `tract lock`, the library and the DAG locked
+    with open queries and recorded "no reason given"."""
+    platform = Platform.embedded(decided_home)
+    for reason in ("", "   "):
+        with pytest.raises(LockBlockedError) as refused:
+            platform.lock(
+                DEMO_STUDY, "L1", "primary analysis", "dm.jones", open_queries_reason=reason
+            )
+        assert "14 site queries are not closed (SITE01: 14)" in str(refused.value)
+        assert "tract queries list --study DEMO" in str(refused.value)
+        assert "--open-queries-reason" in str(refused.value)
+    assert platform.records("lock", DEMO_STUDY).collect().is_empty()  # the id was not claimed
+    manifest = platform.lock(
+        DEMO_STUDY, "L1", "other words", "dm.smith", open_queries_reason="sites answer later"
+    )
+    assert manifest["requested_by"] == "dm.smith"
+    assert manifest["open_queries"]["reason"] == "sites answer later"
+
+
+def test_a_query_raised_after_the_check_is_caught_at_the_cut(decided_home: Path) -> None:
+    """The queries are counted again on the data the lock freezes, as conflicts are."""
+    platform = Platform.embedded(decided_home)
+    sources = platform.lock_sources()
+    request = LockRequest(DEMO_STUDY, "L1", "primary analysis", "dm.jones")
+    cut = freeze_cut(sources, request)  # as if the queries were closed when it was checked
+    with pytest.raises(LockBlockedError, match="14 site queries are not closed"):
+        materialise(sources, request, cut, decided_home / "staging")
+    assert not (decided_home / "staging").exists()
+    answered = LockRequest(
+        DEMO_STUDY, "L1", "primary analysis", "dm.jones", open_queries_reason="sites answer later"
+    )
+    staged = materialise(sources, answered, cut, decided_home / "staging")
+    assert json.loads((staged / "manifest.json").read_text())["open_queries"]["not_closed"] == 14
+
+
+def test_tract_lock_without_a_reason_names_the_queries_and_the_option(decided_home: Path) -> None:
+    def lock(*extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [TRACT, "--home", str(decided_home), "lock", "--study", DEMO_STUDY, "--lock-id",
+             "L1", "--reason", "primary analysis", "--by", "dm.jones", *extra],
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+
+    refused = lock()
+    assert refused.returncode == 1 and "14 site queries are not closed" in refused.stderr
+    assert "--open-queries-reason" in refused.stderr and "Traceback" not in refused.stderr
+    locked = lock("--open-queries-reason", "sites answer after the primary analysis")
+    assert locked.returncode == 0, locked.stderr
+    assert (
+        "site queries not closed at the lock: 14 "
+        "(reason recorded: sites answer after the primary analysis)" in locked.stdout
+    )

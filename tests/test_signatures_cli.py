@@ -17,6 +17,7 @@ from services.platform import Platform
 from tests.store.trials import STUDY
 
 PASSWORD = "correct horse battery\n"
+LOCK = ("lock", "--open-queries-reason", "sites answer later")  # the demo has open site queries
 READER_DISAGREEMENT_S05 = "C-8e7c0d8f4e05"
 
 
@@ -123,7 +124,7 @@ def test_an_unlock_needs_two_other_signatures(decided_home: Path) -> None:
     """Item 2: `tract unlock --by dm.jones --approvers "dm.jones<U+200B>,ghost.approver"`
     unlocked a hard lock (exit 0)."""
     args = ("--study", STUDY, "--lock-id", "PRIMARY", "--reason", "late MRI reads")
-    code, out = tract(decided_home, "lock", *args, "--by", "dm.jones", "--level", "hard")
+    code, out = tract(decided_home, *LOCK, *args, "--by", "dm.jones", "--level", "hard")
     assert code == 0, out
     code, out = tract(
         decided_home, "unlock", *args, "--by", "dm.jones", "--approvers",
@@ -185,8 +186,8 @@ def test_an_unlock_needs_two_other_signatures(decided_home: Path) -> None:
 def test_raising_a_soft_lock_to_hard_is_a_signed_step(decided_home: Path) -> None:
     """Item 9 (part): hard on a soft id said "already locked"; the pointer it gives now works."""
     args = ("--study", STUDY, "--lock-id", "PRIMARY", "--reason", "primary analysis")
-    assert tract(decided_home, "lock", *args, "--by", "dm.jones")[0] == 0
-    code, out = tract(decided_home, "lock", *args, "--by", "dm.jones", "--level", "hard")
+    assert tract(decided_home, *LOCK, *args, "--by", "dm.jones")[0] == 0
+    code, out = tract(decided_home, *LOCK, *args, "--by", "dm.jones", "--level", "hard")
     assert code == 1 and "tract lock-raise --study DEMO --lock-id PRIMARY" in out
     add_user(decided_home, "dm.jones", "data_manager", "Dana Jones")
     raise_args = ("lock-raise", *args, "--password-stdin")
@@ -207,7 +208,7 @@ def test_raising_a_soft_lock_to_hard_is_a_signed_step(decided_home: Path) -> Non
     assert hard["raised"]["signer"] == "dm.jones"
     code, out = tract(decided_home, *raise_args, "--as", "dm.jones", stdin=PASSWORD)
     assert code == 0 and "already raised" in out
-    code, out = tract(decided_home, "lock", *args, "--by", "dm.jones", "--level", "hard")
+    code, out = tract(decided_home, *LOCK, *args, "--by", "dm.jones", "--level", "hard")
     assert code == 0 and "already locked" in out  # a hard request now finds a hard lock
     code, out = tract(decided_home, "audit", "--study", STUDY, "--json")
     actions = [r["action"] for r in json.loads(out) if r["kind"] == "lock"]

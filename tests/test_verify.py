@@ -44,6 +44,8 @@ def locked(decided_home: Path) -> Path:
         LOCK,
         "--reason",
         "primary",
+        "--open-queries-reason",
+        "sites answer later",
         "--by",
         "dm.jones",
     )

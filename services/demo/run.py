@@ -76,6 +76,11 @@ def decide_demo_conflicts(platform: Platform, directory: Directory | None = None
     ]
 
 
+DEMO_QUERIES_REASON = (
+    "demo: the scripted bad rows stay open as site queries, to show them in the queries list"
+)
+
+
 def run_demo(platform: Platform, folder: Path, say: Callable[[str], None]) -> dict[str, Any]:
     """Idempotent: running it again ingests duplicates, decides nothing new and finds the lock."""
     files = write_demo_trial(folder)
@@ -94,7 +99,13 @@ def run_demo(platform: Platform, folder: Path, say: Callable[[str], None]) -> di
         if decision:
             say(f"    decision {decision['decision_id']} in force: {decision['status']}")
     manifest = platform.lock(
-        DEMO_STUDY, DEMO_LOCK, "Primary analysis: demo database lock", "dm.demo"
+        DEMO_STUDY,
+        DEMO_LOCK,
+        "Primary analysis: demo database lock",
+        "dm.demo",
+        open_queries_reason=DEMO_QUERIES_REASON,
     )
-    say(f"Database locked as {DEMO_LOCK} ({len(manifest['files'])} files, sha256 verified)\n")
+    pending = manifest["open_queries"]["not_closed"]
+    say(f"Database locked as {DEMO_LOCK} ({len(manifest['files'])} files, sha256 verified)")
+    say(f"  with {pending} site queries not closed; reason recorded: {DEMO_QUERIES_REASON}\n")
     return platform.report(DEMO_STUDY, DEMO_LOCK)

@@ -355,18 +355,37 @@ def changes_since(sources: LockSources, study: str, snapshot: Snapshot) -> dict[
     }
 
 
-def open_queries_at_cut(
-    sources: LockSources, request: LockRequest, cut: Cut, snapshot: Snapshot
+def open_queries(
+    sources: LockSources, request: LockRequest, cut: Cut | None = None, conflicts: Any = None
 ) -> dict[str, Any]:
-    """The site queries not closed at the cut (count, per site, ids) and the reason the data
-    manager gave for locking with them (``services/queries.py``)."""
+    """The site queries not closed (count, per site, ids) at ``cut`` (now without one) and
+    the reason the data manager gave for locking with them (``services/queries.py``).
+
+    Refused with :class:`LockBlockedError` when some are not closed and no reason is given:
+    a lock never freezes data the sites were still asked about without saying why."""
     from services.queries import site_queries, summary
 
     def read(kind: str, subjects: Any = None) -> pl.DataFrame:
         return records_at(sources.records, kind, request.study, cut, subjects).collect()
 
-    queries = site_queries(read, snapshot.tables["conflicts"])
-    return summary(queries, request.open_queries_reason)
+    if conflicts is None:
+        conflicts = sources.outcomes(request.study, cut).conflicts
+    pending = summary(site_queries(read, conflicts), request.open_queries_reason)
+    if pending["not_closed"] and not pending["reason"]:
+        raise LockBlockedError(queries_message(request.study, pending))
+    return pending
+
+
+def queries_message(study: str, pending: dict[str, Any]) -> str:
+    """Why a lock with site queries not closed and no reason is refused, and what to do."""
+    count = pending["not_closed"]
+    sites = ", ".join(f"{site}: {n}" for site, n in pending["by_site"].items())
+    return (
+        f"lock blocked: {count} site quer{'y is' if count == 1 else 'ies are'} not closed "
+        f"({sites}); close them (`tract queries list --study {study}`) or give the reason "
+        "for locking with them (--open-queries-reason; the database_lock DAG's param "
+        "open_queries_reason): it is recorded in the lock"
+    )
 
 
 def materialise(
@@ -408,7 +427,7 @@ def materialise(
         "positions": positions,
         "chain": cut.get("chain") or {},
         "changes_since_previous_lock": changes_since(sources, request.study, snapshot),
-        "open_queries": open_queries_at_cut(sources, request, positions, snapshot),
+        "open_queries": open_queries(sources, request, positions, snapshot.tables["conflicts"]),
         "rule_set": {
             "id": sources.rules.id,
             "version": sources.rules.version,
@@ -530,6 +549,7 @@ def take_lock(
         verify_lock(sources, request.study, request.lock_id)
         return existing | {"already_locked": True}
     check_conflicts(sources, request.study)
+    open_queries(sources, request)
     cut = freeze_cut(sources, request)
     with tempfile.TemporaryDirectory(prefix="tract-lock-") as tmp:
         staging = materialise(sources, request, cut, Path(tmp) / request.lock_id, retention_days)

@@ -39,6 +39,7 @@ def _request(request: dict[str, Any]) -> Any:
     return LockRequest(
         **{k: request[k] for k in ("study", "lock_id", "reason", "requested_by", "level")},
         request_id=request.get("request_id", ""),
+        open_queries_reason=request.get("open_queries_reason") or "",
     )
 
 
@@ -67,10 +68,20 @@ def lock_check_request(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def lock_check_conflicts(request: dict[str, Any]) -> dict[str, int]:
-    from services.lock.lock import check_conflicts
+    """Refuse while a conflict is open, or site queries are not closed and the request gives
+    no reason for locking with them."""
+    from services.lock.lock import check_conflicts, open_queries
 
-    counts = check_conflicts(_sources(), request["study"])
+    sources = _sources()
+    counts = check_conflicts(sources, request["study"])
     log.info("no open conflicts in %s (%s)", request["study"], counts or "none at all")
+    pending = open_queries(sources, _request(request))
+    if pending["not_closed"]:
+        log.info(
+            "%d site queries not closed; locking with them because: %s",
+            pending["not_closed"],
+            pending["reason"],
+        )
     return counts
 
 

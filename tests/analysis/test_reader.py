@@ -38,7 +38,9 @@ def _run(argv: list[str], settings: Settings) -> subprocess.CompletedProcess[str
 @pytest.fixture
 def locked_local(decided_home: Path) -> Settings:
     settings = Settings(home=decided_home)
-    Platform.from_settings(settings).lock(STUDY, "PRIMARY", "primary analysis", "dm.jones")
+    Platform.from_settings(settings).lock(
+        STUDY, "PRIMARY", "primary analysis", "dm.jones", open_queries_reason="sites answer later"
+    )
     return settings
 
 
@@ -106,7 +108,9 @@ def test_duckdb_reads_the_locked_parquet_straight_from_s3(
     decided_home: Path, seaweedfs: servers.S3Server, bucket_factory: Callable[..., str]
 ) -> None:
     settings = s3_settings(decided_home, seaweedfs, bucket_factory("duck"))
-    Platform.from_settings(settings).lock(STUDY, "PRIMARY", "primary analysis", "dm.jones")
+    Platform.from_settings(settings).lock(
+        STUDY, "PRIMARY", "primary analysis", "dm.jones", open_queries_reason="sites answer later"
+    )
     verified = open_locked(STUDY, "PRIMARY", settings)["tract_outcomes"].collect()
 
     s3 = pafs.S3FileSystem(

@@ -36,7 +36,15 @@ def test_dags_are_documented_and_shaped_as_designed(dagbag: Any) -> None:
         assert [t.task_id for t in _in_order(dag)] == tasks
     lock = dagbag.get_dag("database_lock")
     assert type(lock.timetable).__name__ == "NullTimetable"  # manual only
-    assert set(lock.params) == {"study", "lock_id", "level", "reason", "requested_by", "export"}
+    assert set(lock.params) == {
+        "study",
+        "lock_id",
+        "level",
+        "reason",
+        "requested_by",
+        "open_queries_reason",
+        "export",
+    }
     assert lock.max_active_runs == 1
     daily = dagbag.get_dag("trial_snapshot").timetable
     assert "0 0 * * *" in repr(daily)  # @daily by default

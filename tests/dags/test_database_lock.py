@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ import pytest
 import yaml
 
 from services.config import Settings
-from services.lock.snapshot import open_lock
+from services.lock.snapshot import manifest_bytes, open_lock
 from services.lock.staging import staging_dir
 from services.lock.validation import SUITE
 from services.platform import Platform
@@ -40,6 +41,7 @@ def conf(lock_id: str, level: str = "soft") -> dict[str, str]:
         "level": level,
         "reason": "primary analysis of the completers",
         "requested_by": "dm.jones",
+        "open_queries_reason": "sites answer later",
     }
 
 
@@ -74,6 +76,8 @@ def test_lock_runs_end_to_end_and_again_is_idempotent(
     assert snapshot.tables["patient_outcomes"].height == 23
     assert lock_events(settings)["action"].to_list() == ["LOCK"]
     assert not staging_dir(settings.home, STUDY, "PRIMARY").exists()
+    manifest = json.loads(manifest_bytes(platform.store, STUDY, "PRIMARY"))
+    assert manifest["open_queries"]["reason"] == "sites answer later"  # recorded, not dropped
 
     again = dag.test(run_conf=conf("PRIMARY"))
     states = task_states(again)
@@ -114,6 +118,29 @@ def test_open_conflicts_fail_the_run_listing_them(
         assert conflict_id in log.out + log.err + caplog.text
     assert Platform.from_settings(settings).store.list("locks") == []
     assert lock_events(settings).is_empty()
+
+
+def test_open_site_queries_without_a_reason_fail_the_run(
+    dagbag: Any,
+    tract_env: Any,
+    decided_home: Path,
+    capfd: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Issue 13: the DAG locked with open site queries and recorded "no reason given"."""
+    settings = Settings(home=decided_home)
+    tract_env(settings)
+    unexplained = conf("PRIMARY") | {"open_queries_reason": ""}
+    run = dagbag.get_dag("database_lock").test(run_conf=unexplained)
+    states = task_states(run)
+    assert str(run.state) == "failed"
+    assert states["check_conflicts"] == "failed"
+    assert states["freeze_cut"] == "upstream_failed"
+    log = capfd.readouterr()
+    assert "14 site queries are not closed" in log.out + log.err + caplog.text
+    assert "open_queries_reason" in log.out + log.err + caplog.text
+    assert Platform.from_settings(settings).store.list("locks") == []
+    assert Platform.from_settings(settings).records("lock", STUDY).collect().is_empty()
 
 
 def test_a_failed_expectation_fails_the_run_and_leaves_no_lock(

@@ -28,6 +28,7 @@ def conf(lock_id: str, export: str) -> dict[str, str]:
         "level": "soft",
         "reason": "primary analysis of the completers",
         "requested_by": "dm.jones",
+        "open_queries_reason": "sites answer later",
         "export": export,
     }
 

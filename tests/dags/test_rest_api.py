@@ -101,6 +101,7 @@ def test_data_manager_locks_through_the_rest_api_and_an_analyst_reads_s3(
             "level": "hard",
             "reason": "primary analysis of the completers",
             "requested_by": "dm.jones",
+            "open_queries_reason": "sites answer later",
         }
         trigger = {"dag_run_id": "lock-primary", "logical_date": None, "conf": conf}
         created = api.post("/dags/database_lock/dagRuns", json=trigger)

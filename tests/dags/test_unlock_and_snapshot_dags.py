@@ -29,7 +29,9 @@ def test_unlock_acts_only_on_a_request_whose_signed_approvals_are_complete(
     tract_env(settings)
     platform = Platform.from_settings(settings)
     users = directory(decided_home)
-    platform.lock(STUDY, "PRIMARY", "primary analysis", "dm.jones")
+    platform.lock(
+        STUDY, "PRIMARY", "primary analysis", "dm.jones", open_queries_reason="sites answer later"
+    )
     dag = dagbag.get_dag("database_unlock")
 
     with pytest.raises(ParamValidationError):  # the form takes a request id, not names

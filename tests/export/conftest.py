@@ -36,7 +36,13 @@ class Locked:
 
 def _lock(home: Path, study: str) -> Locked:
     platform = Platform.embedded(home)
-    platform.lock(study, LOCK, "primary analysis of the completers", "dm.test")
+    platform.lock(
+        study,
+        LOCK,
+        "primary analysis of the completers",
+        "dm.test",
+        open_queries_reason="sites answer later",
+    )
     snapshot = open_lock(platform.store, study, LOCK)
     platform.bus.close()
     return Locked(home, study, snapshot)

@@ -138,8 +138,9 @@ def test_watcher_and_adjudicator_give_the_embedded_outcomes(
 
     # the data manager locks at the adjudicator's applied positions, on every partition
     stack.tract(
-        "lock", "--study", DEMO_STUDY, "--lock-id", "PRIMARY", "--reason", "primary", "--by", "dm"
-    )
+        "lock", "--study", DEMO_STUDY, "--lock-id", "PRIMARY", "--reason", "primary", "--by", "dm",
+        "--open-queries-reason", "sites answer later",
+    )  # fmt: skip
     manifest = json.loads(
         (stack.home / "objects" / "locks" / DEMO_STUDY / "PRIMARY" / "manifest.json").read_text()
     )

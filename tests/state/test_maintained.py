@@ -185,7 +185,13 @@ class Trial:
         sources = self.platform.lock_sources()
         if in_force is None:
             if self.platform.adjudicate(STUDY).open_conflicts().height == 0:
-                self.platform.lock(STUDY, f"L{next(self.locks)}", "interim look", "dm.jones")
+                self.platform.lock(
+                    STUDY,
+                    f"L{next(self.locks)}",
+                    "interim look",
+                    "dm.jones",
+                    open_queries_reason="sites answer later",
+                )
         else:
             locks = sources.lock_events(STUDY).filter(pl.col("action") == "LOCK")
             unlock(self.platform, STUDY, locks["lock_id"][-1], "more data")

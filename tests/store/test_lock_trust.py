@@ -42,6 +42,8 @@ def lock(home: Path, lock_id: str, *extra: str) -> tuple[int, str]:
         lock_id,
         "--reason",
         "primary",
+        "--open-queries-reason",
+        "sites answer later",
         "--by",
         "dm.jones",
         *extra,
@@ -106,6 +108,8 @@ def test_another_request_cannot_complete_a_claimed_lock(decided_home: Path) -> N
         "HALF",
         "--reason",
         "primary analysis",
+        "--open-queries-reason",
+        "sites answer later",
         "--by",
         "dm.jones",
     )

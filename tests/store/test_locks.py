@@ -38,7 +38,9 @@ def test_open_conflicts_block_the_lock_and_are_listed(open_home: Path) -> None:
     ]
     assert len(open_ids) > 0
     with pytest.raises(LockBlockedError) as blocked:
-        platform.lock(STUDY, "L1", "primary analysis", "dm.jones")
+        platform.lock(
+            STUDY, "L1", "primary analysis", "dm.jones", open_queries_reason="sites answer later"
+        )
     for conflict_id in open_ids:
         assert conflict_id in str(blocked.value)
     assert "resolve them in the committee queue" in str(blocked.value)
@@ -48,14 +50,29 @@ def test_open_conflicts_block_the_lock_and_are_listed(open_home: Path) -> None:
 
 def test_the_same_lock_id_again_returns_the_same_lock(decided_home: Path) -> None:
     platform = Platform.embedded(decided_home)
-    first = platform.lock(STUDY, "PRIMARY", "primary analysis", "dm.jones")
-    again = platform.lock(STUDY, "PRIMARY", "different words", "someone.else")
+    first = platform.lock(
+        STUDY, "PRIMARY", "primary analysis", "dm.jones", open_queries_reason="sites answer later"
+    )
+    again = platform.lock(
+        STUDY,
+        "PRIMARY",
+        "different words",
+        "someone.else",
+        open_queries_reason="sites answer later",
+    )
     assert again.pop("already_locked") is True
     assert again == first
     # Asking for another level does not change a lock (issue 9: a soft lock stayed soft while
     # the answer said "already locked"); raising it is a signed step of its own.
     with pytest.raises(LockRefusedError, match="signed step"):
-        platform.lock(STUDY, "PRIMARY", "different words", "someone.else", "hard")
+        platform.lock(
+            STUDY,
+            "PRIMARY",
+            "different words",
+            "someone.else",
+            "hard",
+            open_queries_reason="sites answer later",
+        )
     assert _lock_events(platform).height == 1
     assert platform.lock_positions(STUDY) == first["positions"]
 
@@ -65,7 +82,9 @@ def test_unlock_needs_a_reason_and_two_approvers_other_than_the_requester(
 ) -> None:
     platform = Platform.embedded(decided_home)
     users = directory(decided_home)
-    platform.lock(STUDY, "PRIMARY", "primary analysis", "dm.jones")
+    platform.lock(
+        STUDY, "PRIMARY", "primary analysis", "dm.jones", open_queries_reason="sites answer later"
+    )
     with pytest.raises(LockRefusedError, match="needs a reason"):
         platform.request_unlock(STUDY, "PRIMARY", "  ", signed_as("dm.jones"), users)
     asked = platform.request_unlock(
@@ -106,8 +125,20 @@ def test_unlock_needs_a_reason_and_two_approvers_other_than_the_requester(
     # The old lock's files stay and still verify; its id cannot be locked again.
     assert open_lock(platform.store, STUDY, "PRIMARY").tables["tract_outcomes"].height > 0
     with pytest.raises(LockRefusedError, match="new lock id"):
-        platform.lock(STUDY, "PRIMARY", "primary analysis", "dm.jones")
-    platform.lock(STUDY, "PRIMARY-2", "primary analysis, after the late reads", "dm.jones")
+        platform.lock(
+            STUDY,
+            "PRIMARY",
+            "primary analysis",
+            "dm.jones",
+            open_queries_reason="sites answer later",
+        )
+    platform.lock(
+        STUDY,
+        "PRIMARY-2",
+        "primary analysis, after the late reads",
+        "dm.jones",
+        open_queries_reason="sites answer later",
+    )
     assert [(e.id, e.status) for e in list_snapshots(platform.store, STUDY)] == [
         ("PRIMARY", "UNLOCKED"),
         ("PRIMARY-2", "LOCKED"),
@@ -120,7 +151,15 @@ def test_hard_lock_on_s3_is_retained_and_tampering_is_refused(
 ) -> None:
     settings = s3_settings(decided_home, seaweedfs, bucket_factory("hard"))
     platform = Platform.from_settings(settings)
-    manifest = platform.lock(STUDY, "FINAL", "final analysis", "dm.jones", "hard", 2)
+    manifest = platform.lock(
+        STUDY,
+        "FINAL",
+        "final analysis",
+        "dm.jones",
+        "hard",
+        2,
+        open_queries_reason="sites answer later",
+    )
     assert manifest["retain_until"]
 
     store = platform.store
@@ -179,7 +218,15 @@ def test_an_s3_outage_mid_lock_leaves_no_lock_and_a_rerun_succeeds(
         failing.server = s3
         platform.store = failing
         with pytest.raises(StoreUnavailableError) as down:
-            platform.lock(STUDY, "PRIMARY", "primary analysis", "dm.jones", "hard", 1)
+            platform.lock(
+                STUDY,
+                "PRIMARY",
+                "primary analysis",
+                "dm.jones",
+                "hard",
+                1,
+                open_queries_reason="sites answer later",
+            )
         assert isinstance(down.value, TransientError)
 
         s3.start()
@@ -190,7 +237,15 @@ def test_an_s3_outage_mid_lock_leaves_no_lock_and_a_rerun_succeeds(
         platform.store = store
         assert platform.lock_state(STUDY, "PRIMARY") is None  # and no lock event
 
-        manifest = platform.lock(STUDY, "PRIMARY", "primary analysis", "dm.jones", "hard", 1)
+        manifest = platform.lock(
+            STUDY,
+            "PRIMARY",
+            "primary analysis",
+            "dm.jones",
+            "hard",
+            1,
+            open_queries_reason="sites answer later",
+        )
         assert read_manifest(store, STUDY, "PRIMARY") == manifest
         assert open_lock(store, STUDY, "PRIMARY").tables["patient_outcomes"].height == 23
         assert platform.lock_state(STUDY, "PRIMARY") == "LOCK"

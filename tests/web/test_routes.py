@@ -749,7 +749,14 @@ def _locked(site: Site) -> None:
     from tests.web.conftest import fast_hasher
 
     decide_demo_conflicts(site.platform, demo_committee(site.home, fast_hasher()))
-    site.platform.lock(DEMO_STUDY, "WEB-LOCK", "primary analysis", "dm.jones", "hard")
+    site.platform.lock(
+        DEMO_STUDY,
+        "WEB-LOCK",
+        "primary analysis",
+        "dm.jones",
+        "hard",
+        open_queries_reason="sites answer later",
+    )
 
 
 def test_an_unlock_needs_a_signed_request_and_two_other_signed_approvals(
