@@ -28,6 +28,7 @@ def lock(home: Path, lock_id: str, **env: str) -> subprocess.CompletedProcess[st
             *(TRACT, "--home", str(home), "--store", "local", "lock", "--study", STUDY),
             *("--lock-id", lock_id, "--reason", "primary analysis", "--by", "dm.jones"),
             *("--level", "soft", "--validate", "--json"),
+            *("--open-queries-reason", "the demo's site queries are answered after the lock"),
         ],
         capture_output=True,
         text=True,
