@@ -81,6 +81,7 @@ def main() -> None:
     parser.add_argument("--level", choices=("hard", "soft"), default="hard")
     args = parser.parse_args()
 
+    load = os.getloadavg()[0]
     with ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-lock-")))
         home = tmp / "home"
@@ -157,7 +158,11 @@ def main() -> None:
         f"lock of a generated trial: {args.subjects} subjects, {rows} events ingested in "
         f"{ingest_s:.1f}s; store {args.store}, level {args.level}"
     )
-    print(f"{len(files)} files, {size / 1e6:.2f} MB of Parquet and JSON\n")
+    print(f"{len(files)} files, {size / 1e6:.2f} MB of Parquet and JSON")
+    print(
+        f"load average {load:.1f} at the start, {os.getloadavg()[0]:.1f} at the end, on "
+        f"{os.cpu_count()} cores (other work on the machine moves every number below)\n"
+    )
     print(f"{'DAG task':<22}{'first run':>10}{'warm':>8}  (seconds)")
     for task in TASKS:
         print(f"{task:<22}{first[task]:>10.2f}{warm[task]:>8.2f}")
