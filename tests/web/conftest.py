@@ -25,7 +25,7 @@ import uvicorn
 from argon2 import PasswordHasher
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from playwright.sync_api import Browser, sync_playwright
+from playwright.sync_api import Browser, expect, sync_playwright
 
 from services.platform import Platform
 from services.signatures import Credentials
@@ -222,6 +222,9 @@ AXE_DIR = ROOT / ".cache" / f"axe-core-{AXE_VERSION}"
 @pytest.fixture(scope="session")
 def chromium() -> Iterator[Browser]:
     assert CHROMIUM.exists(), "Debian's chromium is missing: apt-get install chromium"
+    # How long a page may take to show what a test expects, not a timing assertion: a signed
+    # vote (argon2) and the redirect that follows took over the 5 s default on a loaded CI box
+    expect.set_options(timeout=20_000)
     with sync_playwright() as p:
         browser = p.chromium.launch(
             executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
