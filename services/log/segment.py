@@ -82,14 +82,12 @@ def conform(batch: Batch, first_offset: int) -> pl.DataFrame:
     schema = segment_schema(batch.kind)
     frame = batch.frame.with_columns(study=pl.lit(batch.study))
     missing = [pl.lit(None, dtype).alias(n) for n, dtype in schema.items() if n not in frame]
-    return (
-        frame.with_columns(missing)
-        .sort("subject_id", maintain_order=True)
-        .with_columns(
-            offset=pl.int_range(first_offset, first_offset + frame.height, dtype=pl.Int64)
-        )
-        .select([pl.col(n).cast(dtype) for n, dtype in schema.items()])
-    )
+    frame = frame.with_columns(missing)
+    if not frame["subject_id"].is_sorted():  # a file sorted by subject is not copied again
+        frame = frame.sort("subject_id", maintain_order=True)
+    return frame.with_columns(
+        offset=pl.int_range(first_offset, first_offset + frame.height, dtype=pl.Int64)
+    ).select([pl.col(n).cast(dtype) for n, dtype in schema.items()])
 
 
 def to_parquet(segment: pl.DataFrame) -> bytes:
