@@ -119,7 +119,11 @@ def ingest_file(
     known = known_records(contract.kind, study, typed[contract.id_field].unique())
     classified = classify(typed, known, contract)
 
-    accepted = classified.filter(pl.col("outcome") == "accepted")
+    outcomes = classified["outcome"].value_counts().rows()
+    counts = dict.fromkeys(("accepted", "duplicate", "rejected"), 0) | dict(outcomes)
+    accepted = classified.lazy()
+    if counts["accepted"] < classified.height:  # lazily: only the columns kept are filtered
+        accepted = accepted.filter(pl.col("outcome") == "accepted")
     accepted_frame = accepted.select(
         *contract.columns,
         event_id=event_id_expr(
@@ -133,7 +137,7 @@ def ingest_file(
         source_line=pl.col(LINE),
         ingest_run=pl.lit(run_id),
         content_hash=pl.col("content_hash"),
-    )
+    ).collect()
     conflicting = classified.filter(pl.col("outcome") == "rejected").select(
         LINE, pl.lit(contract.version_field).alias("field"), "reason"
     )
@@ -147,8 +151,8 @@ def ingest_file(
         kind=contract.kind,
         ingest_run=run_id,
         read=raw.height,
-        accepted=accepted.height,
-        duplicates=classified.filter(pl.col("outcome") == "duplicate").height,
+        accepted=accepted_frame.height,
+        duplicates=counts["duplicate"],
         rejected=rejections,
     )
     run = make_event(
