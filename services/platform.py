@@ -123,8 +123,9 @@ class Platform:
         its own)."""
         contract = schemas.contract(kind)
         columns = (contract.id_field, contract.version_field, "content_hash", "ingest_run")
-        records = self.source.records(kind, study, columns=columns).filter(
-            pl.col(contract.id_field).is_in(ids.implode())
+        wanted = ids.to_frame(contract.id_field).lazy()  # a join: no set of every id built
+        records = self.source.records(kind, study, columns=columns).join(
+            wanted, on=contract.id_field, how="semi"
         )
         if excluding_run is not None:
             records = records.filter(pl.col("ingest_run").ne_missing(excluding_run))

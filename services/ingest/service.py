@@ -29,8 +29,8 @@ from services.ingest.validate import validate
 from services.log.segment import Batch, batch_of_events
 
 KnownRecords = Callable[[str, str, pl.Series], pl.DataFrame]
-"""(kind, study, record ids) -> the record_id, version and content_hash the log already holds
-for those ids."""
+"""(kind, study, record ids, repeats allowed) -> the record_id, version and content_hash the
+log already holds for those ids."""
 
 DIGEST_HEX = 32
 """Content digests keep 128 bits of BLAKE3; event ids keep 96 of sha256 (as
@@ -116,7 +116,7 @@ def ingest_file(
     run_id = run_id or new_run_id()
     typed, invalid = validate(raw, contract)
     typed = typed.with_columns(content_hash=content_hash(contract))
-    known = known_records(contract.kind, study, typed[contract.id_field].unique())
+    known = known_records(contract.kind, study, typed[contract.id_field])
     classified = classify(typed, known, contract)
 
     outcomes = classified["outcome"].value_counts().rows()
