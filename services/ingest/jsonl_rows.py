@@ -6,11 +6,10 @@ decoded and trimmed, numbers as the digits sent, ``true``/``false``, arrays as c
 plus its JSON type in the ``_json`` struct; validation checks the type against the contract.
 
 The common line is read vectorised: a flat object (strings, numbers, literals, arrays of
-numbers; one regular expression says so) holding every contract key
-once, in the order the file's first such line uses. Its ``"key":`` markers are found by
-literal search; each value is the bytes between its marker and the next. Any other line (escapes,
-nested values, NaN, a surrogate escape, a key left out or out of order, keys to refuse,
-invalid JSON) is read by
+numbers; one regular expression says so) holding every contract key once, in the order the
+file's first such line uses. Its ``"key":`` markers are found by literal search, and each value
+is the bytes between its marker and the next. Any other line (escapes, nested values, NaN, a
+surrogate escape, a key left out or out of order, keys to refuse, invalid JSON) is read by
 ``json_line`` in Python, one line at a time.
 """
 
