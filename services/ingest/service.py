@@ -174,8 +174,9 @@ def ingest_file(
         run_id,
     )
     batches = (
-        # identity was checked against the log under its writer lock: these ids are new
-        Batch(contract.kind, study, accepted_frame, new=True),
+        # identity was checked against the log under its writer lock: these ids are new, and
+        # one row per record id and version is accepted: none repeats
+        Batch(contract.kind, study, accepted_frame, new=True, unique=True),
         Batch("rejected_row", study, dead),
         Batch("ingest_run", study, batch_of_events("ingest_run", study, [run]).frame, new=True),
     )

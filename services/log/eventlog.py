@@ -385,7 +385,7 @@ class EventLog:
         """The batch's events the log does not hold yet (by event id; once each): what an append
         of it would add. Call under the writer lock to act on the answer."""
         frame = batch.frame
-        if frame["event_id"].n_unique() < frame.height:  # a count is cheaper than a copy
+        if not batch.unique and frame["event_id"].n_unique() < frame.height:  # count, not copy
             frame = frame.unique("event_id", keep="first", maintain_order=True)
         if batch.new:
             return frame

@@ -57,6 +57,9 @@ class Batch:
     new: bool = False
     """The producer vouches that none of its event ids is in the log yet (ingest's identity
     check, under the writer lock), so the log skips reading the kind's ids to drop repeats."""
+    unique: bool = False
+    """The producer vouches that no event id repeats within the batch (ingest: one accepted
+    row per record id and version), so the log skips looking for repeats."""
 
     def __len__(self) -> int:
         return self.frame.height
