@@ -123,8 +123,9 @@ class Platform:
         its own)."""
         contract = schemas.contract(kind)
         columns = (contract.id_field, contract.version_field, "content_hash", "ingest_run")
-        records = self.source.records(kind, study, columns=columns).filter(
-            pl.col(contract.id_field).is_in(ids.implode())
+        wanted = ids.to_frame(contract.id_field).lazy()  # a join: no set of every id built
+        records = self.source.records(kind, study, columns=columns).join(
+            wanted, on=contract.id_field, how="semi"
         )
         if excluding_run is not None:
             records = records.filter(pl.col("ingest_run").ne_missing(excluding_run))
@@ -559,15 +560,26 @@ class Platform:
         self, study: str, lock_id: str | None = None, result: Adjudication | None = None
     ) -> dict[str, Any]:
         """The report of a lock, or of the current state (from ``result`` when the caller has
-        just adjudicated ``study``)."""
-        from services.lock.snapshot import outcome_snapshot
+        just adjudicated ``study``; built here, as a snapshot's report is, without loading the
+        lock modules and pyarrow)."""
+        from services.adjudicator.report import build_report
+        from services.adjudicator.state import current
         from services.state.postlock import changes_since_lock
 
         if lock_id:
             return self.open_lock(study, lock_id).report(self.rules.confidence_level)
         result = result or self.outcomes(study, tables=("tracts", "patients", "conflicts"))
-        pathology = self.records("pathology_report", study).collect()
-        report = outcome_snapshot(result, pathology).report(self.rules.confidence_level)
+        reports = schemas.contract("pathology_report")
+        pathology = current(self.records("pathology_report", study), reports).collect()
+        meta = {"study": result.study, "source": "current", "rule_set": result.rule_set}
+        report = build_report(
+            result.tracts,
+            result.patients,
+            result.conflicts,
+            pathology,
+            level=self.rules.confidence_level,
+            meta=meta | {"rule_set_version": result.rule_set_version},
+        )
         if "lock_id" in result.tracts.columns:
             report["since_lock"] = changes_since_lock(result)
         return report

@@ -39,7 +39,8 @@ def normalise(name: str, data: bytes) -> bytes:
     if b"\r" in data:
         data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
     try:
-        data.decode("utf-8")
+        if not data.isascii():  # ASCII is UTF-8: only other bytes need decoding to check
+            data.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
         raise NotUtf8Error(

@@ -60,12 +60,17 @@ def classify(rows: pl.DataFrame, known: pl.DataFrame, contract: Contract) -> pl.
         + pl.lit(f" {version_col} ")
         + pl.col(version_col).cast(pl.String)
     )
-    return frame.with_columns(
+    frame = frame.with_columns(
         outcome=pl.when(conflicting_known | conflicting_repeat)
         .then(pl.lit("rejected"))
         .when(pl.col("_known_hash").is_not_null() | pl.col("_repeat"))
         .then(pl.lit("duplicate"))
-        .otherwise(pl.lit("accepted")),
+        .otherwise(pl.lit("accepted"))
+    )
+    done = ["_first_hash", "_first_line", "_repeat", "_known_hash"]
+    if not (frame["outcome"] == "rejected").any():  # the common case: no reason to write
+        return frame.with_columns(reason=pl.lit(None, pl.String)).drop(done)
+    return frame.with_columns(
         reason=pl.when(conflicting_known)
         .then(
             pl.lit("conflicting duplicate: ")
@@ -82,7 +87,7 @@ def classify(rows: pl.DataFrame, known: pl.DataFrame, contract: Contract) -> pl.
             + pl.col("_first_line").cast(pl.String)
             + pl.lit(" with different content; send a new version with a change_reason")
         ),
-    ).drop("_first_hash", "_first_line", "_repeat", "_known_hash")
+    ).drop(done)
 
 
 def known_from_records(records: pl.LazyFrame, contract: Contract) -> pl.DataFrame:

@@ -6,11 +6,10 @@ decoded and trimmed, numbers as the digits sent, ``true``/``false``, arrays as c
 plus its JSON type in the ``_json`` struct; validation checks the type against the contract.
 
 The common line is read vectorised: a flat object (strings, numbers, literals, arrays of
-numbers; one regular expression says so) holding every contract key
-once, in the order the file's first such line uses. Its ``"key":`` markers are found by
-literal search and cut out, which leaves the values in that order. Any other line (escapes,
-nested values, NaN, a surrogate escape, a key left out or out of order, keys to refuse,
-invalid JSON) is read by
+numbers; one regular expression says so) holding every contract key once, in the order the
+file's first such line uses. Its ``"key":`` markers are found by literal search, and each value
+is the bytes between its marker and the next. Any other line (escapes, nested values, NaN, a
+surrogate escape, a key left out or out of order, keys to refuse, invalid JSON) is read by
 ``json_line`` in Python, one line at a time.
 """
 
@@ -33,7 +32,6 @@ _ARRAY = rf"\[{_WS}(?:{_ATOM}(?:{_WS},{_WS}{_ATOM})*)?{_WS}\]"
 _PAIR = rf"{_STRING}:{_WS}(?:{_STRING}|{_ATOM}|{_ARRAY})"  # "key":value, as writers write it
 _FLAT = rf"^{_WS}\{{{_WS}(?:{_PAIR}(?:{_WS},{_WS}{_PAIR})*)?{_WS}\}}{_WS}$"
 _SURROGATE_ESCAPE = r"\\u[dD][89a-fA-F]"
-_CUT = "\x1f"  # a control character: never in a flat line, which holds none raw
 _FIRST_CHAR = {'"': "string", "[": "array", "t": "boolean", "f": "boolean", "n": "null"}
 
 
@@ -45,7 +43,7 @@ def read_jsonl(file: str, data: bytes, contract: Contract) -> pl.DataFrame:
         physical_lines(data)
         .to_frame()
         .with_columns(pl.int_range(1, pl.len() + 1, dtype=pl.Int64).alias(LINE))
-        .filter(text.str.strip_chars() != "")
+        .filter(text.str.contains(r"\S"))  # Unicode White_Space, as str.strip_chars()
     )
     if lines.height == 0:
         raise EmptyFileError(file, "the file is empty", "send the export with its rows")
@@ -55,37 +53,42 @@ def read_jsonl(file: str, data: bytes, contract: Contract) -> pl.DataFrame:
         _flat=text.str.contains(_FLAT) & ~text.str.contains(_SURROGATE_ESCAPE),
         _keys=text.str.count_matches('":', literal=True),  # every key of a flat line ends so
     )
-    complete = found.filter(
+    complete = (
         pl.col("_flat")
         & (pl.col("_keys") == len(columns))
         & pl.all_horizontal(pl.col(name).is_not_null() for name in columns)
     )
-    order = _file_order(complete, columns)
-    fast = complete.filter(_in_order(order))
-    slow = lines.join(fast.select(LINE), on=LINE, how="anti")
+    order = _file_order(found, complete, columns)
+    found = found.with_columns(_fast=complete & _in_order(order))
+    fast = found.filter("_fast")
+    slow = found.filter(~pl.col("_fast")).select("text", LINE)
 
-    rows = [_typed_columns(fast, order, contract)]
+    rows = _typed_columns(fast, order, contract)
     seen = set(columns) if fast.height else set()
-    if slow.height:
-        rows.append(_slow_rows(file, slow, contract, seen))
+    if slow.height == 0:  # the fast rows are in line order already
+        check_columns(file, list(columns), contract)
+        return rows
+    rows = pl.concat([rows, _slow_rows(file, slow, contract, seen)])
     check_columns(file, [name for name in columns if name in seen], contract)
-    return pl.concat(rows).sort(LINE)
+    return rows.sort(LINE)
 
 
 def _marker(name: str) -> str:
     return f'"{name}":'
 
 
-def _file_order(complete: pl.DataFrame, columns: tuple[str, ...]) -> list[str]:
-    """The writer's key order: the contract's, unless most lines use the first line's."""
-    if complete.height == 0:
+def _file_order(found: pl.DataFrame, complete: pl.Expr, columns: tuple[str, ...]) -> list[str]:
+    """The writer's key order: the contract's, unless most ``complete`` lines use the first
+    such line's."""
+    first = found.lazy().filter(complete).select(columns).head(1).collect()
+    if first.height == 0:
         return list(columns)
-    first = complete.row(0, named=True)
-    found = sorted(columns, key=lambda name: first[name])
-    counts = complete.select(
-        _in_order(list(columns)).sum().alias("contract"), _in_order(found).sum().alias("first")
+    order = sorted(columns, key=lambda name: first[name][0])
+    counts = found.select(
+        (complete & _in_order(list(columns))).sum().alias("contract"),
+        (complete & _in_order(order)).sum().alias("first"),
     ).row(0)
-    return list(columns) if counts[0] >= counts[1] else found
+    return list(columns) if counts[0] >= counts[1] else order
 
 
 def _in_order(order: list[str]) -> pl.Expr:
@@ -94,15 +97,7 @@ def _in_order(order: list[str]) -> pl.Expr:
 
 def _typed_columns(lines: pl.DataFrame, order: list[str], contract: Contract) -> pl.DataFrame:
     """(text, type) of each value: strings unquoted and trimmed, arrays compacted."""
-    text = pl.col("text")
-    cut = text.str.replace_many([_marker(n) for n in order], [_CUT] * len(order)).str.split(_CUT)
-    tokens = lines.select(LINE, cut.alias("_values")).select(
-        LINE,
-        *[
-            pl.col("_values").list.get(i + 1).str.strip_chars(" \t,}").alias(name)
-            for i, name in enumerate(order)
-        ],
-    )
+    tokens = lines.select(LINE, *_values_by_position(order))
     columns = contract.columns
     # Per column, what the values hold: all strings is the common case and needs no lookup.
     summary = tokens.select(
@@ -134,6 +129,20 @@ def _typed_columns(lines: pl.DataFrame, order: list[str], contract: Contract) ->
         kinds.append(kind.alias(name))
         values.append(value.alias(name))
     return tokens.select(*values, LINE, pl.struct(kinds).alias(JSON_TYPES))
+
+
+def _values_by_position(order: list[str]) -> list[pl.Expr]:
+    """Each value's token, cut from the line between its key's marker and the next one (the
+    markers' byte offsets are the key columns; each is in the line once, in ``order``): bytes,
+    since ``str.find`` counts bytes and ``str.slice`` characters."""
+    line = pl.col("text").cast(pl.Binary)
+    ends = [*(pl.col(name) for name in order[1:]), pl.col("text").str.len_bytes()]
+    tokens = []
+    for name, end in zip(order, ends, strict=True):
+        start = pl.col(name) + len(_marker(name).encode())
+        value = line.bin.slice(start, end - start).cast(pl.String)
+        tokens.append(value.str.strip_chars(" \t,}").alias(name))
+    return tokens
 
 
 def _slow_rows(file: str, lines: pl.DataFrame, contract: Contract, seen: set[str]) -> pl.DataFrame:

@@ -29,8 +29,8 @@ from services.ingest.validate import validate
 from services.log.segment import Batch, batch_of_events
 
 KnownRecords = Callable[[str, str, pl.Series], pl.DataFrame]
-"""(kind, study, record ids) -> the record_id, version and content_hash the log already holds
-for those ids."""
+"""(kind, study, record ids, repeats allowed) -> the record_id, version and content_hash the
+log already holds for those ids."""
 
 DIGEST_HEX = 32
 """Content digests keep 128 bits of BLAKE3; event ids keep 96 of sha256 (as
@@ -116,10 +116,14 @@ def ingest_file(
     run_id = run_id or new_run_id()
     typed, invalid = validate(raw, contract)
     typed = typed.with_columns(content_hash=content_hash(contract))
-    known = known_records(contract.kind, study, typed[contract.id_field].unique())
+    known = known_records(contract.kind, study, typed[contract.id_field])
     classified = classify(typed, known, contract)
 
-    accepted = classified.filter(pl.col("outcome") == "accepted")
+    outcomes = classified["outcome"].value_counts().rows()
+    counts = dict.fromkeys(("accepted", "duplicate", "rejected"), 0) | dict(outcomes)
+    accepted = classified.lazy()
+    if counts["accepted"] < classified.height:  # lazily: only the columns kept are filtered
+        accepted = accepted.filter(pl.col("outcome") == "accepted")
     accepted_frame = accepted.select(
         *contract.columns,
         event_id=event_id_expr(
@@ -133,7 +137,7 @@ def ingest_file(
         source_line=pl.col(LINE),
         ingest_run=pl.lit(run_id),
         content_hash=pl.col("content_hash"),
-    )
+    ).collect()
     conflicting = classified.filter(pl.col("outcome") == "rejected").select(
         LINE, pl.lit(contract.version_field).alias("field"), "reason"
     )
@@ -147,8 +151,8 @@ def ingest_file(
         kind=contract.kind,
         ingest_run=run_id,
         read=raw.height,
-        accepted=accepted.height,
-        duplicates=classified.filter(pl.col("outcome") == "duplicate").height,
+        accepted=accepted_frame.height,
+        duplicates=counts["duplicate"],
         rejected=rejections,
     )
     run = make_event(
@@ -170,8 +174,9 @@ def ingest_file(
         run_id,
     )
     batches = (
-        # identity was checked against the log under its writer lock: these ids are new
-        Batch(contract.kind, study, accepted_frame, new=True),
+        # identity was checked against the log under its writer lock: these ids are new, and
+        # one row per record id and version is accepted: none repeats
+        Batch(contract.kind, study, accepted_frame, new=True, unique=True),
         Batch("rejected_row", study, dead),
         Batch("ingest_run", study, batch_of_events("ingest_run", study, [run]).frame, new=True),
     )

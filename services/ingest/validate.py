@@ -90,9 +90,10 @@ def validate(raw: pl.DataFrame, contract: Contract) -> tuple[pl.DataFrame, pl.Da
     ]
     empty = pl.DataFrame(schema={LINE: pl.Int64, "field": pl.String, "reason": pl.String})
     schema = polars_schema(contract)
-    typed = parsed.filter(pl.col("_check").is_null()).select(
-        *[_typed(f, schema[f.name]) for f in contract.fields], LINE
-    )
+    valid = parsed.lazy()
+    if failing.height:  # lazily: only the typed columns are filtered
+        valid = valid.filter(pl.col("_check").is_null())
+    typed = valid.select(*[_typed(f, schema[f.name]) for f in contract.fields], LINE).collect()
     return typed, pl.concat([empty, *rejected]).sort(LINE)
 
 

@@ -57,6 +57,9 @@ class Batch:
     new: bool = False
     """The producer vouches that none of its event ids is in the log yet (ingest's identity
     check, under the writer lock), so the log skips reading the kind's ids to drop repeats."""
+    unique: bool = False
+    """The producer vouches that no event id repeats within the batch (ingest: one accepted
+    row per record id and version), so the log skips looking for repeats."""
 
     def __len__(self) -> int:
         return self.frame.height
@@ -82,14 +85,12 @@ def conform(batch: Batch, first_offset: int) -> pl.DataFrame:
     schema = segment_schema(batch.kind)
     frame = batch.frame.with_columns(study=pl.lit(batch.study))
     missing = [pl.lit(None, dtype).alias(n) for n, dtype in schema.items() if n not in frame]
-    return (
-        frame.with_columns(missing)
-        .sort("subject_id", maintain_order=True)
-        .with_columns(
-            offset=pl.int_range(first_offset, first_offset + frame.height, dtype=pl.Int64)
-        )
-        .select([pl.col(n).cast(dtype) for n, dtype in schema.items()])
-    )
+    frame = frame.with_columns(missing)
+    if not frame["subject_id"].is_sorted():  # a file sorted by subject is not copied again
+        frame = frame.sort("subject_id", maintain_order=True)
+    return frame.with_columns(
+        offset=pl.int_range(first_offset, first_offset + frame.height, dtype=pl.Int64)
+    ).select([pl.col(n).cast(dtype) for n, dtype in schema.items()])
 
 
 def to_parquet(segment: pl.DataFrame) -> bytes:

@@ -15,10 +15,12 @@ import tempfile
 from pathlib import Path
 
 import polars as pl
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import schemas
+from services.ingest.errors import FileRefusedError
 from services.ingest.read import JSON_TYPES, LINE, read_rows
 
 EXAM = schemas.contract("clinical_exam")
@@ -118,3 +120,16 @@ def test_jsonl_ways_agree(records: list[dict[str, object]], ascii_only: bool) ->
     assert fast[LINE].to_list() == list(range(1, len(records) + 1))
     assert fast.equals(slow), (fast.to_dicts(), slow.to_dicts())
     assert fast[JSON_TYPES].struct.field("read_id").is_not_null().all()
+
+
+def test_jsonl_blank_lines_of_any_white_space_are_skipped_and_lines_keep_their_numbers() -> None:
+    record = {name: None for name in MRI.columns} | {"read_id": "R-é😀", "read_version": 1}
+    line = json.dumps(record, ensure_ascii=False)
+    # U+3000 and U+00A0 are white space (a blank line); U+001C is not (a row, refused as JSON).
+    text = f"{line}\n\u3000 \t\n\u00a0\n{line.replace('R-é', 'R-2')}\n"
+    rows = read(text, MRI, "mri_reads.jsonl")
+    assert rows[LINE].to_list() == [1, 4]
+    assert rows["read_id"].to_list() == ["R-é😀", "R-2😀"]
+    assert rows["read_version"].to_list() == ["1", "1"]
+    with pytest.raises(FileRefusedError, match="line 2 is not valid JSON"):
+        read(f"{line}\n\x1c\n", MRI, "mri_reads.jsonl")

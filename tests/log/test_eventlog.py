@@ -81,6 +81,15 @@ def test_appends_are_dense_once_and_all_or_nothing(tmp_path: Path) -> None:
     ]
 
 
+def test_an_event_repeated_within_a_batch_is_appended_once(tmp_path: Path) -> None:
+    log = EventLog(tmp_path / "log")
+    events = access(3)
+    repeated = batch_of_events("access", "S", [*events, events[1], events[0]])
+    # Even a batch vouched new (its ids not in the log) has its own repeats dropped.
+    assert log.append([Batch("access", "S", repeated.frame, new=True)]) == 3
+    assert log.records("access").collect()["access_id"].to_list() == ["a0", "a1", "a2"]
+
+
 def test_files_are_private(tmp_path: Path) -> None:
     log = EventLog(tmp_path / "home" / "log")
     log.publish(access(1))
