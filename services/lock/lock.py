@@ -297,13 +297,21 @@ def verified_manifest(
     return parse_manifest(data, sources.store.location(f"{lock_prefix(study, lock_id)}/{MANIFEST}"))
 
 
-def check_conflicts(sources: LockSources, study: str, cut: Cut | None = None) -> dict[str, int]:
+def check_conflicts(conflicts: pl.DataFrame) -> dict[str, int]:
     """Raise :class:`LockBlockedError` listing every open conflict; else the counts by status."""
-    conflicts = sources.outcomes(study, cut).conflicts
     open_conflicts = conflicts.filter(pl.col("status") == "OPEN")
     if open_conflicts.height:
         raise LockBlockedError(blocked_message(open_conflicts))
     return dict(conflicts.group_by("status").len().sort("status").iter_rows())
+
+
+def check_ready(sources: LockSources, request: LockRequest) -> dict[str, Any]:
+    """Before the lock id is claimed: refused while a conflict is open, or while site queries
+    are not closed and the request gives no reason; else the conflicts' counts by status and
+    the open queries (both are checked again at the cut, in :func:`materialise`)."""
+    conflicts = sources.outcomes(request.study, None).conflicts
+    counts = check_conflicts(conflicts)
+    return {"conflicts": counts, "open_queries": open_queries(sources, request, None, conflicts)}
 
 
 def freeze_cut(sources: LockSources, request: LockRequest | None = None) -> dict[str, Any]:
@@ -397,14 +405,13 @@ def materialise(
 ) -> Path:
     """Compute the study at the cut and stage its files and manifest in ``staging``.
 
-    Conflicts are checked again at the cut: data that arrived after ``check_conflicts`` may
-    have raised new ones. Staging replaces any earlier attempt in one rename.
+    Conflicts and site queries are checked again at the cut: data that arrived after
+    :func:`check_ready` may have raised new ones. Staging replaces any earlier attempt in one
+    rename.
     """
     positions: Cut = {k: int(v) for k, v in cut["positions"].items()}
     snapshot = current_snapshot(sources, request.study, positions)
-    open_conflicts = snapshot.tables["conflicts"].filter(pl.col("status") == "OPEN")
-    if open_conflicts.height:
-        raise LockBlockedError(blocked_message(open_conflicts))
+    check_conflicts(snapshot.tables["conflicts"])
     locked_at = utc_now()
     report = snapshot.report(sources.rules.confidence_level) | {
         "lock_id": request.lock_id,
@@ -548,8 +555,7 @@ def take_lock(
     if existing is not None:
         verify_lock(sources, request.study, request.lock_id)
         return existing | {"already_locked": True}
-    check_conflicts(sources, request.study)
-    open_queries(sources, request)
+    check_ready(sources, request)
     cut = freeze_cut(sources, request)
     with tempfile.TemporaryDirectory(prefix="tract-lock-") as tmp:
         staging = materialise(sources, request, cut, Path(tmp) / request.lock_id, retention_days)

@@ -70,12 +70,11 @@ def lock_check_request(params: dict[str, Any]) -> dict[str, Any]:
 def lock_check_conflicts(request: dict[str, Any]) -> dict[str, int]:
     """Refuse while a conflict is open, or site queries are not closed and the request gives
     no reason for locking with them."""
-    from services.lock.lock import check_conflicts, open_queries
+    from services.lock.lock import check_ready
 
-    sources = _sources()
-    counts = check_conflicts(sources, request["study"])
+    ready = check_ready(_sources(), _request(request))
+    counts, pending = ready["conflicts"], ready["open_queries"]
     log.info("no open conflicts in %s (%s)", request["study"], counts or "none at all")
-    pending = open_queries(sources, _request(request))
     if pending["not_closed"]:
         log.info(
             "%d site queries not closed; locking with them because: %s",

@@ -9,7 +9,7 @@ after a vote.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import parse_qsl, urlencode
 
 import polars as pl
@@ -22,6 +22,7 @@ from services.adjudicator.errors import (
     UnknownConflictError,
 )
 from services.assignments import assignment_events, in_force
+from services.platform import Platform
 from services.signatures import Credentials, SignatureRefusedError
 from services.web.auth import Session
 from services.web.deps import client, guard, refuse, render, secure_cookie, viewer, web
@@ -239,20 +240,26 @@ def review_vote(
     if checked is not None:
         return checked
     try:
-        vote = web(request).platform.vote(
-            conflict_id,
-            status=status or None,
-            rationale=rationale,
-            maps_to=maps_to or None,
-            study=study or None,
-            dry_run=True,
-        )
+        vote = _vote(web(request).platform, conflict_id, study, form, dry_run=True)
     except UnknownConflictError as exc:
         raise refuse(request, session, "VOTE", str(exc), 404, **about) from None
     except DecisionRefusedError as exc:
         refuse(request, session, "VOTE", str(exc), 400, **about)
         return _conflict_page(request, session, conflict_id, study, form, str(exc), 400)
     return _confirm_page(request, session, vote, study, form)
+
+
+def _vote(platform: Platform, conflict_id: str, study: str, form: dict, **signing: Any) -> dict:
+    """The form's vote, as the platform checks (``dry_run``) or signs and records it; the
+    confirmation page checks exactly what the signature will record."""
+    return platform.vote(
+        conflict_id,
+        status=form["status"] or None,
+        rationale=form["rationale"],
+        maps_to=form["maps_to"] or None,
+        study=study or None,
+        **signing,
+    )
 
 
 def _confirm_page(
@@ -304,12 +311,11 @@ def sign_vote(
         session.username, password, "web", f"web session {session.reference}", client(request)
     )
     try:  # one platform call: the check, the signature and the write see the same log
-        vote = state.platform.vote(
+        vote = _vote(
+            state.platform,
             conflict_id,
-            status=status or None,
-            rationale=rationale,
-            maps_to=maps_to or None,
-            study=study or None,
+            study,
+            form,
             credentials=signed,
             directory=state.users,
             seen_fingerprint=seen_fingerprint,
@@ -320,14 +326,7 @@ def sign_vote(
     except SignatureRefusedError as exc:
         refuse(request, session, "VOTE", str(exc), 403, **about)
         try:  # the same vote again, to sign once more
-            unsigned = state.platform.vote(
-                conflict_id,
-                status=status or None,
-                rationale=rationale,
-                maps_to=maps_to or None,
-                study=study or None,
-                dry_run=True,
-            )
+            unsigned = _vote(state.platform, conflict_id, study, form, dry_run=True)
         except DecisionRefusedError:
             return _conflict_page(request, session, conflict_id, study, form, str(exc), 403)
         return _confirm_page(request, session, unsigned, study or "", form, str(exc), 403)
