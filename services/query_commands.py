@@ -4,13 +4,12 @@ Registered in :mod:`services.cli`."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 
-from services.console import emit, json_option
+from services.console import audited_signing, credentials, emit, json_option, signing_options
 
 if TYPE_CHECKING:
     from services.console import Context
@@ -103,12 +102,7 @@ def _act(action: str, help_text: str, note_required: bool):  # type: ignore[no-u
     @click.argument("query_ids", nargs=-1, required=True)
     @click.option("--study", help="Study id (default: the only study in the home).")
     @click.option("--note", required=note_required, default="", help=help_text)
-    @click.option(
-        "--by",
-        "by",
-        default=lambda: os.environ.get("USER", "cli"),
-        help="The data manager recording it.",
-    )
+    @signing_options
     @json_option
     @click.pass_obj
     def command(
@@ -116,11 +110,22 @@ def _act(action: str, help_text: str, note_required: bool):  # type: ignore[no-u
         query_ids: tuple[str, ...],
         study: str | None,
         note: str,
-        by: str,
+        signer: str,
+        password_stdin: bool,
         as_json: bool,
     ) -> None:
+        """Who acts is proved by their password, as on the page by their sign-in: a query
+        closed under a name is closed by that data manager, never by whoever types it."""
+        from services.queries import check_action, find
+        from services.signatures import REVIEW_QUERY, sign
+
         name = obj.study(study)
-        done = [obj.platform.act_on_query(name, q, action, note, by) for q in query_ids]
+        pending = obj.platform.queries(name)
+        for query_id in query_ids:  # refused by the query's state before a password is asked
+            check_action(find(pending, query_id, name), action, note)
+        with audited_signing(obj, signer, "QUERY", name):
+            who = sign(obj.directory(), credentials(signer, password_stdin), REVIEW_QUERY, action)
+        done = [obj.platform.act_on_query(name, q, action, note, who.signer) for q in query_ids]
         emit(
             done,
             as_json,

@@ -31,11 +31,12 @@ from services.usernames import InvalidNameError, normalise_username
 if TYPE_CHECKING:
     import polars as pl
 
-VOTE, REQUEST_UNLOCK, APPROVE_UNLOCK, RAISE_LOCK = (
+VOTE, REQUEST_UNLOCK, APPROVE_UNLOCK, RAISE_LOCK, REVIEW_QUERY = (
     "vote",
     "request_unlock",
     "approve_unlock",
     "raise_lock",
+    "review_query",
 )
 SIGNING_ROLES: dict[str, frozenset[str]] = {
     VOTE: frozenset({"committee"}),
@@ -43,6 +44,8 @@ SIGNING_ROLES: dict[str, frozenset[str]] = {
     # Separation of duties: a data manager asks, people outside data management approve.
     APPROVE_UNLOCK: frozenset({"approver", "admin"}),
     RAISE_LOCK: frozenset({"data_manager", "admin"}),
+    # the web page's "query" permission: answering, closing and reopening site queries
+    REVIEW_QUERY: frozenset({"data_manager", "admin"}),
 }
 """Which roles may sign for which purpose."""
 PURPOSES = {
@@ -50,6 +53,7 @@ PURPOSES = {
     REQUEST_UNLOCK: "an unlock request",
     APPROVE_UNLOCK: "an unlock approval",
     RAISE_LOCK: "raising a lock to hard",
+    REVIEW_QUERY: "a site query's answer, closing or reopening",
 }
 
 

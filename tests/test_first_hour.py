@@ -15,6 +15,9 @@ TRACT = str(Path(sys.executable).parent / "tract")
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
+DM_PASSWORD = "data manager's own password\n"
+
+
 def run(*args: str, cwd: Path, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRACT_")}
     return subprocess.run(
@@ -92,9 +95,12 @@ def test_the_data_manager_sends_the_sites_their_queries(tmp_path: Path) -> None:
     exported = run("queries", "export", "--site", "SITE01", "--out", str(out), cwd=tmp_path)
     assert exported.returncode == 0 and "wrote 14 queries" in exported.stdout
     query = out.read_text().splitlines()[1].split(",")[3]
-    closed = run("queries", "close", query, cwd=tmp_path)
+    closed = run("queries", "close", query, "--as", "dm.jones", cwd=tmp_path)
     assert closed.returncode == 1 and "why you close it unanswered" in closed.stderr
-    closed = run("queries", "close", query, "--note", "test row", "--by", "dm.jones", cwd=tmp_path)
+    add = ("users", "add", "dm.jones", "--role", "data_manager", "--full-name", "Dana Jones")
+    assert run(*add, "--password-stdin", cwd=tmp_path, stdin=DM_PASSWORD).returncode == 0
+    close = ("queries", "close", query, "--note", "test row", "--as", "dm.jones")
+    closed = run(*close, "--password-stdin", cwd=tmp_path, stdin=DM_PASSWORD)
     assert closed.returncode == 0 and f"{query}: closed by dm.jones" in closed.stdout
     assert run("queries", "list", cwd=tmp_path).stdout.count("Q-") == 13
 

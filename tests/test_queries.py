@@ -212,3 +212,39 @@ def test_tract_lock_without_a_reason_names_the_queries_and_the_option(decided_ho
         "site queries not closed at the lock: 14 "
         "(reason recorded: sites answer after the primary analysis)" in locked.stdout
     )
+
+
+def test_only_a_data_manager_proved_by_password_acts_on_a_query(decided_home: Path) -> None:
+    """Issue 13, found as an insider: `tract queries close Q --by ghost` closed a query under
+    a name nobody had; closing queries is how a lock avoids giving its reason."""
+
+    def cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [TRACT, "--home", str(decided_home), *args],
+            capture_output=True, text=True, timeout=120, input=stdin, check=False,
+        )  # fmt: skip
+
+    for name, role in (("dm.jones", "data_manager"), ("dr.adams", "committee")):
+        added = cli("users", "add", name, "--role", role, "--full-name", name.title(),
+                    "--password-stdin", stdin="their own password\n")  # fmt: skip
+        assert added.returncode == 0, added.stderr
+    query = Platform.embedded(decided_home).queries(DEMO_STUDY)["query_id"][0]
+    close = ("queries", "close", query, "--note", "site confirmed by phone", "--password-stdin")
+    assert "No such option '--by'" in cli(*close[:-1], "--by", "dm.jones").stderr
+    for who, password in (
+        ("ghost", "their own password"),  # nobody
+        ("dr.adams", "their own password"),  # a committee member
+        ("dm.jones", "a guess"),  # the data manager's name without their password
+    ):
+        refused = cli(*close, "--as", who, stdin=password + "\n")
+        assert refused.returncode == 1 and "signature refused" in refused.stderr
+    platform = Platform.embedded(decided_home)
+    queries = platform.queries(DEMO_STUDY)
+    assert queries.filter(pl.col("query_id") == query)["status"].to_list() == [OPEN]
+    refusals = platform.audit(DEMO_STUDY).filter(pl.col("action") == "QUERY REFUSED")
+    assert sorted(refusals["who"]) == ["dm.jones", "dr.adams", "ghost"]
+
+    unanswered = cli("queries", "close", query, "--as", "dm.jones", "--password-stdin")
+    assert "why you close it unanswered" in unanswered.stderr  # before a password is asked
+    closed = cli(*close, "--as", "dm.jones", stdin="their own password\n")
+    assert closed.returncode == 0 and f"{query}: closed by dm.jones" in closed.stdout
