@@ -119,6 +119,7 @@ def test_a_member_clears_the_queue_from_the_keyboard(
         assert "/conflicts?" not in page.url
         access_key(page, "n")
         expect(page.get_by_test_id("recorded")).to_have_count(0)
+        page.wait_for_load_state("load")  # keys sent while the next page loads would be lost
 
     assert len(set(decided)) == len(decided) == total  # each once, all of them
     expect(page.get_by_test_id("queue-done")).to_be_visible()
