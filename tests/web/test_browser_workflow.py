@@ -111,6 +111,7 @@ def test_a_member_clears_the_queue_from_the_keyboard(
         expect(page.get_by_test_id("signer")).to_have_text("Dr Anna Adams (dr.adams)")
         if len(decided) == 1:
             shot(page, screen, "03-sign")
+        expect(page.locator("#password")).to_be_focused()  # once the page has loaded
         page.keyboard.type(PASSWORD)  # the password field has the focus: the signature
         page.keyboard.press("Enter")
         expect(page.get_by_test_id("recorded")).to_be_visible()
