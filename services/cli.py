@@ -15,6 +15,7 @@ import polars as pl
 from services.config import Settings
 from services.console import (
     Context,
+    audited_signing,
     credentials,
     emit,
     fail,
@@ -25,7 +26,7 @@ from services.console import (
 )
 from services.errors import TractError
 from services.render import report_text, table_text
-from services.signatures import SignatureRefusedError
+from services.signatures import SignatureRefusedError, manifestation
 from services.web import commands as web_commands
 
 CONFLICT_FIELDS = ["conflict_id", "type", "subject_id", "tract_id", "status"]
@@ -377,13 +378,35 @@ def report(obj: Context, study: str | None, lock_id: str | None, as_json: bool) 
     emit(result, as_json, report_text(result) if not as_json else None)
 
 
+def _by_gone(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    """``--by NAME`` locked under any name typed; the person locking now signs."""
+    if value is not None:
+        raise click.UsageError(
+            "a lock is no longer named by --by: the data manager locking signs it with their "
+            "own user name and password, `tract lock --study S --lock-id L --reason R --as NAME` "
+            "(the password is asked for, hidden, or read with --password-stdin)",
+            ctx,
+        )
+
+
+def _requester(signer: str) -> str:
+    """The user name ``--as`` gives, in the one form locks and signatures record."""
+    from services.usernames import InvalidNameError, normalise_username
+
+    try:
+        return normalise_username(signer)
+    except InvalidNameError as exc:
+        raise SignatureRefusedError(f"signature refused: {exc}") from None
+
+
 @cli.command()
 @click.option("--study", required=True)
 @click.option(
     "--lock-id", required=True, help="Id of the lock; the same id again returns the same lock."
 )
 @click.option("--reason", required=True, help="Why the database is locked (e.g. primary analysis).")
-@click.option("--by", "requested_by", required=True, help="The data manager requesting the lock.")
+@signing_options
+@click.option("--by", hidden=True, expose_value=False, callback=_by_gone)
 @click.option("--level", type=click.Choice(["soft", "hard"]), default="soft", show_default=True)
 @click.option(
     "--validate",
@@ -404,33 +427,51 @@ def lock(
     study: str,
     lock_id: str,
     reason: str,
-    requested_by: str,
+    signer: str,
+    password_stdin: bool,
     level: str,
     validate: bool,
     open_queries_reason: str,
     as_json: bool,
 ) -> None:
     """Freeze an immutable, hash-verified snapshot; refused while any conflict is open, and
-    while site queries are not closed unless --open-queries-reason says why (recorded)."""
-    manifest = obj.platform.lock(
-        study,
-        lock_id,
-        reason,
-        requested_by,
-        level,
-        validate=validate,
-        open_queries_reason=open_queries_reason,
-    )
+    while site queries are not closed unless --open-queries-reason says why (recorded).
+
+    Signed by the data manager (or admin) at the keyboard: --as NAME and their password,
+    asked for only once the study, the lock id, the conflicts and the site queries allow the
+    lock. The signature (printed name, time, meaning) is kept in the lock's manifest; a refused
+    one is in `tract audit` and locks nothing."""
+    from services.signatures import LOCK, sign
+
+    name = obj.study(study)
+    with audited_signing(obj, signer, "LOCK", name):
+        manifest = obj.platform.lock(
+            name,
+            lock_id,
+            reason,
+            _requester(signer),
+            level,
+            validate=validate,
+            open_queries_reason=open_queries_reason,
+            sign=lambda meaning: sign(
+                obj.directory(), credentials(signer, password_stdin), LOCK, meaning
+            ),
+        )
     where = obj.platform.store.location(f"locks/{study}/{lock_id}")
     note = "already locked" if manifest.get("already_locked") else "locked"
     event = obj.platform.lock_event(study, lock_id) or {}
     receipt = event.get("manifest_sha256")
+    who = manifest.get("signature") if not manifest.get("already_locked") else None
+    signed = ""
+    if who:  # a new lock, signed now (11.50: printed name, time, meaning)
+        shown = manifestation(who["printed_name"], who["signer"], who["signed_at"], who["meaning"])
+        signed = f"signed: {shown}\n"
     emit(
         manifest | {"receipt": receipt},
         as_json,
-        f"{note}: {study} {lock_id} at {where} ({len(manifest['files'])} files, sha256 verified)\n"
-        f"receipt: {receipt} (give it to analysts: `python -m services.analysis.job ... "
-        "--receipt` checks the lock is the one published)" + _queries_note(manifest),
+        f"{signed}{note}: {study} {lock_id} at {where} ({len(manifest['files'])} files, sha256 "
+        f"verified)\nreceipt: {receipt} (give it to analysts: `python -m services.analysis.job "
+        "... --receipt` checks the lock is the one published)" + _queries_note(manifest),
     )
 
 

@@ -449,16 +449,19 @@ class Platform:
         *,
         validate: bool = False,
         open_queries_reason: str = "",
+        sign: Callable[[str], Signature] | None = None,
     ) -> dict[str, Any]:
         """Lock ``study`` (see :mod:`services.lock.lock`); the same request again returns the
         lock it made. ``open_queries_reason``: why it goes ahead with site queries not closed
-        (recorded in the manifest's ``open_queries``)."""
+        (recorded in the manifest's ``open_queries``). ``sign(meaning)``: the signature of
+        ``requested_by``, asked for once the lock's state is checked (`tract lock`; the web
+        page and the DAG lock under their signed-in user)."""
         from services.lock.lock import LockRequest, take_lock
 
         request = LockRequest(
             study, lock_id, reason, requested_by, level, open_queries_reason=open_queries_reason
         )
-        return take_lock(self.lock_sources(), request, retention_days, validate=validate)
+        return take_lock(self.lock_sources(), request, retention_days, validate=validate, sign=sign)
 
     def lock_state(self, study: str, lock_id: str) -> str | None:
         """LOCK or UNLOCK (the lock's latest published event), or None if never published."""

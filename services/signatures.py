@@ -13,7 +13,9 @@ A signature is made here and nowhere else, by every front end alike (the web pag
 - the result carries what 11.50 asks to be shown with every signed record: the printed name,
   the date and time (UTC) and the meaning ("decided CLOSED"), plus how it was signed. The
   record that carries it (a vote, an unlock request or approval) holds the signature inside
-  the same event of the hash-chained log, so it cannot be moved to another record (11.70).
+  the same event of the hash-chained log, so it cannot be moved to another record (11.70); a
+  lock, and a lock raised to hard, hold theirs in the manifest whose sha256 their lock event
+  records.
 
 The user store lives with the web page (``services.web.auth.UserStore``); this module only
 needs its :class:`Directory` protocol, so the adjudicator and the lock never import the web.
@@ -31,10 +33,11 @@ from services.usernames import InvalidNameError, normalise_username
 if TYPE_CHECKING:
     import polars as pl
 
-VOTE, REQUEST_UNLOCK, APPROVE_UNLOCK, RAISE_LOCK, REVIEW_QUERY = (
+VOTE, REQUEST_UNLOCK, APPROVE_UNLOCK, LOCK, RAISE_LOCK, REVIEW_QUERY = (
     "vote",
     "request_unlock",
     "approve_unlock",
+    "lock",
     "raise_lock",
     "review_query",
 )
@@ -43,6 +46,8 @@ SIGNING_ROLES: dict[str, frozenset[str]] = {
     REQUEST_UNLOCK: frozenset({"data_manager", "admin"}),
     # Separation of duties: a data manager asks, people outside data management approve.
     APPROVE_UNLOCK: frozenset({"approver", "admin"}),
+    # the web page's "lock" permission: the data manager answers for the lock they take
+    LOCK: frozenset({"data_manager", "admin"}),
     RAISE_LOCK: frozenset({"data_manager", "admin"}),
     # the web page's "query" permission: answering, closing and reopening site queries
     REVIEW_QUERY: frozenset({"data_manager", "admin"}),
@@ -52,6 +57,7 @@ PURPOSES = {
     VOTE: "a committee vote",
     REQUEST_UNLOCK: "an unlock request",
     APPROVE_UNLOCK: "an unlock approval",
+    LOCK: "a database lock",
     RAISE_LOCK: "raising a lock to hard",
     REVIEW_QUERY: "a site query's answer, closing or reopening",
 }

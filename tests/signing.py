@@ -43,6 +43,17 @@ def directory(home: Path, people: dict[str, tuple[str, str]] | None = None) -> U
     return users
 
 
+PASSWORD_LINE = PASSWORD + "\n"
+"""What ``--password-stdin`` reads for anyone in :data:`PEOPLE`."""
+
+
+def as_data_manager(home: Path) -> tuple[str, ...]:
+    """The options that sign a data manager's command (``tract lock``) as dm.jones of
+    :data:`PEOPLE`, registered in ``home`` first; give :data:`PASSWORD_LINE` on stdin."""
+    directory(home, {"dm.jones": PEOPLE["dm.jones"]})
+    return ("--as", "dm.jones", "--password-stdin")
+
+
 def signed_as(name: str, password: str = PASSWORD) -> Credentials:
     return Credentials(name, password, "cli", "test")
 

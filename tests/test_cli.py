@@ -14,6 +14,7 @@ import pytest
 
 from services.demo.synthetic import write_synthetic_trial
 from services.demo.trial import write_demo_trial
+from tests.signing import PASSWORD_LINE, as_data_manager
 
 TRACT = str(Path(sys.executable).parent / "tract")
 
@@ -169,9 +170,9 @@ def test_lock_is_refused_while_conflicts_are_open(tmp_path: Path) -> None:
         "L1",
         "--reason",
         "interim",
-        "--by",
-        "dm",
+        *as_data_manager(tmp_path),
         check=False,
+        stdin=PASSWORD_LINE,
     )
     assert done.returncode == 1
     assert "lock blocked: 7 open conflict(s)" in done.stderr
@@ -242,13 +243,12 @@ def test_commands_on_a_trial_the_tests_did_not_script(tmp_path: Path) -> None:
             stdin="correct horse battery\n",
         )
     assert tract_json(tmp_path, "conflicts") == []
-    manifest = tract_json(
-        tmp_path, "lock", "--study", "SYN", "--lock-id", "SYN-1", "--reason", "final", "--by", "dm"
-    )
+    lock = ("lock", "--study", "SYN", "--lock-id", "SYN-1", "--reason", "final", "--json")
+    signed = as_data_manager(tmp_path)
+    manifest = json.loads(tract(tmp_path, *lock, *signed, stdin=PASSWORD_LINE).stdout)
     assert manifest["lock_id"] == "SYN-1"
-    assert tract_json(
-        tmp_path, "lock", "--study", "SYN", "--lock-id", "SYN-1", "--reason", "final", "--by", "dm"
-    )["already_locked"]
+    again = json.loads(tract(tmp_path, *lock, *signed, stdin=PASSWORD_LINE).stdout)
+    assert again["already_locked"]
 
 
 def test_home_from_the_environment(tmp_path: Path) -> None:

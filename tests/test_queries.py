@@ -28,6 +28,7 @@ from services.queries import (
     check_action,
     queries_csv,
 )
+from tests.signing import PASSWORD_LINE, as_data_manager
 
 REJECTED = 10  # the demo's rejected rows: a bad clock, grade, date, visit, examiner ...
 TRACT = str(Path(sys.executable).parent / "tract")
@@ -196,11 +197,13 @@ def test_a_query_raised_after_the_check_is_caught_at_the_cut(decided_home: Path)
 
 
 def test_tract_lock_without_a_reason_names_the_queries_and_the_option(decided_home: Path) -> None:
+    signed = as_data_manager(decided_home)
+
     def lock(*extra: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [TRACT, "--home", str(decided_home), "lock", "--study", DEMO_STUDY, "--lock-id",
-             "L1", "--reason", "primary analysis", "--by", "dm.jones", *extra],
-            capture_output=True, text=True, timeout=120, check=False,
+             "L1", "--reason", "primary analysis", *signed, *extra],
+            capture_output=True, text=True, timeout=120, check=False, input=PASSWORD_LINE,
         )  # fmt: skip
 
     refused = lock()

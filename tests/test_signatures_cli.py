@@ -4,6 +4,7 @@ disguised, and raising a soft lock to hard is a signed step."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -17,7 +18,8 @@ from services.platform import Platform
 from tests.store.trials import STUDY
 
 PASSWORD = "correct horse battery\n"
-LOCK = ("lock", "--open-queries-reason", "sites answer later")  # the demo has open site queries
+QUERIES_REASON = ("--open-queries-reason", "sites answer later")  # the demo has open queries
+LOCK = ("lock", *QUERIES_REASON, "--as", "dm.jones", "--password-stdin")  # stdin: PASSWORD
 READER_DISAGREEMENT_S05 = "C-8e7c0d8f4e05"
 
 
@@ -124,14 +126,6 @@ def test_an_unlock_needs_two_other_signatures(decided_home: Path) -> None:
     """Item 2: `tract unlock --by dm.jones --approvers "dm.jones<U+200B>,ghost.approver"`
     unlocked a hard lock (exit 0)."""
     args = ("--study", STUDY, "--lock-id", "PRIMARY", "--reason", "late MRI reads")
-    code, out = tract(decided_home, *LOCK, *args, "--by", "dm.jones", "--level", "hard")
-    assert code == 0, out
-    code, out = tract(
-        decided_home, "unlock", *args, "--by", "dm.jones", "--approvers",
-        "dm.jones\u200b,ghost.approver",
-    )  # fmt: skip
-    assert code == 2 and "tract unlock request" in out
-    assert Platform.embedded(decided_home).lock_state(STUDY, "PRIMARY") == "LOCK"
     for name, role, printed in (
         ("dm.jones", "data_manager", "Dana Jones"),
         ("qa.lee", "approver", "Quinn Lee"),
@@ -139,6 +133,14 @@ def test_an_unlock_needs_two_other_signatures(decided_home: Path) -> None:
         ("dr.cole", "committee", "Dr Cara Cole"),
     ):
         add_user(decided_home, name, role, printed)
+    code, out = tract(decided_home, *LOCK, *args, "--level", "hard", stdin=PASSWORD)
+    assert code == 0, out
+    code, out = tract(
+        decided_home, "unlock", *args, "--by", "dm.jones", "--approvers",
+        "dm.jones\u200b,ghost.approver",
+    )  # fmt: skip
+    assert code == 2 and "tract unlock request" in out
+    assert Platform.embedded(decided_home).lock_state(STUDY, "PRIMARY") == "LOCK"
     code, out = tract(decided_home, "unlock", "request", *args, "--password-stdin", stdin=PASSWORD)
     assert code == 2 and "--as" in out  # nobody requests anonymously (was: recorded as "cli")
     code, out = tract(
@@ -186,10 +188,10 @@ def test_an_unlock_needs_two_other_signatures(decided_home: Path) -> None:
 def test_raising_a_soft_lock_to_hard_is_a_signed_step(decided_home: Path) -> None:
     """Item 9 (part): hard on a soft id said "already locked"; the pointer it gives now works."""
     args = ("--study", STUDY, "--lock-id", "PRIMARY", "--reason", "primary analysis")
-    assert tract(decided_home, *LOCK, *args, "--by", "dm.jones")[0] == 0
-    code, out = tract(decided_home, *LOCK, *args, "--by", "dm.jones", "--level", "hard")
-    assert code == 1 and "tract lock-raise --study DEMO --lock-id PRIMARY" in out
     add_user(decided_home, "dm.jones", "data_manager", "Dana Jones")
+    assert tract(decided_home, *LOCK, *args, stdin=PASSWORD)[0] == 0
+    code, out = tract(decided_home, *LOCK, *args, "--level", "hard", stdin=PASSWORD)
+    assert code == 1 and "tract lock-raise --study DEMO --lock-id PRIMARY" in out
     raise_args = ("lock-raise", *args, "--password-stdin")
     code, out = tract(
         decided_home, *raise_args, "--as", "dr.sato", stdin="demo-committee-password\n"
@@ -208,15 +210,97 @@ def test_raising_a_soft_lock_to_hard_is_a_signed_step(decided_home: Path) -> Non
     assert hard["raised"]["signer"] == "dm.jones"
     code, out = tract(decided_home, *raise_args, "--as", "dm.jones", stdin=PASSWORD)
     assert code == 0 and "already raised" in out
-    code, out = tract(decided_home, *LOCK, *args, "--by", "dm.jones", "--level", "hard")
+    code, out = tract(decided_home, *LOCK, *args, "--level", "hard", stdin=PASSWORD)
     assert code == 0 and "already locked" in out  # a hard request now finds a hard lock
     code, out = tract(decided_home, "audit", "--study", STUDY, "--json")
     actions = [r["action"] for r in json.loads(out) if r["kind"] == "lock"]
     assert actions == ["LOCK", "RAISE"]
     # One lock in force: another id is refused until the signed unlock
     code, out = tract(decided_home, "lock", "--study", STUDY, "--lock-id", "SECOND",
-                      "--reason", "again", "--by", "dm.jones")  # fmt: skip
+                      "--reason", "again", "--as", "dm.jones", "--password-stdin",
+                      stdin=PASSWORD)  # fmt: skip
     assert code == 1 and "tract unlock request" in out
+
+
+LOCK_PRIMARY = ("--study", STUDY, "--lock-id", "PRIMARY", "--reason", "primary analysis")
+
+
+def test_a_lock_is_no_longer_taken_under_a_typed_name(decided_home: Path) -> None:
+    """Found as an insider: `tract lock --by ANYNAME` froze the database under a name nobody
+    had, with no password; the option now says what to use instead."""
+    code, out = tract(decided_home, "lock", *QUERIES_REASON, *LOCK_PRIMARY, "--by", "ghost")
+    assert code == 2 and "no longer named by --by" in out and "--as NAME" in out
+    assert Platform.embedded(decided_home).records("lock", STUDY).collect().is_empty()
+    assert not (decided_home / "objects" / "locks").exists()
+
+
+def test_a_lock_signed_by_nobody_the_wrong_role_or_password_locks_nothing(
+    decided_home: Path,
+) -> None:
+    add_user(decided_home, "dm.jones", "data_manager", "Dana Jones")
+    for who, password, message in (
+        ("ghost", PASSWORD, "unknown user or wrong password"),  # nobody
+        ("dr.sato", "demo-committee-password\n", "may not sign a database lock"),  # committee
+        ("dm.jones", "a guess\n", "unknown user or wrong password"),  # not their password
+    ):
+        code, out = tract(
+            decided_home, "lock", *QUERIES_REASON, *LOCK_PRIMARY, "--as", who, "--password-stdin",
+            stdin=password,
+        )  # fmt: skip
+        assert code == 1 and "signature refused" in out and message in out, (who, out)
+    platform = Platform.embedded(decided_home)
+    assert platform.records("lock", STUDY).collect().is_empty()  # not even a claim
+    assert not (decided_home / "objects" / "locks").exists()
+    _, out = tract(decided_home, "audit", "--study", STUDY, "--json")
+    refused = [r for r in json.loads(out) if r["action"] == "LOCK REFUSED"]
+    assert [r["who"] for r in refused] == ["ghost", "dr.sato", "dm.jones"]
+    assert all("signature refused" in r["why"] for r in refused)
+    assert "a guess" not in out and "correct horse" not in out and "demo-committee" not in out
+
+
+def test_the_lock_state_is_checked_before_a_password_is_asked(decided_home: Path) -> None:
+    """Nothing to sign, no password asked: the site queries refuse first (stdin is empty)."""
+    add_user(decided_home, "dm.jones", "data_manager", "Dana Jones")
+    code, out = tract(decided_home, "lock", *LOCK_PRIMARY, "--as", "dm.jones", "--password-stdin")
+    assert code == 1 and "site queries are not closed" in out and "password" not in out
+    code, out = tract(
+        decided_home, "lock", *QUERIES_REASON, *LOCK_PRIMARY[:1], "EXO9", *LOCK_PRIMARY[2:],
+        "--as", "dm.jones", "--password-stdin",
+    )  # fmt: skip
+    assert code == 1 and "EXO9" in out and "password" not in out
+    _, out = tract(decided_home, "audit", "--study", STUDY, "--json")
+    assert not [r for r in json.loads(out) if r["action"] == "LOCK REFUSED"]
+
+
+def test_a_lock_carries_the_signature_of_the_data_manager_who_took_it(
+    decided_home: Path,
+) -> None:
+    add_user(decided_home, "dm.jones", "data_manager", "Dana Jones")
+    code, out = tract(
+        decided_home, "lock", *QUERIES_REASON, *LOCK_PRIMARY, "--as", "DM.Jones",
+        "--password-stdin", stdin=PASSWORD,
+    )  # fmt: skip
+    meaning = "locked DEMO PRIMARY (soft lock): primary analysis"
+    assert code == 0 and "signed: Dana Jones (dm.jones), " in out and meaning in out, out
+    path = decided_home / "objects" / "locks" / STUDY / "PRIMARY" / "manifest.json"
+    manifest = json.loads(path.read_text())
+    signature = manifest["signature"]
+    assert manifest["requested_by"] == signature["signer"] == "dm.jones"
+    assert (signature["printed_name"], signature["role"]) == ("Dana Jones", "data_manager")
+    assert (signature["meaning"], signature["signed_via"]) == (meaning, "cli")
+    assert signature["authentication"].startswith("password re-entered (cli, OS user ")
+    assert signature["signed_at"] <= manifest["locked_at"]
+    event = Platform.embedded(decided_home).lock_event(STUDY, "PRIMARY")
+    assert event is not None and event["requested_by"] == "dm.jones"
+    assert event["manifest_sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()  # bound
+    _, out = tract(decided_home, "audit", "--study", STUDY, "--json")
+    locks = [r for r in json.loads(out) if r["kind"] == "lock"]
+    assert [(r["action"], r["who"], r["why"]) for r in locks] == [
+        ("LOCK", "dm.jones", "primary analysis")
+    ]
+    assert locks[0]["at"] == manifest["locked_at"]
+    code, out = tract(decided_home, *LOCK, *LOCK_PRIMARY)
+    assert code == 0 and "already locked" in out and "signed:" not in out  # nothing to sign
 
 
 def test_a_refused_vote_on_several_conflicts_is_recorded_for_each(open_home: Path) -> None:
@@ -243,7 +327,13 @@ def test_a_refused_vote_on_several_conflicts_is_recorded_for_each(open_home: Pat
     assert Platform.embedded(open_home).votes(STUDY).is_empty()
 
 
-@pytest.mark.parametrize("command", [("vote", "C-1", "--status", "CLOSED", "--rationale", "x")])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("vote", "C-1", "--status", "CLOSED", "--rationale", "x"),
+        ("lock", "--study", STUDY, "--lock-id", "L", "--reason", "x"),
+    ],
+)
 def test_signing_commands_never_take_a_password_from_argv(tmp_path: Path, command: tuple) -> None:
     code, out = tract(tmp_path, *command, "--as", "dr.a", "--password", "pw")
     assert code == 2 and "visible to other local accounts" in out

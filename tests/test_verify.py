@@ -19,15 +19,20 @@ import polars as pl
 import pytest
 
 from services.log.chain import link
+from tests.signing import PASSWORD_LINE, as_data_manager
 from tests.store.trials import STUDY
 
 TRACT = str(Path(sys.executable).parent / "tract")
 LOCK = "PRIMARY"
 
 
-def tract(home: Path, *args: str) -> tuple[int, str]:
+def tract(home: Path, *args: str, stdin: str | None = None) -> tuple[int, str]:
     done = subprocess.run(
-        [TRACT, "--home", str(home), *args], capture_output=True, text=True, timeout=180
+        [TRACT, "--home", str(home), *args],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        input=stdin,
     )
     assert "Traceback" not in done.stderr, done.stderr
     return done.returncode, done.stdout + done.stderr
@@ -46,8 +51,8 @@ def locked(decided_home: Path) -> Path:
         "primary",
         "--open-queries-reason",
         "sites answer later",
-        "--by",
-        "dm.jones",
+        *as_data_manager(decided_home),
+        stdin=PASSWORD_LINE,
     )
     assert code == 0, out
     return decided_home

@@ -56,7 +56,7 @@ from services.lock.snapshot import (
 )
 from services.lock.sources import Anchor, LockSources
 from services.lock.staging import read_staged, stage
-from services.signatures import manifestation
+from services.signatures import Signature, manifestation
 from services.state.records import Cut, lock_in_force, records_at
 from services.store import MANIFEST
 from services.store.errors import ObjectLockedError, ObjectNotFoundError
@@ -118,7 +118,7 @@ class LockRequest:
                 f"lock id {self.lock_id!r} must be letters, digits, '.', '_' or '-' (max 64)"
             )
         if not self.reason.strip() or not self.requested_by.strip():
-            raise LockRefusedError("a lock needs a reason and who requested it (--reason, --by)")
+            raise LockRefusedError("a lock needs a reason and who requested it (--reason, --as)")
         if self.level not in LEVELS:
             raise LockRefusedError(f"lock level must be soft or hard, got {self.level!r}")
         if not self.request_id:
@@ -402,8 +402,10 @@ def materialise(
     cut: dict[str, Any],
     staging: Path,
     retention_days: int | None = None,
+    signature: dict[str, str] | None = None,
 ) -> Path:
-    """Compute the study at the cut and stage its files and manifest in ``staging``.
+    """Compute the study at the cut and stage its files and manifest in ``staging``; a
+    ``signature`` (:func:`signed`) is kept in the manifest beside ``requested_by``.
 
     Conflicts and site queries are checked again at the cut: data that arrived after
     :func:`check_ready` may have raised new ones. Staging replaces any earlier attempt in one
@@ -428,6 +430,7 @@ def materialise(
         "request_id": request.request_id,
         "locked_at": locked_at,
         "requested_by": request.requested_by,
+        **({"signature": signature} if signature else {}),
         "reason": request.reason,
         "level": request.level,
         "retain_until": retain_until.isoformat().replace("+00:00", "Z") if retain_until else None,
@@ -535,17 +538,43 @@ def publish_lock(sources: LockSources, study: str, lock_id: str) -> dict[str, An
 
 
 # the whole lock, for the CLI and the web page ---------------------------------------------------
+def lock_meaning(request: LockRequest) -> str:
+    """What the person locking signs (21 CFR 11.50's meaning)."""
+    return (
+        f"locked {request.study} {request.lock_id} ({request.level} lock): {request.reason.strip()}"
+    )
+
+
+def signed(request: LockRequest, sign: Callable[[str], Signature]) -> dict[str, str]:
+    """The requester's signature of the lock (``sign(meaning)`` checks their password and
+    role, or raises ``SignatureRefusedError``): a lock is signed by the person it names."""
+    signature = sign(lock_meaning(request))
+    if signature.signer != request.requested_by:
+        raise LockRefusedError(
+            f"lock {request.lock_id} of {request.study} is requested by "
+            f"{request.requested_by} but signed by {signature.signer}; the person locking signs"
+        )
+    return signature.to_dict()
+
+
 def take_lock(
     sources: LockSources,
     request: LockRequest,
     retention_days: int | None = None,
     *,
     validate: bool = False,
+    sign: Callable[[str], Signature] | None = None,
 ) -> dict[str, Any]:
     """Lock as ``request`` asks; the same request again returns the existing lock.
 
     ``validate`` runs the Great Expectations gate (``infra/gx``) as the DAG does; it needs the
     ``airflow`` extra, so the CLI leaves it off by default.
+
+    ``sign`` (the CLI's: the person at the keyboard, their password asked for) is called once
+    the request, the conflicts and the site queries have been checked, before the lock id is
+    claimed: a lock the state refuses asks for no password, a refused signature claims and
+    writes nothing. The signature goes into the manifest. An existing lock is returned
+    unsigned: nothing is written.
     """
     if validate:  # GX's import (4-5 s) overlaps with computing the snapshot
         from services.lock.gate import preload
@@ -556,9 +585,12 @@ def take_lock(
         verify_lock(sources, request.study, request.lock_id)
         return existing | {"already_locked": True}
     check_ready(sources, request)
+    signature = signed(request, sign) if sign is not None else None
     cut = freeze_cut(sources, request)
     with tempfile.TemporaryDirectory(prefix="tract-lock-") as tmp:
-        staging = materialise(sources, request, cut, Path(tmp) / request.lock_id, retention_days)
+        staging = materialise(
+            sources, request, cut, Path(tmp) / request.lock_id, retention_days, signature
+        )
         if validate:
             from services.lock.validation import validate_staged
 

@@ -27,6 +27,7 @@ from tests.adjudicator.builders import (
     subject,
     tract,
 )
+from tests.signing import PASSWORD_LINE, as_data_manager
 
 TRACT = str(Path(sys.executable).parent / "tract")
 
@@ -108,9 +109,13 @@ def test_duplicate_ids_everywhere_still_adjudicate() -> None:
 # Through the `tract` command ----------------------------------------------------------------
 
 
-def tract_cli(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def tract_cli(home: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [TRACT, "--home", str(home), *args], capture_output=True, text=True, timeout=180
+        [TRACT, "--home", str(home), *args],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        input=stdin,
     )
 
 
@@ -181,7 +186,7 @@ def test_a_second_subject_record_and_a_second_registration_stop_nothing(
     }
     lock = tract_cli(
         decided_home, "lock", "--study", "DEMO", "--lock-id", "L1", "--reason", "r" * 12,
-        "--by", "dm.x",
+        *as_data_manager(decided_home), stdin=PASSWORD_LINE,
     )  # fmt: skip
     assert lock.returncode == 1
     assert "DUPLICATE_REGISTRATION x2" in lock.stderr

@@ -18,7 +18,7 @@ from services.demo.run import DEMO_PASSWORD, decide_scripted, demo_committee
 from services.demo.trial import DEMO_DECISIONS, DEMO_STUDY, write_demo_trial
 from services.platform import Platform
 from tests.bus.stack import TRACT, Stack, drop, expected_counts, running, wait_for
-from tests.signing import fast_hasher
+from tests.signing import PASSWORD_LINE, as_data_manager, fast_hasher
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -136,11 +136,14 @@ def test_watcher_and_adjudicator_give_the_embedded_outcomes(
         Stack.embedded_json(embedded_home, "outcomes", "--study", DEMO_STUDY)
     )
 
-    # the data manager locks at the adjudicator's applied positions, on every partition
-    stack.tract(
-        "lock", "--study", DEMO_STUDY, "--lock-id", "PRIMARY", "--reason", "primary", "--by", "dm",
-        "--open-queries-reason", "sites answer later",
+    # the data manager locks (signed) at the adjudicator's applied positions, on every partition
+    locked = subprocess.run(
+        [TRACT, "lock", "--study", DEMO_STUDY, "--lock-id", "PRIMARY", "--reason", "primary",
+         *as_data_manager(stack.home), "--open-queries-reason", "sites answer later"],
+        env={**os.environ, **stack.env()}, input=PASSWORD_LINE, capture_output=True, text=True,
+        timeout=180,
     )  # fmt: skip
+    assert locked.returncode == 0, locked.stderr
     manifest = json.loads(
         (stack.home / "objects" / "locks" / DEMO_STUDY / "PRIMARY" / "manifest.json").read_text()
     )

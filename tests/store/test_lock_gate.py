@@ -17,6 +17,7 @@ import yaml
 
 from services.lock import gate
 from services.lock.validation import SUITE, load_suite
+from tests.signing import PASSWORD_LINE, as_data_manager
 from tests.store.trials import STUDY
 
 TRACT = str(Path(sys.executable).parent / "tract")
@@ -26,7 +27,7 @@ def lock(home: Path, lock_id: str, **env: str) -> subprocess.CompletedProcess[st
     return subprocess.run(
         [
             *(TRACT, "--home", str(home), "--store", "local", "lock", "--study", STUDY),
-            *("--lock-id", lock_id, "--reason", "primary analysis", "--by", "dm.jones"),
+            *("--lock-id", lock_id, "--reason", "primary analysis", *as_data_manager(home)),
             *("--level", "soft", "--validate", "--json"),
             *("--open-queries-reason", "the demo's site queries are answered after the lock"),
         ],
@@ -34,6 +35,7 @@ def lock(home: Path, lock_id: str, **env: str) -> subprocess.CompletedProcess[st
         text=True,
         timeout=300,
         env=os.environ | env,
+        input=PASSWORD_LINE,
     )
 
 

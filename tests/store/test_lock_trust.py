@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from services.demo.run import DEMO_PASSWORD
-from tests.signing import unlock
+from tests.signing import PASSWORD_LINE, as_data_manager, unlock
 from tests.store.trials import STUDY
 
 TRACT = str(Path(sys.executable).parent / "tract")
@@ -44,9 +44,9 @@ def lock(home: Path, lock_id: str, *extra: str) -> tuple[int, str]:
         "primary",
         "--open-queries-reason",
         "sites answer later",
-        "--by",
-        "dm.jones",
+        *as_data_manager(home),
         *extra,
+        stdin=PASSWORD_LINE,
     )
 
 
@@ -95,8 +95,10 @@ def test_another_request_cannot_complete_a_claimed_lock(decided_home: Path) -> N
         "HALF",
         "--reason",
         "something else",
-        "--by",
+        "--as",
         "dm.smith",
+        "--password-stdin",
+        stdin=PASSWORD_LINE,
     )
     assert code == 1 and "claimed by another request" in out
     code, out = tract(
@@ -110,8 +112,8 @@ def test_another_request_cannot_complete_a_claimed_lock(decided_home: Path) -> N
         "primary analysis",
         "--open-queries-reason",
         "sites answer later",
-        "--by",
-        "dm.jones",
+        *as_data_manager(decided_home),
+        stdin=PASSWORD_LINE,
     )
     assert code == 0, out
 
@@ -119,8 +121,9 @@ def test_another_request_cannot_complete_a_claimed_lock(decided_home: Path) -> N
 def test_unknown_studies_are_refused_by_name(decided_home: Path) -> None:
     """Issue 9, item 10: a study with no data got an empty "verified" lock and zeros."""
     code, out = tract(
-        decided_home, "lock", "--study", "EXO2", "--lock-id", "L", "--reason", "x", "--by", "dm"
-    )
+        decided_home, "lock", "--study", "EXO2", "--lock-id", "L", "--reason", "x",
+        *as_data_manager(decided_home), stdin=PASSWORD_LINE,
+    )  # fmt: skip
     assert code == 1 and "EXO2" in out and STUDY in out
     assert not (decided_home / "objects" / "locks" / "EXO2").exists()
     for args in (["conflicts"], ["report"], ["outcomes"], ["audit"]):
