@@ -56,16 +56,31 @@ def itt_table(patients: pl.DataFrame, category: str, level: float) -> dict[str, 
     }
 
 
+def _treated_completers(tracts: pl.DataFrame, *columns: str) -> pl.DataFrame:
+    """Completers' treated tracts, with only ``columns`` (the tract table is wide: filtering
+    every column to count a few is most of a report's time at 100,000 subjects)."""
+    return (
+        tracts.lazy()
+        .filter(pl.col("treated") & (pl.col("subject_status") == "COMPLETED"))
+        .select(*columns)
+        .collect()
+    )
+
+
 def tract_table(tracts: pl.DataFrame, outcome: str, level: float) -> dict[str, Any]:
     """Completers' treated tracts; the interval accounts for tracts clustered in patients."""
-    treated = tracts.filter(pl.col("treated") & (pl.col("subject_status") == "COMPLETED"))
+    treated = _treated_completers(tracts, "subject_id", outcome)
     per_patient = treated.group_by("subject_id").agg(
         closed=(pl.col(outcome) == "CLOSED").sum(), size=pl.len()
     )
     closed = int(per_patient["closed"].sum())
     interval = stats.clustered_proportion_ci(
-        per_patient["closed"].to_list(), per_patient["size"].to_list(), level
+        per_patient["closed"].to_numpy(), per_patient["size"].to_numpy(), level
     )
+    counts = treated.select(
+        pending=(pl.col(outcome) == "PENDING").sum(),
+        not_evaluable=(pl.col(outcome) == "NOT_EVALUABLE").sum(),
+    ).row(0, named=True)
     return {
         "treated": treated.height,
         "closed": closed,
@@ -74,13 +89,13 @@ def tract_table(tracts: pl.DataFrame, outcome: str, level: float) -> dict[str, A
         "ci_method": None if interval is None else interval.method,
         "design_effect": None if interval is None else round(interval.design_effect, 3),
         "patients": per_patient.height,
-        "pending": treated.filter(pl.col(outcome) == "PENDING").height,
-        "not_evaluable": treated.filter(pl.col(outcome) == "NOT_EVALUABLE").height,
+        "pending": counts["pending"],
+        "not_evaluable": counts["not_evaluable"],
     }
 
 
 def discharge_table(tracts: pl.DataFrame, level: float) -> dict[str, Any]:
-    treated = tracts.filter(pl.col("treated") & (pl.col("subject_status") == "COMPLETED"))
+    treated = _treated_completers(tracts, "discharge_improved")
     evaluable = treated.filter(pl.col("discharge_improved").is_not_null())
     improved = evaluable.filter(pl.col("discharge_improved")).height
     return {
@@ -94,7 +109,11 @@ def discharge_table(tracts: pl.DataFrame, level: float) -> dict[str, Any]:
 
 def reader_agreement(tracts: pl.DataFrame) -> dict[str, Any]:
     """Kappa R1 vs R2 over completers' treated tracts with both primary reads evaluable."""
-    scope = tracts.filter(pl.col("treated") & (pl.col("subject_status") == "COMPLETED"))
+    scope = _treated_completers(
+        tracts,
+        *("r1_evaluable", "r2_evaluable", "r1_healed", "r2_healed", "adj_evaluable"),
+        *("adj_healed", "mri_basis", "mri", "mri_reads"),
+    )
     pairs = scope.filter(
         pl.col("r1_evaluable").fill_null(False) & pl.col("r2_evaluable").fill_null(False)
     )
@@ -147,45 +166,42 @@ def pathology_table(
     pathology: pl.DataFrame, tracts: pl.DataFrame, conflicts: pl.DataFrame
 ) -> dict[str, Any]:
     """Medians per injection visit and paired Wilcoxon INJ1 vs INJ3 per marker (adequate
-    specimens of treated tracts only). A report filed under a tract id the committee MAPPED
-    to a registry tract counts for that tract, as the exams and reads do."""
-    treated = tracts.filter(pl.col("treated")).select("subject_id", "tract_id")
+    specimens of treated tracts only; the first report of a tract and visit pairs). A report
+    filed under a tract id the committee MAPPED to a registry tract counts for that tract, as
+    the exams and reads do."""
+    key = ["subject_id", "tract_id"]
+    treated = tracts.lazy().filter(pl.col("treated")).select(key)
     remap = tract_mappings(conflicts.lazy()).filter(pl.col("decision_status") == "MAPPED")
-    pathology = (
+    adequate = (
         pathology.lazy()
-        .join(
-            remap.select("subject_id", "tract_id", "maps_to"),
-            on=["subject_id", "tract_id"],
-            how="left",
-        )
+        .filter(pl.col("specimen_adequate"))
+        .select(*key, "visit", *MARKERS)
+        .join(remap.select(*key, "maps_to"), on=key, how="left")
         .with_columns(tract_id=pl.coalesce("maps_to", "tract_id"))
-        .drop("maps_to")
-        .collect()
+        .join(treated, on=key, how="semi")
     )
-    adequate = pathology.filter(pl.col("specimen_adequate")).join(
-        treated, on=["subject_id", "tract_id"], how="semi"
+    by_visit = (
+        adequate.filter(pl.col("visit").is_in(PATHOLOGY_VISITS))
+        .group_by("visit")
+        .agg(*[pl.col(m).median() for m in MARKERS], n=pl.len())
     )
+    first = adequate.unique([*key, "visit"], keep="first", maintain_order=True)
+    paired = (
+        first.filter(pl.col("visit") == "INJ1")
+        .select(*key, *MARKERS)
+        .join(first.filter(pl.col("visit") == "INJ3").select(*key, *MARKERS), on=key, suffix="_3")
+    )
+    by_visit, paired = pl.collect_all([by_visit, paired])
+    found = {row["visit"]: row for row in by_visit.iter_rows(named=True)}
     medians = {
-        visit: {m: _round(adequate.filter(pl.col("visit") == visit)[m].median()) for m in MARKERS}
-        | {"n": adequate.filter(pl.col("visit") == visit).height}
+        visit: {m: _round(found.get(visit, {}).get(m)) for m in MARKERS}
+        | {"n": found.get(visit, {}).get("n", 0)}
         for visit in PATHOLOGY_VISITS
     }
-    paired = adequate.filter(pl.col("visit").is_in(["INJ1", "INJ3"])).pivot(
-        on="visit",
-        index=["subject_id", "tract_id"],
-        values=list(MARKERS),
-        aggregate_function="first",
-    )
     tests = {}
     for marker in MARKERS:
-        before, after = f"{marker}_INJ1", f"{marker}_INJ3"
-        if before not in paired.columns or after not in paired.columns:
-            tests[marker] = None
-            continue
-        both = paired.select(before, after).drop_nulls()
-        result = stats.paired_wilcoxon(
-            both[before].cast(pl.Float64).to_list(), both[after].cast(pl.Float64).to_list()
-        )
+        both = paired.select(pl.col(marker, f"{marker}_3").cast(pl.Float64)).drop_nulls()
+        result = stats.paired_wilcoxon(both[marker].to_numpy(), both[f"{marker}_3"].to_numpy())
         tests[marker] = None if result is None else asdict(result)
     return {"medians": medians, "inj1_vs_inj3": tests}
 
