@@ -299,6 +299,9 @@ def test_a_lock_carries_the_signature_of_the_data_manager_who_took_it(
         ("LOCK", "dm.jones", "primary analysis")
     ]
     assert locks[0]["at"] == manifest["locked_at"]
+    code, out = tract(decided_home, "snapshot", "open", "--study", STUDY, "--lock", "PRIMARY")
+    assert code == 0 and "by dm.jones (soft): primary analysis" in out  # shown with its data
+    assert "signed: Dana Jones (dm.jones), " in out and meaning in out, out
     code, out = tract(decided_home, *LOCK, *LOCK_PRIMARY)
     assert code == 0 and "already locked" in out and "signed:" not in out  # nothing to sign
 

@@ -105,13 +105,41 @@ def open_command(
     text = "\n".join(
         [
             f"{study} {what}: {len(counts)} Parquet files, every sha256 verified{status}",
+            *_signed_by(snap.manifest),
             *(f"  {name:<34} {rows:>9} rows" for name, rows in sorted(counts.items())),
             *([f"exported to {export}"] if export else []),
             "",
             report_text(report),
         ]
     )
-    _echo({"row_counts": counts, "unlocked": undone, "report": report}, as_json, text)
+    who = {k: snap.manifest.get(k) for k in LOCKED_BY if k in snap.manifest}
+    _echo({"lock": who, "row_counts": counts, "unlocked": undone, "report": report}, as_json, text)
+
+
+LOCKED_BY = ("requested_by", "locked_at", "level", "reason", "signature")
+"""What a lock's manifest says of who locked it and why (shown with its data, 11.50)."""
+
+
+def _signed_by(manifest: dict[str, Any]) -> list[str]:
+    """Who locked, when and why, and the signatures the manifest holds (printed name, time,
+    meaning): a lock's data is never shown without them."""
+    from services.signatures import manifestation
+
+    if not manifest.get("requested_by"):
+        return []  # a dated snapshot: nobody locked it
+    lines = [
+        f"locked {manifest.get('locked_at')} by {manifest['requested_by']} "
+        f"({manifest.get('level')}): {manifest.get('reason')}"
+    ]
+    if signature := manifest.get("signature"):
+        shown = manifestation(
+            signature["printed_name"],
+            signature["signer"],
+            signature["signed_at"],
+            signature["meaning"],
+        )
+        lines.append(f"  signed: {shown}")
+    return lines
 
 
 def _gone(ctx: click.Context, param: click.Parameter, value: object) -> None:

@@ -48,6 +48,8 @@ class Snapshot:
     meta: dict[str, Any] = field(default_factory=dict)
     files: dict[str, bytes] = field(default_factory=dict)
     """A stored snapshot's other verified files (``report.json``), by name."""
+    manifest: dict[str, Any] = field(default_factory=dict)
+    """A stored lock's manifest (who locked, why, their signature), as verified."""
 
     def lazy(self) -> dict[str, pl.LazyFrame]:
         """Every table and event kind as LazyFrames (events under ``events/<kind>``)."""
@@ -245,7 +247,7 @@ def open_lock(
         "rule_set": (manifest.get("rule_set") or {}).get("id"),
         "rule_set_version": (manifest.get("rule_set") or {}).get("version"),
     }
-    return Snapshot(study, tables, events, meta, files)
+    return Snapshot(study, tables, events, meta, files, manifest)
 
 
 def verified_frames(
