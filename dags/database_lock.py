@@ -1,11 +1,15 @@
 """
 ### Database lock
 
-A data manager freezes a study: trigger this DAG with the study, a lock id, the level, a
-reason and who requests it (the form validates them). The run
+A data manager freezes a study: signed in to Airflow, trigger this DAG with the study, a lock
+id, the level and a reason (the form validates them). **The lock names you**: its requester is
+the Airflow user who triggered the run (the UI's or the REST API's signed-in user), never a
+typed name. The run
 
-1. **check_request**: the lock id again returns the existing lock (nothing new is written);
-   an id that was unlocked is refused;
+1. **check_request**: refuses a run that no person triggered (a scheduled run, a backfill,
+   `airflow dags test`: trigger it as a user, from the UI or the REST API) and a conf whose
+   `requested_by` names someone else; the lock id again returns the existing lock (nothing new
+   is written); an id that was unlocked is refused;
 2. **check_conflicts**: fails listing every open conflict (resolve them with the committee);
 3. **freeze_cut**: claims the lock id for this request, then records the event-log positions
    the lock covers and the hash chain's head there (its anchor);
@@ -70,6 +74,8 @@ RETRY_POLICY = ExceptionRetryPolicy(
     catchup=False,
     # triggered by people (REST, the UI): a paused DAG would leave their run queued for ever
     is_paused_upon_creation=False,
+    # only a person's trigger (UI, REST API): no backfill, asset or operator run
+    allowed_run_types=["manual"],
     max_active_runs=1,
     doc_md=__doc__,
     tags=["tract", "lock"],
@@ -93,7 +99,6 @@ RETRY_POLICY = ExceptionRetryPolicy(
             description="hard: files retained in COMPLIANCE mode.",
         ),
         "reason": Param(type="string", minLength=10, title="Reason"),
-        "requested_by": Param(type="string", minLength=2, title="Requested by"),
         "open_queries_reason": Param(
             "",
             type="string",
@@ -110,11 +115,16 @@ RETRY_POLICY = ExceptionRetryPolicy(
 )
 def database_lock() -> None:
     @task
-    def check_request(params: dict[str, Any] | None = None) -> dict[str, Any]:
+    def check_request(params: dict[str, Any] | None = None, dag_run: Any = None) -> dict[str, Any]:
         from services.lock.tasks import lock_check_request
 
-        assert params is not None
-        return lock_check_request(dict(params))
+        assert params is not None and dag_run is not None
+        return lock_check_request(
+            dict(params),
+            triggered_by=dag_run.triggering_user_name,
+            run_type=dag_run.run_type,
+            conf=dag_run.conf,
+        )
 
     @task
     def check_conflicts(request: dict[str, Any]) -> dict[str, int]:

@@ -50,11 +50,79 @@ def _staging(request: dict[str, Any]) -> Path:
 
 
 # database_lock ------------------------------------------------------------------------------
-def lock_check_request(params: dict[str, Any]) -> dict[str, Any]:
-    """The request, checked, with ``existing`` set when this lock id was already written."""
+NO_PERSON = frozenset({"dag_test", "anonymous"})
+"""The triggering users Airflow records when no person signed in: ``dag_test`` for
+``dag.test()`` and ``airflow dags test``, ``Anonymous`` under the simple auth manager's
+``simple_auth_manager_all_admins`` (compared normalised)."""
+TRIGGER_AS_A_USER = (
+    "trigger it as a user: the Airflow UI or the REST API, signed in as the data manager "
+    "locking (the lock names who triggered it)"
+)
+
+
+def lock_requester(
+    triggered_by: str | None, run_type: str, conf: dict[str, Any] | None = None
+) -> str:
+    """Who requests a lock the DAG takes: the Airflow user who triggered the run (the UI's or
+    the REST API's signed-in user, as Airflow records it on the run), in tract's one form of a
+    user name. Never a typed name: a run no person triggered is refused, and so is a conf whose
+    ``requested_by`` names anyone else (a lock is never taken in another person's name; the
+    same name, sent by an older client, is accepted)."""
+    from services.lock.errors import LockRefusedError
+    from services.usernames import InvalidNameError, normalise_username
+
+    kind = getattr(run_type, "value", run_type)
+    if kind != "manual":
+        raise LockRefusedError(
+            f"database_lock was not triggered by a person (this is a {kind} run); "
+            f"{TRIGGER_AS_A_USER}"
+        )
+    if not triggered_by or triggered_by.strip().casefold() in NO_PERSON:
+        raise LockRefusedError(
+            f"this run has no triggering user (Airflow recorded {triggered_by!r}: it records "
+            "none for a scheduled run, 'dag_test' for `airflow dags test`, 'Anonymous' when "
+            f"sign-in is switched off), so the lock would name nobody; {TRIGGER_AS_A_USER}"
+        )
+    try:
+        requester = normalise_username(triggered_by)
+    except InvalidNameError as exc:
+        raise LockRefusedError(
+            f"the Airflow user who triggered this run cannot name a lock's requester: {exc}; "
+            "trigger it as an Airflow user whose name is a tract user name"
+        ) from None
+    typed = (conf or {}).get("requested_by")
+    if typed not in (None, "") and not _names(typed, requester):
+        raise LockRefusedError(
+            f"the run's conf names requested_by {typed!r}, but {requester} triggered it: a lock "
+            "names the Airflow user who triggers it, never a typed name. Leave requested_by "
+            f"out (the lock names you), or have {typed} trigger it, signed in as themselves"
+        )
+    return requester
+
+
+def _names(typed: Any, requester: str) -> bool:
+    """Whether ``typed`` is ``requester``'s user name (any name that is not one is not)."""
+    from services.usernames import InvalidNameError, normalise_username
+
+    try:
+        return normalise_username(typed) == requester
+    except InvalidNameError:
+        return False
+
+
+def lock_check_request(
+    params: dict[str, Any],
+    *,
+    triggered_by: str | None,
+    run_type: str,
+    conf: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The request of the person who triggered the run (:func:`lock_requester`), checked, with
+    ``existing`` set when this lock id was already written."""
     from services.lock.lock import check_request
 
-    request = _request(params)
+    requester = lock_requester(triggered_by, run_type, conf)
+    request = _request(params | {"requested_by": requester})
     existing = check_request(_sources(), request)
     if existing is not None:
         log.info(

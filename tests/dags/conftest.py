@@ -71,3 +71,28 @@ def task_states(run: Any) -> dict[str, str]:
         ti.task_id + (f"[{ti.map_index}]" if ti.map_index >= 0 else ""): str(ti.state)
         for ti in run.get_task_instances()
     }
+
+
+def run_as(dag: Any, user: str | None, **test_kwargs: Any) -> Any:
+    """``dag.test(**test_kwargs)``, the run triggered by ``user`` as the UI or the REST API
+    records its signed-in user (``None``: as a scheduled run, no user).
+
+    Airflow 3.3's ``dag.test()`` records the triggering user ``dag_test``; here Airflow's own
+    ``get_or_create_dagrun`` creates the run, told ``user`` instead, and the tasks run as
+    ``dag.test()`` runs them (they read the user from their run, through the Task SDK)."""
+    from unittest import mock
+
+    from airflow.models import dagrun
+
+    real = dagrun.get_or_create_dagrun
+    created: list[Any] = []
+
+    def create(**kwargs: Any) -> Any:
+        created.append(real(**kwargs | {"triggering_user_name": user}))
+        return created[-1]
+
+    with mock.patch.object(dagrun, "get_or_create_dagrun", create):
+        run = dag.test(**test_kwargs)
+    if not created:
+        raise RuntimeError("dag.test() no longer creates its run with get_or_create_dagrun")
+    return run

@@ -41,10 +41,10 @@ def test_dags_are_documented_and_shaped_as_designed(dagbag: Any) -> None:
         "lock_id",
         "level",
         "reason",
-        "requested_by",
         "open_queries_reason",
         "export",
-    }
+    }  # no requested_by: the lock names the Airflow user who triggered the run
+    assert {t.value for t in lock.allowed_run_types} == {"manual"}  # no backfill, asset, operator
     assert lock.max_active_runs == 1
     daily = dagbag.get_dag("trial_snapshot").timetable
     assert "0 0 * * *" in repr(daily)  # @daily by default

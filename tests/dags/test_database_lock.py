@@ -17,10 +17,13 @@ from services.lock.staging import staging_dir
 from services.lock.validation import SUITE
 from services.platform import Platform
 from tests import servers
-from tests.dags.conftest import task_states
+from tests.dags.conftest import run_as, task_states
 from tests.store.trials import STUDY, s3_settings
 
 pytestmark = pytest.mark.slow
+
+DM = "dm.jones"
+"""The data manager who triggers the runs (signed in to Airflow)."""
 
 ALL_TASKS = (
     "check_request",
@@ -40,7 +43,6 @@ def conf(lock_id: str, level: str = "soft") -> dict[str, str]:
         "lock_id": lock_id,
         "level": level,
         "reason": "primary analysis of the completers",
-        "requested_by": "dm.jones",
         "open_queries_reason": "sites answer later",
     }
 
@@ -67,7 +69,7 @@ def test_lock_runs_end_to_end_and_again_is_idempotent(
     tract_env(settings)
     dag = dagbag.get_dag("database_lock")
 
-    run = dag.test(run_conf=conf("PRIMARY", "hard"))
+    run = run_as(dag, DM, run_conf=conf("PRIMARY", "hard"))
     assert str(run.state) == "success", task_states(run)
     assert set(task_states(run).values()) == {"success", "skipped"}
     assert task_states(run)["export_submission"] == "skipped"  # no export asked for
@@ -78,8 +80,10 @@ def test_lock_runs_end_to_end_and_again_is_idempotent(
     assert not staging_dir(settings.home, STUDY, "PRIMARY").exists()
     manifest = json.loads(manifest_bytes(platform.store, STUDY, "PRIMARY"))
     assert manifest["open_queries"]["reason"] == "sites answer later"  # recorded, not dropped
+    assert manifest["requested_by"] == DM  # who triggered the run
+    assert lock_events(settings)["requested_by"].to_list() == [DM]
 
-    again = dag.test(run_conf=conf("PRIMARY"))
+    again = run_as(dag, DM, run_conf=conf("PRIMARY"))
     states = task_states(again)
     assert str(again.state) == "success", states
     assert [t for t in ALL_TASKS if states[t] == "skipped"] == [
@@ -91,6 +95,72 @@ def test_lock_runs_end_to_end_and_again_is_idempotent(
     ]
     assert lock_events(settings).height == 1  # no second lock
     assert platform.report(STUDY, "PRIMARY")["completers"]["FULL_CLOSURE"] == 12
+
+
+def test_the_lock_names_who_triggered_the_run_never_a_name_typed_in_its_conf(
+    dagbag: Any,
+    tract_env: Any,
+    decided_home: Path,
+    capfd: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The gap: the trigger form took requested_by as free text, so whoever could trigger
+    the DAG locked a study under any name (another data manager's)."""
+    settings = Settings(home=decided_home)
+    tract_env(settings)
+    platform = Platform.from_settings(settings)
+    dag = dagbag.get_dag("database_lock")
+
+    typed = run_as(dag, DM, run_conf=conf("PRIMARY") | {"requested_by": "dm.smith"})
+    states = task_states(typed)
+    assert str(typed.state) == "failed", states
+    assert states["check_request"] == "failed"
+    assert states["freeze_cut"] == "upstream_failed"
+    log = capfd.readouterr()
+    text = log.out + log.err + caplog.text
+    assert "names requested_by 'dm.smith', but dm.jones triggered it" in text
+    assert "Leave requested_by out (the lock names you)" in text
+    assert platform.store.list("locks") == []
+    assert platform.records("lock", STUDY).collect().is_empty()  # not even a claim
+
+    # the same person, signed in as DM.Jones, sending their own name (an older client)
+    own = run_as(dag, "DM.Jones", run_conf=conf("PRIMARY") | {"requested_by": DM})
+    assert str(own.state) == "success", task_states(own)
+    manifest = json.loads(manifest_bytes(platform.store, STUDY, "PRIMARY"))
+    assert manifest["requested_by"] == DM
+    assert lock_events(settings)["requested_by"].to_list() == [DM]
+    trail = platform.audit(STUDY).filter(pl.col("action") == "LOCK")
+    assert trail["who"].to_list() == [DM]
+
+
+def test_a_run_no_person_triggered_is_refused_and_writes_nothing(
+    dagbag: Any,
+    tract_env: Any,
+    decided_home: Path,
+    capfd: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """dag.test() (as `airflow dags test`) records the user 'dag_test'; a scheduled run none.
+    Naming someone in the conf does not make up for it."""
+    settings = Settings(home=decided_home)
+    tract_env(settings)
+    platform = Platform.from_settings(settings)
+    dag = dagbag.get_dag("database_lock")
+    named = conf("PRIMARY") | {"requested_by": DM}
+
+    for run in (dag.test(run_conf=named), run_as(dag, None, run_conf=named)):
+        states = task_states(run)
+        assert str(run.state) == "failed", states
+        assert states["check_request"] == "failed"
+        assert {states[t] for t in ALL_TASKS[1:]} == {"upstream_failed"}
+    log = capfd.readouterr()
+    text = log.out + log.err + caplog.text
+    assert "this run has no triggering user (Airflow recorded 'dag_test'" in text
+    assert "this run has no triggering user (Airflow recorded None" in text
+    assert "trigger it as a user: the Airflow UI or the REST API" in text
+    assert platform.store.list("locks") == []
+    assert platform.records("lock", STUDY).collect().is_empty()
+    assert not staging_dir(settings.home, STUDY, "PRIMARY").exists()
 
 
 def test_open_conflicts_fail_the_run_listing_them(
@@ -108,7 +178,7 @@ def test_open_conflicts_fail_the_run_listing_them(
         .conflicts.filter(pl.col("status") == "OPEN")["conflict_id"]
         .to_list()
     )
-    run = dagbag.get_dag("database_lock").test(run_conf=conf("PRIMARY"))
+    run = run_as(dagbag.get_dag("database_lock"), DM, run_conf=conf("PRIMARY"))
     states = task_states(run)
     assert str(run.state) == "failed"
     assert states["check_conflicts"] == "failed"
@@ -131,7 +201,7 @@ def test_open_site_queries_without_a_reason_fail_the_run(
     settings = Settings(home=decided_home)
     tract_env(settings)
     unexplained = conf("PRIMARY") | {"open_queries_reason": ""}
-    run = dagbag.get_dag("database_lock").test(run_conf=unexplained)
+    run = run_as(dagbag.get_dag("database_lock"), DM, run_conf=unexplained)
     states = task_states(run)
     assert str(run.state) == "failed"
     assert states["check_conflicts"] == "failed"
@@ -175,7 +245,7 @@ def test_a_failed_expectation_fails_the_run_and_leaves_no_lock(
     settings = Settings(home=decided_home)
     tract_env(settings)
 
-    run = dagbag.get_dag("database_lock").test(run_conf=conf("PRIMARY"))
+    run = run_as(dagbag.get_dag("database_lock"), DM, run_conf=conf("PRIMARY"))
     states = task_states(run)
     assert str(run.state) == "failed"
     assert states["validate"] == "failed"
@@ -199,4 +269,4 @@ def test_params_are_validated_by_the_param_schema(
     dag = dagbag.get_dag("database_lock")
     for bad in ({"level": "medium"}, {"lock_id": "no spaces allowed"}, {"reason": "short"}):
         with pytest.raises(ParamValidationError):
-            dag.test(run_conf=conf("PRIMARY") | bad)
+            run_as(dag, DM, run_conf=conf("PRIMARY") | bad)

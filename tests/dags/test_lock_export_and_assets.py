@@ -13,7 +13,7 @@ from services.config import Settings
 from services.export.package import MANIFEST, export_prefix
 from services.lock.snapshot import sha256
 from services.platform import Platform
-from tests.dags.conftest import task_states
+from tests.dags.conftest import run_as, task_states
 from tests.store.trials import STUDY
 
 pytestmark = pytest.mark.slow
@@ -27,7 +27,6 @@ def conf(lock_id: str, export: str) -> dict[str, str]:
         "lock_id": lock_id,
         "level": "soft",
         "reason": "primary analysis of the completers",
-        "requested_by": "dm.jones",
         "open_queries_reason": "sites answer later",
         "export": export,
     }
@@ -90,7 +89,7 @@ def test_a_lock_with_export_writes_the_package_and_emits_asset_events(
     _sync_and_unpause(DOWNSTREAM)
     queued_before = _queued(DOWNSTREAM)
 
-    run = dagbag.get_dag("database_lock").test(run_conf=conf("EXPORTED", "all"))
+    run = run_as(dagbag.get_dag("database_lock"), "dm.jones", run_conf=conf("EXPORTED", "all"))
     states = task_states(run)
     assert str(run.state) == "success", states
     assert states["export_submission"] == "success"
@@ -134,7 +133,7 @@ def test_without_export_the_export_task_is_skipped(
 ) -> None:
     settings = Settings(home=decided_home)
     tract_env(settings)
-    run = dagbag.get_dag("database_lock").test(run_conf=conf("PLAIN", "none"))
+    run = run_as(dagbag.get_dag("database_lock"), "dm.jones", run_conf=conf("PLAIN", "none"))
     states = task_states(run)
     assert str(run.state) == "success", states
     assert states["publish_lock_event"] == "success" and states["export_submission"] == "skipped"

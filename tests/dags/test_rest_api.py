@@ -1,6 +1,7 @@
 """The data manager's real path: `airflow standalone` on SQLite, database_lock triggered
-through the REST API, the lock written to a real S3 server, then read on "another machine"
-(a subprocess that has only the S3 settings) by the example analysis job."""
+through the REST API by the data manager signed in (the lock names them), the lock written to a
+real S3 server, then read on "another machine" (a subprocess that has only the S3 settings) by
+the example analysis job."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from services.lock.snapshot import manifest_bytes
+from services.platform import Platform
 from tests import servers
 from tests.dags.conftest import airflow_env
 from tests.store.trials import STUDY, env_of, s3_settings
@@ -62,6 +65,8 @@ def test_data_manager_locks_through_the_rest_api_and_an_analyst_reads_s3(
             "AIRFLOW__API__PORT": str(port),
             "AIRFLOW__API__BASE_URL": url,
             "AIRFLOW__API__WORKERS": "1",
+            # the data manager signs in as themselves; admin only sets the DAG up
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin,dm.jones:user",
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{url}/execution/",
             # standalone starts its components as `airflow ...`: the venv's bin must be on PATH
             "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
@@ -80,14 +85,18 @@ def test_data_manager_locks_through_the_rest_api_and_an_analyst_reads_s3(
     standalone.start()
     try:
         passwords = json.loads((home / "simple_auth_manager_passwords.json.generated").read_text())
-        token = httpx.post(
-            f"{url}/auth/token",
-            json={"username": "admin", "password": passwords["admin"]},
-            timeout=10,
-        ).json()["access_token"]
-        api = httpx.Client(
-            base_url=f"{url}/api/v2", headers={"Authorization": f"Bearer {token}"}, timeout=30
-        )
+
+        def signed_in(user: str) -> httpx.Client:
+            token = httpx.post(
+                f"{url}/auth/token",
+                json={"username": user, "password": passwords[user]},
+                timeout=10,
+            ).json()["access_token"]
+            return httpx.Client(
+                base_url=f"{url}/api/v2", headers={"Authorization": f"Bearer {token}"}, timeout=30
+            )
+
+        api, dm = signed_in("admin"), signed_in("dm.jones")
         servers.wait_for(
             lambda: (r := _get(api, "/dags/database_lock")) is not None and r.status_code == 200,
             90,
@@ -100,13 +109,13 @@ def test_data_manager_locks_through_the_rest_api_and_an_analyst_reads_s3(
             "lock_id": "PRIMARY",
             "level": "hard",
             "reason": "primary analysis of the completers",
-            "requested_by": "dm.jones",
             "open_queries_reason": "sites answer later",
-        }
+        }  # no requested_by: the lock names who triggers it
         trigger = {"dag_run_id": "lock-primary", "logical_date": None, "conf": conf}
-        created = api.post("/dags/database_lock/dagRuns", json=trigger)
+        created = dm.post("/dags/database_lock/dagRuns", json=trigger)
         assert created.status_code == 200, created.text
-        again = api.post("/dags/database_lock/dagRuns", json=trigger)
+        assert created.json()["triggering_user_name"] == "dm.jones"
+        again = dm.post("/dags/database_lock/dagRuns", json=trigger)
         assert again.status_code == 409  # the run id is an idempotency key
         bad = api.post(
             "/dags/database_lock/dagRuns",
@@ -114,16 +123,37 @@ def test_data_manager_locks_through_the_rest_api_and_an_analyst_reads_s3(
         )
         assert bad.status_code == 400  # the Param schema refuses it before any task runs
 
-        def finished() -> str | None:
-            run = _get(api, "/dags/database_lock/dagRuns/lock-primary")
-            state = run and run.json()["state"]
-            return state if state in ("success", "failed") else None
+        def finished(run_id: str) -> Callable[[], str | None]:
+            def state() -> str | None:
+                run = _get(api, f"/dags/database_lock/dagRuns/{run_id}")
+                state = run and run.json()["state"]
+                return state if state in ("success", "failed") else None
 
-        assert servers.wait_for(finished, 240, "the lock run to finish", every=1) == "success", (
-            api.get("/dags/database_lock/dagRuns/lock-primary/taskInstances").json()
-        )
+            return state
+
+        done = servers.wait_for(finished("lock-primary"), 240, "the lock run to finish", every=1)
+        assert done == "success", api.get(
+            "/dags/database_lock/dagRuns/lock-primary/taskInstances"
+        ).json()
+        # admin, typing the data manager's name, cannot lock in it
+        typed = conf | {"lock_id": "TYPED", "requested_by": "dm.jones"}
+        forged = {"dag_run_id": "lock-typed", "logical_date": None, "conf": typed}
+        assert api.post("/dags/database_lock/dagRuns", json=forged).status_code == 200
+        refused = servers.wait_for(finished("lock-typed"), 240, "the typed run to fail", every=1)
+        tasks = api.get("/dags/database_lock/dagRuns/lock-typed/taskInstances").json()
+        states = {t["task_id"]: t["state"] for t in tasks["task_instances"]}
+        assert (refused, states["check_request"]) == ("failed", "failed"), states
     finally:
         standalone.stop()
+
+    platform = Platform.from_settings(settings)
+    manifest = json.loads(manifest_bytes(platform.store, STUDY, "PRIMARY"))
+    assert manifest["requested_by"] == "dm.jones"
+    published = platform.records("lock", STUDY).collect()
+    assert published.select("lock_id", "action", "requested_by").rows() == [
+        ("PRIMARY", "CLAIM", "dm.jones"),
+        ("PRIMARY", "LOCK", "dm.jones"),
+    ]  # and nothing of TYPED
 
     # Another machine: no platform home, no event log, no Airflow; only the S3 settings.
     analyst = {k: v for k, v in os.environ.items() if not k.startswith(("TRACT_", "AIRFLOW"))}
