@@ -233,9 +233,10 @@ def paired_wilcoxon(before: Sequence[float], after: Sequence[float]) -> PairedTe
         return None
 
     has_zeros = nonzero.size < d.size
-    has_ties = np.unique(np.abs(nonzero)).size < nonzero.size
+    ranks, tie_sizes = _average_ranks(np.abs(nonzero))
+    has_ties = tie_sizes.size < nonzero.size
     exact = nonzero.size < 50 and not has_zeros and not has_ties
-    statistic, p_value = _signed_rank(nonzero, exact)
+    statistic, p_value = _signed_rank(nonzero, ranks, tie_sizes, exact)
     p_method = "exact" if exact else "normal approximation, tie-corrected, continuity-corrected"
     return PairedTest(
         n_pairs=int(d.size),
@@ -249,11 +250,13 @@ def paired_wilcoxon(before: Sequence[float], after: Sequence[float]) -> PairedTe
     )
 
 
-def _signed_rank(nonzero: np.ndarray, exact: bool) -> tuple[float, float]:
+def _signed_rank(
+    nonzero: np.ndarray, ranks: np.ndarray, tie_sizes: np.ndarray, exact: bool
+) -> tuple[float, float]:
     """``min(W+, W-)`` and its two-sided p-value: the exact null distribution (every sign
     pattern of ranks 1..n equally likely, counted by dynamic programming) or the normal
-    approximation with tie-corrected variance and a continuity correction."""
-    ranks = _average_ranks(np.abs(nonzero))
+    approximation with tie-corrected variance and a continuity correction. ``ranks`` and
+    ``tie_sizes``: :func:`_average_ranks` of the absolute differences."""
     w_plus = float(ranks[nonzero > 0].sum())
     n = nonzero.size
     total = n * (n + 1) / 2
@@ -265,7 +268,6 @@ def _signed_rank(nonzero: np.ndarray, exact: bool) -> tuple[float, float]:
             counts[rank:] = counts[rank:] + counts[: len(counts) - rank]
         p = 2.0 * counts[: int(statistic) + 1].sum() / 2.0**n
         return statistic, float(min(p, 1.0))
-    _, tie_sizes = np.unique(np.abs(nonzero), return_counts=True)
     mean = n * (n + 1) / 4
     variance = n * (n + 1) * (2 * n + 1) / 24 - float((tie_sizes**3 - tie_sizes).sum()) / 48
     shift = statistic - mean
@@ -273,12 +275,13 @@ def _signed_rank(nonzero: np.ndarray, exact: bool) -> tuple[float, float]:
     return statistic, min(2.0 * normal_tail(abs(float(z))), 1.0)
 
 
-def _average_ranks(values: np.ndarray) -> np.ndarray:
-    """Ranks 1..n, ties sharing their average rank."""
-    order = np.argsort(values, kind="mergesort")
+def _average_ranks(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Ranks 1..n, ties sharing their average rank, and the size of each group of equal
+    values (in value order): one sort serves both."""
+    order = np.argsort(values, kind="stable")
+    ordered = values[order]
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+    sizes = np.diff(np.r_[starts, values.size])
     ranks = np.empty(values.size)
-    ranks[order] = np.arange(1, values.size + 1)
-    unique, inverse = np.unique(values, return_inverse=True)
-    sums = np.bincount(inverse, weights=ranks)
-    counts = np.bincount(inverse)
-    return (sums / counts)[inverse] if unique.size < values.size else ranks
+    ranks[order] = np.repeat(starts + (sizes + 1) / 2, sizes)  # group ranks start+1..start+size
+    return ranks, sizes
