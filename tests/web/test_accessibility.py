@@ -142,10 +142,12 @@ def test_the_lock_from_confirmation_to_receipt(
     page.click("button:has-text('Review the lock of DEMO')")
     expect(page.get_by_test_id("lock-preview")).to_be_visible()
     found = violations(page, axe_script)
+    page.fill("#password", PASSWORD)
     page.click("button:has-text('Confirm and lock DEMO')")  # no reason for the open queries
     expect(page.get_by_test_id("refusal")).to_be_visible()
     found += violations(page, axe_script)
     page.fill("#queries_reason", "Queries are on data outside the primary outcome.")
+    page.fill("#password", PASSWORD)
     page.click("button:has-text('Confirm and lock DEMO')")
     expect(page.get_by_test_id("locked")).to_be_visible()
     found += violations(page, axe_script)

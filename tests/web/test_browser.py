@@ -20,6 +20,7 @@ from playwright.sync_api import Browser, Page, expect
 
 from services.demo.run import decide_demo_conflicts, demo_committee
 from services.demo.trial import DEMO_STUDY
+from services.lock.snapshot import read_manifest
 from tests.web.conftest import PASSWORD, READER_DISAGREEMENT_S05, Site, fast_hasher
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -207,11 +208,25 @@ def test_a_data_manager_sees_the_study_ready_and_locks_it(
     page.fill("#reason", "primary analysis")
     page.click("button:has-text('Review the lock of DEMO')")
     expect(page.get_by_test_id("lock-open-queries").locator("tbody tr")).to_have_count(14)
+    expect(page.get_by_test_id("signer")).to_have_text("Dana Jones (dm.jones)")
+    meaning = "locked DEMO PRIMARY (soft lock): primary analysis"
+    expect(page.get_by_test_id("meaning")).to_have_text(meaning)
+    page.fill("#password", PASSWORD)  # the lock is signed, as `tract lock --as` signs it
     page.click("button:has-text('Confirm and lock DEMO')")
     expect(page.get_by_test_id("refusal")).to_contain_text("give the reason")
     page.fill("#queries_reason", "the sites' answers are analysed as a sensitivity set")
+    page.fill("#password", "not my password")
+    page.click("button:has-text('Confirm and lock DEMO')")
+    expect(page.get_by_test_id("refusal")).to_contain_text("signature refused")
+    expect(page.locator("#queries_reason")).to_have_value(
+        "the sites' answers are analysed as a sensitivity set"
+    )  # kept, to sign again
+    page.fill("#password", PASSWORD)
     page.click("button:has-text('Confirm and lock DEMO')")
     expect(page.get_by_test_id("locked")).to_contain_text("Locked as PRIMARY")
+    signature = read_manifest(platform.store, DEMO_STUDY, "PRIMARY")["signature"]
+    assert (signature["printed_name"], signature["meaning"]) == ("Dana Jones", meaning)
+    assert signature["signed_via"] == "web"
     expect(page.get_by_test_id("lock-queries")).to_contain_text("analysed as a sensitivity set")
     page.click("nav >> text=Dashboard")
     expect(page.get_by_test_id("locks")).to_contain_text("PRIMARY")

@@ -187,6 +187,7 @@ def test_the_lock_is_confirmed_on_its_own_page(
     expect(page.get_by_test_id("lock-open-queries").locator("tbody tr")).to_have_count(14)
     shot(page, screen, "08-lock-confirm")
     page.fill("#queries_reason", "Queries are on data outside the primary outcome.")
+    page.fill("#password", PASSWORD)
     page.click("button:has-text('Confirm and lock DEMO')")
     expect(page.get_by_test_id("locked")).to_contain_text("Locked as PRIMARY")
     event = site.app.state.web.platform.lock_event(DEMO_STUDY, "PRIMARY")

@@ -7,6 +7,7 @@ positions before and after and allows exactly one new event, on the ``access`` t
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 from collections.abc import Callable
@@ -721,7 +722,7 @@ def test_a_data_manager_sees_ready_to_lock_and_locks(site: Site, as_role: AsRole
     review = _lock(client, csrf)
     assert review.status_code == 200 and "Confirm and lock DEMO" in review.text
     assert site.platform.records("lock", DEMO_STUDY).collect().is_empty()  # nothing yet
-    fields = hidden_fields(review.text)
+    fields = hidden_fields(review.text) | {"password": PASSWORD}
     refused = client.post("/lock/confirm", data=fields, follow_redirects=False)
     assert refused.status_code == 409 and "give the reason for locking with them" in refused.text
     response = client.post(
@@ -741,6 +742,103 @@ def test_a_data_manager_sees_ready_to_lock_and_locks(site: Site, as_role: AsRole
     assert "Lock in force: " in page and "WEB-LOCK" in page
     assert 'data-testid="locks"' in page and "dm.jones" in page
     assert 'data-testid="lock-form"' not in page and 'data-testid="lock-closed"' in page
+
+
+def _reviewed_lock(site: Site, client: TestClient, csrf: str) -> dict[str, str]:
+    """The confirmation page's form of a lockable DEMO, its queries' reason given."""
+    from services.demo.run import decide_demo_conflicts, demo_committee
+    from tests.web.conftest import fast_hasher
+
+    decide_demo_conflicts(site.platform, demo_committee(site.home, fast_hasher()))
+    review = _lock(client, csrf)
+    assert review.status_code == 200, review.text
+    return hidden_fields(review.text) | {"queries_reason": "sites answer after the interim"}
+
+
+@pytest.mark.parametrize(
+    ("password", "message"),
+    [
+        ("", "signature refused: dm.jones must enter their password to sign a database lock"),
+        ("wrong horse", "signature refused: unknown user or wrong password"),
+    ],
+)
+def test_a_web_lock_without_its_password_is_refused_and_locks_nothing(
+    site: Site, as_role: AsRole, password: str, message: str
+) -> None:
+    """The lock is signed on the page as at the terminal (11.200): no password, or a wrong one,
+    claims and writes nothing but the refusal, and the form comes back to sign again."""
+    client, csrf = as_role("data_manager")
+    fields = _reviewed_lock(site, client, csrf)
+    before = site.positions()
+    refused = client.post(
+        "/lock/confirm", data=fields | {"password": password}, follow_redirects=False
+    )
+    assert refused.status_code == 403 and message in refused.text
+    assert 'data-testid="refusal"' in refused.text and 'name="password"' in refused.text
+    assert ">sites answer after the interim</textarea>" in refused.text  # the form is kept
+    assert hidden_fields(refused.text)["reason"] == "primary analysis"
+    only_access_added(site, before)
+    study_access = site.platform.records("access", DEMO_STUDY).collect().sort("offset")
+    last = study_access.row(-1, named=True)  # filed with the study it was for
+    assert not password or password not in refused.text + last["detail"]  # never echoed
+    assert (last["action"], last["outcome"], last["who"]) == ("LOCK", "REFUSED", "dm.jones")
+    assert message in last["detail"]
+    assert not site.platform.store.exists(f"locks/{DEMO_STUDY}/WEB-LOCK/manifest.json")
+    assert site.platform.records("lock", DEMO_STUDY).collect().is_empty()  # not even claimed
+
+
+def test_failed_lock_signatures_count_in_the_sign_in_throttle(
+    site_factory: Callable[..., Site],
+) -> None:
+    """Signing cannot be used to guess passwords: two wrong ones lock the account out, and the
+    right one then signs nothing."""
+    site = site_factory(max_failed_sign_ins=2)
+    client = site.client()
+    csrf = sign_in(client, "dm.jones")
+    fields = _reviewed_lock(site, client, csrf)
+    for _ in range(2):
+        assert client.post("/lock/confirm", data=fields | {"password": "guess"}).status_code == 403
+    refused = client.post("/lock/confirm", data=fields | {"password": PASSWORD})
+    assert refused.status_code == 403 and "locked out" in refused.text
+    assert site.platform.records("lock", DEMO_STUDY).collect().is_empty()
+
+
+def test_a_web_lock_is_signed_in_its_manifest_as_the_cli_signs(site: Site, as_role: AsRole) -> None:
+    """The same act, the same signature: printed name, time, meaning, in the manifest whose
+    sha256 the lock event records, shown by `tract snapshot open` with the lock's data."""
+    from click.testing import CliRunner
+
+    from services.cli import cli
+    from services.lock.snapshot import manifest_bytes
+
+    client, csrf = as_role("data_manager")
+    fields = _reviewed_lock(site, client, csrf)
+    meaning = f"locked {DEMO_STUDY} WEB-LOCK (soft lock): primary analysis"
+    review = _lock(client, csrf).text  # what the signature will mean, before signing
+    assert f'data-testid="meaning">{meaning}<' in review
+    assert 'data-testid="signer">Dana Jones (dm.jones)<' in review
+    done = client.post(
+        "/lock/confirm", data=fields | {"password": PASSWORD}, follow_redirects=False
+    )
+    assert done.status_code == 303, done.text
+    raw = manifest_bytes(site.platform.store, DEMO_STUDY, "WEB-LOCK")
+    manifest = json.loads(raw)
+    signature = manifest["signature"]
+    assert manifest["requested_by"] == signature["signer"] == "dm.jones"
+    assert (signature["printed_name"], signature["role"]) == ("Dana Jones", "data_manager")
+    assert (signature["meaning"], signature["signed_via"]) == (meaning, "web")
+    assert signature["authentication"].startswith("password re-entered (web session ")
+    assert PASSWORD not in raw.decode()
+    assert signature["signed_at"] <= manifest["locked_at"]
+    event = site.platform.lock_event(DEMO_STUDY, "WEB-LOCK")
+    assert event is not None and event["manifest_sha256"] == hashlib.sha256(raw).hexdigest()
+    shown = CliRunner().invoke(
+        cli, ["--home", str(site.home), "snapshot", "open", "--study", DEMO_STUDY, "--lock",
+              "WEB-LOCK"],
+    )  # fmt: skip
+    assert shown.exit_code == 0, shown.output
+    assert "by dm.jones (soft): primary analysis" in shown.output
+    assert "signed: Dana Jones (dm.jones), " in shown.output and meaning in shown.output
 
 
 # -- unlock by signatures (issue 9, item 2) ------------------------------------------------------

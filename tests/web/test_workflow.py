@@ -279,7 +279,8 @@ def _locked(site: Site, client: TestClient, csrf: str, lock_id: str = "PRIMARY")
     assert review.status_code == 200, review.text
     done = client.post(
         "/lock/confirm",
-        data=hidden_fields(review.text) | {"queries_reason": "answered after the lock"},
+        data=hidden_fields(review.text)
+        | {"queries_reason": "answered after the lock", "password": PASSWORD},
         follow_redirects=False,
     )
     assert done.status_code == 303, done.text
@@ -313,7 +314,8 @@ def test_a_lock_is_refused_if_the_queries_changed_since_the_review(
     query = site.platform.queries(DEMO_STUDY)["query_id"][0]
     site.platform.act_on_query(DEMO_STUDY, query, "CLOSED", "not real data", "dm.jones")
     refused = client.post(
-        "/lock/confirm", data=hidden_fields(review.text) | {"queries_reason": "later"}
+        "/lock/confirm",
+        data=hidden_fields(review.text) | {"queries_reason": "later", "password": PASSWORD},
     )
     assert refused.status_code == 409 and "changed since you reviewed this lock" in refused.text
     assert site.platform.records("lock", DEMO_STUDY).collect().is_empty()

@@ -1,6 +1,7 @@
 """The lock on the page: history (receipt, files, queries open at the lock, unlocks), one
 lock's manifest with its report beside the current one, the verified download, and taking a
-lock in two steps: what will be frozen (POST /lock), then confirm (POST /lock/confirm)."""
+lock in two steps: what will be frozen (POST /lock), then confirm, signed with the data
+manager's password (POST /lock/confirm), as `tract lock --as NAME` signs at the terminal."""
 
 from __future__ import annotations
 
@@ -12,9 +13,17 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from services.errors import TractError
+from services.lock.lock import LockRequest, lock_meaning
+from services.signatures import LOCK, Credentials, SignatureRefusedError, sign
 from services.web.auth import Session
-from services.web.deps import allow, guard, pick_study, refuse, render, viewer, web
-from services.web.lockview import compare_reports, lock_files, lock_history, lock_preview
+from services.web.deps import allow, client, guard, pick_study, refuse, render, viewer, web
+from services.web.lockview import (
+    LockPreview,
+    compare_reports,
+    lock_files,
+    lock_history,
+    lock_preview,
+)
 from services.web.visibility import visible
 
 router = APIRouter()
@@ -140,6 +149,35 @@ def _form(lock_id: str, reason: str, level: str) -> dict[str, str]:
     return {"lock_id": lock_id, "reason": reason, "level": level}
 
 
+def _meaning(preview: LockPreview, session: Session) -> str:
+    """What the data manager's signature will mean (21 CFR 11.50), in the words the manifest
+    records: ``locked DEMO PRIMARY (soft lock): primary analysis``."""
+    if not preview.lockable:
+        return ""
+    request = LockRequest(
+        preview.study, preview.lock_id, preview.reason, session.username, preview.level
+    )
+    return lock_meaning(request)
+
+
+def _confirm_page(
+    request: Request,
+    session: Session,
+    preview: LockPreview,
+    queries_reason: str = "",
+    error: str | None = None,
+    status_code: int = 200,
+) -> HTMLResponse:
+    """The confirmation page: what will be frozen, and the password field to sign the lock."""
+    context = {
+        "preview": preview,
+        "queries_reason": queries_reason,
+        "error": error,
+        "meaning": _meaning(preview, session),
+    }
+    return render(request, "lock_confirm.html", context, session, status_code)
+
+
 @router.post("/lock")
 def review_lock(
     request: Request,
@@ -165,9 +203,7 @@ def review_lock(
             code,
             study=study,
         )
-    return render(
-        request, "lock_confirm.html", {"preview": preview, "queries_reason": ""}, session, code
-    )
+    return _confirm_page(request, session, preview, status_code=code)
 
 
 @router.post("/lock/confirm")
@@ -180,13 +216,20 @@ def take_lock(
     level: Annotated[str, Form()] = "soft",
     queries_seen: Annotated[str, Form()] = "",
     queries_reason: Annotated[str, Form()] = "",
+    password: Annotated[str, Form()] = "",
 ) -> Response:
-    """Step 2: lock, unless something changed since the confirmation page or site queries are
-    open without a reason (the reason goes into the lock's manifest)."""
+    """Step 2: lock, signed by the signed-in data manager with their password (checked again
+    now, counted by the sign-in throttle), unless something changed since the confirmation page
+    or site queries are open without a reason (the reason goes into the lock's manifest).
+
+    The signature is the CLI's (`tract lock --as NAME`): purpose LOCK, the session's user as
+    both requester and signer, kept in the manifest with ``signed_via`` "web". A refused
+    signature (no or wrong password, a role or account that may not sign) claims and writes
+    nothing but its REFUSED access record, and the page comes back with the form as it was."""
     session = guard(request, csrf_token, "lock", "LOCK", study=study or None)
     pick_study(request, study)
-    seen = visible(request, session)
-    preview = lock_preview(seen, study, lock_id, reason, level)
+    state = web(request)
+    preview = lock_preview(visible(request, session), study, lock_id, reason, level)
     problem = None
     if not preview.lockable:
         problem = " ".join(preview.problems.values()) or (
@@ -205,29 +248,24 @@ def take_lock(
         )
     if problem:
         refuse(request, session, "LOCK", problem, 409, study=study)
-        return render(
-            request,
-            "lock_confirm.html",
-            {"preview": preview, "queries_reason": queries_reason, "error": problem},
-            session,
-            409,
-        )
+        return _confirm_page(request, session, preview, queries_reason, problem, 409)
+    signer = Credentials(
+        session.username, password, "web", f"web session {session.reference}", client(request)
+    )
     try:
-        manifest = web(request).platform.lock(
+        manifest = state.platform.lock(
             study,
             preview.lock_id,
             preview.reason,
             session.username,
             level,
             open_queries_reason=queries_reason.strip() if preview.queries else "",
+            sign=lambda meaning: sign(state.users, signer, LOCK, meaning),
         )
+    except SignatureRefusedError as exc:
+        refuse(request, session, "LOCK", str(exc), 403, study=study)
+        return _confirm_page(request, session, preview, queries_reason, str(exc), 403)
     except TractError as exc:
         refuse(request, session, "LOCK", str(exc), 409, study=study)
-        return render(
-            request,
-            "lock_confirm.html",
-            {"preview": preview, "queries_reason": queries_reason, "error": str(exc)},
-            session,
-            409,
-        )
+        return _confirm_page(request, session, preview, queries_reason, str(exc), 409)
     return RedirectResponse(_lock_href(study, manifest["lock_id"], locked="1"), status_code=303)
