@@ -20,6 +20,7 @@ from services.adjudicator.state import current
 from services.errors import TractError
 from services.lock.lock import LEVELS, LOCK_ID
 from services.queries import fingerprint, not_closed
+from services.signatures import manifestation
 from services.web import evidence as ev
 from services.web.visibility import VisiblePlatform
 
@@ -41,6 +42,9 @@ class LockEntry:
     unlock: dict[str, Any] | None = None
     problem: str | None = None
     manifest: dict[str, Any] = field(default_factory=dict)
+    signature: str | None = None
+    """The requester's signature as 11.50 shows it (printed name, time, meaning), when the lock
+    was signed (every lock taken at the terminal or on this page)."""
 
 
 def lock_history(platform: VisiblePlatform, study: str) -> list[LockEntry]:
@@ -87,9 +91,18 @@ def lock_history(platform: VisiblePlatform, study: str) -> list[LockEntry]:
                 unlock=unlock,
                 problem=problem,
                 manifest=manifest,
+                signature=_shown(manifest.get("signature")),
             )
         )
     return entries[::-1]
+
+
+def _shown(signature: dict[str, str] | None) -> str | None:
+    if not signature:
+        return None
+    return manifestation(
+        signature["printed_name"], signature["signer"], signature["signed_at"], signature["meaning"]
+    )
 
 
 def lock_files(platform: Any, study: str, lock_id: str) -> tuple[bytes, int]:

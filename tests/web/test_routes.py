@@ -839,6 +839,8 @@ def test_a_web_lock_is_signed_in_its_manifest_as_the_cli_signs(site: Site, as_ro
     assert shown.exit_code == 0, shown.output
     assert "by dm.jones (soft): primary analysis" in shown.output
     assert "signed: Dana Jones (dm.jones), " in shown.output and meaning in shown.output
+    page = client.get(done.headers["location"]).text  # the lock's page shows it too
+    assert 'data-testid="lock-signature">Dana Jones (dm.jones), ' in page and meaning in page
 
 
 # -- unlock by signatures (issue 9, item 2) ------------------------------------------------------
