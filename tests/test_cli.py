@@ -39,9 +39,29 @@ def tract_json(home: Path, *args: str) -> object:
 
 
 @pytest.fixture(scope="module")
-def demo_home(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
-    home = tmp_path_factory.mktemp("demo")
-    return home, tract_json(home, "demo")
+def demo_from_env(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    """``tract demo --json`` run once, its home named by TRACT_HOME alone (no --home): the
+    demo's results and the home taken from the environment are read from this one run."""
+    folder = tmp_path_factory.mktemp("demo")
+    home = folder / "from-env"
+    done = subprocess.run(
+        [TRACT, "demo", "--json"],
+        capture_output=True,
+        text=True,
+        env=os.environ | {"TRACT_HOME": str(home)},
+        timeout=120,
+        cwd=folder,
+    )
+    return home, done
+
+
+@pytest.fixture(scope="module")
+def demo_home(demo_from_env: tuple[Path, subprocess.CompletedProcess[str]]) -> tuple[Path, dict]:
+    home, done = demo_from_env
+    assert done.returncode == 0, done.stderr
+    return home, json.loads(done.stdout)
 
 
 def test_demo_reproduces_the_published_results(demo_home: tuple[Path, dict]) -> None:
@@ -251,18 +271,12 @@ def test_commands_on_a_trial_the_tests_did_not_script(tmp_path: Path) -> None:
     assert again["already_locked"]
 
 
-def test_home_from_the_environment(tmp_path: Path) -> None:
-    env = os.environ | {"TRACT_HOME": str(tmp_path / "from-env")}
-    done = subprocess.run(
-        [TRACT, "demo", "--json"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        cwd=tmp_path,
-    )
+def test_home_from_the_environment(
+    demo_from_env: tuple[Path, subprocess.CompletedProcess[str]],
+) -> None:
+    home, done = demo_from_env
     assert done.returncode == 0, done.stderr
-    assert (tmp_path / "from-env" / "log" / "LOG").exists()
+    assert (home / "log" / "LOG").exists()
 
 
 def test_ingest_refusal_exit_code_and_audit(tmp_path: Path) -> None:

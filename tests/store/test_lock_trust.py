@@ -7,15 +7,17 @@ Replayed through the real CLI on a real demo home, as issues 9 and 10 reported t
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from services.demo.run import DEMO_PASSWORD
 from tests.signing import PASSWORD_LINE, as_data_manager, unlock
-from tests.store.trials import STUDY
+from tests.store.trials import STUDY, copy_home
 
 TRACT = str(Path(sys.executable).parent / "tract")
 
@@ -205,19 +207,31 @@ def test_changes_after_the_lock_are_counted_everywhere(decided_home: Path) -> No
     assert (changes["lock_id"], changes["tracts"], changes["patients"]) == ("PRIMARY", 1, 2)
 
 
+@pytest.fixture(scope="module")
+def two_locks(trial_templates: Callable[[bool], Path], tmp_path_factory: pytest.TempPathFactory):
+    """A decided demo home locked as FIRST, unlocked, then locked as SECOND: made once, each
+    damage test copies it whole (its lock files included)."""
+    from services.platform import Platform
+
+    home = copy_home(trial_templates(True), tmp_path_factory.mktemp("two-locks") / "home")
+    assert lock(home, "FIRST")[0] == 0
+    platform = Platform.embedded(home)
+    unlock(platform, STUDY, "FIRST", "new data")
+    platform.bus.close()
+    assert lock(home, "SECOND")[0] == 0
+    return home
+
+
 @pytest.mark.parametrize(
     "damage",
     ['{"files": ', "[1, 2, 3]", '{"lock_id": "PRIMARY"}', "not json at all"],
     ids=["truncated", "a-list", "no-files", "garbage"],
 )
-def test_a_damaged_manifest_hides_no_other_lock(decided_home: Path, damage: str) -> None:
+def test_a_damaged_manifest_hides_no_other_lock(
+    two_locks: Path, tmp_path: Path, damage: str
+) -> None:
     """Issue 10, item 6: one damaged manifest broke `snapshot list` and `open` with tracebacks."""
-    from services.platform import Platform
-
-    assert lock(decided_home, "FIRST")[0] == 0
-    platform = Platform.embedded(decided_home)
-    unlock(platform, STUDY, "FIRST", "new data")
-    assert lock(decided_home, "SECOND")[0] == 0
+    decided_home = shutil.copytree(two_locks, tmp_path / "home")
     path = manifest_path(decided_home, "FIRST")
     path.chmod(0o600)
     path.write_text(damage)
