@@ -7,6 +7,7 @@ records decisions never leaks into another.
 
 from __future__ import annotations
 
+import fcntl
 import re
 import shutil
 import socket
@@ -246,25 +247,33 @@ def axe_script() -> Path:
     """axe-core from the npm registry, installed once into .cache/ (a clean clone, as CI runs
     it, installs it here; a later run reuses it)."""
     script = AXE_DIR / "node_modules" / "axe-core" / "axe.min.js"
-    if not script.exists():
-        npm = shutil.which("npm")
-        assert npm, "npm is missing: apt-get install npm (the accessibility check needs axe-core)"
-        done = subprocess.run(
-            [
-                npm,
-                "install",
-                "--prefix",
-                str(AXE_DIR),
-                "--no-audit",
-                "--no-fund",
-                "--silent",
-                "--no-save",
-                f"axe-core@{AXE_VERSION}",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
-        assert done.returncode == 0 and script.exists(), f"npm install axe-core: {done.stderr}"
+    AXE_DIR.parent.mkdir(parents=True, exist_ok=True)
+    with (AXE_DIR.parent / f"{AXE_DIR.name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # test workers (pytest -n 2) install it once, in turn
+        if not script.exists():
+            _install_axe(script)
     return script
+
+
+def _install_axe(script: Path) -> None:
+    """``npm install`` of the pinned axe-core into .cache/."""
+    npm = shutil.which("npm")
+    assert npm, "npm is missing: apt-get install npm (the accessibility check needs axe-core)"
+    done = subprocess.run(
+        [
+            npm,
+            "install",
+            "--prefix",
+            str(AXE_DIR),
+            "--no-audit",
+            "--no-fund",
+            "--silent",
+            "--no-save",
+            f"axe-core@{AXE_VERSION}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0 and script.exists(), f"npm install axe-core: {done.stderr}"
