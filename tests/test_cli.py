@@ -166,6 +166,9 @@ def test_snapshot_layout(demo_home: tuple[Path, dict]) -> None:
     } <= set(manifest)
     assert set(manifest["files"]) == names - {"manifest.json"}
     assert manifest["row_counts"]["tract_outcomes.parquet"] == 50
+    signature = manifest["signature"]  # the demo's lock is signed as every lock is
+    assert (signature["signer"], signature["printed_name"]) == ("dm.demo", "Dana Demo")
+    assert signature["meaning"].startswith("locked DEMO DEMO-PRIMARY-LOCK (soft lock): ")
 
 
 def test_a_tampered_lock_is_refused(demo_home: tuple[Path, dict], tmp_path: Path) -> None:

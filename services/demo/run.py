@@ -2,7 +2,7 @@
 
 The committee's decisions are signed votes like any trial's: the demo registers its three
 committee members (with a fixed password, printed, for the demo only) and each member named
-by a scripted decision signs their own vote.
+by a scripted decision signs their own vote. Its data manager signs the lock the same way.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import polars as pl
 
 from services.demo.trial import DEMO_DECISIONS, DEMO_STUDY, ScriptedDecision, write_demo_trial
 from services.platform import Platform
-from services.signatures import Credentials, Directory
+from services.signatures import LOCK, Credentials, Directory, sign
 
 DEMO_LOCK = "DEMO-PRIMARY-LOCK"
 DEMO_PASSWORD = "demo-committee-password"
@@ -25,6 +25,8 @@ DEMO_COMMITTEE = {
     "dr.sato": "Dr Kenji Sato",
     "dr.novak": "Dr Petra Novak",
 }
+DEMO_DATA_MANAGER = ("dm.demo", "Dana Demo")
+"""Who locks the demo (a data manager, the same demo-only password)."""
 
 
 def demo_committee(home: Path, hasher: Any = None) -> Directory:
@@ -37,6 +39,18 @@ def demo_committee(home: Path, hasher: Any = None) -> Directory:
     for name, printed in DEMO_COMMITTEE.items():
         if name not in known:
             users.add(name, "committee", DEMO_PASSWORD, printed)
+    return users
+
+
+def demo_data_manager(home: Path) -> Directory:
+    """The home's user store with the demo's data manager registered (kept if present)."""
+    from services.web.auth import UserStore
+    from services.web.settings import WebSettings
+
+    users = UserStore.from_settings(WebSettings.from_env(home))
+    name, printed = DEMO_DATA_MANAGER
+    if name not in {u.username for u in users.users() if u.active}:
+        users.add(name, "data_manager", DEMO_PASSWORD, printed)
     return users
 
 
@@ -98,14 +112,21 @@ def run_demo(platform: Platform, folder: Path, say: Callable[[str], None]) -> di
         say(f"  {where}: signed by {vote['printed_name']} ({vote['meaning']})")
         if decision:
             say(f"    decision {decision['decision_id']} in force: {decision['status']}")
+    manager, printed = DEMO_DATA_MANAGER
+    directory = demo_data_manager(platform.home)
+    signer = Credentials(manager, DEMO_PASSWORD, "cli", "demo script")
     manifest = platform.lock(
         DEMO_STUDY,
         DEMO_LOCK,
         "Primary analysis: demo database lock",
-        "dm.demo",
+        manager,
         open_queries_reason=DEMO_QUERIES_REASON,
+        sign=lambda meaning: sign(directory, signer, LOCK, meaning),
     )
     pending = manifest["open_queries"]["not_closed"]
-    say(f"Database locked as {DEMO_LOCK} ({len(manifest['files'])} files, sha256 verified)")
+    say(
+        f"Database locked as {DEMO_LOCK} ({len(manifest['files'])} files, sha256 verified), "
+        f"signed by {printed} ({manager}), the demo's data manager"
+    )
     say(f"  with {pending} site queries not closed; reason recorded: {DEMO_QUERIES_REASON}\n")
     return platform.report(DEMO_STUDY, DEMO_LOCK)
