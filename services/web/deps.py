@@ -14,6 +14,7 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
+from services.signatures import Credentials
 from services.web.auth import CookieSigner, Session, User, UserStore, tokens_match
 from services.web.chairs import Chairs
 from services.web.core import Recorder, SerialPlatform
@@ -47,6 +48,14 @@ def web(request: Request) -> WebState:
 
 def client(request: Request) -> str | None:
     return request.client.host if request.client else None
+
+
+def signing(request: Request, session: Session, password: str) -> Credentials:
+    """The signed-in user's credentials for an electronic signature: the password re-entered
+    on the page, the session and the client it came from (how it was signed, 11.50)."""
+    return Credentials(
+        session.username, password, "web", f"web session {session.reference}", client(request)
+    )
 
 
 def session_of(request: Request) -> Session | None:

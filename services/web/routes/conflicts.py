@@ -23,9 +23,9 @@ from services.adjudicator.errors import (
 )
 from services.assignments import assignment_events, in_force
 from services.platform import Platform
-from services.signatures import Credentials, SignatureRefusedError
+from services.signatures import SignatureRefusedError
 from services.web.auth import Session
-from services.web.deps import client, guard, refuse, render, secure_cookie, viewer, web
+from services.web.deps import guard, refuse, render, secure_cookie, signing, viewer, web
 from services.web.errors import AccessRefusedError
 from services.web.labels import human
 from services.web.queue import QueueFilters, QueueView, conflict_queue, votes_of
@@ -307,9 +307,7 @@ def sign_vote(
         "seen_fingerprint": seen_fingerprint,
         "seen_decision": seen_decision,
     }
-    signed = Credentials(
-        session.username, password, "web", f"web session {session.reference}", client(request)
-    )
+    signed = signing(request, session, password)
     try:  # one platform call: the check, the signature and the write see the same log
         vote = _vote(
             state.platform,

@@ -11,9 +11,8 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from services.errors import TractError
-from services.signatures import Credentials
 from services.web.auth import Session
-from services.web.deps import client, guard, pick_study, refuse, render, viewer, web
+from services.web.deps import guard, pick_study, refuse, render, signing, viewer, web
 from services.web.views import dashboard_view
 from services.web.visibility import visible
 
@@ -71,12 +70,6 @@ def _back_page(
     return _page(request, session, study, status_code=403, unlock_error=problem)
 
 
-def _credentials(request: Request, session: Session, password: str) -> Credentials:
-    return Credentials(
-        session.username, password, "web", f"web session {session.reference}", client(request)
-    )
-
-
 @router.post("/unlock/request")
 def request_unlock(
     request: Request,
@@ -93,7 +86,7 @@ def request_unlock(
     state = web(request)
     try:
         asked = state.platform.request_unlock(
-            study, lock_id, reason, _credentials(request, session, password), state.users
+            study, lock_id, reason, signing(request, session, password), state.users
         )
     except TractError as exc:
         refuse(request, session, "UNLOCK_REQUEST", str(exc), 403, study=study)
@@ -117,7 +110,7 @@ def approve_unlock(
     state = web(request)
     try:
         asked, _ = state.platform.approve_unlock(
-            request_id, _credentials(request, session, password), state.users
+            request_id, signing(request, session, password), state.users
         )
     except TractError as exc:
         refuse(request, session, "UNLOCK_APPROVE", str(exc), 403, study=study)

@@ -14,9 +14,9 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from services.errors import TractError
 from services.lock.lock import LockRequest, lock_meaning
-from services.signatures import LOCK, Credentials, SignatureRefusedError, sign
+from services.signatures import LOCK, SignatureRefusedError, sign
 from services.web.auth import Session
-from services.web.deps import allow, client, guard, pick_study, refuse, render, viewer, web
+from services.web.deps import allow, guard, pick_study, refuse, render, signing, viewer, web
 from services.web.lockview import (
     LockPreview,
     compare_reports,
@@ -249,9 +249,7 @@ def take_lock(
     if problem:
         refuse(request, session, "LOCK", problem, 409, study=study)
         return _confirm_page(request, session, preview, queries_reason, problem, 409)
-    signer = Credentials(
-        session.username, password, "web", f"web session {session.reference}", client(request)
-    )
+    signer = signing(request, session, password)
     try:
         manifest = state.platform.lock(
             study,
