@@ -26,7 +26,7 @@ from services.console import (
 )
 from services.errors import TractError
 from services.render import report_text, table_text
-from services.signatures import SignatureRefusedError, manifestation
+from services.signatures import SignatureRefusedError, manifestation, manifestation_of
 from services.web import commands as web_commands
 
 CONFLICT_FIELDS = ["conflict_id", "type", "subject_id", "tract_id", "status"]
@@ -229,7 +229,6 @@ def vote(
 
 
 def _vote_text(result: dict) -> str:
-    from services.signatures import manifestation
 
     signature = manifestation(
         result["printed_name"], result["voter"], result["signed_at"], result["meaning"]
@@ -464,8 +463,7 @@ def lock(
     who = manifest.get("signature") if not manifest.get("already_locked") else None
     signed = ""
     if who:  # a new lock, signed now (11.50: printed name, time, meaning)
-        shown = manifestation(who["printed_name"], who["signer"], who["signed_at"], who["meaning"])
-        signed = f"signed: {shown}\n"
+        signed = f"signed: {manifestation_of(who)}\n"
     emit(
         manifest | {"receipt": receipt},
         as_json,

@@ -23,9 +23,10 @@ needs its :class:`Directory` protocol, so the adjudicator and the lock never imp
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from services.errors import TractError
 from services.usernames import InvalidNameError, normalise_username
@@ -118,6 +119,14 @@ def manifestation(printed_name: str, signer: str, signed_at: object, meaning: st
     """The signature as every display shows it (11.50): ``Dr Anna Adams (dr.adams),
     2026-11-26 10:15:02 UTC: decided CLOSED``."""
     return f"{printed_name} ({signer}), {_when(signed_at)}: {meaning}"
+
+
+def manifestation_of(record: Mapping[str, Any]) -> str:
+    """:func:`manifestation` of a stored signature (a :meth:`Signature.to_dict`, an unlock's
+    approval row): what every display of a signed record shows."""
+    return manifestation(
+        record["printed_name"], record["signer"], record["signed_at"], record["meaning"]
+    )
 
 
 def manifestation_expr(signer: str = "signer") -> pl.Expr:

@@ -31,26 +31,20 @@ DEMO_DATA_MANAGER = ("dm.demo", "Dana Demo")
 
 def demo_committee(home: Path, hasher: Any = None) -> Directory:
     """The home's user store with the demo's committee members registered (kept if present)."""
+    return _demo_users(home, {n: ("committee", p) for n, p in DEMO_COMMITTEE.items()}, hasher)
+
+
+def _demo_users(home: Path, people: dict[str, tuple[str, str]], hasher: Any = None) -> Directory:
+    """The home's user store with ``people`` (name: role, printed name) registered with the
+    demo-only password (those present are kept)."""
     from services.web.auth import UserStore
     from services.web.settings import WebSettings
 
     users = UserStore.from_settings(WebSettings.from_env(home), hasher=hasher)
     known = {u.username for u in users.users() if u.active}
-    for name, printed in DEMO_COMMITTEE.items():
+    for name, (role, printed) in people.items():
         if name not in known:
-            users.add(name, "committee", DEMO_PASSWORD, printed)
-    return users
-
-
-def demo_data_manager(home: Path) -> Directory:
-    """The home's user store with the demo's data manager registered (kept if present)."""
-    from services.web.auth import UserStore
-    from services.web.settings import WebSettings
-
-    users = UserStore.from_settings(WebSettings.from_env(home))
-    name, printed = DEMO_DATA_MANAGER
-    if name not in {u.username for u in users.users() if u.active}:
-        users.add(name, "data_manager", DEMO_PASSWORD, printed)
+            users.add(name, role, DEMO_PASSWORD, printed)
     return users
 
 
@@ -113,7 +107,7 @@ def run_demo(platform: Platform, folder: Path, say: Callable[[str], None]) -> di
         if decision:
             say(f"    decision {decision['decision_id']} in force: {decision['status']}")
     manager, printed = DEMO_DATA_MANAGER
-    directory = demo_data_manager(platform.home)
+    directory = _demo_users(platform.home, {manager: ("data_manager", printed)})
     signer = Credentials(manager, DEMO_PASSWORD, "cli", "demo script")
     manifest = platform.lock(
         DEMO_STUDY,

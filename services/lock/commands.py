@@ -123,7 +123,7 @@ LOCKED_BY = ("requested_by", "locked_at", "level", "reason", "signature")
 def _signed_by(manifest: dict[str, Any]) -> list[str]:
     """Who locked, when and why, and the signatures the manifest holds (printed name, time,
     meaning): a lock's data is never shown without them."""
-    from services.signatures import manifestation
+    from services.signatures import manifestation_of
 
     if not manifest.get("requested_by"):
         return []  # a dated snapshot: nobody locked it
@@ -132,13 +132,7 @@ def _signed_by(manifest: dict[str, Any]) -> list[str]:
         f"({manifest.get('level')}): {manifest.get('reason')}"
     ]
     if signature := manifest.get("signature"):
-        shown = manifestation(
-            signature["printed_name"],
-            signature["signer"],
-            signature["signed_at"],
-            signature["meaning"],
-        )
-        lines.append(f"  signed: {shown}")
+        lines.append(f"  signed: {manifestation_of(signature)}")
     return lines
 
 

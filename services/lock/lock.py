@@ -56,7 +56,7 @@ from services.lock.snapshot import (
 )
 from services.lock.sources import Anchor, LockSources
 from services.lock.staging import read_staged, stage
-from services.signatures import Signature, manifestation
+from services.signatures import Signature, manifestation_of
 from services.state.records import Cut, lock_in_force, records_at
 from services.store import MANIFEST
 from services.store.errors import ObjectLockedError, ObjectNotFoundError
@@ -697,8 +697,7 @@ def raise_lock(
     with sources.exclusive():
         if lock_history(sources, study, lock_id).filter(pl.col("action") == RAISE).is_empty():
             sources.publish([lock_event(study, payload)])
-    signed = manifestation(who["printed_name"], who["signer"], who["signed_at"], who["meaning"])
-    return payload | {"signature": signed}
+    return payload | {"signature": manifestation_of(who)}
 
 
 def _verified_files(

@@ -28,7 +28,7 @@ from services.events import Event, digest, make_event
 from services.lock.errors import LockRefusedError
 from services.lock.lock import lock_event, lock_record, published_lock, verified_manifest
 from services.lock.snapshot import file_entries
-from services.signatures import Signature, manifestation
+from services.signatures import Signature, manifestation_of
 from services.state.records import lock_in_force
 from services.store.errors import ObjectLockedError
 
@@ -123,17 +123,13 @@ def summarise(events: pl.DataFrame, locks: pl.DataFrame) -> list[UnlockRequest]:
                 lock_id=asked["lock_id"],
                 reason=asked["reason"],
                 requested_by=asked["signer"],
-                requested=_manifestation(asked),
+                requested=manifestation_of(asked),
                 approvers=tuple(approvals["signer"]),
-                approvals=tuple(_manifestation(a) for a in approvals.iter_rows(named=True)),
+                approvals=tuple(manifestation_of(a) for a in approvals.iter_rows(named=True)),
                 state=_state(mine, asked["lock_id"], rid, approvals.height),
             )
         )
     return found
-
-
-def _manifestation(row: dict[str, Any]) -> str:
-    return manifestation(row["printed_name"], row["signer"], row["signed_at"], row["meaning"])
 
 
 def _state(locks: pl.DataFrame, lock_id: str, request_id: str, approved: int) -> str:

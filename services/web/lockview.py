@@ -20,7 +20,7 @@ from services.adjudicator.state import current
 from services.errors import TractError
 from services.lock.lock import LEVELS, LOCK_ID
 from services.queries import fingerprint, not_closed
-from services.signatures import manifestation
+from services.signatures import manifestation_of
 from services.web import evidence as ev
 from services.web.visibility import VisiblePlatform
 
@@ -91,18 +91,12 @@ def lock_history(platform: VisiblePlatform, study: str) -> list[LockEntry]:
                 unlock=unlock,
                 problem=problem,
                 manifest=manifest,
-                signature=_shown(manifest.get("signature")),
+                signature=manifestation_of(manifest["signature"])
+                if manifest.get("signature")
+                else None,
             )
         )
     return entries[::-1]
-
-
-def _shown(signature: dict[str, str] | None) -> str | None:
-    if not signature:
-        return None
-    return manifestation(
-        signature["printed_name"], signature["signer"], signature["signed_at"], signature["meaning"]
-    )
 
 
 def lock_files(platform: Any, study: str, lock_id: str) -> tuple[bytes, int]:
