@@ -1,15 +1,19 @@
 """
 ### Database lock
 
-A data manager freezes a study: signed in to Airflow, trigger this DAG with the study, a lock
-id, the level and a reason (the form validates them). **The lock names you**: its requester is
-the Airflow user who triggered the run (the UI's or the REST API's signed-in user), never a
-typed name. The run
+A data manager freezes a study in two signed steps. First they **sign** the lock at a
+terminal: `tract lock --study EXO1 --lock-id PRIMARY --reason "..." --as dm.ana --for-airflow`
+(their password, re-entered; 21 CFR 11.50's printed name, time and meaning), which prints a
+request id (`LR-...`). Then, signed in to Airflow as themselves, they trigger this DAG with the
+study and that request id. **The lock is taken only by the person who signed it**: the run's
+triggering user (the UI's or the REST API's signed-in user) must be the request's signer, and
+the manifest keeps the signature. Airflow never sees a password. The run
 
 1. **check_request**: refuses a run that no person triggered (a scheduled run, a backfill,
-   `airflow dags test`: trigger it as a user, from the UI or the REST API) and a conf whose
-   `requested_by` names someone else; the lock id again returns the existing lock (nothing new
-   is written); an id that was unlocked is refused;
+   `airflow dags test`: trigger it as a user, from the UI or the REST API), a request id with
+   no signed request, a request signed by someone else, and a conf whose `requested_by` names
+   someone else; the lock id again returns the existing lock (nothing new is written); an id
+   that was unlocked is refused;
 2. **check_conflicts**: fails listing every open conflict (resolve them with the committee);
 3. **freeze_cut**: claims the lock id for this request, then records the event-log positions
    the lock covers and the hash chain's head there (its anchor);
@@ -86,24 +90,12 @@ RETRY_POLICY = ExceptionRetryPolicy(
     },
     params={
         "study": Param(type="string", pattern=ID_PATTERN, title="Study", description="e.g. EXO1"),
-        "lock_id": Param(
+        "request_id": Param(
             type="string",
-            pattern=ID_PATTERN,
-            title="Lock id",
-            description="The same id again returns the same lock.",
-        ),
-        "level": Param(
-            "soft",
-            enum=["soft", "hard"],
-            title="Level",
-            description="hard: files retained in COMPLIANCE mode.",
-        ),
-        "reason": Param(type="string", minLength=10, title="Reason"),
-        "open_queries_reason": Param(
-            "",
-            type="string",
-            title="Reason for locking with open site queries",
-            description="Required when site queries are not closed; recorded in the lock.",
+            pattern=r"^LR-[0-9a-f]{16}$",
+            title="Signed lock request",
+            description="The id `tract lock --for-airflow` printed when you signed the lock "
+            "(its lock id, level and reasons are those you signed).",
         ),
         "export": Param(
             "none",

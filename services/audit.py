@@ -268,6 +268,27 @@ def audit_trail(
             offset="offset",
         )
     )
+    asked = read("lock_request")  # signed for the database_lock DAG to take
+    parts.append(
+        asked.select(
+            at=_ts("signed_at"),
+            kind=pl.lit("lock_request"),
+            action=pl.lit("REQUEST"),
+            who=_signer("signer"),
+            subject_id=pl.lit(None, pl.String),
+            tract_id=pl.lit(None, pl.String),
+            what=pl.col("lock_id")
+            + pl.lit(" (")
+            + pl.col("level")
+            + pl.lit(") ")
+            + pl.col("request_id"),
+            why="reason",
+            old_value=pl.lit(None, pl.String),
+            new_value=pl.col("meaning") + pl.lit(" (signed, ") + pl.col("signed_via") + pl.lit(")"),
+            event_id="event_id",
+            offset="offset",
+        )
+    )
     locks = read("lock").filter(pl.col("action") != "CLAIM")  # a reservation, not a change
     parts.append(
         locks.select(

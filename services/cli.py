@@ -419,6 +419,12 @@ def _requester(signer: str) -> str:
     help="Why the lock goes ahead with site queries not closed (required when there are any; "
     "recorded in the lock; see `tract queries list`).",
 )
+@click.option(
+    "--for-airflow",
+    is_flag=True,
+    help="Sign the lock now and leave taking it to the database_lock DAG: trigger it with the "
+    "request id printed, signed in to Airflow as yourself (the DAG always validates).",
+)
 @json_option
 @click.pass_obj
 def lock(
@@ -431,6 +437,7 @@ def lock(
     level: str,
     validate: bool,
     open_queries_reason: str,
+    for_airflow: bool,
     as_json: bool,
 ) -> None:
     """Freeze an immutable, hash-verified snapshot; refused while any conflict is open, and
@@ -443,6 +450,29 @@ def lock(
     from services.signatures import LOCK, sign
 
     name = obj.study(study)
+    if for_airflow:
+        if validate:
+            fail("--validate is for a lock taken here; the DAG always validates", 1)
+        with audited_signing(obj, signer, "LOCK", name):
+            asked = obj.platform.sign_lock_request(
+                name,
+                lock_id,
+                reason,
+                _requester(signer),
+                level,
+                open_queries_reason=open_queries_reason,
+                sign=lambda meaning: sign(
+                    obj.directory(), credentials(signer, password_stdin), LOCK, meaning
+                ),
+            )
+        emit(
+            asked,
+            as_json,
+            f"signed: {manifestation_of(asked)}\nlock request {asked['request_id']}: nothing "
+            f"is locked yet. Signed in to Airflow as {asked['signer']}, trigger database_lock "
+            f"with study {name} and request_id {asked['request_id']}",
+        )
+        return
     with audited_signing(obj, signer, "LOCK", name):
         manifest = obj.platform.lock(
             name,

@@ -463,6 +463,26 @@ class Platform:
         )
         return take_lock(self.lock_sources(), request, retention_days, validate=validate, sign=sign)
 
+    def sign_lock_request(
+        self,
+        study: str,
+        lock_id: str,
+        reason: str,
+        requested_by: str,
+        level: str = "soft",
+        *,
+        open_queries_reason: str = "",
+        sign: Callable[[str], Signature],
+    ) -> dict[str, Any]:
+        """Sign a lock for the database_lock DAG to take (see
+        :func:`services.lock.lock.sign_lock_request`): the signed request's payload."""
+        from services.lock.lock import LockRequest, sign_lock_request
+
+        request = LockRequest(
+            study, lock_id, reason, requested_by, level, open_queries_reason=open_queries_reason
+        )
+        return sign_lock_request(self.lock_sources(), request, sign)
+
     def lock_state(self, study: str, lock_id: str) -> str | None:
         """LOCK or UNLOCK (the lock's latest published event), or None if never published."""
         from services.lock.lock import lock_state

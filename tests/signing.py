@@ -13,7 +13,7 @@ from typing import Any
 from argon2 import PasswordHasher
 
 from services.platform import Platform
-from services.signatures import Credentials
+from services.signatures import LOCK, Credentials, sign
 from services.web.auth import UserStore
 from services.web.settings import WebSettings
 
@@ -95,3 +95,28 @@ def unlock(
     for approver in approvers:
         _, record = platform.approve_unlock(asked.request_id, signed_as(approver), users)
     return record
+
+
+def lock_request(
+    platform: Platform,
+    study: str,
+    lock_id: str,
+    level: str = "soft",
+    *,
+    reason: str = "primary analysis of the completers",
+    open_queries_reason: str = "",
+    signer: str = "dm.jones",
+) -> str:
+    """A lock signed by ``signer`` for the database_lock DAG to take (as `tract lock
+    --for-airflow` signs it): its request id."""
+    users = directory(platform.home)
+    asked = platform.sign_lock_request(
+        study,
+        lock_id,
+        reason,
+        signer,
+        level,
+        open_queries_reason=open_queries_reason,
+        sign=lambda meaning: sign(users, signed_as(signer), LOCK, meaning),
+    )
+    return str(asked["request_id"])

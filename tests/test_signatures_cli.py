@@ -306,6 +306,44 @@ def test_a_lock_carries_the_signature_of_the_data_manager_who_took_it(
     assert code == 0 and "already locked" in out and "signed:" not in out  # nothing to sign
 
 
+def test_a_lock_for_airflow_is_signed_now_and_locks_nothing_yet(decided_home: Path) -> None:
+    """`tract lock --for-airflow`: the data manager signs (password re-entered) and the
+    database_lock DAG takes the lock later, triggered by them (tests/dags); nobody else's
+    password, role or name signs one, and a refusal is in the audit trail."""
+    add_user(decided_home, "dm.jones", "data_manager", "Dana Jones")
+    code, out = tract(
+        decided_home, "lock", *QUERIES_REASON, *LOCK_PRIMARY, "--as", "dr.sato",
+        "--password-stdin", "--for-airflow", stdin="demo-committee-password\n",
+    )  # fmt: skip
+    assert code == 1 and "may not sign a database lock" in out, out
+    code, out = tract(
+        decided_home, "lock", *QUERIES_REASON, *LOCK_PRIMARY, "--level", "hard",
+        "--as", "DM.Jones", "--password-stdin", "--for-airflow", stdin=PASSWORD,
+    )  # fmt: skip
+    meaning = "locked DEMO PRIMARY (hard lock): primary analysis"
+    assert code == 0 and "signed: Dana Jones (dm.jones), " in out and meaning in out, out
+    assert "nothing is locked yet" in out and "trigger database_lock" in out
+    platform = Platform.embedded(decided_home)
+    asked = platform.records("lock_request", STUDY).collect()
+    assert asked.select("lock_id", "level", "signer", "printed_name", "meaning").rows() == [
+        ("PRIMARY", "hard", "dm.jones", "Dana Jones", meaning)
+    ]
+    assert f"request_id {asked['request_id'][0]}" in out
+    assert platform.records("lock", STUDY).collect().is_empty()  # not even a claim
+    assert not (decided_home / "objects" / "locks").exists()
+    _, out = tract(decided_home, "audit", "--study", STUDY, "--json")
+    trail = json.loads(out)
+    assert [r["who"] for r in trail if r["action"] == "LOCK REFUSED"] == ["dr.sato"]
+    requested = [r for r in trail if r["kind"] == "lock_request"]
+    assert [(r["action"], r["why"]) for r in requested] == [("REQUEST", "primary analysis")]
+    assert requested[0]["who"] == "Dana Jones (dm.jones)"
+    code, out = tract(
+        decided_home, "lock", *QUERIES_REASON, *LOCK_PRIMARY, "--as", "dm.jones",
+        "--password-stdin", "--for-airflow", "--validate", stdin=PASSWORD,
+    )  # fmt: skip
+    assert code == 1 and "the DAG always validates" in out
+
+
 def test_a_refused_vote_on_several_conflicts_is_recorded_for_each(open_home: Path) -> None:
     """A signature refused at the terminal is in the audit trail as the web page's refusals
     are: one REFUSED event per conflict the vote was for, the password nowhere in it."""

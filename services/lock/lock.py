@@ -557,6 +557,64 @@ def signed(request: LockRequest, sign: Callable[[str], Signature]) -> dict[str, 
     return signature.to_dict()
 
 
+def sign_lock_request(
+    sources: LockSources, request: LockRequest, sign: Callable[[str], Signature]
+) -> dict[str, Any]:
+    """Sign ``request`` now for the database_lock DAG to take later (Airflow never sees a
+    password): the study and the lock id are checked, then the requester signs and the
+    request is published as a ``lock_request`` event. Conflicts and site queries are checked
+    when the DAG runs: what counts is the study then."""
+    if check_request(sources, request) is not None:
+        raise LockRefusedError(
+            f"lock {request.lock_id} of {request.study} already exists: nothing to sign"
+        )
+    signature = signed(request, sign)
+    payload = {
+        "request_id": request.request_id,
+        "lock_id": request.lock_id,
+        "level": request.level,
+        "reason": request.reason,
+        "open_queries_reason": request.open_queries_reason,
+        **signature,
+    }
+    event = make_event(
+        "lock_request", request.study, "", payload, request.request_id, signature["signed_at"]
+    )
+    sources.publish([event])
+    return payload
+
+
+def signed_lock_request(
+    sources: LockSources, study: str, request_id: str
+) -> tuple[LockRequest, dict[str, str]]:
+    """The lock request ``request_id`` of ``study`` and its latest signature, as signed with
+    :func:`sign_lock_request`; refused when there is none."""
+    found = (
+        sources.records.records("lock_request", study)
+        .filter(pl.col("request_id") == request_id)
+        .sort("offset")
+        .collect()
+    )
+    if found.is_empty():
+        raise LockRefusedError(
+            f"no signed lock request {request_id!r} in study {study}: sign one first "
+            f"(`tract lock --study {study} --lock-id ID --reason ... --as YOU --for-airflow`), "
+            "then trigger database_lock with the request id it prints"
+        )
+    row = found.row(-1, named=True)
+    request = LockRequest(
+        study,
+        row["lock_id"],
+        row["reason"],
+        row["signer"],
+        row["level"],
+        open_queries_reason=row["open_queries_reason"] or "",
+    )
+    signature = {name: row[name] for name in Signature.__dataclass_fields__}
+    signature["signed_at"] = row["signed_at"].strftime("%Y-%m-%dT%H:%M:%SZ")
+    return request, signature
+
+
 def take_lock(
     sources: LockSources,
     request: LockRequest,

@@ -56,7 +56,7 @@ NO_PERSON = frozenset({"dag_test", "anonymous"})
 ``simple_auth_manager_all_admins`` (compared normalised)."""
 TRIGGER_AS_A_USER = (
     "trigger it as a user: the Airflow UI or the REST API, signed in as the data manager "
-    "locking (the lock names who triggered it)"
+    "who signed the lock request (the lock names who triggered it)"
 )
 
 
@@ -117,13 +117,23 @@ def lock_check_request(
     run_type: str,
     conf: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The request of the person who triggered the run (:func:`lock_requester`), checked, with
+    """The signed lock request the run names (``request_id``: signed with `tract lock
+    --for-airflow`), taken only by the person who signed it (:func:`lock_requester`: the
+    run's triggering user), checked, with its ``signature`` (for the manifest) and
     ``existing`` set when this lock id was already written."""
-    from services.lock.lock import check_request
+    from services.lock.errors import LockRefusedError
+    from services.lock.lock import check_request, signed_lock_request
 
     requester = lock_requester(triggered_by, run_type, conf)
-    request = _request(params | {"requested_by": requester})
-    existing = check_request(_sources(), request)
+    sources = _sources()
+    request, signature = signed_lock_request(sources, params["study"], params["request_id"])
+    if signature["signer"] != requester:
+        raise LockRefusedError(
+            f"lock request {request.request_id} is signed by {signature['signer']}, but "
+            f"{requester} triggered this run: a signed request is taken only by the person "
+            f"who signed it ({signature['signer']}, signed in to Airflow)"
+        )
+    existing = check_request(sources, request)
     if existing is not None:
         log.info(
             "lock %s of %s already exists (locked %s by %s): nothing new will be written",
@@ -132,7 +142,7 @@ def lock_check_request(
             existing["locked_at"],
             existing["requested_by"],
         )
-    return request.to_dict() | {"existing": existing is not None}
+    return request.to_dict() | {"existing": existing is not None, "signature": signature}
 
 
 def lock_check_conflicts(request: dict[str, Any]) -> dict[str, int]:
@@ -172,6 +182,7 @@ def lock_materialise(request: dict[str, Any], cut: dict[str, Any]) -> str:
         cut,
         _staging(request),
         settings.hard_lock_retention_days,
+        request.get("signature"),
     )
     log.info("staged %s", staging)
     return str(staging)

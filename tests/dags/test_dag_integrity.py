@@ -38,12 +38,9 @@ def test_dags_are_documented_and_shaped_as_designed(dagbag: Any) -> None:
     assert type(lock.timetable).__name__ == "NullTimetable"  # manual only
     assert set(lock.params) == {
         "study",
-        "lock_id",
-        "level",
-        "reason",
-        "open_queries_reason",
+        "request_id",
         "export",
-    }  # no requested_by: the lock names the Airflow user who triggered the run
+    }  # a signed lock request: no requested_by, no lock fields the signer did not sign
     assert {t.value for t in lock.allowed_run_types} == {"manual"}  # no backfill, asset, operator
     assert lock.max_active_runs == 1
     daily = dagbag.get_dag("trial_snapshot").timetable

@@ -18,6 +18,7 @@ from services.lock.validation import SUITE
 from services.platform import Platform
 from tests import servers
 from tests.dags.conftest import run_as, task_states
+from tests.signing import PEOPLE, lock_request
 from tests.store.trials import STUDY, s3_settings
 
 pytestmark = pytest.mark.slow
@@ -37,14 +38,11 @@ ALL_TASKS = (
 )
 
 
-def conf(lock_id: str, level: str = "soft") -> dict[str, str]:
-    return {
-        "study": STUDY,
-        "lock_id": lock_id,
-        "level": level,
-        "reason": "primary analysis of the completers",
-        "open_queries_reason": "sites answer later",
-    }
+def conf(settings: Settings, lock_id: str, level: str = "soft", **signed: str) -> dict[str, str]:
+    """The run's conf: the study and a lock request DM signed (as `tract lock --for-airflow`)."""
+    signed = {"open_queries_reason": "sites answer later"} | signed
+    asked = lock_request(Platform.from_settings(settings), STUDY, lock_id, level, **signed)
+    return {"study": STUDY, "request_id": asked}
 
 
 def lock_events(settings: Settings) -> pl.DataFrame:
@@ -69,7 +67,8 @@ def test_lock_runs_end_to_end_and_again_is_idempotent(
     tract_env(settings)
     dag = dagbag.get_dag("database_lock")
 
-    run = run_as(dag, DM, run_conf=conf("PRIMARY", "hard"))
+    signed = conf(settings, "PRIMARY", "hard")
+    run = run_as(dag, DM, run_conf=signed)
     assert str(run.state) == "success", task_states(run)
     assert set(task_states(run).values()) == {"success", "skipped"}
     assert task_states(run)["export_submission"] == "skipped"  # no export asked for
@@ -83,7 +82,7 @@ def test_lock_runs_end_to_end_and_again_is_idempotent(
     assert manifest["requested_by"] == DM  # who triggered the run
     assert lock_events(settings)["requested_by"].to_list() == [DM]
 
-    again = run_as(dag, DM, run_conf=conf("PRIMARY"))
+    again = run_as(dag, DM, run_conf=signed)  # the same signed request, triggered again
     states = task_states(again)
     assert str(again.state) == "success", states
     assert [t for t in ALL_TASKS if states[t] == "skipped"] == [
@@ -111,7 +110,7 @@ def test_the_lock_names_who_triggered_the_run_never_a_name_typed_in_its_conf(
     platform = Platform.from_settings(settings)
     dag = dagbag.get_dag("database_lock")
 
-    typed = run_as(dag, DM, run_conf=conf("PRIMARY") | {"requested_by": "dm.smith"})
+    typed = run_as(dag, DM, run_conf=conf(settings, "PRIMARY") | {"requested_by": "dm.smith"})
     states = task_states(typed)
     assert str(typed.state) == "failed", states
     assert states["check_request"] == "failed"
@@ -124,7 +123,7 @@ def test_the_lock_names_who_triggered_the_run_never_a_name_typed_in_its_conf(
     assert platform.records("lock", STUDY).collect().is_empty()  # not even a claim
 
     # the same person, signed in as DM.Jones, sending their own name (an older client)
-    own = run_as(dag, "DM.Jones", run_conf=conf("PRIMARY") | {"requested_by": DM})
+    own = run_as(dag, "DM.Jones", run_conf=conf(settings, "PRIMARY") | {"requested_by": DM})
     assert str(own.state) == "success", task_states(own)
     manifest = json.loads(manifest_bytes(platform.store, STUDY, "PRIMARY"))
     assert manifest["requested_by"] == DM
@@ -146,7 +145,7 @@ def test_a_run_no_person_triggered_is_refused_and_writes_nothing(
     tract_env(settings)
     platform = Platform.from_settings(settings)
     dag = dagbag.get_dag("database_lock")
-    named = conf("PRIMARY") | {"requested_by": DM}
+    named = conf(settings, "PRIMARY") | {"requested_by": DM}
 
     for run in (dag.test(run_conf=named), run_as(dag, None, run_conf=named)):
         states = task_states(run)
@@ -178,7 +177,7 @@ def test_open_conflicts_fail_the_run_listing_them(
         .conflicts.filter(pl.col("status") == "OPEN")["conflict_id"]
         .to_list()
     )
-    run = run_as(dagbag.get_dag("database_lock"), DM, run_conf=conf("PRIMARY"))
+    run = run_as(dagbag.get_dag("database_lock"), DM, run_conf=conf(settings, "PRIMARY"))
     states = task_states(run)
     assert str(run.state) == "failed"
     assert states["check_conflicts"] == "failed"
@@ -200,7 +199,7 @@ def test_open_site_queries_without_a_reason_fail_the_run(
     """Issue 13: the DAG locked with open site queries and recorded "no reason given"."""
     settings = Settings(home=decided_home)
     tract_env(settings)
-    unexplained = conf("PRIMARY") | {"open_queries_reason": ""}
+    unexplained = conf(settings, "PRIMARY", open_queries_reason="")
     run = run_as(dagbag.get_dag("database_lock"), DM, run_conf=unexplained)
     states = task_states(run)
     assert str(run.state) == "failed"
@@ -245,7 +244,7 @@ def test_a_failed_expectation_fails_the_run_and_leaves_no_lock(
     settings = Settings(home=decided_home)
     tract_env(settings)
 
-    run = run_as(dagbag.get_dag("database_lock"), DM, run_conf=conf("PRIMARY"))
+    run = run_as(dagbag.get_dag("database_lock"), DM, run_conf=conf(settings, "PRIMARY"))
     states = task_states(run)
     assert str(run.state) == "failed"
     assert states["validate"] == "failed"
@@ -265,8 +264,51 @@ def test_params_are_validated_by_the_param_schema(
 ) -> None:
     from airflow.sdk.exceptions import ParamValidationError
 
-    tract_env(Settings(home=decided_home))
+    settings = Settings(home=decided_home)
+    tract_env(settings)
     dag = dagbag.get_dag("database_lock")
-    for bad in ({"level": "medium"}, {"lock_id": "no spaces allowed"}, {"reason": "short"}):
+    for bad in ({"request_id": "PRIMARY"}, {"study": "no spaces allowed"}):
         with pytest.raises(ParamValidationError):
-            run_as(dag, DM, run_conf=conf("PRIMARY") | bad)
+            run_as(dag, DM, run_conf=conf(settings, "PRIMARY") | bad)
+
+
+def test_the_dag_takes_a_lock_only_as_signed_by_the_person_who_triggers_it(
+    dagbag: Any,
+    tract_env: Any,
+    decided_home: Path,
+    capfd: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The gap: a lock the DAG took carried no signature (the CLI's and the page's are
+    signed), and its requester was whoever could trigger the DAG. Now the DAG takes a lock
+    its requester signed beforehand (password re-entered, in tract), triggered by them."""
+    settings = Settings(home=decided_home)
+    tract_env(settings)
+    platform = Platform.from_settings(settings)
+    dag = dagbag.get_dag("database_lock")
+
+    unsigned = run_as(dag, DM, run_conf={"study": STUDY, "request_id": "LR-0123456789abcdef"})
+    assert task_states(unsigned)["check_request"] == "failed"
+    theirs = conf(settings, "PRIMARY", signer="root.admin")  # signed by another person
+    other = run_as(dag, DM, run_conf=theirs)
+    assert task_states(other)["check_request"] == "failed"
+    log = capfd.readouterr()
+    text = log.out + log.err + caplog.text
+    assert "no signed lock request 'LR-0123456789abcdef' in study" in text
+    assert "is signed by root.admin, but dm.jones triggered this run" in text
+    assert platform.store.list("locks") == []
+    assert platform.records("lock", STUDY).collect().is_empty()  # not even a claim
+
+    run = run_as(dag, DM, run_conf=conf(settings, "PRIMARY", "hard"))
+    assert str(run.state) == "success", task_states(run)
+    manifest = json.loads(manifest_bytes(platform.store, STUDY, "PRIMARY"))
+    signature = manifest["signature"]
+    assert (signature["signer"], signature["printed_name"]) == (DM, PEOPLE[DM][1])
+    assert signature["meaning"] == (
+        f"locked {STUDY} PRIMARY (hard lock): primary analysis of the completers"
+    )
+    assert manifest["level"] == "hard"
+    trail = platform.audit(STUDY)
+    asked = trail.filter(pl.col("kind") == "lock_request")
+    assert asked["who"].to_list()[-1].startswith(PEOPLE[DM][1])
+    assert trail.filter(pl.col("action") == "LOCK")["who"].to_list() == [DM]

@@ -14,6 +14,7 @@ from services.export.package import MANIFEST, export_prefix
 from services.lock.snapshot import sha256
 from services.platform import Platform
 from tests.dags.conftest import run_as, task_states
+from tests.signing import lock_request
 from tests.store.trials import STUDY
 
 pytestmark = pytest.mark.slow
@@ -21,15 +22,11 @@ pytestmark = pytest.mark.slow
 DOWNSTREAM = "locked_study_analysis"
 
 
-def conf(lock_id: str, export: str) -> dict[str, str]:
-    return {
-        "study": STUDY,
-        "lock_id": lock_id,
-        "level": "soft",
-        "reason": "primary analysis of the completers",
-        "open_queries_reason": "sites answer later",
-        "export": export,
-    }
+def conf(settings: Settings, lock_id: str, export: str) -> dict[str, str]:
+    """The run's conf: a lock request dm.jones signed, and the export asked for."""
+    platform = Platform.from_settings(settings)
+    asked = lock_request(platform, STUDY, lock_id, open_queries_reason="sites answer later")
+    return {"study": STUDY, "request_id": asked, "export": export}
 
 
 def _sync_and_unpause(dag_id: str) -> None:
@@ -89,7 +86,9 @@ def test_a_lock_with_export_writes_the_package_and_emits_asset_events(
     _sync_and_unpause(DOWNSTREAM)
     queued_before = _queued(DOWNSTREAM)
 
-    run = run_as(dagbag.get_dag("database_lock"), "dm.jones", run_conf=conf("EXPORTED", "all"))
+    run = run_as(
+        dagbag.get_dag("database_lock"), "dm.jones", run_conf=conf(settings, "EXPORTED", "all")
+    )
     states = task_states(run)
     assert str(run.state) == "success", states
     assert states["export_submission"] == "success"
@@ -133,7 +132,9 @@ def test_without_export_the_export_task_is_skipped(
 ) -> None:
     settings = Settings(home=decided_home)
     tract_env(settings)
-    run = run_as(dagbag.get_dag("database_lock"), "dm.jones", run_conf=conf("PLAIN", "none"))
+    run = run_as(
+        dagbag.get_dag("database_lock"), "dm.jones", run_conf=conf(settings, "PLAIN", "none")
+    )
     states = task_states(run)
     assert str(run.state) == "success", states
     assert states["publish_lock_event"] == "success" and states["export_submission"] == "skipped"

@@ -19,6 +19,7 @@ from services.lock.snapshot import manifest_bytes
 from services.platform import Platform
 from tests import servers
 from tests.dags.conftest import airflow_env
+from tests.signing import lock_request
 from tests.store.trials import STUDY, env_of, s3_settings
 
 pytestmark = pytest.mark.slow
@@ -104,24 +105,12 @@ def test_data_manager_locks_through_the_rest_api_and_an_analyst_reads_s3(
             every=1,
         )
         assert api.patch("/dags/database_lock", json={"is_paused": False}).status_code == 200
-        conf = {
-            "study": STUDY,
-            "lock_id": "PRIMARY",
-            "level": "hard",
-            "reason": "primary analysis of the completers",
-            "open_queries_reason": "sites answer later",
-        }  # no requested_by: the lock names who triggers it
-        trigger = {"dag_run_id": "lock-primary", "logical_date": None, "conf": conf}
-        created = dm.post("/dags/database_lock/dagRuns", json=trigger)
-        assert created.status_code == 200, created.text
-        assert created.json()["triggering_user_name"] == "dm.jones"
-        again = dm.post("/dags/database_lock/dagRuns", json=trigger)
-        assert again.status_code == 409  # the run id is an idempotency key
-        bad = api.post(
-            "/dags/database_lock/dagRuns",
-            json={"dag_run_id": "bad", "logical_date": None, "conf": conf | {"level": "x"}},
+        # dm.jones signed the lock in tract (password re-entered); the run names the request
+        platform = Platform.from_settings(settings)
+        signed = lock_request(
+            platform, STUDY, "PRIMARY", "hard", open_queries_reason="sites answer later"
         )
-        assert bad.status_code == 400  # the Param schema refuses it before any task runs
+        conf = {"study": STUDY, "request_id": signed}  # no requested_by: the signer triggers
 
         def finished(run_id: str) -> Callable[[], str | None]:
             def state() -> str | None:
@@ -131,24 +120,39 @@ def test_data_manager_locks_through_the_rest_api_and_an_analyst_reads_s3(
 
             return state
 
-        done = servers.wait_for(finished("lock-primary"), 240, "the lock run to finish", every=1)
-        assert done == "success", api.get(
-            "/dags/database_lock/dagRuns/lock-primary/taskInstances"
-        ).json()
-        # admin, typing the data manager's name, cannot lock in it
-        typed = conf | {"lock_id": "TYPED", "requested_by": "dm.jones"}
+        # admin, naming the data manager's signed request and typing their name, cannot take it
+        other = lock_request(platform, STUDY, "TYPED", open_queries_reason="sites answer later")
+        typed = conf | {"request_id": other, "requested_by": "dm.jones"}
         forged = {"dag_run_id": "lock-typed", "logical_date": None, "conf": typed}
         assert api.post("/dags/database_lock/dagRuns", json=forged).status_code == 200
         refused = servers.wait_for(finished("lock-typed"), 240, "the typed run to fail", every=1)
         tasks = api.get("/dags/database_lock/dagRuns/lock-typed/taskInstances").json()
         states = {t["task_id"]: t["state"] for t in tasks["task_instances"]}
         assert (refused, states["check_request"]) == ("failed", "failed"), states
+
+        trigger = {"dag_run_id": "lock-primary", "logical_date": None, "conf": conf}
+        created = dm.post("/dags/database_lock/dagRuns", json=trigger)
+        assert created.status_code == 200, created.text
+        assert created.json()["triggering_user_name"] == "dm.jones"
+        again = dm.post("/dags/database_lock/dagRuns", json=trigger)
+        assert again.status_code == 409  # the run id is an idempotency key
+        bad = api.post(
+            "/dags/database_lock/dagRuns",
+            json={"dag_run_id": "bad", "logical_date": None, "conf": conf | {"request_id": "x"}},
+        )
+        assert bad.status_code == 400  # the Param schema refuses it before any task runs
+
+        done = servers.wait_for(finished("lock-primary"), 240, "the lock run to finish", every=1)
+        assert done == "success", api.get(
+            "/dags/database_lock/dagRuns/lock-primary/taskInstances"
+        ).json()
     finally:
         standalone.stop()
 
     platform = Platform.from_settings(settings)
     manifest = json.loads(manifest_bytes(platform.store, STUDY, "PRIMARY"))
     assert manifest["requested_by"] == "dm.jones"
+    assert manifest["signature"]["printed_name"] == "Dana Jones"  # signed in tract, not Airflow
     published = platform.records("lock", STUDY).collect()
     assert published.select("lock_id", "action", "requested_by").rows() == [
         ("PRIMARY", "CLAIM", "dm.jones"),
