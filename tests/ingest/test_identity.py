@@ -158,3 +158,21 @@ def test_mri_read_correction_supersedes(tmp_path: Path) -> None:
     assert (now["read_id"], now["read_version"], now["t2_hyperintense"]) == ("RD-A1", 2, False)
     assert now["collection_mm"] is None
     assert records(home, "mri_read")["read_version"].to_list() == [1, 2]
+
+
+@pytest.mark.parametrize("few", [1_000, 0])
+def test_identity_is_the_same_by_filter_or_by_join(
+    home: Path, monkeypatch: pytest.MonkeyPatch, few: int
+) -> None:
+    """A resend of a few ids is checked by a filter the Parquet reader prunes with, a big file
+    by a join: the same duplicates and conflicting duplicates either way."""
+    import services.platform
+
+    monkeypatch.setattr(services.platform, "FEW_IDS", few)
+    resent = ingest(home, IDENTITY / "first_send.csv", kind=EXAM)
+    assert _counts(resent.report("first_send.csv")) == (3, 0, 3, 0)
+    with platform(home) as found:
+        ids = pl.Series(["EX-A1", "EX-A3", "EX-NEW"])
+        known = found.known_records(EXAM, STUDY, ids).sort("record_id")
+    assert known["record_id"].to_list() == ["EX-A1", "EX-A3"]
+    assert known["version"].to_list() == [1, 1]
