@@ -122,13 +122,9 @@ def main() -> None:
         from airflow.dag_processing.dagbag import DagBag
 
         dag = DagBag(dag_folder=str(ROOT / "dags")).get_dag("database_lock")
-        conf = {
-            "study": STUDY,
-            "lock_id": "BENCH",
-            "level": args.level,
-            "reason": "benchmark lock of a generated trial",
-        }  # the lock names who triggers the run: SIGNER (see dag_run)
-        first, first_wall = dag_run(dag, conf)
+        reason = "benchmark lock of a generated trial"
+        conf = {"study": STUDY, "request_id": sign_request(reason, args.level)}
+        first, first_wall = dag_run(dag, conf)  # triggered by SIGNER, who signed the request
 
         from services.config import Settings
         from services.lock.snapshot import lock_prefix
@@ -150,6 +146,7 @@ def main() -> None:
             return {"TRACT_HOME": str(homes[name]), "TRACT_STORE": where}
 
         os.environ |= elsewhere("warm")
+        sign_request(reason, args.level)  # the warm home's own log: the same request, signed
         warm, warm_wall = dag_run(dag, conf)
 
         cli = cli_lock(elsewhere("cli"), args.level, validate=True)
@@ -160,7 +157,7 @@ def main() -> None:
         os.environ |= elsewhere("process")
         platform = Platform.from_settings(Settings.from_env())
         started = time.perf_counter()
-        platform.lock(STUDY, "PROC", conf["reason"], "bench", args.level, validate=True)
+        platform.lock(STUDY, "PROC", reason, "bench", args.level, validate=True)
         in_process = time.perf_counter() - started
         platform.bus.close()
         gx_import = fresh_import("great_expectations")
@@ -192,6 +189,26 @@ def main() -> None:
     print(f"{'':<24}{'seconds':>8}{'x floor':>9}  (target: within 10x)")
     for label, seconds, what in rows_out:
         print(f"{label:<24}{seconds:>8.2f}{seconds / floor:>8.1f}x  {what}")
+
+
+def sign_request(reason: str, level: str) -> str:
+    """SIGNER signs the lock the DAG takes (`tract lock --for-airflow`), in the home the
+    environment names: the request id."""
+    from services.config import Settings
+    from services.platform import Platform
+    from services.signatures import LOCK, Credentials, sign
+    from services.web.auth import UserStore
+    from services.web.settings import WebSettings
+
+    settings = Settings.from_env()
+    users = UserStore.from_settings(WebSettings.from_env(settings.home))
+    signer = Credentials(SIGNER, PASSWORD, "cli", "bench")
+    platform = Platform.from_settings(settings)
+    asked = platform.sign_lock_request(
+        STUDY, "BENCH", reason, SIGNER, level, sign=lambda m: sign(users, signer, LOCK, m)
+    )
+    platform.bus.close()
+    return str(asked["request_id"])
 
 
 def dag_run(dag: Any, conf: dict[str, str]) -> tuple[dict[str, float], float]:
