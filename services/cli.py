@@ -26,7 +26,12 @@ from services.console import (
 )
 from services.errors import TractError
 from services.render import report_text, table_text
-from services.signatures import SignatureRefusedError, manifestation, manifestation_of
+from services.signatures import (
+    Signature,
+    SignatureRefusedError,
+    manifestation,
+    manifestation_of,
+)
 from services.web import commands as web_commands
 
 CONFLICT_FIELDS = ["conflict_id", "type", "subject_id", "tract_id", "status"]
@@ -450,6 +455,10 @@ def lock(
     from services.signatures import LOCK, sign
 
     name = obj.study(study)
+
+    def signed_at_the_keyboard(meaning: str) -> Signature:
+        return sign(obj.directory(), credentials(signer, password_stdin), LOCK, meaning)
+
     if for_airflow:
         if validate:
             fail("--validate is for a lock taken here; the DAG always validates", 1)
@@ -461,9 +470,7 @@ def lock(
                 _requester(signer),
                 level,
                 open_queries_reason=open_queries_reason,
-                sign=lambda meaning: sign(
-                    obj.directory(), credentials(signer, password_stdin), LOCK, meaning
-                ),
+                sign=signed_at_the_keyboard,
             )
         emit(
             asked,
@@ -482,9 +489,7 @@ def lock(
             level,
             validate=validate,
             open_queries_reason=open_queries_reason,
-            sign=lambda meaning: sign(
-                obj.directory(), credentials(signer, password_stdin), LOCK, meaning
-            ),
+            sign=signed_at_the_keyboard,
         )
     where = obj.platform.store.location(f"locks/{study}/{lock_id}")
     note = "already locked" if manifest.get("already_locked") else "locked"
