@@ -133,6 +133,7 @@ def lock_check_request(
             f"{requester} triggered this run: a signed request is taken only by the person "
             f"who signed it ({signature['signer']}, signed in to Airflow)"
         )
+    _may_still_lock(signature["signer"], request.request_id)
     existing = check_request(sources, request)
     if existing is not None:
         log.info(
@@ -143,6 +144,29 @@ def lock_check_request(
             existing["requested_by"],
         )
     return request.to_dict() | {"existing": existing is not None, "signature": signature}
+
+
+def _may_still_lock(signer: str, request_id: str) -> None:
+    """Refuse a request whose signer is no longer a tract user who may lock (removed, or their
+    role changed since they signed): a signature is not taken up by the DAG once its signer
+    has lost the right to make it."""
+    from services.lock.errors import LockRefusedError
+    from services.signatures import LOCK, SIGNING_ROLES
+    from services.web.auth import UserError, UserStore
+    from services.web.settings import WebSettings
+
+    users = UserStore.from_settings(WebSettings.from_env(_settings().home))
+    try:
+        user = users.user(signer)
+    except UserError:
+        user = None
+    if user is None or not user.active or user.role not in SIGNING_ROLES[LOCK]:
+        now = "removed" if user is None or not user.active else f"now {user.role}"
+        raise LockRefusedError(
+            f"lock request {request_id} was signed by {signer}, who may no longer lock "
+            f"({now} in tract's users): a data manager signs a new request "
+            "(`tract lock ... --for-airflow`)"
+        )
 
 
 def lock_check_conflicts(request: dict[str, Any]) -> dict[str, int]:

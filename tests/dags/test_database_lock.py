@@ -312,3 +312,27 @@ def test_the_dag_takes_a_lock_only_as_signed_by_the_person_who_triggers_it(
     asked = trail.filter(pl.col("kind") == "lock_request")
     assert asked["who"].to_list()[-1].startswith(PEOPLE[DM][1])
     assert trail.filter(pl.col("action") == "LOCK")["who"].to_list() == [DM]
+
+
+def test_a_request_whose_signer_may_no_longer_lock_is_not_taken(
+    dagbag: Any,
+    tract_env: Any,
+    decided_home: Path,
+    capfd: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A data manager signed, then left (removed from tract's users): their Airflow account
+    may outlive them, their signed request is not taken."""
+    from tests.signing import directory
+
+    settings = Settings(home=decided_home)
+    tract_env(settings)
+    signed = conf(settings, "PRIMARY")
+    directory(decided_home).remove(DM)
+    run = run_as(dagbag.get_dag("database_lock"), DM, run_conf=signed)
+    assert task_states(run)["check_request"] == "failed"
+    log = capfd.readouterr()
+    assert "was signed by dm.jones, who may no longer lock (removed" in log.out + log.err + (
+        caplog.text
+    )
+    assert Platform.from_settings(settings).records("lock", STUDY).collect().is_empty()
