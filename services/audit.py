@@ -134,6 +134,27 @@ def _signer(column: str) -> pl.Expr:
     return pl.col("printed_name") + pl.lit(" (") + pl.col(column) + pl.lit(")")
 
 
+def _signed_requests(
+    frame: pl.DataFrame, kind: str, action: str | pl.Expr, what: pl.Expr
+) -> pl.DataFrame:
+    """Rows of signed request events (unlock requests and approvals, lock requests for the
+    DAG): the signer's printed name, the reason, and the signature's meaning."""
+    return frame.select(
+        at=_ts("signed_at"),
+        kind=pl.lit(kind),
+        action=action,
+        who=_signer("signer"),
+        subject_id=pl.lit(None, pl.String),
+        tract_id=pl.lit(None, pl.String),
+        what=what,
+        why="reason",
+        old_value=pl.lit(None, pl.String),
+        new_value=pl.col("meaning") + pl.lit(" (signed, ") + pl.col("signed_via") + pl.lit(")"),
+        event_id="event_id",
+        offset="offset",
+    )
+
+
 def audit_trail(
     source: Records, study: str, cut: Cut | None = None, quorum: int | None = None
 ) -> pl.DataFrame:
@@ -253,42 +274,16 @@ def audit_trail(
     )
     unlocking = read("unlock_request")
     parts.append(
-        unlocking.select(
-            at=_ts("signed_at"),
-            kind=pl.lit("unlock_request"),
-            action="action",
-            who=_signer("signer"),
-            subject_id=pl.lit(None, pl.String),
-            tract_id=pl.lit(None, pl.String),
-            what=pl.col("lock_id") + pl.lit(" ") + pl.col("request_id"),
-            why="reason",
-            old_value=pl.lit(None, pl.String),
-            new_value=pl.col("meaning") + pl.lit(" (signed, ") + pl.col("signed_via") + pl.lit(")"),
-            event_id="event_id",
-            offset="offset",
+        _signed_requests(
+            unlocking,
+            "unlock_request",
+            "action",
+            pl.col("lock_id") + pl.lit(" ") + pl.col("request_id"),
         )
     )
     asked = read("lock_request")  # signed for the database_lock DAG to take
-    parts.append(
-        asked.select(
-            at=_ts("signed_at"),
-            kind=pl.lit("lock_request"),
-            action=pl.lit("REQUEST"),
-            who=_signer("signer"),
-            subject_id=pl.lit(None, pl.String),
-            tract_id=pl.lit(None, pl.String),
-            what=pl.col("lock_id")
-            + pl.lit(" (")
-            + pl.col("level")
-            + pl.lit(") ")
-            + pl.col("request_id"),
-            why="reason",
-            old_value=pl.lit(None, pl.String),
-            new_value=pl.col("meaning") + pl.lit(" (signed, ") + pl.col("signed_via") + pl.lit(")"),
-            event_id="event_id",
-            offset="offset",
-        )
-    )
+    what = pl.concat_str(pl.col("lock_id"), pl.lit(" ("), "level", pl.lit(") "), "request_id")
+    parts.append(_signed_requests(asked, "lock_request", pl.lit("REQUEST"), what))
     locks = read("lock").filter(pl.col("action") != "CLAIM")  # a reservation, not a change
     parts.append(
         locks.select(

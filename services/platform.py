@@ -460,8 +460,8 @@ class Platform:
         """Lock ``study`` (see :mod:`services.lock.lock`); the same request again returns the
         lock it made. ``open_queries_reason``: why it goes ahead with site queries not closed
         (recorded in the manifest's ``open_queries``). ``sign(meaning)``: the signature of
-        ``requested_by``, asked for once the lock's state is checked (`tract lock`; the web
-        page and the DAG lock under their signed-in user)."""
+        ``requested_by``, asked for once the lock's state is checked (`tract lock` and the web
+        page; the DAG takes a lock signed beforehand: :meth:`sign_lock_request`)."""
         from services.lock.lock import LockRequest, take_lock
 
         request = LockRequest(
