@@ -451,7 +451,11 @@ def lock(
     Signed by the data manager (or admin) at the keyboard: --as NAME and their password,
     asked for only once the study, the lock id, the conflicts and the site queries allow the
     lock. The signature (printed name, time, meaning) is kept in the lock's manifest; a refused
-    one is in `tract audit` and locks nothing."""
+    one is in `tract audit` and locks nothing.
+
+    With --for-airflow nothing is locked here: the signed request is recorded (only the study
+    and the lock id are checked now) and the database_lock DAG takes the lock, checking the
+    conflicts and site queries then, when you trigger it with the request id."""
     from services.signatures import LOCK, sign
 
     name = obj.study(study)
