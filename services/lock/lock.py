@@ -615,6 +615,43 @@ def signed_lock_request(
     return request, signature
 
 
+WAITING, TAKEN, OTHER = (
+    "waiting for database_lock",
+    "taken",
+    "not taken: another request took its lock id",
+)
+
+
+def lock_requests(requests: pl.DataFrame, locks: pl.DataFrame) -> list[dict[str, str]]:
+    """Every lock signed for the DAG (``lock_request`` events), newest first, its latest
+    signature shown, and where it stands against the study's ``lock`` events: taken (the
+    DAG published its lock), waiting, or not taken (its lock id went to another request)."""
+    if requests.is_empty():
+        return []
+    latest = requests.sort("offset").unique("request_id", keep="last", maintain_order=True)
+    claimed = locks.filter(pl.col("action").is_in([CLAIM, LOCK]))
+    taken = set(claimed.filter(pl.col("action") == LOCK)["request_id"].drop_nulls())
+    owners = dict(claimed.select("lock_id", "request_id").iter_rows())
+    shown = []
+    for row in reversed(latest.to_dicts()):
+        state = WAITING
+        if row["request_id"] in taken:
+            state = TAKEN
+        elif owners.get(row["lock_id"], row["request_id"]) != row["request_id"]:
+            state = OTHER
+        shown.append(
+            {
+                "request_id": row["request_id"],
+                "lock_id": row["lock_id"],
+                "level": row["level"],
+                "reason": row["reason"],
+                "signature": manifestation_of(row),
+                "state": state,
+            }
+        )
+    return shown
+
+
 def take_lock(
     sources: LockSources,
     request: LockRequest,

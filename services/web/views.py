@@ -377,6 +377,14 @@ def unlock_requests(
     return summarise(unlocking.with_columns(study=here), locks.with_columns(study=here))[::-1]
 
 
+def lock_requests(platform: VisiblePlatform, study: str) -> list[dict[str, str]]:
+    """The locks signed for the database_lock DAG and where each stands (the lock page)."""
+    from services.lock.lock import lock_requests as standing
+
+    locks = platform.records("lock", study).collect()
+    return standing(platform.records("lock_request", study).collect(), locks)
+
+
 def dashboard_readiness(platform: VisiblePlatform, study: str) -> Readiness:
     """The study's readiness to lock (the lock page shows it too)."""
     result = platform.adjudicate(study)

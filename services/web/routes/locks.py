@@ -49,7 +49,7 @@ def locks_page(
     status_code: int = 200,
 ) -> HTMLResponse:
     """The lock history, the lock form and the signed unlock request and approvals."""
-    from services.web.views import dashboard_readiness, unlock_requests
+    from services.web.views import dashboard_readiness, lock_requests, unlock_requests
 
     study, studies = pick_study(request, study)
     seen = visible(request, session)
@@ -68,6 +68,7 @@ def locks_page(
             "readiness": dashboard_readiness(seen, study),
             "download": seen.sees_everything,
             "unlock_requests": unlock_requests(seen, study),
+            "lock_requests": lock_requests(seen, study),
         }
     return render(request, "locks.html", context, session, status_code)
 
