@@ -136,6 +136,28 @@ def test_watcher_and_adjudicator_give_the_embedded_outcomes(
         Stack.embedded_json(embedded_home, "outcomes", "--study", DEMO_STUDY)
     )
 
+    # a lock signed for Airflow travels the bus like any event: the service applies it, and
+    # the database_lock DAG reads it there (tests/dags take such a lock)
+    asked = subprocess.run(
+        [TRACT, "lock", "--study", DEMO_STUDY, "--lock-id", "VIA-AIRFLOW", "--reason", "interim",
+         *as_data_manager(stack.home), "--open-queries-reason", "sites answer later",
+         "--for-airflow", "--json"],
+        env={**os.environ, **stack.env()}, input=PASSWORD_LINE, capture_output=True, text=True,
+        timeout=180,
+    )  # fmt: skip
+    assert asked.returncode == 0, asked.stderr
+    request_id = json.loads(asked.stdout)["request_id"]
+    reader = stack.platform()
+    wait_for(
+        lambda: (
+            reader.records("lock_request", DEMO_STUDY).collect()["request_id"].to_list()
+            == [request_id]
+        ),
+        30,
+        "the signed lock request to be applied",
+    )
+    reader.bus.close()
+
     # the data manager locks (signed) at the adjudicator's applied positions, on every partition
     locked = subprocess.run(
         [TRACT, "lock", "--study", DEMO_STUDY, "--lock-id", "PRIMARY", "--reason", "primary",
