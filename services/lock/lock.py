@@ -56,7 +56,7 @@ from services.lock.snapshot import (
 )
 from services.lock.sources import Anchor, LockSources
 from services.lock.staging import read_staged, stage
-from services.signatures import Signature, manifestation_of
+from services.signatures import Signature, manifestation_expr, manifestation_of
 from services.state.records import Cut, lock_in_force, records_at
 from services.store import MANIFEST
 from services.store.errors import ObjectLockedError, ObjectNotFoundError
@@ -624,32 +624,32 @@ WAITING, TAKEN, OTHER = (
 
 def lock_requests(requests: pl.DataFrame, locks: pl.DataFrame) -> list[dict[str, str]]:
     """Every lock signed for the DAG (``lock_request`` events), newest first, its latest
-    signature shown, and where it stands against the study's ``lock`` events: taken (the
-    DAG published its lock), waiting, or not taken (its lock id went to another request)."""
-    if requests.is_empty():
-        return []
-    latest = requests.sort("offset").unique("request_id", keep="last", maintain_order=True)
-    claimed = locks.filter(pl.col("action").is_in([CLAIM, LOCK]))
-    taken = set(claimed.filter(pl.col("action") == LOCK)["request_id"].drop_nulls())
-    owners = dict(claimed.select("lock_id", "request_id").iter_rows())
-    shown = []
-    for row in reversed(latest.to_dicts()):
-        state = WAITING
-        if row["request_id"] in taken:
-            state = TAKEN
-        elif owners.get(row["lock_id"], row["request_id"]) != row["request_id"]:
-            state = OTHER
-        shown.append(
-            {
-                "request_id": row["request_id"],
-                "lock_id": row["lock_id"],
-                "level": row["level"],
-                "reason": row["reason"],
-                "signature": manifestation_of(row),
-                "state": state,
-            }
+    signature shown, and where it stands against the study's ``lock`` events (log order):
+    taken (the DAG published its lock), waiting, or not taken (its lock id went to another
+    request: the first to claim an id owns it)."""
+    claims = locks.filter(pl.col("action").is_in([CLAIM, LOCK]))
+    taken = claims.filter(pl.col("action") == LOCK)["request_id"].drop_nulls().implode()
+    owners = claims.unique("lock_id", keep="first").select("lock_id", owner="request_id")
+    request = pl.col("request_id")
+    return (
+        requests.sort("offset")
+        .unique("request_id", keep="last", maintain_order=True)
+        .reverse()
+        .join(owners, on="lock_id", how="left", maintain_order="left")
+        .select(
+            "request_id",
+            "lock_id",
+            "level",
+            "reason",
+            signature=manifestation_expr(),
+            state=pl.when(request.is_in(taken))
+            .then(pl.lit(TAKEN))
+            .when(pl.col("owner").is_not_null() & (pl.col("owner") != request))
+            .then(pl.lit(OTHER))
+            .otherwise(pl.lit(WAITING)),
         )
-    return shown
+        .to_dicts()
+    )
 
 
 def take_lock(
