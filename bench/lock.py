@@ -196,7 +196,7 @@ def sign_request(reason: str, level: str) -> str:
     environment names: the request id."""
     from services.config import Settings
     from services.platform import Platform
-    from services.signatures import LOCK, Credentials, sign
+    from services.signatures import LOCK, Credentials, sign_as
     from services.web.auth import UserStore
     from services.web.settings import WebSettings
 
@@ -205,7 +205,7 @@ def sign_request(reason: str, level: str) -> str:
     signer = Credentials(SIGNER, PASSWORD, "cli", "bench")
     platform = Platform.from_settings(settings)
     asked = platform.sign_lock_request(
-        STUDY, "BENCH", reason, SIGNER, level, sign=lambda m: sign(users, signer, LOCK, m)
+        STUDY, "BENCH", reason, SIGNER, level, sign=sign_as(users, signer, LOCK)
     )
     platform.bus.close()
     return str(asked["request_id"])

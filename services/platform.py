@@ -48,6 +48,7 @@ from services.signatures import (
     Signature,
     SignatureRefusedError,
     sign,
+    sign_as,
 )
 from services.state import MaintainedState, Records, adjudicate_study
 from services.state.maintained import TABLES, in_key_order
@@ -506,12 +507,6 @@ class Platform:
 
         return replace(self.lock_sources(), publish=publish)
 
-    @staticmethod
-    def _signer(
-        credentials: Credentials, directory: Directory, purpose: str
-    ) -> Callable[[str], Signature]:
-        return lambda meaning: sign(directory, credentials, purpose, meaning)
-
     def unlock_requests(self, study: str | None = None) -> list[UnlockRequest]:
         """Every unlock request (of ``study``) with its signatures and state."""
         from services.lock.unlock import requests
@@ -530,7 +525,7 @@ class Platform:
         :mod:`services.lock.unlock`)."""
         from services.lock.unlock import request_unlock
 
-        signer = self._signer(credentials, directory, REQUEST_UNLOCK)
+        signer = sign_as(directory, credentials, REQUEST_UNLOCK)
         return request_unlock(self._applied_sources(), study, lock_id, reason, signer)
 
     def approve_unlock(
@@ -544,7 +539,7 @@ class Platform:
         record is then returned), unless ``apply`` is False (the DAG then does it)."""
         from services.lock.unlock import approve_unlock
 
-        signer = self._signer(credentials, directory, APPROVE_UNLOCK)
+        signer = sign_as(directory, credentials, APPROVE_UNLOCK)
         return approve_unlock(self._applied_sources(), request_id, signer, apply)
 
     def apply_unlock(self, request_id: str) -> dict[str, Any]:
@@ -565,7 +560,7 @@ class Platform:
         """Raise the soft lock in force to hard, signed (see :func:`services.lock.lock.raise_lock`)."""
         from services.lock.lock import raise_lock
 
-        signer = self._signer(credentials, directory, RAISE_LOCK)
+        signer = sign_as(directory, credentials, RAISE_LOCK)
         return raise_lock(self._applied_sources(), study, lock_id, reason, signer, retention_days)
 
     def lock_positions(self, study: str) -> Cut | None:

@@ -15,7 +15,7 @@ A signature is made here and nowhere else, by every front end alike (the web pag
   record that carries it (a vote, an unlock request or approval) holds the signature inside
   the same event of the hash-chained log, so it cannot be moved to another record (11.70); a
   lock, and a lock raised to hard, hold theirs in the manifest whose sha256 their lock event
-  records.
+  records (a lock signed for Airflow is a ``lock_request`` event until the DAG takes it).
 
 The user store lives with the web page (``services.web.auth.UserStore``); this module only
 needs its :class:`Directory` protocol, so the adjudicator and the lock never import the web.
@@ -23,7 +23,7 @@ needs its :class:`Directory` protocol, so the adjudicator and the lock never imp
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
@@ -154,6 +154,14 @@ def _when(value: object) -> str:
     if hasattr(value, "strftime"):
         return value.strftime("%Y-%m-%d %H:%M:%S UTC")  # type: ignore[union-attr]
     return str(value).replace("T", " ").replace("Z", " UTC")
+
+
+def sign_as(
+    directory: Directory, credentials: Credentials, purpose: str
+) -> Callable[[str], Signature]:
+    """:func:`sign` bound to one person and purpose: called with the meaning once the record
+    is known (a lock's, after its checks), so a refused record asks for no signature."""
+    return lambda meaning: sign(directory, credentials, purpose, meaning)
 
 
 def sign(

@@ -13,7 +13,7 @@ from typing import Any
 from argon2 import PasswordHasher
 
 from services.platform import Platform
-from services.signatures import LOCK, Credentials, sign
+from services.signatures import LOCK, Credentials, sign_as
 from services.web.auth import UserStore
 from services.web.settings import WebSettings
 
@@ -117,6 +117,6 @@ def lock_request(
         signer,
         level,
         open_queries_reason=open_queries_reason,
-        sign=lambda meaning: sign(users, signed_as(signer), LOCK, meaning),
+        sign=sign_as(users, signed_as(signer), LOCK),
     )
     return str(asked["request_id"])

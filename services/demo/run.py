@@ -15,7 +15,7 @@ import polars as pl
 
 from services.demo.trial import DEMO_DECISIONS, DEMO_STUDY, ScriptedDecision, write_demo_trial
 from services.platform import Platform
-from services.signatures import LOCK, Credentials, Directory, sign
+from services.signatures import LOCK, Credentials, Directory, sign_as
 
 DEMO_LOCK = "DEMO-PRIMARY-LOCK"
 DEMO_PASSWORD = "demo-committee-password"
@@ -115,7 +115,7 @@ def run_demo(platform: Platform, folder: Path, say: Callable[[str], None]) -> di
         "Primary analysis: demo database lock",
         manager,
         open_queries_reason=DEMO_QUERIES_REASON,
-        sign=lambda meaning: sign(directory, signer, LOCK, meaning),
+        sign=sign_as(directory, signer, LOCK),
     )
     pending = manifest["open_queries"]["not_closed"]
     say(

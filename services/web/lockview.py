@@ -44,7 +44,7 @@ class LockEntry:
     manifest: dict[str, Any] = field(default_factory=dict)
     signature: str | None = None
     """The requester's signature as 11.50 shows it (printed name, time, meaning), when the lock
-    was signed (every lock taken at the terminal or on this page)."""
+    was signed (every lock taken at the terminal, on this page or by the DAG)."""
 
 
 def lock_history(platform: VisiblePlatform, study: str) -> list[LockEntry]:

@@ -849,19 +849,15 @@ def test_the_lock_page_shows_locks_signed_for_airflow_and_where_they_stand(
     """A lock signed with `tract lock --for-airflow` waits for the DAG: the lock page shows
     it (signature, reason, state), and shows it taken once its lock is published."""
     from services.demo.run import decide_demo_conflicts, demo_committee
-    from services.signatures import LOCK, Credentials, sign
+    from services.signatures import LOCK, Credentials, sign_as
     from tests.web.conftest import fast_hasher
 
     decide_demo_conflicts(site.platform, demo_committee(site.home, fast_hasher()))
+    lock = (DEMO_STUDY, "AIRFLOW", "primary analysis", "dm.jones", "hard")
+    queries = {"open_queries_reason": "sites answer later"}
     signer = Credentials("dm.jones", PASSWORD, "cli", "test")
     asked = site.platform.sign_lock_request(
-        DEMO_STUDY,
-        "AIRFLOW",
-        "primary analysis",
-        "dm.jones",
-        "hard",
-        open_queries_reason="sites answer later",
-        sign=lambda meaning: sign(site.users, signer, LOCK, meaning),
+        *lock, **queries, sign=sign_as(site.users, signer, LOCK)
     )
     client, _ = as_role("monitor")  # everyone who reads the lock history sees them
     page = client.get(f"/locks?study={DEMO_STUDY}").text
@@ -869,14 +865,7 @@ def test_the_lock_page_shows_locks_signed_for_airflow_and_where_they_stand(
     assert "AIRFLOW" in row and "hard" in row and "primary analysis" in row
     assert "Dana Jones (dm.jones), " in row and "waiting for database_lock" in row
 
-    site.platform.lock(  # as the DAG takes it: the same request (its id), now locked
-        DEMO_STUDY,
-        "AIRFLOW",
-        "primary analysis",
-        "dm.jones",
-        "hard",
-        open_queries_reason="sites answer later",
-    )
+    site.platform.lock(*lock, **queries)  # as the DAG takes it: the same request (its id)
     page = client.get(f"/locks?study={DEMO_STUDY}").text
     row = page[page.index(f'data-request="{asked["request_id"]}"') :].split("</tr>")[0]
     assert ">taken<" in row

@@ -14,7 +14,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from services.errors import TractError
 from services.lock.lock import LockRequest, lock_meaning
-from services.signatures import LOCK, SignatureRefusedError, sign
+from services.signatures import LOCK, SignatureRefusedError, sign_as
 from services.web.auth import Session
 from services.web.deps import allow, guard, pick_study, refuse, render, signing, viewer, web
 from services.web.lockview import (
@@ -259,7 +259,7 @@ def take_lock(
             session.username,
             level,
             open_queries_reason=queries_reason.strip() if preview.queries else "",
-            sign=lambda meaning: sign(state.users, signer, LOCK, meaning),
+            sign=sign_as(state.users, signer, LOCK),
         )
     except SignatureRefusedError as exc:
         refuse(request, session, "LOCK", str(exc), 403, study=study)
