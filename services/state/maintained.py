@@ -54,6 +54,9 @@ SUBJECTS_PER_BUCKET, MAX_BUCKETS = 2_000, 64
 """A study's tables are split by subject into about one file per 2,000 subjects (at most 64),
 so a refresh of a few subjects rewrites a few small files, not the study."""
 
+PARQUET = {"compression": "zstd", "compression_level": 1}
+"""How bucket files are written: as the log's segments, half LZ4's size for about its time."""
+
 BaselineLoader = Callable[[str, dict], "LockBaseline | None"]
 """(study, the lock event in force) -> the lock's outcomes, to flag what changed since."""
 
@@ -200,7 +203,7 @@ class StateFolder:
                         )
                     )
                     new = pl.concat([kept.select(new.columns), new], how="vertical_relaxed")
-                new.sort(KEYS[table], maintain_order=True).write_parquet(target, compression="lz4")
+                new.sort(KEYS[table], maintain_order=True).write_parquet(target, **PARQUET)
         if subjects is not None and previous is not None:
             n_subjects = (
                 pl.scan_parquet(tmp / "patients" / "*.parquet").select(pl.len()).collect().item()
