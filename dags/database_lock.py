@@ -11,9 +11,10 @@ the manifest keeps the signature. Airflow never sees a password. The run
 
 1. **check_request**: refuses a run that no person triggered (a scheduled run, a backfill,
    `airflow dags test`: trigger it as a user, from the UI or the REST API), a request id with
-   no signed request, a request signed by someone else, and a conf whose `requested_by` names
-   someone else; the lock id again returns the existing lock (nothing new is written); an id
-   that was unlocked is refused;
+   no signed request, a request signed by someone else, a request signed more than 24 hours
+   ago that no run has started (it expired: sign it again), and a conf whose `requested_by`
+   names someone else; the lock id again returns the existing lock (nothing new is written);
+   an id that was unlocked is refused;
 2. **check_conflicts**: fails listing every open conflict (resolve them with the committee);
 3. **freeze_cut**: claims the lock id for this request, then records the event-log positions
    the lock covers and the hash chain's head there (its anchor);

@@ -456,6 +456,7 @@ def lock(
     With --for-airflow nothing is locked here: the signed request is recorded (only the study
     and the lock id are checked now) and the database_lock DAG takes the lock, checking the
     conflicts and site queries then, when you trigger it with the request id."""
+    from services.lock.lock import take_by
     from services.signatures import LOCK, sign
 
     name = obj.study(study)
@@ -476,12 +477,14 @@ def lock(
                 open_queries_reason=open_queries_reason,
                 sign=signed_at_the_keyboard,
             )
+        by = take_by(asked["signed_at"])
         emit(
-            asked,
+            asked | {"take_by": f"{by:%Y-%m-%dT%H:%M:%SZ}"},
             as_json,
             f"signed: {manifestation_of(asked)}\nlock request {asked['request_id']}: nothing "
             f"is locked yet. Signed in to Airflow as {asked['signer']}, trigger database_lock "
-            f"with study {name} and request_id {asked['request_id']}",
+            f"with study {name} and request_id {asked['request_id']} by {by:%Y-%m-%d %H:%M} "
+            "UTC (a signed lock not taken by then expires)",
         )
         return
     with audited_signing(obj, signer, "LOCK", name):

@@ -14,6 +14,7 @@ from click.testing import CliRunner
 
 from services.cli import cli
 from services.errors import TractError
+from services.lock.lock import take_by
 from services.platform import Platform
 from tests.store.trials import STUDY
 
@@ -329,6 +330,8 @@ def test_a_lock_for_airflow_is_signed_now_and_locks_nothing_yet(decided_home: Pa
         ("PRIMARY", "hard", "dm.jones", "Dana Jones", meaning)
     ]
     assert f"request_id {asked['request_id'][0]}" in out
+    by = take_by(asked["signed_at"][0].strftime("%Y-%m-%dT%H:%M:%SZ"))  # then it expires
+    assert f"by {by:%Y-%m-%d %H:%M} UTC (a signed lock not taken by then expires)" in out
     assert platform.records("lock", STUDY).collect().is_empty()  # not even a claim
     assert not (decided_home / "objects" / "locks").exists()
     _, out = tract(decided_home, "audit", "--study", STUDY, "--json")

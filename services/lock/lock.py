@@ -615,22 +615,63 @@ def signed_lock_request(
     return request, signature
 
 
+REQUEST_VALID_FOR = timedelta(hours=24)
+"""How long a lock signed for the DAG waits to be taken. The signature consents to locking the
+study as it stands when it is signed, not whenever a run comes: an older request is refused
+(signed again, its newest signature counts). A run that claimed its lock id in time may still finish later: the
+cut it froze is the one signed for."""
+
 WAITING, TAKEN, OTHER = (
     "waiting for database_lock",
     "taken",
     "not taken: another request took its lock id",
 )
+EXPIRED = f"expired: not taken within {REQUEST_VALID_FOR.total_seconds() / 3600:g} hours"
 
 
-def lock_requests(requests: pl.DataFrame, locks: pl.DataFrame) -> list[dict[str, str]]:
+def take_by(signed_at: str) -> datetime:
+    """When a lock signed for the DAG at ``signed_at`` (a signature's time, ISO text in UTC)
+    is no longer taken."""
+    signed = datetime.strptime(signed_at, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    return signed + REQUEST_VALID_FOR
+
+
+def check_in_time(
+    sources: LockSources,
+    request: LockRequest,
+    signed_at: str,
+    now: datetime | None = None,
+) -> None:
+    """Refuse a signed request past :data:`REQUEST_VALID_FOR` whose run never claimed its lock
+    id (a claim made in time may be finished: see :func:`claim`)."""
+    history = lock_history(sources, request.study, request.lock_id)
+    started = history.filter(pl.col("request_id") == request.request_id).height > 0
+    deadline = take_by(signed_at)
+    if started or (now or datetime.now(UTC)) <= deadline:
+        return
+    raise LockRefusedError(
+        f"lock request {request.request_id} was signed at {signed_at} and not taken by "
+        f"{deadline:%Y-%m-%d %H:%M} UTC: a signed lock is taken within "
+        f"{REQUEST_VALID_FOR.total_seconds() / 3600:g} hours, while the study is as it was "
+        f"signed for. Sign it again (`tract lock --study {request.study} --lock-id "
+        f"{request.lock_id} ... --for-airflow`: a new signature renews it), then trigger "
+        "database_lock with the request id it prints"
+    )
+
+
+def lock_requests(
+    requests: pl.DataFrame, locks: pl.DataFrame, now: datetime | None = None
+) -> list[dict[str, str]]:
     """Every lock signed for the DAG (``lock_request`` events), newest first, its latest
     signature shown, and where it stands against the study's ``lock`` events (log order):
-    taken (the DAG published its lock), waiting, or not taken (its lock id went to another
-    request: the first to claim an id owns it)."""
+    taken (the DAG published its lock), waiting, not taken (its lock id went to another
+    request: the first to claim an id owns it) or expired (unclaimed past
+    :data:`REQUEST_VALID_FOR`)."""
     claims = locks.filter(pl.col("action").is_in([CLAIM, LOCK]))
     taken = claims.filter(pl.col("action") == LOCK)["request_id"].drop_nulls().implode()
     owners = claims.unique("lock_id", keep="first").select("lock_id", owner="request_id")
     request = pl.col("request_id")
+    cutoff = (now or datetime.now(UTC)) - REQUEST_VALID_FOR
     return (
         requests.sort("offset")
         .unique("request_id", keep="last", maintain_order=True)
@@ -646,6 +687,8 @@ def lock_requests(requests: pl.DataFrame, locks: pl.DataFrame) -> list[dict[str,
             .then(pl.lit(TAKEN))
             .when(pl.col("owner").is_not_null() & (pl.col("owner") != request))
             .then(pl.lit(OTHER))
+            .when(pl.col("owner").is_null() & (pl.col("signed_at") < cutoff))
+            .then(pl.lit(EXPIRED))
             .otherwise(pl.lit(WAITING)),
         )
         .to_dicts()

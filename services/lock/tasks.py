@@ -119,10 +119,11 @@ def lock_check_request(
 ) -> dict[str, Any]:
     """The signed lock request the run names (``request_id``: signed with `tract lock
     --for-airflow`), taken only by the person who signed it (:func:`lock_requester`: the
-    run's triggering user), checked, with its ``signature`` (for the manifest) and
-    ``existing`` set when this lock id was already written."""
+    run's triggering user) while they may still lock and within its time
+    (:data:`~services.lock.lock.REQUEST_VALID_FOR`), checked, with its ``signature`` (for the
+    manifest) and ``existing`` set when this lock id was already written."""
     from services.lock.errors import LockRefusedError
-    from services.lock.lock import check_request, signed_lock_request
+    from services.lock.lock import check_in_time, check_request, signed_lock_request
 
     requester = lock_requester(triggered_by, run_type, conf)
     sources = _sources()
@@ -134,6 +135,7 @@ def lock_check_request(
             f"who signed it ({signature['signer']}, signed in to Airflow)"
         )
     _may_still_lock(signature["signer"], request.request_id)
+    check_in_time(sources, request, signature["signed_at"])
     existing = check_request(sources, request)
     if existing is not None:
         log.info(

@@ -336,3 +336,38 @@ def test_a_request_whose_signer_may_no_longer_lock_is_not_taken(
         caplog.text
     )
     assert Platform.from_settings(settings).records("lock", STUDY).collect().is_empty()
+
+
+def test_a_request_not_taken_in_time_is_refused_and_a_new_signature_is_taken(
+    dagbag: Any,
+    tract_env: Any,
+    decided_home: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A lock signed for the DAG and left waiting is not taken once its time is past (here
+    at once: no time at all), and nothing is claimed; signed again (the same request, a new
+    signature), it is taken."""
+    from datetime import timedelta
+
+    from services.lock import lock
+
+    settings = Settings(home=decided_home)
+    tract_env(settings)
+    dag = dagbag.get_dag("database_lock")
+    signed = conf(settings, "PRIMARY")
+    monkeypatch.setattr(lock, "REQUEST_VALID_FOR", timedelta(0))  # signing times are whole s
+    run = run_as(dag, DM, run_conf=signed)
+    assert task_states(run)["check_request"] == "failed"
+    log = capfd.readouterr()
+    assert f"lock request {signed['request_id']} was signed at " in log.out + log.err + (
+        caplog.text
+    )
+    assert Platform.from_settings(settings).records("lock", STUDY).collect().is_empty()
+
+    monkeypatch.undo()
+    tract_env(settings)
+    assert conf(settings, "PRIMARY") == signed  # the same request id, signed anew
+    run = run_as(dag, DM, run_conf=signed)
+    assert str(run.state) == "success", task_states(run)

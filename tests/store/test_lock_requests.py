@@ -3,11 +3,11 @@ the lock_request and lock events."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import polars as pl
 
-from services.lock.lock import OTHER, TAKEN, WAITING, lock_requests
+from services.lock.lock import EXPIRED, OTHER, REQUEST_VALID_FOR, TAKEN, WAITING, lock_requests
 
 SIGNED = datetime(2026, 12, 1, 9, 30, tzinfo=UTC)
 
@@ -58,3 +58,29 @@ def test_each_request_shows_its_latest_signature_and_where_it_stands() -> None:
         "Dana Jones (dm.jones), 2026-12-01 09:30:00 UTC: locked EXO1 PRIMARY (soft lock): primary"
     )
     assert lock_requests(requests.clear(), locks) == []
+
+
+def test_a_request_not_taken_in_time_expires_unless_its_run_claimed_its_lock_id() -> None:
+    """A signature consents to locking the study as it stands then: unclaimed past
+    REQUEST_VALID_FOR, a request is shown expired; one whose run claimed in time may finish."""
+    requests = pl.DataFrame(
+        [
+            _request("LR-a", "PRIMARY", 0),
+            _request("LR-b", "INTERIM", 1),  # its run claimed the id, then stopped
+            _request("LR-c", "FINAL", 2),
+        ]
+    )
+    locks = pl.DataFrame(
+        [
+            _lock("INTERIM", "CLAIM", "LR-b"),
+            _lock("FINAL", "CLAIM", "LR-c"),
+            _lock("FINAL", "LOCK", "LR-c"),
+        ]
+    )
+
+    def states(now: datetime) -> dict[str, str]:
+        return {r["request_id"]: r["state"] for r in lock_requests(requests, locks, now)}
+
+    assert states(SIGNED + REQUEST_VALID_FOR) == {"LR-a": WAITING, "LR-b": WAITING, "LR-c": TAKEN}
+    late = SIGNED + REQUEST_VALID_FOR + timedelta(seconds=1)
+    assert states(late) == {"LR-a": EXPIRED, "LR-b": WAITING, "LR-c": TAKEN}

@@ -272,3 +272,31 @@ def test_a_relative_home_lists_its_locks(decided_home: Path) -> None:
     )
     assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
     assert "PRIMARY" in done.stdout and "verified" in done.stdout
+
+
+def test_a_lock_signed_for_airflow_is_taken_within_its_time_or_by_the_run_that_claimed_it(
+    decided_home: Path,
+) -> None:
+    """The gap: a lock signed for the DAG waited forever, so a run months later locked a study
+    its signer never saw in that state under their signature. Past REQUEST_VALID_FOR it is
+    refused; a run that claimed the lock id in time may still finish what it started."""
+    from datetime import timedelta
+
+    from services.lock.errors import LockRefusedError
+    from services.lock.lock import check_in_time, freeze_cut, signed_lock_request, take_by
+    from services.platform import Platform
+    from tests.signing import lock_request
+
+    platform = Platform.embedded(decided_home)
+    sources = platform.lock_sources()
+    asked = lock_request(platform, STUDY, "PRIMARY", open_queries_reason="sites answer later")
+    request, signature = signed_lock_request(sources, STUDY, asked)
+    deadline = take_by(signature["signed_at"])
+    check_in_time(sources, request, signature["signed_at"], now=deadline)
+    late = deadline + timedelta(seconds=1)
+    with pytest.raises(LockRefusedError, match=f"lock request {asked} was signed at") as refused:
+        check_in_time(sources, request, signature["signed_at"], now=late)
+    assert "Sign it again" in str(refused.value) and "--for-airflow" in str(refused.value)
+
+    freeze_cut(sources, request)  # its run claimed the id in time, then stopped
+    check_in_time(sources, request, signature["signed_at"], now=late)

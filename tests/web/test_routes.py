@@ -844,11 +844,15 @@ def test_a_web_lock_is_signed_in_its_manifest_as_the_cli_signs(site: Site, as_ro
 
 
 def test_the_lock_page_shows_locks_signed_for_airflow_and_where_they_stand(
-    site: Site, as_role: AsRole
+    site: Site, as_role: AsRole, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A lock signed with `tract lock --for-airflow` waits for the DAG: the lock page shows
-    it (signature, reason, state), and shows it taken once its lock is published."""
+    it (signature, reason, state), expired once its time is past, and taken once its lock is
+    published."""
+    from datetime import timedelta
+
     from services.demo.run import decide_demo_conflicts, demo_committee
+    from services.lock import lock as locking
     from services.signatures import LOCK, Credentials, sign_as
     from tests.web.conftest import fast_hasher
 
@@ -864,6 +868,12 @@ def test_the_lock_page_shows_locks_signed_for_airflow_and_where_they_stand(
     row = page[page.index(f'data-request="{asked["request_id"]}"') :].split("</tr>")[0]
     assert "AIRFLOW" in row and "hard" in row and "primary analysis" in row
     assert "Dana Jones (dm.jones), " in row and "waiting for database_lock" in row
+    assert "within 24 hours of signing" in page
+    monkeypatch.setattr(locking, "REQUEST_VALID_FOR", timedelta(0))  # its time is past
+    page = client.get(f"/locks?study={DEMO_STUDY}").text
+    row = page[page.index(f'data-request="{asked["request_id"]}"') :].split("</tr>")[0]
+    assert f">{locking.EXPIRED}<" in row
+    monkeypatch.undo()
 
     site.platform.lock(*lock, **queries)  # as the DAG takes it: the same request (its id)
     page = client.get(f"/locks?study={DEMO_STUDY}").text
