@@ -47,7 +47,10 @@ TABLES = ("tracts", "patients", "conflicts", "visits", "new_tracts")
 TOUCHES_SUBJECTS = frozenset({*EVIDENCE_KINDS, "committee_decision", "committee_vote"})
 """Kinds whose events change the outcomes of the subjects they name."""
 STUDY_WIDE = frozenset({"lock"})
-"""Kinds whose events change a whole study (the lock in force: post-lock flags)."""
+"""Kinds whose events may change a whole study: the lock in force (post-lock flags)."""
+IN_FORCE_ACTIONS = frozenset({"LOCK", "UNLOCK"})
+"""The lock events that change the lock in force; a CLAIM (a lock id reserved while the lock
+is taken) or a RAISE (soft to hard) changes no outcome, so recomputes nothing."""
 FULL_SHARE = 0.25
 """Above this share of a study's subjects, recomputing the study in full is cheaper."""
 SUBJECTS_PER_BUCKET, MAX_BUCKETS = 2_000, 64
@@ -336,7 +339,9 @@ class MaintainedState:
         by_study: dict[str, list[str]] = {}
         for e in entries:
             if e.topic in STUDY_WIDE:
-                touched[e.study] = None
+                actions = pl.read_parquet(self.log.folder / e.file, columns=["action"])["action"]
+                if actions.is_in(list(IN_FORCE_ACTIONS)).any():
+                    touched[e.study] = None
             elif e.topic in TOUCHES_SUBJECTS:
                 by_study.setdefault(e.study, []).append(str(self.log.folder / e.file))
         for study, files in by_study.items():

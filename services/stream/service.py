@@ -38,7 +38,12 @@ from services.bus.kafka_config import OUTPUT_KINDS
 from services.events import Event, canonical_json, digest, utc_now
 from services.files import private_dir, private_file
 from services.state import MaintainedState
-from services.state.maintained import STUDY_WIDE, TOUCHES_SUBJECTS, BaselineLoader
+from services.state.maintained import (
+    IN_FORCE_ACTIONS,
+    STUDY_WIDE,
+    TOUCHES_SUBJECTS,
+    BaselineLoader,
+)
 from services.stream.applied import AppliedLog, Identity, Position
 from services.stream.changes import load_published, outcome_changes, remember
 from services.stream.errors import StreamError
@@ -247,7 +252,7 @@ class AdjudicatorService:
             subjects = self.dirty.setdefault(event.study, set())
             if subjects is not None:
                 subjects.add(event.subject_id)
-        elif event.kind in STUDY_WIDE:
+        elif event.kind in STUDY_WIDE and event.payload.get("action") in IN_FORCE_ACTIONS:
             self.dirty[event.study] = None  # the lock in force changes flags study-wide
 
     # Kafka ---------------------------------------------------------------------------------

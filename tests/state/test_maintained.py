@@ -202,6 +202,14 @@ class Trial:
             locks = sources.lock_events(STUDY).filter(pl.col("action") == "LOCK")
             unlock(self.platform, STUDY, locks["lock_id"][-1], "more data")
 
+    def claim(self) -> None:
+        """A lock run that claimed its lock id and froze the cut, then stopped."""
+        from services.lock.lock import LockRequest, freeze_cut
+
+        if self.platform.lock_positions(STUDY) is None:
+            asked = LockRequest(STUDY, f"L{next(self.locks)}", "interim look", "dm.jones")
+            freeze_cut(self.platform.lock_sources(), asked)
+
 
 STEP = st.one_of(
     st.tuples(
@@ -233,6 +241,7 @@ STEP = st.one_of(
         st.sampled_from(("CLOSED", "NOT_CLOSED", "NOT_EVALUABLE")),
     ),
     st.tuples(st.just("lock_or_unlock")),
+    st.tuples(st.just("claim")),
 )
 
 
@@ -283,6 +292,20 @@ def run_steps(base: Path, steps: list[tuple], template: Path | None = None) -> N
     for n, (name, *args) in enumerate(steps, start=1):
         getattr(trial, name)(*args)
         assert_same_state(trial.platform, rebuilt(trial.home, base / f"full-{n}"), (n, name, args))
+
+
+def test_a_lock_claim_recomputes_nothing(tmp_path: Path) -> None:
+    """A lock id claimed (the DAG's freeze_cut) changes no outcome: the state is not
+    recomputed for it (it was, for the whole study, at every lock), and still equals a full
+    re-adjudication."""
+    trial = Trial(tmp_path / "home")
+    trial.platform.adjudicate(STUDY)
+    current = tmp_path / "home" / "state" / STUDY / "CURRENT"
+    generation = current.read_text()
+    trial.claim()
+    assert trial.platform.lock_sources().lock_events(STUDY)["action"].to_list() == ["CLAIM"]
+    assert_same_state(trial.platform, rebuilt(trial.home, tmp_path / "full"), "a claim")
+    assert current.read_text() == generation
 
 
 def test_a_correction_recomputes_only_its_subject(tmp_path: Path) -> None:
