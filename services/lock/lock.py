@@ -615,18 +615,19 @@ def signed_lock_request(
     return request, signature
 
 
-REQUEST_VALID_FOR = timedelta(hours=24)
+REQUEST_HOURS = 24
+REQUEST_VALID_FOR = timedelta(hours=REQUEST_HOURS)
 """How long a lock signed for the DAG waits to be taken. The signature consents to locking the
 study as it stands when it is signed, not whenever a run comes: an older request is refused
-(signed again, its newest signature counts). A run that claimed its lock id in time may still finish later: the
-cut it froze is the one signed for."""
+(signed again, its newest signature counts). A run that claimed its lock id in time may still
+finish later: the cut it froze is the one signed for."""
 
 WAITING, TAKEN, OTHER = (
     "waiting for database_lock",
     "taken",
     "not taken: another request took its lock id",
 )
-EXPIRED = f"expired: not taken within {REQUEST_VALID_FOR.total_seconds() / 3600:g} hours"
+EXPIRED = f"expired: not taken within {REQUEST_HOURS} hours"
 
 
 def take_by(signed_at: str) -> datetime:
@@ -651,11 +652,10 @@ def check_in_time(
         return
     raise LockRefusedError(
         f"lock request {request.request_id} was signed at {signed_at} and not taken by "
-        f"{deadline:%Y-%m-%d %H:%M} UTC: a signed lock is taken within "
-        f"{REQUEST_VALID_FOR.total_seconds() / 3600:g} hours, while the study is as it was "
-        f"signed for. Sign it again (`tract lock --study {request.study} --lock-id "
-        f"{request.lock_id} ... --for-airflow`: a new signature renews it), then trigger "
-        "database_lock with the request id it prints"
+        f"{deadline:%Y-%m-%d %H:%M} UTC: a signed lock is taken within {REQUEST_HOURS} "
+        f"hours, while the study is as it was signed for. Sign it again (`tract lock --study "
+        f"{request.study} --lock-id {request.lock_id} ... --for-airflow`: a new signature "
+        "renews it), then trigger database_lock with the request id it prints"
     )
 
 

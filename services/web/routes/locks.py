@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from services.errors import TractError
-from services.lock.lock import REQUEST_VALID_FOR, LockRequest, lock_meaning
+from services.lock.lock import REQUEST_HOURS, LockRequest, lock_meaning
 from services.signatures import LOCK, SignatureRefusedError, sign_as
 from services.web.auth import Session
 from services.web.deps import allow, guard, pick_study, refuse, render, signing, viewer, web
@@ -69,7 +69,7 @@ def locks_page(
             "download": seen.sees_everything,
             "unlock_requests": unlock_requests(seen, study),
             "lock_requests": lock_requests(seen, study),
-            "request_hours": f"{REQUEST_VALID_FOR.total_seconds() / 3600:g}",
+            "request_hours": REQUEST_HOURS,
         }
     return render(request, "locks.html", context, session, status_code)
 
