@@ -74,9 +74,7 @@ def tract_table(tracts: pl.DataFrame, outcome: str, level: float) -> dict[str, A
         closed=(pl.col(outcome) == "CLOSED").sum(), size=pl.len()
     )
     closed = int(per_patient["closed"].sum())
-    interval = stats.clustered_proportion_ci(
-        per_patient["closed"].to_numpy(), per_patient["size"].to_numpy(), level
-    )
+    interval = stats.clustered_proportion_ci(per_patient["closed"], per_patient["size"], level)
     counts = treated.select(
         pending=(pl.col(outcome) == "PENDING").sum(),
         not_evaluable=(pl.col(outcome) == "NOT_EVALUABLE").sum(),
@@ -201,7 +199,7 @@ def pathology_table(
     tests = {}
     for marker in MARKERS:
         both = paired.select(pl.col(marker, f"{marker}_3").cast(pl.Float64)).drop_nulls()
-        result = stats.paired_wilcoxon(both[marker].to_numpy(), both[f"{marker}_3"].to_numpy())
+        result = stats.paired_wilcoxon(both[marker], both[f"{marker}_3"])
         tests[marker] = None if result is None else asdict(result)
     return {"medians": medians, "inj1_vs_inj3": tests}
 

@@ -1,8 +1,9 @@
 """Small, pure statistics used in adjudication reports.
 
-Every function takes plain Python sequences and returns plain Python values (``float``,
-``int``, ``str``, frozen dataclasses of those), so results can go straight into JSON via
-:func:`dataclasses.asdict`. Where a quantity is undefined (no data), the function returns
+Every function takes plain Python sequences (or Polars series) and returns plain Python values
+(``float``, ``int``, ``str``, frozen dataclasses of those), so results can go straight into JSON
+via :func:`dataclasses.asdict`. The columns are Polars' (numpy alone takes longer to import than
+a report takes to compute). Where a quantity is undefined (no data), the function returns
 ``None`` rather than ``nan``. Invalid input (lengths that differ, counts out of range, a
 confidence level outside (0, 1), missing values) raises :class:`ValueError`: those are bugs
 in the caller, not outcomes to report.
@@ -14,7 +15,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import numpy as np
+import polars as pl
 
 from services.adjudicator.special import (
     beta_quantile,
@@ -144,19 +145,22 @@ def clustered_proportion_ci(
     _check_level(level)
     if len(successes) != len(sizes):
         raise ValueError(f"successes and sizes differ in length ({len(successes)} != {len(sizes)})")
-    all_y, all_m = np.asarray(successes, dtype=float), np.asarray(sizes, dtype=float)
-    bad = (all_m < 0) | (all_y < 0) | (all_y > all_m)
-    if bad.any():  # one check per patient, in columns (100,000 patients cost nothing)
-        first = int(np.argmax(bad))
+    patients = pl.DataFrame(
+        {"y": pl.Series(successes, dtype=pl.Float64), "m": pl.Series(sizes, dtype=pl.Float64)}
+    )
+    y, m = pl.col("y"), pl.col("m")
+    bad = patients.select(pl.arg_where((m < 0) | (y < 0) | (y > m) | (y + m).is_null()))
+    if bad.height:  # one check per patient, in columns (100,000 patients cost nothing)
+        first = int(bad.item(0, 0))
         _check_count(successes[first], sizes[first])
 
-    y, m = all_y[all_m > 0], all_m[all_m > 0]
-    n = len(m)
+    treated = patients.filter(m > 0)
+    n = treated.height
     if n < 2:
         return None
 
-    total_y = int(y.sum())
-    total_m = int(m.sum())
+    total_y = int(treated["y"].sum())
+    total_m = int(treated["m"].sum())
     p = total_y / total_m
 
     if total_y in (0, total_m):
@@ -164,7 +168,8 @@ def clustered_proportion_ci(
         assert ci is not None  # total_m >= n >= 2
         return ProportionCI(p, ci[0], ci[1], CLUSTER_EXACT_METHOD, 1.0)
 
-    robust_var = n / (n - 1) * float(np.sum((y - p * m) ** 2)) / total_m**2
+    squares = treated.select(((y - p * m) ** 2).sum()).item()
+    robust_var = n / (n - 1) * float(squares) / total_m**2
     binomial_var = p * (1.0 - p) / total_m
     design_effect = max(1.0, robust_var / binomial_var)
     se_logit = math.sqrt(design_effect * binomial_var) / (p * (1.0 - p))
@@ -223,27 +228,27 @@ def paired_wilcoxon(before: Sequence[float], after: Sequence[float]) -> PairedTe
     """
     if len(before) != len(after):
         raise ValueError(f"before and after differ in length ({len(before)} != {len(after)})")
-    x = np.asarray(before, dtype=float)
-    y = np.asarray(after, dtype=float)
-    if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
+    x = pl.Series(before, dtype=pl.Float64, strict=False)
+    y = pl.Series(after, dtype=pl.Float64, strict=False)
+    if not all(s.null_count() == 0 and s.is_finite().all() for s in (x, y)):
         raise ValueError("before and after must be finite numbers (drop missing pairs first)")
     d = y - x
-    nonzero = d[d != 0]
-    if nonzero.size == 0:
+    nonzero = d.filter(d != 0)
+    if nonzero.len() == 0:
         return None
 
-    has_zeros = nonzero.size < d.size
-    ranks, tie_sizes = _average_ranks(np.abs(nonzero))
-    has_ties = tie_sizes.size < nonzero.size
-    exact = nonzero.size < 50 and not has_zeros and not has_ties
+    has_zeros = nonzero.len() < d.len()
+    ranks, tie_sizes = _average_ranks(nonzero.abs())
+    has_ties = tie_sizes.len() < nonzero.len()
+    exact = nonzero.len() < 50 and not has_zeros and not has_ties
     statistic, p_value = _signed_rank(nonzero, ranks, tie_sizes, exact)
     p_method = "exact" if exact else "normal approximation, tie-corrected, continuity-corrected"
     return PairedTest(
-        n_pairs=int(d.size),
-        n_nonzero=int(nonzero.size),
-        median_before=float(np.median(x)),
-        median_after=float(np.median(y)),
-        median_difference=float(np.median(d)),
+        n_pairs=d.len(),
+        n_nonzero=nonzero.len(),
+        median_before=float(x.median()),  # type: ignore[arg-type]
+        median_after=float(y.median()),  # type: ignore[arg-type]
+        median_difference=float(d.median()),  # type: ignore[arg-type]
         statistic=statistic,
         p_value=p_value,
         method=f"Wilcoxon signed-rank, two-sided, zero differences dropped; p-value {p_method}",
@@ -251,37 +256,32 @@ def paired_wilcoxon(before: Sequence[float], after: Sequence[float]) -> PairedTe
 
 
 def _signed_rank(
-    nonzero: np.ndarray, ranks: np.ndarray, tie_sizes: np.ndarray, exact: bool
+    nonzero: pl.Series, ranks: pl.Series, tie_sizes: pl.Series, exact: bool
 ) -> tuple[float, float]:
     """``min(W+, W-)`` and its two-sided p-value: the exact null distribution (every sign
     pattern of ranks 1..n equally likely, counted by dynamic programming) or the normal
     approximation with tie-corrected variance and a continuity correction. ``ranks`` and
     ``tie_sizes``: :func:`_average_ranks` of the absolute differences."""
-    w_plus = float(ranks[nonzero > 0].sum())
-    n = nonzero.size
-    total = n * (n + 1) / 2
+    w_plus = float(ranks.filter(nonzero > 0).sum())
+    n = nonzero.len()
+    total = n * (n + 1) // 2
     statistic = min(w_plus, total - w_plus)
     if exact:
-        counts = np.zeros(int(total) + 1)
-        counts[0] = 1.0
-        for rank in range(1, n + 1):  # ways to reach each sum with ranks 1..rank
-            counts[rank:] = counts[rank:] + counts[: len(counts) - rank]
-        p = 2.0 * counts[: int(statistic) + 1].sum() / 2.0**n
-        return statistic, float(min(p, 1.0))
+        counts = [1] + [0] * total  # ways to reach each sum with ranks 1..rank, exact integers
+        for rank in range(1, n + 1):
+            counts[rank:] = [a + b for a, b in zip(counts[rank:], counts, strict=False)]
+        p = 2.0 * sum(counts[: int(statistic) + 1]) / 2.0**n
+        return statistic, min(p, 1.0)
     mean = n * (n + 1) / 4
-    variance = n * (n + 1) * (2 * n + 1) / 24 - float((tie_sizes**3 - tie_sizes).sum()) / 48
+    ties = tie_sizes.cast(pl.Int64)
+    variance = n * (n + 1) * (2 * n + 1) / 24 - float((ties**3 - ties).sum()) / 48
     shift = statistic - mean
-    z = (shift - 0.5 * np.sign(shift)) / math.sqrt(variance)  # continuity: half a step toward 0
-    return statistic, min(2.0 * normal_tail(abs(float(z))), 1.0)
+    step = math.copysign(0.5, shift) if shift else 0.0  # continuity: half a step toward 0
+    z = (shift - step) / math.sqrt(variance)
+    return statistic, min(2.0 * normal_tail(abs(z)), 1.0)
 
 
-def _average_ranks(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _average_ranks(values: pl.Series) -> tuple[pl.Series, pl.Series]:
     """Ranks 1..n, ties sharing their average rank, and the size of each group of equal
-    values (in value order): one sort serves both."""
-    order = np.argsort(values, kind="stable")
-    ordered = values[order]
-    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
-    sizes = np.diff(np.r_[starts, values.size])
-    ranks = np.empty(values.size)
-    ranks[order] = np.repeat(starts + (sizes + 1) / 2, sizes)  # group ranks start+1..start+size
-    return ranks, sizes
+    values."""
+    return values.rank("average"), values.value_counts()["count"]
