@@ -148,8 +148,10 @@ def clustered_proportion_ci(
     patients = pl.DataFrame(
         {"y": pl.Series(successes, dtype=pl.Float64), "m": pl.Series(sizes, dtype=pl.Float64)}
     )
+    if patients.null_count().sum_horizontal().item():
+        raise ValueError("successes and sizes must be counts, with no missing value")
     y, m = pl.col("y"), pl.col("m")
-    bad = patients.select(pl.arg_where((m < 0) | (y < 0) | (y > m) | (y + m).is_null()))
+    bad = patients.select(pl.arg_where((m < 0) | (y < 0) | (y > m)))
     if bad.height:  # one check per patient, in columns (100,000 patients cost nothing)
         first = int(bad.item(0, 0))
         _check_count(successes[first], sizes[first])

@@ -208,7 +208,15 @@ def test_clustered_needs_two_patients() -> None:
 
 
 @pytest.mark.parametrize(
-    ("successes", "sizes"), [([1], [1, 1]), ([3, 0], [2, 1]), ([-1, 0], [1, 1]), ([0, 0], [-1, 1])]
+    ("successes", "sizes"),
+    [
+        ([1], [1, 1]),
+        ([3, 0], [2, 1]),
+        ([-1, 0], [1, 1]),
+        ([0, 0], [-1, 1]),
+        ([None, 0], [1, 1]),  # a missing count
+        ([1, 0], [1, None]),
+    ],
 )
 def test_clustered_rejects_bad_input(successes: list[int], sizes: list[int]) -> None:
     with pytest.raises(ValueError):
