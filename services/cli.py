@@ -234,7 +234,6 @@ def vote(
 
 
 def _vote_text(result: dict) -> str:
-
     signature = manifestation(
         result["printed_name"], result["voter"], result["signed_at"], result["meaning"]
     )

@@ -633,8 +633,7 @@ EXPIRED = f"expired: not taken within {REQUEST_HOURS} hours"
 def take_by(signed_at: str) -> datetime:
     """When a lock signed for the DAG at ``signed_at`` (a signature's time, ISO text in UTC)
     is no longer taken."""
-    signed = datetime.strptime(signed_at, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
-    return signed + REQUEST_VALID_FOR
+    return datetime.fromisoformat(signed_at) + REQUEST_VALID_FOR
 
 
 def check_in_time(

@@ -40,17 +40,15 @@ from services.files import make_private_dirs, private_dir, write_private
 from services.log import Batch, EventLog, Head
 from services.log.errors import LogDamagedError
 from services.state.postlock import LockBaseline, flag_changes
-from services.state.records import adjudicate_study, lock_cut, lock_in_force
+from services.state.records import IN_FORCE_ACTIONS, adjudicate_study, lock_cut, lock_in_force
 from services.state.register import register_changes
 
 TABLES = ("tracts", "patients", "conflicts", "visits", "new_tracts")
 TOUCHES_SUBJECTS = frozenset({*EVIDENCE_KINDS, "committee_decision", "committee_vote"})
 """Kinds whose events change the outcomes of the subjects they name."""
 STUDY_WIDE = frozenset({"lock"})
-"""Kinds whose events may change a whole study: the lock in force (post-lock flags)."""
-IN_FORCE_ACTIONS = frozenset({"LOCK", "UNLOCK"})
-"""The lock events that change the lock in force; a CLAIM (a lock id reserved while the lock
-is taken) or a RAISE (soft to hard) changes no outcome, so recomputes nothing."""
+"""Kinds whose events may change a whole study: the lock in force (post-lock flags), which
+only the events of ``IN_FORCE_ACTIONS`` change (a claim or a raise recomputes nothing)."""
 FULL_SHARE = 0.25
 """Above this share of a study's subjects, recomputing the study in full is cheaper."""
 SUBJECTS_PER_BUCKET, MAX_BUCKETS = 2_000, 64

@@ -119,11 +119,16 @@ class RecordsAt:
         return self.source.studies()
 
 
+IN_FORCE_ACTIONS = frozenset({"LOCK", "UNLOCK"})
+"""The lock events that decide the lock in force; a CLAIM (a lock id reserved while the lock
+is taken) or a RAISE (soft to hard) does not change it."""
+
+
 def lock_in_force(source: Records, study: str) -> dict[str, Any] | None:
     """The study's lock in force: its latest LOCK event, unless an UNLOCK followed it."""
     events = (
         source.records("lock", study)
-        .filter(pl.col("action").is_in(["LOCK", "UNLOCK"]))
+        .filter(pl.col("action").is_in(list(IN_FORCE_ACTIONS)))
         .sort("offset")
         .collect()
     )

@@ -38,12 +38,8 @@ from services.bus.kafka_config import OUTPUT_KINDS
 from services.events import Event, canonical_json, digest, utc_now
 from services.files import private_dir, private_file
 from services.state import MaintainedState
-from services.state.maintained import (
-    IN_FORCE_ACTIONS,
-    STUDY_WIDE,
-    TOUCHES_SUBJECTS,
-    BaselineLoader,
-)
+from services.state.maintained import STUDY_WIDE, TOUCHES_SUBJECTS, BaselineLoader
+from services.state.records import IN_FORCE_ACTIONS
 from services.stream.applied import AppliedLog, Identity, Position
 from services.stream.changes import load_published, outcome_changes, remember
 from services.stream.errors import StreamError
