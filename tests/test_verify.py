@@ -188,3 +188,24 @@ def test_a_lock_rewritten_with_its_manifest_is_refused_everywhere(locked: Path) 
         env=os.environ | {"TRACT_HOME": str(locked)},
     )
     assert job.returncode == 1 and "not the manifest the lock was published with" in job.stderr
+
+
+def test_a_segment_whose_rows_do_not_match_its_entry_is_named(tmp_path: Path) -> None:
+    """The walk's last check of a segment (its bytes already match the index): its offsets
+    and study are the entry's, in columns (a 100k trial's segments are millions of rows)."""
+    from services.log.chain import Entry, sha256_file
+    from services.log.verify import _check_segment
+
+    path = tmp_path / "segments" / "000000000001.parquet"
+    path.parent.mkdir()
+    pl.DataFrame({"offset": [5, 6, 7], "study": ["EXO1"] * 3}).write_parquet(path)
+    digest = sha256_file(path.read_bytes())
+
+    def entry(first: int, count: int, study: str = "EXO1") -> Entry:
+        file = "segments/000000000001.parquet"
+        return Entry(1, "clinical_exam", study, first, count, file, 0, digest, "", "", "")
+
+    assert _check_segment(tmp_path, entry(5, 3)) is None
+    for wrong in (entry(4, 3), entry(5, 2), entry(5, 4), entry(5, 3, "OTHER")):
+        finding = _check_segment(tmp_path, wrong)
+        assert finding is not None and "do not match the index entry" in finding.problem

@@ -128,8 +128,15 @@ def _check_segment(folder: Path, e: Entry) -> Finding | None:
         frame = pl.read_parquet(path, columns=["offset", "study"])
     except Exception as exc:
         return Finding(where, f"not readable as Parquet ({exc})")
-    offsets = frame["offset"].to_list()
-    if offsets != list(range(e.first_offset, e.end)) or set(frame["study"]) - {e.study}:
+    expected = pl.int_range(e.first_offset, e.end, dtype=pl.Int64)
+    matches = (
+        frame.height == e.end - e.first_offset
+        and frame.select(
+            (pl.col("offset") == expected).fill_null(False).all()
+            & (pl.col("study") == e.study).fill_null(False).all()
+        ).item()
+    )
+    if not matches:
         return Finding(where, "its rows do not match the index entry (offsets or study)")
     return None
 
