@@ -434,9 +434,19 @@ class Platform:
             rules=self.rules,
             outcomes=self.adjudicate,
             freeze=self._freeze,
+            integrity=self._integrity,
             home=self.home,
             exclusive=self.exclusive,
         )
+
+    def _integrity(self) -> list[str]:
+        """The findings of ``tract verify``'s walk of the log (every chain link, every
+        segment's bytes): a lock refuses to freeze a log that does not match its chain."""
+        from services.log.verify import verify_log
+
+        if self.log is None:
+            return []
+        return [str(finding) for finding in verify_log(self.log.folder).findings]
 
     def _freeze(self) -> tuple[Cut, Anchor]:
         self.sync_conflicts()

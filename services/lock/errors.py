@@ -26,3 +26,8 @@ class LockRefusedError(LockError):
 
 class ValidationFailedError(LockError):
     """The Great Expectations gate found data a lock must not freeze; lists the failures."""
+
+
+class LogAlteredError(LockError):
+    """The event log no longer matches its hash chain (what ``tract verify`` finds): a lock is
+    not taken on it."""

@@ -41,6 +41,7 @@ from services.lock.errors import (
     LockBlockedError,
     LockError,
     LockRefusedError,
+    LogAlteredError,
     SnapshotTamperedError,
 )
 from services.lock.snapshot import (
@@ -318,10 +319,23 @@ def freeze_cut(sources: LockSources, request: LockRequest | None = None) -> dict
     """The log positions the lock covers (every event before them, none after) and the chain
     head there, its anchor. With ``request``, its lock id is claimed first (the claim is
     inside the cut: nothing but the LOCK event follows it)."""
+    check_intact(sources)
     if request is not None:
         claim(sources, request)
     cut, anchor = sources.freeze()
     return {"positions": cut, "chain": anchor}
+
+
+def check_intact(sources: LockSources) -> None:
+    """Refuse to lock a log whose segments or chain no longer match what was written (a
+    segment edited in the home, say): a lock certifies the data it freezes."""
+    findings = sources.integrity()
+    if findings:
+        more = f" (and {len(findings) - 1} more)" if len(findings) > 1 else ""
+        raise LogAlteredError(
+            f"the event log does not verify, so nothing is locked: {findings[0]}{more}. Run "
+            "`tract verify`, find who changed the log and restore it from a backup; lock then"
+        )
 
 
 def changes_since(sources: LockSources, study: str, snapshot: Snapshot) -> dict[str, Any] | None:
@@ -420,6 +434,7 @@ def materialise(
         "locked_at": locked_at,
     }
     files = snapshot_files(snapshot, report, sources.rules)
+    check_intact(sources)  # the log read for these files still matches its chain
     retain_until = None
     if request.level == "hard":
         days = _retention_days() if retention_days is None else retention_days

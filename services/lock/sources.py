@@ -35,6 +35,9 @@ class LockSources:
     """The study's adjudication at a cut (None: now)."""
     freeze: Callable[[], tuple[Cut, Anchor]]
     """The log's positions and chain head, read together."""
+    integrity: Callable[[], list[str]]
+    """What does not match in the log's chain and segments (``tract verify``'s findings):
+    empty when the log is intact."""
     home: Path
     exclusive: Callable[[], AbstractContextManager[Any]] = field(default=contextlib.nullcontext)
     """The log's writer lock (a check-then-publish must not interleave with another)."""

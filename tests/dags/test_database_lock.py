@@ -371,3 +371,28 @@ def test_a_request_not_taken_in_time_is_refused_and_a_new_signature_is_taken(
     assert conf(settings, "PRIMARY") == signed  # the same request id, signed anew
     run = run_as(dag, DM, run_conf=signed)
     assert str(run.state) == "success", task_states(run)
+
+
+def test_a_log_someone_edited_is_not_locked_by_the_dag(
+    dagbag: Any,
+    tract_env: Any,
+    decided_home: Path,
+    capfd: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Found by hand: an exam segment rewritten in the home (keeping its size) was locked by
+    the DAG as if nothing happened; `tract verify` said ALTERED only afterwards. freeze_cut now
+    refuses before it claims anything."""
+    from tests.store.trials import alter_an_exam
+
+    settings = Settings(home=decided_home)
+    tract_env(settings)
+    signed = conf(settings, "PRIMARY")
+    alter_an_exam(decided_home)
+    run = run_as(dagbag.get_dag("database_lock"), DM, run_conf=signed)
+    assert task_states(run)["freeze_cut"] == "failed"
+    log = capfd.readouterr()
+    assert "the event log does not verify, so nothing is locked" in log.out + log.err + (
+        caplog.text
+    )
+    assert Platform.from_settings(settings).records("lock", STUDY).collect().is_empty()

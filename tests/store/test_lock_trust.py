@@ -300,3 +300,39 @@ def test_a_lock_signed_for_airflow_is_taken_within_its_time_or_by_the_run_that_c
 
     freeze_cut(sources, request)  # its run claimed the id in time, then stopped
     check_in_time(sources, request, signature["signed_at"], now=late)
+
+
+def test_a_lock_is_not_taken_on_a_log_someone_edited(decided_home: Path) -> None:
+    """The gap: an insider who rewrote an exam segment in the home (what `tract verify` calls
+    ALTERED) could still lock: the lock froze and certified the edited data. Now the lock
+    checks the log first and takes nothing, not even a claim."""
+    from services.platform import Platform
+    from tests.store.trials import alter_an_exam
+
+    alter_an_exam(decided_home)
+    code, out = lock(decided_home, "PRIMARY")
+    assert code == 1 and "the event log does not verify, so nothing is locked" in out, out
+    assert "was changed after it was written" in out and "tract verify" in out
+    assert Platform.embedded(decided_home).records("lock", STUDY).collect().is_empty()
+    assert not manifest_path(decided_home, "PRIMARY").exists()
+
+
+def test_a_log_edited_while_the_lock_is_materialised_is_not_locked(
+    decided_home: Path, tmp_path: Path
+) -> None:
+    """Checked again once the files are computed: an edit after the cut was frozen (between
+    the DAG's freeze_cut and materialise) stages nothing."""
+    from services.lock.errors import LogAlteredError
+    from services.lock.lock import LockRequest, freeze_cut, materialise
+    from services.platform import Platform
+    from tests.store.trials import alter_an_exam
+
+    sources = Platform.embedded(decided_home).lock_sources()
+    request = LockRequest(
+        STUDY, "PRIMARY", "primary analysis", "dm.jones", open_queries_reason="sites later"
+    )
+    cut = freeze_cut(sources, request)
+    alter_an_exam(decided_home)
+    with pytest.raises(LogAlteredError, match="does not verify"):
+        materialise(sources, request, cut, tmp_path / "staging")
+    assert not (tmp_path / "staging").exists()

@@ -63,3 +63,36 @@ def env_of(settings: Settings) -> dict[str, str]:
             "TRACT_S3_SECURE": "false",
         }
     return env
+
+
+def alter_an_exam(home: Path) -> Path:
+    """What one insider with write access to the home can do: rewrite a clinical exam segment
+    in place, one exam turned from OPEN to CLOSED (or back), padded to the byte size the log's
+    index records (the size is all a read checks; the sha256 is what `tract verify` checks).
+    Its path."""
+    import io
+
+    import polars as pl
+
+    for path in sorted((home / "log" / "segments").glob("*.parquet")):
+        frame = pl.read_parquet(path)
+        if "external_opening" not in frame.columns:
+            continue
+        first = pl.int_range(pl.len()) == 0
+        flipped = pl.when(pl.col("external_opening") == "OPEN").then(pl.lit("CLOSED"))
+        edited = frame.with_columns(
+            external_opening=pl.when(first)
+            .then(flipped.otherwise(pl.lit("OPEN")))
+            .otherwise(pl.col("external_opening"))
+        )
+        buffer = io.BytesIO()
+        edited.write_parquet(buffer, compression="zstd", compression_level=22)
+        data, size = buffer.getvalue(), path.stat().st_size
+        assert len(data) <= size, "the edit did not compress below the original"
+        footer = int.from_bytes(data[-8:-4], "little") + 8  # metadata, its length, PAR1
+        data = data[:-footer] + b"\0" * (size - len(data)) + data[-footer:]
+        path.chmod(0o600)
+        path.write_bytes(data)
+        assert not pl.read_parquet(path).equals(frame)
+        return path
+    raise AssertionError(f"no clinical exam segment in {home}")
