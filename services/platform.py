@@ -264,7 +264,11 @@ class Platform:
             return self.state.adjudication(study)
         if upto is not None and self.state is not None and self._unchanged_since(study, upto):
             return self.state.adjudication(study)
-        # computed here (at a cut, or with no maintained state): the same tables as the state's
+        return self._computed(study, upto)
+
+    def _computed(self, study: str, upto: Cut | None = None) -> Adjudication:
+        """The study's outcomes computed from the log's records (now, or at the cut ``upto``),
+        never read from the maintained state: the same tables as the state's."""
         lock = lock_in_force(RecordsAt(self.source, upto) if upto else self.source, study)
         result = adjudicate_study(self.source, study, self.rules, upto, lock_cut=lock_cut(lock))
         baseline = self._baseline(study, lock) if lock else None
@@ -433,6 +437,7 @@ class Platform:
             publish=self.publish,
             rules=self.rules,
             outcomes=self.adjudicate,
+            computed=self._computed,
             freeze=self._freeze,
             integrity=self._integrity,
             home=self.home,

@@ -86,7 +86,7 @@ def current_snapshot(sources: LockSources, study: str, cut: Cut | None = None) -
     and every accepted event."""
     from services.audit import audit_trail
 
-    result = sources.outcomes(study, cut)
+    result = sources.computed(study, cut)
     events = {kind: records_at(sources.records, kind, study, cut).collect() for kind in EVENT_KINDS}
     snapshot = outcome_snapshot(result, events["pathology_report"], cut)
     audit = audit_trail(sources.records, study, cut).with_columns(

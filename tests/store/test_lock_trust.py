@@ -336,3 +336,28 @@ def test_a_log_edited_while_the_lock_is_materialised_is_not_locked(
     with pytest.raises(LogAlteredError, match="does not verify"):
         materialise(sources, request, cut, tmp_path / "staging")
     assert not (tmp_path / "staging").exists()
+
+
+def test_a_lock_freezes_outcomes_computed_from_the_log_not_the_state_files(
+    decided_home: Path,
+) -> None:
+    """Found by hand as an insider: the maintained state's bucket files (no chain covers
+    them) edited to turn every tract NOT_CLOSED were what `tract lock` froze, and `tract
+    verify` said INTACT. The lock now computes what it freezes from the verified log."""
+    import polars as pl
+
+    from services.platform import Platform
+
+    honest = Platform.embedded(decided_home).adjudicate(STUDY).tracts
+    for bucket in (decided_home / "state").rglob("tracts/*.parquet"):
+        bucket.chmod(0o600)
+        pl.read_parquet(bucket).with_columns(outcome=pl.lit("NOT_CLOSED")).write_parquet(bucket)
+    assert Platform.embedded(decided_home).outcomes(STUDY).tracts["outcome"].unique().to_list() == [
+        "NOT_CLOSED"
+    ]  # what the edit did to every read of the state
+    assert lock(decided_home, "PRIMARY")[0] == 0
+    locked = pl.read_parquet(
+        manifest_path(decided_home, "PRIMARY").parent / "tract_outcomes.parquet"
+    )
+    key = ["subject_id", "tract_id"]
+    assert locked.select(*key, "outcome").sort(key).equals(honest.select(*key, "outcome").sort(key))
