@@ -427,6 +427,7 @@ def materialise(
     """
     positions: Cut = {k: int(v) for k, v in cut["positions"].items()}
     snapshot = current_snapshot(sources, request.study, positions)
+    check_intact(sources)  # the log these tables were computed from still matches its chain
     check_conflicts(snapshot.tables["conflicts"])
     locked_at = utc_now()
     report = snapshot.report(sources.rules.confidence_level) | {
@@ -434,7 +435,6 @@ def materialise(
         "locked_at": locked_at,
     }
     files = snapshot_files(snapshot, report, sources.rules)
-    check_intact(sources)  # the log read for these files still matches its chain
     retain_until = None
     if request.level == "hard":
         days = _retention_days() if retention_days is None else retention_days
