@@ -561,7 +561,8 @@ def audit(obj: Context, study: str | None, csv_path: Path | None, as_json: bool)
 @json_option
 @click.pass_obj
 def verify(obj: Context, study: str | None, expect_head: str | None, as_json: bool) -> None:
-    """Walk the event log's hash chain, every segment and every lock; say what was altered.
+    """Walk the event log's hash chain, every segment and every lock, and compare the outcomes'
+    files with the log; say what was altered.
 
     On Kafka it walks the adjudicator service's applied log (<home>/adjudicator). Exit 0:
     intact. Exit 1: something does not match (the first finding is named).
@@ -570,7 +571,9 @@ def verify(obj: Context, study: str | None, expect_head: str | None, as_json: bo
     from services.verify import verified_home, verify_home
 
     home = verified_home(obj.settings)
-    verdict = verify_home(home, open_store(obj.settings), study, expect_head)
+    verdict = verify_home(
+        home, open_store(obj.settings), study, expect_head, state=obj.platform.state
+    )
     emit(verdict.to_dict(), as_json, verdict.text())
     if not verdict.intact:
         sys.exit(1)

@@ -5,7 +5,9 @@ It walks the embedded log's hash chain and every segment's bytes (on Kafka: the 
 service's applied log, chained the same way), then every lock the log published: the stored
 manifest must be the one its LOCK event names, every file must match the manifest, and the
 chain head the lock recorded at its cut must still be on the chain (so a log rewritten after
-an edit is caught by any lock taken after the edited event). A head an
+an edit is caught by any lock taken after the edited event). The maintained state's files
+(what the page, `tract outcomes` and `report` read) are derived, so no chain covers them: each
+study is computed afresh from the log and compared with them, table by table. A head an
 auditor noted earlier (``--expect-head SEQ:HASH``) anchors the rest. Nothing here raises on
 what it finds: every finding is reported, and the verdict says INTACT only when there is none.
 """
@@ -14,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
@@ -23,6 +25,14 @@ from services.lock.snapshot import lock_prefix
 from services.log.segment import segment_schema
 from services.log.verify import Finding, LogVerdict, verify_log
 from services.store import MANIFEST, ObjectStore
+
+if TYPE_CHECKING:
+    from services.adjudicator.engine import Adjudication
+    from services.state.maintained import MaintainedState
+
+SHOWN = 3
+"""Differing rows named per table (the count says how many there are)."""
+MATCHES = "matches the log"
 
 
 @dataclass
@@ -42,6 +52,8 @@ class Verdict:
     log: LogVerdict
     locks: list[LockCheck] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
+    states: dict[str, str] = field(default_factory=dict)
+    """Per study, what the check of the maintained state's files found (or why it was not run)."""
 
     @property
     def intact(self) -> bool:
@@ -57,6 +69,7 @@ class Verdict:
             "verdict": "INTACT" if self.intact else "ALTERED",
             "log": self.log.to_dict(),
             "locks": [asdict(c) for c in self.locks],
+            "state": self.states,
             "findings": [str(f) for f in [*self.log.findings, *self.findings]],
             "first_finding": str(self.first()) if self.first() else None,
         }
@@ -73,8 +86,13 @@ class Verdict:
             anchor = f", anchored at segment {c.anchored_at}" if c.anchored_at else ""
             state = c.integrity if not c.problem else f"{c.integrity}: {c.problem}"
             lines.append(f"lock {c.study}/{c.lock_id} ({c.action}): {state}{anchor}")
+        lines += [f"state {study}: {said}" for study, said in self.states.items()]
         if self.intact:
-            lines.append("verdict: INTACT (every chain link, segment, manifest and file matches)")
+            compared = self.states and set(self.states.values()) == {MATCHES}
+            outcomes = ", and the outcomes' files match the log" if compared else ""
+            lines.append(
+                f"verdict: INTACT (every chain link, segment, manifest and file matches{outcomes})"
+            )
         else:
             lines.append(f"verdict: ALTERED; first: {self.first()}")
             lines += [f"  - {f}" for f in [*log.findings, *self.findings]]
@@ -94,8 +112,10 @@ def verify_home(
     store: ObjectStore,
     study: str | None = None,
     expect_head: str | None = None,
+    state: MaintainedState | None = None,
 ) -> Verdict:
-    """Check the log under ``home`` and the locks it published in ``store``."""
+    """Check the log under ``home``, the locks it published in ``store`` and, given the
+    platform's ``state``, its files against the log."""
     log = verify_log(Path(home) / "log")
     verdict = Verdict(str(home), log)
     if expect_head:
@@ -113,7 +133,107 @@ def verify_home(
         if c.problem:
             verdict.findings.append(Finding(f"lock {c.study}/{c.lock_id}", c.problem))
     _unknown_locks(store, published, study, verdict)
+    if state is not None and log.intact:  # an altered log is the finding; outcomes follow it
+        _check_state(verdict, state, store, study)
     return verdict
+
+
+def _check_state(
+    verdict: Verdict, state: MaintainedState, store: ObjectStore, study: str | None
+) -> None:
+    """Each study's maintained files against the study computed afresh from the log (the
+    lock in force read from the store, not the copy kept beside the state)."""
+    import tempfile
+
+    from services.lock.baseline import lock_baseline
+
+    folder = state.store.folder
+    applied = state.store.applied()
+    studies = [s for s in state.log.studies() if study is None or s == study]
+    if applied is None or applied.fingerprint != state.fingerprint:
+        for s in studies:
+            verdict.states[s] = (
+                "not compared: the state was written by other rules or code (or its APPLIED "
+                "file is missing), so the next read recomputes it from the log in full"
+            )
+        return
+    if applied.seq > verdict.log.head_seq or verdict.log.hash_at(applied.seq) != applied.hash:
+        verdict.findings.append(
+            Finding(
+                str(folder / "APPLIED"),
+                f"names segment {applied.seq} ({applied.hash[:16]}…), which the log does not "
+                "hold: the state's files do not come from this log (delete "
+                f"{folder} and they are rebuilt from it)",
+            )
+        )
+        return
+    with tempfile.TemporaryDirectory(prefix="tract-verify-") as scratch:
+        fresh = lambda s, lock: lock_baseline(store, Path(scratch), s, lock)  # noqa: E731
+        for s in studies:
+            found = state.store.read(s)
+            if found is None:
+                verdict.states[s] = "no files yet (the next read computes them from the log)"
+                continue
+            differ = state_differences(found, state.recomputed(s, fresh))
+            verdict.states[s] = MATCHES if not differ else "DIFFERS from the log"
+            verdict.findings += [
+                Finding(
+                    f"{folder} ({s}, {table})",
+                    f"{said}; the state's files were edited or damaged: delete {folder} and the "
+                    "outcomes are rebuilt from the log",
+                )
+                for table, said in differ
+            ]
+
+
+def state_differences(found: Adjudication, expected: Adjudication) -> list[tuple[str, str]]:
+    """Per table of the state that is not what the log gives, what differs (its first rows
+    named by key, with the columns that differ and both values)."""
+    from services.state.maintained import KEYS, TABLES
+
+    said = []
+    for table in TABLES:
+        mine, theirs = getattr(found, table), getattr(expected, table)
+        if mine.columns != theirs.columns or mine.dtypes != theirs.dtypes:
+            said.append(
+                (
+                    table,
+                    f"its columns are not the log's ({len(mine.columns)} vs {len(theirs.columns)})",
+                )
+            )
+            continue
+        if mine.equals(theirs):
+            continue
+        said.append((table, _rows_that_differ(mine, theirs, list(KEYS[table]))))
+    return said
+
+
+def _rows_that_differ(mine: pl.DataFrame, theirs: pl.DataFrame, keys: list[str]) -> str:
+    """'N rows differ; subject_id=S, tract_id=T: outcome is X in the files, Y from the log'."""
+    hashed = [f.with_columns(_row=f.hash_rows(seed=0)) for f in (mine, theirs)]
+    joined = hashed[0].join(
+        hashed[1], on=keys, how="full", suffix="_log", nulls_equal=True, maintain_order="left"
+    )
+    differ = joined.filter(pl.col("_row").ne_missing(pl.col("_row_log")))
+    shown = []
+    for row in differ.head(SHOWN).iter_rows(named=True):
+        key = ", ".join(
+            f"{k}={row[k] if row[k] is not None else row.get(f'{k}_log')}" for k in keys
+        )
+        columns = [c for c in mine.columns if c not in keys and row[c] != row[f"{c}_log"]]
+        if row["_row"] is None:
+            shown.append(f"{key}: missing from the files")
+        elif row["_row_log"] is None:
+            shown.append(f"{key}: in the files, not from the log")
+        else:
+            shown.append(
+                f"{key}: "
+                + "; ".join(
+                    f"{c} is {row[c]!r} in the files, {row[c + '_log']!r} from the log"
+                    for c in columns[:SHOWN]
+                )
+            )
+    return f"{differ.height} row(s) differ; " + " | ".join(shown)
 
 
 def _check_expected_head(verdict: Verdict, expect_head: str) -> None:

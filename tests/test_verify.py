@@ -209,3 +209,110 @@ def test_a_segment_whose_rows_do_not_match_its_entry_is_named(tmp_path: Path) ->
     for wrong in (entry(4, 3), entry(5, 2), entry(5, 4), entry(5, 3, "OTHER")):
         finding = _check_segment(tmp_path, wrong)
         assert finding is not None and "do not match the index entry" in finding.problem
+
+
+def _state_files(home: Path, table: str) -> list[Path]:
+    current = home / "state" / STUDY / (home / "state" / STUDY / "CURRENT").read_text().strip()
+    return sorted((current / table).glob("*.parquet"))
+
+
+def test_the_outcomes_files_are_compared_with_the_log(locked: Path) -> None:
+    """What the page, `tract outcomes` and `report` read (the maintained state's files) is
+    computed afresh from the log and compared: an intact home says so per study."""
+    code, found = verdict(locked)
+    assert code == 0 and found["state"] == {STUDY: "matches the log"}
+    code, text = tract(locked, "verify")
+    assert code == 0 and f"state {STUDY}: matches the log" in text
+
+
+def test_an_outcome_edited_in_the_state_files_is_named(locked: Path) -> None:
+    """Found by hand as an insider: a tract's outcome rewritten in the state's bucket file
+    showed on every read of the state while `tract verify` said INTACT (no chain covers
+    derived files). Verify now names the row, the column and both values."""
+    assert tract(locked, "outcomes", "--study", STUDY)[0] == 0  # the state caught up
+    bucket = next(f for f in _state_files(locked, "tracts") if pl.read_parquet(f).height)
+    frame = pl.read_parquet(bucket)
+    row = frame.row(0, named=True)
+    forged = "NOT_CLOSED" if row["outcome"] != "NOT_CLOSED" else "CLOSED"
+    first = pl.int_range(pl.len()) == 0
+    bucket.chmod(0o600)
+    frame.with_columns(
+        outcome=pl.when(first).then(pl.lit(forged)).otherwise(pl.col("outcome"))
+    ).write_parquet(bucket)
+    code, out = tract(
+        locked, "outcomes", "--study", STUDY, "--subject", row["subject_id"], "--json"
+    )
+    shown = {t["tract_id"]: t["outcome"] for t in json.loads(out)["tracts"]}
+    assert shown[row["tract_id"]] == forged  # what every read of the state shows
+    code, found = verdict(locked)
+    assert code == 1 and found["verdict"] == "ALTERED"
+    assert found["state"] == {STUDY: "DIFFERS from the log"}
+    first_finding = found["first_finding"]
+    assert f"({STUDY}, tracts): 1 row(s) differ" in first_finding
+    assert f"subject_id={row['subject_id']}, tract_id={row['tract_id']}" in first_finding
+    assert f"outcome is {forged!r} in the files, {row['outcome']!r} from the log" in first_finding
+
+
+def test_a_lock_copy_edited_beside_the_state_is_found_once_the_state_uses_it(locked: Path) -> None:
+    """The outcomes a lock froze are kept beside the state (to flag what changed since):
+    an insider rewrites that copy and has the state rebuilt from it (APPLIED deleted). Verify
+    reads the lock afresh from the store, so the flags the forged copy gave are named."""
+    assert tract(locked, "outcomes", "--study", STUDY)[0] == 0  # the state caught up
+    copies = sorted((locked / "state" / "baselines").rglob("tracts.parquet"))
+    assert copies, "the locked home keeps the lock's outcomes beside its state"
+    for copy in copies:
+        copy.chmod(0o600)
+        pl.read_parquet(copy).with_columns(outcome=pl.lit("NOT_CLOSED")).write_parquet(copy)
+    (locked / "state" / "APPLIED").unlink()
+    assert tract(locked, "outcomes", "--study", STUDY)[0] == 0  # rebuilt with the forged copy
+    code, found = verdict(locked)
+    assert code == 1 and found["state"] == {STUDY: "DIFFERS from the log"}
+    assert f"({STUDY}, tracts)" in found["first_finding"]
+
+
+def test_applied_naming_a_segment_the_log_lacks_is_found(locked: Path) -> None:
+    applied = locked / "state" / "APPLIED"
+    data = json.loads(applied.read_text())
+    applied.chmod(0o600)
+    applied.write_text(json.dumps(data | {"seq": data["seq"] + 7}))
+    code, found = verdict(locked)
+    assert code == 1 and "APPLIED" in found["first_finding"]
+    assert "which the log does not hold" in found["first_finding"]
+
+
+def test_a_state_behind_the_log_after_a_crash_is_compared_where_it_stands(
+    locked: Path, tmp_path: Path
+) -> None:
+    """A crash after the log committed a correction, before the state caught up, leaves the
+    state behind the log: no edit, and not one (it is compared at the entry APPLIED names; the
+    next read catches it up)."""
+    from services.demo.trial import write_demo_trial
+
+    exams = write_demo_trial(tmp_path / "files")["clinical_exams.csv"]
+    header, *rows = exams.read_text().splitlines()
+    columns = header.split(",")
+    row = dict(zip(columns, next(r for r in rows if ",FU6," in r).split(","), strict=True))
+    closed = row["external_opening"] == "CLOSED"
+    row |= {
+        "record_version": str(int(row["record_version"]) + 1),
+        "external_opening": "OPEN" if closed else "CLOSED",
+        "drains_on_compression": "Y" if closed else "N",
+        "change_reason": "source data verification",
+    }
+    correction = tmp_path / "correction" / "clinical_exams.csv"
+    correction.parent.mkdir()
+    correction.write_text(header + "\n" + ",".join(row[c] for c in columns) + "\n")
+    before = json.loads((locked / "state" / "APPLIED").read_text())["seq"]
+    done = subprocess.run(
+        [TRACT, "--home", str(locked), "ingest", "--study", STUDY, str(correction)],
+        capture_output=True,
+        text=True,
+        env=os.environ | {"TRACT_CRASH_AT": "index-committed"},
+    )
+    assert done.returncode == -9, done.stderr  # killed right after the log committed
+    assert json.loads((locked / "state" / "APPLIED").read_text())["seq"] == before
+    code, found = verdict(locked)
+    assert code == 0 and found["state"] == {STUDY: "matches the log"}, found["findings"]
+    assert tract(locked, "outcomes", "--study", STUDY)[0] == 0  # catches up
+    code, found = verdict(locked)
+    assert code == 0 and found["state"] == {STUDY: "matches the log"}, found["findings"]

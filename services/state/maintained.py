@@ -40,7 +40,15 @@ from services.files import make_private_dirs, private_dir, write_private
 from services.log import Batch, EventLog, Head
 from services.log.errors import LogDamagedError
 from services.state.postlock import LockBaseline, flag_changes
-from services.state.records import IN_FORCE_ACTIONS, adjudicate_study, lock_cut, lock_in_force
+from services.state.records import (
+    IN_FORCE_ACTIONS,
+    Cut,
+    Records,
+    RecordsAt,
+    adjudicate_study,
+    lock_cut,
+    lock_in_force,
+)
 from services.state.register import register_changes
 
 TABLES = ("tracts", "patients", "conflicts", "visits", "new_tracts")
@@ -358,18 +366,49 @@ class MaintainedState:
     def _refresh(self, study: str, subjects: Collection[str] | None, at: str, seq: int) -> Batch:
         """Recompute ``subjects`` of ``study`` (all when None), bring the conflict register up
         to date for them, flag what differs from the lock in force, and write the generation."""
-        lock = lock_in_force(self.log, study)
         if subjects is not None and self.store.meta(study) is None:
             subjects = None
-        partial = adjudicate_study(
-            self.log, study, self.rules, subjects=subjects, lock_cut=lock_cut(lock)
-        )
-        register = self.log.records("conflict_change", study, subjects=subjects).collect()
-        changes, conflicts = register_changes(study, partial.conflicts, register, at, subjects)
-        baseline = self.baseline(study, lock) if lock and self.baseline else None
-        result = flag_changes(_with(partial, conflicts=conflicts), baseline)
+        changes, result = self._compute(self.log, study, subjects, at, self.baseline)
         self.store.write(result, seq, subjects)
         return changes
+
+    def _compute(
+        self,
+        source: Records,
+        study: str,
+        subjects: Collection[str] | None,
+        at: str,
+        baseline: BaselineLoader | None,
+    ) -> tuple[Batch, Adjudication]:
+        """The register's new changes and the tables a refresh of ``subjects`` writes."""
+        lock = lock_in_force(source, study)
+        partial = adjudicate_study(
+            source, study, self.rules, subjects=subjects, lock_cut=lock_cut(lock)
+        )
+        register = source.records("conflict_change", study, subjects=subjects).collect()
+        changes, conflicts = register_changes(study, partial.conflicts, register, at, subjects)
+        frozen = baseline(study, lock) if lock and baseline else None
+        return changes, flag_changes(_with(partial, conflicts=conflicts), frozen)
+
+    def recomputed(self, study: str, baseline: BaselineLoader | None = None) -> Adjudication:
+        """What the state's files of ``study`` hold if nobody edited them: the study computed in
+        full from the log, as far as APPLIED says the state reflects it, written nowhere (what
+        `tract verify` compares them with). ``baseline``: the lock's outcomes read afresh, not
+        the copy kept beside the state."""
+        applied = self.store.applied()
+        source: Records = self.log
+        if applied is not None and applied.seq != self.log.head().seq:
+            source = RecordsAt(self.log, self._cut_at(applied.seq))
+        _, result = self._compute(source, study, None, utc_now(), baseline or self.baseline)
+        return in_key_order(result)
+
+    def _cut_at(self, seq: int) -> Cut:
+        """Per kind, the offset the next event had once entry ``seq`` was appended."""
+        cut: Cut = {}
+        for e in self.log.entries():
+            if e.seq <= seq:
+                cut[e.topic] = max(cut.get(e.topic, 0), e.first_offset + e.count)
+        return cut
 
 
 def _with(result: Adjudication, **tables: pl.DataFrame) -> Adjudication:

@@ -207,3 +207,4 @@ def test_watcher_and_adjudicator_give_the_embedded_outcomes(
     [checked] = verdict["locks"]
     assert (checked["lock_id"], checked["integrity"]) == ("PRIMARY", "verified")
     assert checked["anchored_at"] == manifest["chain"]["seq"]
+    assert verdict["state"] == {DEMO_STUDY: "matches the log"}  # the service's outcomes' files
