@@ -316,3 +316,19 @@ def test_a_state_behind_the_log_after_a_crash_is_compared_where_it_stands(
     assert tract(locked, "outcomes", "--study", STUDY)[0] == 0  # catches up
     code, found = verdict(locked)
     assert code == 0 and found["state"] == {STUDY: "matches the log"}, found["findings"]
+
+
+def test_a_conflict_deleted_from_the_state_files_is_named(locked: Path) -> None:
+    """An insider drops a conflict from the state's files (the page would show one conflict
+    fewer to decide): verify names it as missing from the files."""
+    assert tract(locked, "outcomes", "--study", STUDY)[0] == 0  # the state caught up
+    bucket = next(f for f in _state_files(locked, "conflicts") if pl.read_parquet(f).height)
+    frame = pl.read_parquet(bucket)
+    dropped = frame.row(0, named=True)
+    bucket.chmod(0o600)
+    frame.slice(1).write_parquet(bucket)
+    code, found = verdict(locked)
+    assert code == 1 and found["state"] == {STUDY: "DIFFERS from the log"}
+    assert f"({STUDY}, conflicts): 1 row(s) differ" in found["first_finding"]
+    assert f"conflict_id={dropped['conflict_id']}" in found["first_finding"]
+    assert "missing from the files" in found["first_finding"]
