@@ -2,6 +2,11 @@
 
 Each package has its own ``errors.py`` whose classes derive from :class:`TractError`, so a
 caller can catch "anything the platform refused" in one place and leave bugs alone.
+
+The user store's refusals live here too (:class:`UserError`, :class:`SignInRefusedError`):
+the store (``services/users.py``) and its sign-in throttle (``services/throttle.py``) raise
+them for the CLI, the DAGs and the web page alike. They keep the :class:`WebError` base they
+were born under, so whatever caught them still does.
 """
 
 
@@ -11,3 +16,22 @@ class TractError(Exception):
 
 class TransientError(TractError):
     """A failure worth retrying as it is (a broker or store that did not answer)."""
+
+
+class WebError(TractError):
+    """The web page refused a request or could not start."""
+
+
+class UserError(WebError):
+    """A user command that cannot be carried out (unknown user, bad role, short password)."""
+
+
+class SignInRefusedError(WebError):
+    """Unknown user, wrong password, inactive account or too many failures.
+
+    ``reason`` is for the audit trail; the person signing in only sees a generic message.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__("unknown user or wrong password")
+        self.reason = reason

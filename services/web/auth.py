@@ -29,6 +29,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from itsdangerous import BadSignature, URLSafeSerializer
 
+from services.errors import SignInRefusedError, UserError
 from services.files import private_database, private_dir
 from services.signatures import SignatureRefusedError
 from services.usernames import (
@@ -37,7 +38,6 @@ from services.usernames import (
     normalise_username,
     same_printed_name,
 )
-from services.web.errors import SignInRefusedError, UserError
 from services.web.roles import ROLES, can
 from services.web.settings import WebSettings
 from services.web.throttle import INVALID_NAME, Limits, SignInThrottle

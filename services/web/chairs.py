@@ -13,8 +13,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
+from services.errors import UserError
 from services.web.auth import UserStore
-from services.web.errors import UserError
 
 _SCHEMA = "CREATE TABLE IF NOT EXISTS chairs (username TEXT PRIMARY KEY, since TEXT NOT NULL);"
 

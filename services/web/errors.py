@@ -1,29 +1,14 @@
-"""What the web page refuses, each with the fix; all derive from the platform's root error."""
+"""What the web page refuses, each with the fix; all derive from the platform's root error.
 
-from services.errors import TractError
+The user store's refusals (``UserError``, ``SignInRefusedError``) and their ``WebError`` base
+are in :mod:`services.errors`: the CLI and the DAGs raise them too.
+"""
 
-
-class WebError(TractError):
-    """The web page refused a request or could not start."""
+from services.errors import WebError
 
 
 class WebConfigError(WebError):
     """A web setting (environment variable) with a value that cannot be used."""
-
-
-class UserError(WebError):
-    """A user command that cannot be carried out (unknown user, bad role, short password)."""
-
-
-class SignInRefusedError(WebError):
-    """Unknown user, wrong password, inactive account or too many failures.
-
-    ``reason`` is for the audit trail; the person signing in only sees a generic message.
-    """
-
-    def __init__(self, reason: str) -> None:
-        super().__init__("unknown user or wrong password")
-        self.reason = reason
 
 
 class AccessRefusedError(WebError):

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from services.web.errors import SignInRefusedError
+from services.errors import SignInRefusedError
 
 # Every name that cannot be a user name is counted under this one key (bounded rows).
 INVALID_NAME = "(not a user name)"

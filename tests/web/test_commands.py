@@ -159,7 +159,7 @@ def test_users_have_printed_names_for_their_signatures(tmp_path: Path) -> None:
         input="a long enough password\n",
     )  # fmt: skip
     assert code == 0 and "cannot sign until one is set" in out
-    from services.web.errors import UserError
+    from services.errors import UserError
 
     with pytest.raises(UserError, match=r"already dr\.x's"):
         run(tmp_path, "users", "set-name", "qa.y", "--full-name", "Dr Xena Xu")

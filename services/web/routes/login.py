@@ -11,6 +11,7 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from services.errors import SignInRefusedError
 from services.web.auth import tokens_match
 from services.web.deps import (
     LOGIN_COOKIE,
@@ -24,7 +25,6 @@ from services.web.deps import (
     session_of,
     web,
 )
-from services.web.errors import SignInRefusedError
 
 router = APIRouter()
 
