@@ -31,16 +31,16 @@ from itsdangerous import BadSignature, URLSafeSerializer
 
 from services.errors import SignInRefusedError, UserError
 from services.files import private_database, private_dir
+from services.roles import ROLES, can
 from services.signatures import SignatureRefusedError
+from services.throttle import INVALID_NAME, Limits, SignInThrottle
 from services.usernames import (
     InvalidNameError,
     normalise_printed_name,
     normalise_username,
     same_printed_name,
 )
-from services.web.roles import ROLES, can
 from services.web.settings import WebSettings
-from services.web.throttle import INVALID_NAME, Limits, SignInThrottle
 
 MIN_PASSWORD = 10
 

@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from services.console import no_argv_password
-from services.web.roles import ROLES
+from services.roles import ROLES
 
 
 def _store(obj: Any) -> Any:

@@ -14,12 +14,12 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
+from services.roles import PERMISSIONS
 from services.signatures import Credentials
 from services.web.auth import CookieSigner, Session, User, UserStore, tokens_match
 from services.web.chairs import Chairs
 from services.web.core import Recorder, SerialPlatform
 from services.web.errors import AccessRefusedError
-from services.web.roles import PERMISSIONS
 from services.web.settings import WebSettings
 
 SESSION_COOKIE = "tract_session"

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from services.errors import SignInRefusedError, UserError
+from services.roles import PERMISSIONS, ROLES, can
 from services.web.auth import CookieSigner, UserStore, tokens_match
 from services.web.errors import WebConfigError
-from services.web.roles import PERMISSIONS, ROLES, can
 from services.web.settings import WebSettings
 from tests.web.conftest import fast_hasher
 

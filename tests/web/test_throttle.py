@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from services.errors import SignInRefusedError
+from services.throttle import Counts, Limits, SignInThrottle, refusal
 from services.web.auth import UserStore
-from services.web.throttle import Counts, Limits, SignInThrottle, refusal
 from tests.web.conftest import fast_hasher
 from tests.web.test_sign_in_abuse import GatedHasher
 

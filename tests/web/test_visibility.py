@@ -9,7 +9,7 @@ from datetime import UTC, date, datetime
 import polars as pl
 import pytest
 
-from services.web.roles import ROLES
+from services.roles import ROLES
 from services.web.visibility import (
     BLINDED_READER,
     HIDDEN,

@@ -1,6 +1,6 @@
 """Sign-in and sign-out. The sign-in form carries a token that must match a signed cookie
 (no session exists yet to hold one); a new session token is issued at every sign-in.
-Failures are throttled by account and client address (``throttle.py``); what a stranger
+Failures are throttled by account and client address (``services/throttle.py``); what a stranger
 types is logged bounded (``core.bounded``)."""
 
 from __future__ import annotations

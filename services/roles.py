@@ -1,7 +1,8 @@
 """Who may do what on the web page: roles and permissions as data (no dependencies beyond the
-signing rules, so the CLI can offer the roles without loading the web stack). What each role
-may *see* is the visibility policy's (``visibility.py``); what each role may *sign* is
-:data:`services.signatures.SIGNING_ROLES`, which the signing permissions here mirror."""
+signing rules, so the CLI and the user store can offer and check the roles without loading the
+web stack). What each role may *see* is the visibility policy's (``web/visibility.py``); what
+each role may *sign* is :data:`services.signatures.SIGNING_ROLES`, which the signing
+permissions here mirror."""
 
 from services.signatures import APPROVE_UNLOCK, REQUEST_UNLOCK, SIGNING_ROLES, VOTE
 
