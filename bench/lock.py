@@ -65,7 +65,7 @@ def ingest(home: Path, n_subjects: int) -> tuple[int, float]:
 
 def data_manager(home: Path) -> None:
     """Register :data:`SIGNER` in ``home`` (copied with it to every home the locks run on)."""
-    from services.web.auth import UserStore
+    from services.users import UserStore
     from services.web.settings import WebSettings
 
     users = UserStore.from_settings(WebSettings.from_env(home))
@@ -197,7 +197,7 @@ def sign_request(reason: str, level: str) -> str:
     from services.config import Settings
     from services.platform import Platform
     from services.signatures import LOCK, Credentials, sign_as
-    from services.web.auth import UserStore
+    from services.users import UserStore
     from services.web.settings import WebSettings
 
     settings = Settings.from_env()

@@ -44,7 +44,7 @@ class Context:
 
     def directory(self) -> Any:
         """The registered users (``<home>/web/users.db``), who sign votes and approvals."""
-        from services.web.auth import UserStore
+        from services.users import UserStore
         from services.web.settings import WebSettings
 
         return UserStore.from_settings(WebSettings.from_env(self.home))

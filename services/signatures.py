@@ -17,8 +17,8 @@ A signature is made here and nowhere else, by every front end alike (the web pag
   lock, and a lock raised to hard, hold theirs in the manifest whose sha256 their lock event
   records (a lock signed for Airflow is a ``lock_request`` event until the DAG takes it).
 
-The user store lives with the web page (``services.web.auth.UserStore``); this module only
-needs its :class:`Directory` protocol, so the adjudicator and the lock never import the web.
+The user store is ``services.users.UserStore`` (the CLI, the DAGs and the web page share it);
+this module only needs its :class:`Directory` protocol, so signing never imports the store.
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ class Account(Protocol):
 
 
 class Directory(Protocol):
-    """The registered users (``services.web.auth.UserStore``)."""
+    """The registered users (``services.users.UserStore``)."""
 
     def check_signature(self, username: str, password: str, client: str | None) -> Account:
         """The active account whose password this is (counted by the sign-in throttle), or

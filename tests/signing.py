@@ -14,7 +14,7 @@ from argon2 import PasswordHasher
 
 from services.platform import Platform
 from services.signatures import LOCK, Credentials, sign_as
-from services.web.auth import UserStore
+from services.users import UserStore
 from services.web.settings import WebSettings
 
 PASSWORD = "correct horse battery"

@@ -37,7 +37,7 @@ def demo_committee(home: Path, hasher: Any = None) -> Directory:
 def _demo_users(home: Path, people: dict[str, tuple[str, str]], hasher: Any = None) -> Directory:
     """The home's user store with ``people`` (name: role, printed name) registered with the
     demo-only password (those present are kept)."""
-    from services.web.auth import UserStore
+    from services.users import UserStore
     from services.web.settings import WebSettings
 
     users = UserStore.from_settings(WebSettings.from_env(home), hasher=hasher)

@@ -152,9 +152,10 @@ def _may_still_lock(signer: str, request_id: str) -> None:
     """Refuse a request whose signer is no longer a tract user who may lock (removed, or their
     role changed since they signed): a signature is not taken up by the DAG once its signer
     has lost the right to make it."""
+    from services.errors import UserError
     from services.lock.errors import LockRefusedError
     from services.signatures import LOCK, SIGNING_ROLES
-    from services.web.auth import UserError, UserStore
+    from services.users import UserStore
     from services.web.settings import WebSettings
 
     users = UserStore.from_settings(WebSettings.from_env(_settings().home))

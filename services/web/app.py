@@ -17,7 +17,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from services.adjudicator.errors import UnknownConflictError
 from services.platform import Platform
-from services.web.auth import CookieSigner, UserStore
+from services.users import UserStore
+from services.web.auth import CookieSigner
 from services.web.chairs import Chairs
 from services.web.core import SerialPlatform, recorder
 from services.web.deps import SignInRequired, WebState, login_url, render, session_of

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 
 from services.errors import UserError
-from services.web.auth import UserStore
+from services.users import UserStore
 
 _SCHEMA = "CREATE TABLE IF NOT EXISTS chairs (username TEXT PRIMARY KEY, since TEXT NOT NULL);"
 

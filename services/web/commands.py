@@ -17,7 +17,7 @@ from services.roles import ROLES
 
 
 def _store(obj: Any) -> Any:
-    from services.web.auth import UserStore
+    from services.users import UserStore
     from services.web.settings import WebSettings
 
     return UserStore.from_settings(WebSettings.from_env(obj.home))

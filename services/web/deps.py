@@ -16,7 +16,8 @@ from fastapi.templating import Jinja2Templates
 
 from services.roles import PERMISSIONS
 from services.signatures import Credentials
-from services.web.auth import CookieSigner, Session, User, UserStore, tokens_match
+from services.users import Session, User, UserStore
+from services.web.auth import CookieSigner, tokens_match
 from services.web.chairs import Chairs
 from services.web.core import Recorder, SerialPlatform
 from services.web.errors import AccessRefusedError

@@ -35,10 +35,11 @@ class WebSettings:
     """``secure_cookies``: None marks cookies Secure only for requests that came over https
     (behind a TLS proxy, with ``--proxy-headers``); True always; False never.
 
-    Sign-in failures within ``lockout_minutes`` are counted three ways (see ``auth.py``):
-    per account and client address (``max_failed_sign_ins``), per address over every account
-    (``max_failed_per_client``) and per account over every address (``max_failed_per_account``,
-    which only refuses addresses the account has never signed in from).
+    Sign-in failures within ``lockout_minutes`` are counted three ways (see
+    ``services/throttle.py``): per account and client address (``max_failed_sign_ins``), per
+    address over every account (``max_failed_per_client``) and per account over every address
+    (``max_failed_per_account``, which only refuses addresses the account has never signed in
+    from).
     ``committee_sees_results``: whether the committee role sees study-level efficacy figures
     (off by default: an endpoint committee is kept away from aggregate results).
     """

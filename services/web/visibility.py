@@ -50,7 +50,7 @@ if TYPE_CHECKING:
     from fastapi import Request
 
     from services.adjudicator.engine import Adjudication
-    from services.web.auth import Session
+    from services.users import Session
 
 WITHHELD = "[withheld]"
 BLINDED_READER = "[blinded reader]"

@@ -30,8 +30,8 @@ from playwright.sync_api import Browser, expect, sync_playwright
 
 from services.platform import Platform
 from services.signatures import Credentials
+from services.users import UserStore
 from services.web.app import create_app
-from services.web.auth import UserStore
 from services.web.settings import WebSettings
 
 PASSWORD = "correct horse battery"

@@ -64,7 +64,7 @@ def test_a_password_is_read_from_stdin_not_from_the_command_line(tmp_path: Path)
         input="a password with spaces  \nsecond line ignored\n",
     )  # fmt: skip
     assert code == 0 and "added dr.x" in out
-    from services.web.auth import UserStore
+    from services.users import UserStore
 
     store = UserStore(tmp_path / "web" / "users.db")
     assert store.authenticate("dr.x", "a password with spaces  ", "cli").username == "dr.x"

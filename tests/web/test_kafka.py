@@ -23,8 +23,8 @@ from services.config import Settings
 from services.demo.trial import DEMO_STUDY, write_demo_trial
 from services.platform import Platform
 from services.stream.view import AppliedView
+from services.users import UserStore
 from services.web.app import create_app
-from services.web.auth import UserStore
 from services.web.settings import WebSettings
 from tests.servers import wait_for
 from tests.web.conftest import (

@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from services.cli import cli
-from services.web.auth import UserStore
+from services.users import UserStore
 from services.web.settings import WebSettings
 from tests.web.conftest import fast_hasher
 

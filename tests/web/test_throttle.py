@@ -12,7 +12,7 @@ import pytest
 
 from services.errors import SignInRefusedError
 from services.throttle import Counts, Limits, SignInThrottle, refusal
-from services.web.auth import UserStore
+from services.users import UserStore
 from tests.web.conftest import fast_hasher
 from tests.web.test_sign_in_abuse import GatedHasher
 

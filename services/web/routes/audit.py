@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
 
-from services.web.auth import Session
+from services.users import Session
 from services.web.deps import allow, pick_study, render, viewer, web
 from services.web.views import AuditFilters, audit_csv, audit_view
 from services.web.visibility import visible

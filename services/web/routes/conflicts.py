@@ -24,7 +24,7 @@ from services.adjudicator.errors import (
 from services.assignments import assignment_events, in_force
 from services.platform import Platform
 from services.signatures import SignatureRefusedError
-from services.web.auth import Session
+from services.users import Session
 from services.web.deps import guard, refuse, render, secure_cookie, signing, viewer, web
 from services.web.errors import AccessRefusedError
 from services.web.labels import human

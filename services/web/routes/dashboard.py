@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from services.errors import TractError
-from services.web.auth import Session
+from services.users import Session
 from services.web.deps import guard, pick_study, refuse, render, signing, viewer, web
 from services.web.views import dashboard_view
 from services.web.visibility import visible

@@ -15,7 +15,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from services.errors import TractError
 from services.lock.lock import REQUEST_HOURS, LockRequest, lock_meaning
 from services.signatures import LOCK, SignatureRefusedError, sign_as
-from services.web.auth import Session
+from services.users import Session
 from services.web.deps import allow, guard, pick_study, refuse, render, signing, viewer, web
 from services.web.lockview import (
     LockPreview,

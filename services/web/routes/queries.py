@@ -13,7 +13,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from services.errors import TractError
 from services.queries import ACTIONS, STATUSES, filter_queries, queries_csv
-from services.web.auth import Session
+from services.users import Session
 from services.web.deps import allow, guard, pick_study, refuse, render, viewer, web
 from services.web.errors import AccessRefusedError
 from services.web.visibility import visible

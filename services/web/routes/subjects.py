@@ -8,7 +8,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse
 
-from services.web.auth import Session
+from services.users import Session
 from services.web.deps import pick_study, render, viewer, web
 from services.web.subject import SubjectFilters, subject_list, subject_view
 from services.web.visibility import visible

@@ -1,0 +1,387 @@
+"""The platform's users: who they are, their role, printed name and password, and their
+sessions, kept in one SQLite file under the platform home (``web/users.db``).
+
+The store lives here, below every front end, because users sign in the CLI, the DAG and the web
+alike: ``tract vote --as`` and ``tract lock --for-airflow`` re-check a password here
+(:meth:`UserStore.check_signature`, the :class:`services.signatures.Directory` every front end
+signs through), the lock DAG asks here whether a lock's signer may still lock, and the web page
+signs people in here. The web keeps only what is its own: cookies and CSRF checks
+(``services/web/auth.py``).
+
+Passwords are hashed with argon2id (argon2-cffi); only a hash of each session token is stored.
+Every session has its own CSRF token, which every form posts back. The file holds hashes and
+live CSRF tokens, so it and its folder are owner-only (0600 in 0700), tightened when found
+looser. Failed sign-ins are throttled by account, by client address and by both
+(``services/throttle.py``).
+
+Each user has a printed (full) name, which their electronic signatures show; a signature
+re-checks the password here, counted by the same throttle as a sign-in. Every user name goes
+through one normaliser (:func:`services.usernames.normalise_username`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Protocol
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from services.errors import SignInRefusedError, UserError
+from services.files import private_database, private_dir
+from services.roles import ROLES, can
+from services.signatures import SignatureRefusedError
+from services.throttle import INVALID_NAME, Limits, SignInThrottle
+from services.usernames import (
+    InvalidNameError,
+    normalise_printed_name,
+    normalise_username,
+    same_printed_name,
+)
+
+MIN_PASSWORD = 10
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS users (
+    username TEXT PRIMARY KEY, role TEXT NOT NULL, password_hash TEXT NOT NULL,
+    active INTEGER NOT NULL DEFAULT 1, created_at TEXT NOT NULL, updated_at TEXT NOT NULL,
+    full_name TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE IF NOT EXISTS sessions (
+    token_sha256 TEXT PRIMARY KEY, username TEXT NOT NULL, csrf_token TEXT NOT NULL,
+    created_at TEXT NOT NULL, expires_at TEXT NOT NULL
+);
+"""
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _sha(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class User:
+    username: str
+    role: str
+    active: bool
+    created_at: str
+    full_name: str = ""
+    """The printed name a signature shows (``Dr Anna Adams``)."""
+
+
+@dataclass(frozen=True)
+class Session:
+    """A signed-in person: the role is read from the user table on every request, so a role
+    change or a removal applies at once."""
+
+    username: str
+    role: str
+    csrf_token: str
+    expires_at: str
+    full_name: str = ""
+
+    def can(self, permission: str) -> bool:
+        return can(self.role, permission)
+
+    @property
+    def reference(self) -> str:
+        """Names this session in a signature without revealing anything that opens it (a
+        digest of its CSRF token, which is never shown)."""
+        return "s-" + hashlib.sha256(f"tract-session|{self.csrf_token}".encode()).hexdigest()[:12]
+
+
+class UserSettings(Protocol):
+    """What :meth:`UserStore.from_settings` reads. The web page's settings
+    (``services.web.settings.WebSettings``, from ``TRACT_WEB_*`` variables) carry all of it;
+    the store takes them without importing the web."""
+
+    @property
+    def users_db(self) -> Path: ...
+    @property
+    def session_hours(self) -> float: ...
+    @property
+    def max_failed_sign_ins(self) -> int: ...
+    @property
+    def lockout_minutes(self) -> int: ...
+    @property
+    def max_failed_per_client(self) -> int: ...
+    @property
+    def max_failed_per_account(self) -> int: ...
+
+
+class UserStore:
+    """Users and sessions of one platform home."""
+
+    def __init__(
+        self,
+        path: Path | str,
+        hasher: PasswordHasher | None = None,
+        session_hours: float = 12.0,
+        max_failed_sign_ins: int = 5,
+        lockout_minutes: int = 15,
+        max_failed_per_client: int = 20,
+        max_failed_per_account: int = 100,
+    ) -> None:
+        self.path = Path(path)
+        private_dir(self.path.parent)
+        private_database(self.path)
+        self.hasher = hasher or PasswordHasher()
+        self.session_hours = session_hours
+        # A hash to verify against when the user is unknown, so timing does not tell.
+        self._dummy_hash = self.hasher.hash(secrets.token_urlsafe(16))
+        with self._db() as db:
+            db.executescript(_SCHEMA)
+            columns = {row[1] for row in db.execute("PRAGMA table_info(users)")}
+            if "full_name" not in columns:  # a users file from before printed names
+                db.execute("ALTER TABLE users ADD COLUMN full_name TEXT NOT NULL DEFAULT ''")
+        self.throttle = SignInThrottle(
+            self.path,
+            Limits(
+                per_pair=max_failed_sign_ins,
+                per_client=max_failed_per_client,
+                per_account=max_failed_per_account,
+                window=timedelta(minutes=lockout_minutes),
+            ),
+        )
+
+    @classmethod
+    def from_settings(
+        cls, settings: UserSettings, hasher: PasswordHasher | None = None
+    ) -> UserStore:
+        return cls(
+            settings.users_db,
+            hasher=hasher,
+            session_hours=settings.session_hours,
+            max_failed_sign_ins=settings.max_failed_sign_ins,
+            lockout_minutes=settings.lockout_minutes,
+            max_failed_per_client=settings.max_failed_per_client,
+            max_failed_per_account=settings.max_failed_per_account,
+        )
+
+    @contextmanager
+    def _db(self) -> Iterator[sqlite3.Connection]:
+        """A short-lived connection per operation: safe from any thread of the server."""
+        db = sqlite3.connect(self.path, timeout=30)
+        try:
+            with db:
+                yield db
+        finally:
+            db.close()
+
+    # users ------------------------------------------------------------------------------------
+    def add(self, username: str, role: str, password: str, full_name: str = "") -> User:
+        """A new user (or a removed one back, with a new role and password). Without a
+        ``full_name`` the user can sign in and read but cannot sign (set it later)."""
+        username = _username(username)
+        self._check_role(role)
+        self._check_password(password)
+        printed = self._check_full_name(full_name, username) if full_name.strip() else ""
+        now = _iso(_now())
+        with self._db() as db:
+            row = db.execute("SELECT active FROM users WHERE username = ?", (username,)).fetchone()
+            if row and row[0]:
+                raise UserError(
+                    f"user {username} exists; change the password with "
+                    f"`tract users passwd {username}` or remove the user first"
+                )
+            db.execute(
+                "INSERT INTO users (username, role, password_hash, active, created_at, "
+                "updated_at, full_name) VALUES (?, ?, ?, 1, ?, ?, ?) ON CONFLICT (username) DO "
+                "UPDATE SET role = excluded.role, password_hash = excluded.password_hash, "
+                "active = 1, updated_at = excluded.updated_at, full_name = excluded.full_name",
+                (username, role, self.hasher.hash(password), now, now, printed),
+            )
+        return self.user(username)
+
+    def set_full_name(self, username: str, full_name: str) -> User:
+        """The printed name the user's signatures show from now on (earlier signatures keep
+        the name they were made with: it is inside each signed record)."""
+        user = self.user(username)
+        printed = self._check_full_name(full_name, user.username)
+        with self._db() as db:
+            db.execute(
+                "UPDATE users SET full_name = ?, updated_at = ? WHERE username = ?",
+                (printed, _iso(_now()), user.username),
+            )
+        return self.user(user.username)
+
+    def _check_full_name(self, full_name: str, username: str) -> str:
+        """A printed name no other active user has: two people who read alike on a signature
+        could not be told apart."""
+        try:
+            printed = normalise_printed_name(full_name)
+        except InvalidNameError as exc:
+            raise UserError(str(exc)) from None
+        for other in self.users():
+            taken = other.active and other.username != username
+            if taken and same_printed_name(other.full_name, printed):
+                raise UserError(
+                    f"the printed name {printed!r} is already {other.username}'s; give "
+                    "each person a name that tells them apart (e.g. with a middle initial)"
+                )
+        return printed
+
+    def set_password(self, username: str, password: str) -> User:
+        """A new password; the user's open sessions end."""
+        self._check_password(password)
+        user = self.user(username)
+        with self._db() as db:
+            db.execute(
+                "UPDATE users SET password_hash = ?, updated_at = ? WHERE username = ?",
+                (self.hasher.hash(password), _iso(_now()), user.username),
+            )
+            db.execute("DELETE FROM sessions WHERE username = ?", (user.username,))
+        return user
+
+    def remove(self, username: str) -> User:
+        """Deactivate (the name stays reserved, so the audit trail keeps meaning one person)."""
+        user = self.user(username)
+        with self._db() as db:
+            db.execute(
+                "UPDATE users SET active = 0, updated_at = ? WHERE username = ?",
+                (_iso(_now()), user.username),
+            )
+            db.execute("DELETE FROM sessions WHERE username = ?", (user.username,))
+        return self.user(username)
+
+    def user(self, username: str) -> User:
+        with self._db() as db:
+            row = db.execute(
+                "SELECT username, role, active, created_at, full_name FROM users "
+                "WHERE username = ?",
+                (_username(username, unknown=True),),
+            ).fetchone()
+        if row is None:
+            raise UserError(f"no user {username!r}; list them with `tract users list`")
+        return User(row[0], row[1], bool(row[2]), row[3], row[4])
+
+    def users(self) -> list[User]:
+        with self._db() as db:
+            rows = db.execute(
+                "SELECT username, role, active, created_at, full_name FROM users ORDER BY username"
+            ).fetchall()
+        return [User(r[0], r[1], bool(r[2]), r[3], r[4]) for r in rows]
+
+    def with_role(self, role: str) -> list[str]:
+        """Active usernames holding ``role`` (the committee members offered on the form)."""
+        return [u.username for u in self.users() if u.active and u.role == role]
+
+    @staticmethod
+    def _check_role(role: str) -> None:
+        if role not in ROLES:
+            raise UserError(f"role must be one of {', '.join(ROLES)}, got {role!r}")
+
+    @staticmethod
+    def _check_password(password: str) -> None:
+        if len(password) < MIN_PASSWORD:
+            raise UserError(f"a password needs at least {MIN_PASSWORD} characters")
+
+    # sign-in and sessions ---------------------------------------------------------------------
+    def authenticate(self, username: str, password: str, client: str | None = None) -> User:
+        """The user, or :class:`SignInRefusedError` whose ``reason`` says why (for the audit).
+
+        ``client`` is the address the attempt came from. The attempt is counted (and may be
+        refused) before the password is checked: see ``services/throttle.py``.
+        """
+        try:
+            name = account = normalise_username(username)
+        except InvalidNameError:
+            name, account = "", INVALID_NAME
+        client = client or "unknown"
+        self.throttle.reserve(account, client)
+        if account == INVALID_NAME:  # no user can have it: nothing to look up or hash
+            raise SignInRefusedError("unknown user")
+        with self._db() as db:
+            row = db.execute(
+                "SELECT password_hash, active FROM users WHERE username = ?", (name,)
+            ).fetchone()
+        try:
+            self.hasher.verify(row[0] if row else self._dummy_hash, password)
+            ok = row is not None
+        except (VerificationError, InvalidHashError):
+            ok = False
+        if row is None:
+            raise SignInRefusedError("unknown user")
+        if not ok:
+            raise SignInRefusedError("wrong password")
+        if not row[1]:
+            raise SignInRefusedError("account removed")
+        if self.hasher.check_needs_rehash(row[0]):
+            with self._db() as db:
+                db.execute(
+                    "UPDATE users SET password_hash = ? WHERE username = ?",
+                    (self.hasher.hash(password), name),
+                )
+        self.throttle.succeeded(account, client)
+        return self.user(name)
+
+    def check_signature(self, username: str, password: str, client: str | None) -> User:
+        """The account signing, its password checked again now (:mod:`services.signatures`);
+        a wrong password counts in the throttle like a failed sign-in."""
+        try:
+            return self.authenticate(username, password, client)
+        except SignInRefusedError as exc:
+            detail = (
+                exc.reason
+                if exc.reason not in ("unknown user", "wrong password")
+                else "unknown user or wrong password"
+            )
+            raise SignatureRefusedError(f"signature refused: {detail}") from None
+
+    def open_session(self, user: User) -> str:
+        """A fresh session token (a new one at every sign-in: no session fixation)."""
+        token = secrets.token_urlsafe(32)
+        now = _now()
+        with self._db() as db:
+            db.execute("DELETE FROM sessions WHERE expires_at < ?", (_iso(now),))
+            db.execute(
+                "INSERT INTO sessions VALUES (?, ?, ?, ?, ?)",
+                (
+                    _sha(token),
+                    user.username,
+                    secrets.token_urlsafe(32),
+                    _iso(now),
+                    _iso(now + timedelta(hours=self.session_hours)),
+                ),
+            )
+        return token
+
+    def session(self, token: str) -> Session | None:
+        """The live session of ``token``, if any (expired, removed users: none)."""
+        with self._db() as db:
+            row = db.execute(
+                "SELECT s.username, u.role, s.csrf_token, s.expires_at, u.full_name FROM sessions s "
+                "JOIN users u ON u.username = s.username "
+                "WHERE s.token_sha256 = ? AND u.active = 1 AND s.expires_at > ?",
+                (_sha(token), _iso(_now())),
+            ).fetchone()
+        return None if row is None else Session(*row)
+
+    def close_session(self, token: str) -> None:
+        with self._db() as db:
+            db.execute("DELETE FROM sessions WHERE token_sha256 = ?", (_sha(token),))
+
+
+def _username(name: str, unknown: bool = False) -> str:
+    """The normalised user name, or :class:`UserError` (with ``unknown``, a name that cannot
+    be one is looked up as itself and simply not found)."""
+    try:
+        return normalise_username(name)
+    except InvalidNameError as exc:
+        if unknown:
+            return name
+        raise UserError(str(exc)) from None
