@@ -171,10 +171,14 @@ def _check_state(
         fresh = lambda s, lock: lock_baseline(store, Path(scratch), s, lock)  # noqa: E731
         for s in studies:
             found = state.store.read(s)
-            if found is None:
+            if found is None and state.store.meta(s) is None:
                 verdict.states[s] = "no files yet (the next read computes them from the log)"
                 continue
-            differ = state_differences(found, state.recomputed(s, fresh))
+            if found is None:
+                differ = [("all tables", "its files cannot be read (reads compute from the log)")]
+            else:
+                differ = state_differences(found, state.recomputed(s, fresh))
+                differ += _misplaced(state.store.misplaced(s))
             verdict.states[s] = MATCHES if not differ else "DIFFERS from the log"
             verdict.findings += [
                 Finding(
@@ -205,6 +209,24 @@ def state_differences(found: Adjudication, expected: Adjudication) -> list[tuple
         if mine.equals(theirs):
             continue
         said.append((table, _rows_that_differ(mine, theirs, list(KEYS[table]))))
+    return said
+
+
+def _misplaced(rows: pl.DataFrame) -> list[tuple[str, str]]:
+    """Rows a point read (the page's subject view, `tract outcomes --subject`) would not find:
+    kept in another bucket file than the one meta.json's layout sends it to."""
+    said = []
+    for (table,), part in rows.group_by("table", maintain_order=True):
+        first = part.row(0, named=True)
+        said.append(
+            (
+                str(table),
+                f"{part['subject_id'].n_unique()} subject(s) kept in another bucket file than "
+                f"the one a read of them opens, first {first['subject_id']} in "
+                f"{Path(first['file']).name} (a point read, as the page's subject view makes, "
+                f"opens {first['read']:03d}.parquet by meta.json's number of buckets)",
+            )
+        )
     return said
 
 

@@ -332,3 +332,24 @@ def test_a_conflict_deleted_from_the_state_files_is_named(locked: Path) -> None:
     assert f"({STUDY}, conflicts): 1 row(s) differ" in found["first_finding"]
     assert f"conflict_id={dropped['conflict_id']}" in found["first_finding"]
     assert "missing from the files" in found["first_finding"]
+
+
+def test_state_files_that_cannot_be_read_are_named(locked: Path) -> None:
+    assert tract(locked, "outcomes", "--study", STUDY)[0] == 0  # the state caught up
+    _state_files(locked, "tracts")[0].write_bytes(b"not parquet")
+    code, found = verdict(locked)
+    assert code == 1 and found["state"] == {STUDY: "DIFFERS from the log"}
+    assert "its files cannot be read" in found["first_finding"]
+
+
+def test_a_bucket_layout_edited_in_meta_json_is_named(locked: Path) -> None:
+    """meta.json's number of buckets says which file a point read of a subject opens (the
+    page's subject view): edited, the rows stay where they are and reads look elsewhere."""
+    assert tract(locked, "outcomes", "--study", STUDY)[0] == 0  # the state caught up
+    meta = _state_files(locked, "tracts")[0].parents[1] / "meta.json"
+    layout = json.loads(meta.read_text())
+    meta.chmod(0o600)
+    meta.write_text(json.dumps(layout | {"buckets": layout["buckets"] + 2}))
+    code, found = verdict(locked)
+    assert code == 1 and found["state"] == {STUDY: "DIFFERS from the log"}
+    assert "kept in another bucket file than the one a read of them opens" in found["first_finding"]

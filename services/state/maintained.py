@@ -171,6 +171,28 @@ class StateFolder:
             **{name: read.get(name, pl.DataFrame()) for name in TABLES},
         )
 
+    def misplaced(self, study: str) -> pl.DataFrame:
+        """Rows kept in a bucket file other than the one a point read of their subject opens
+        (by the layout meta.json declares): table, subject_id, file, and the bucket read."""
+        generation, meta = self._current(study), self.meta(study)
+        columns = {"table": pl.String, "subject_id": pl.String, "file": pl.String, "read": pl.Int64}
+        if generation is None or meta is None:
+            return pl.DataFrame(schema=columns)
+        plans = [
+            pl.scan_parquet(generation / name / "*.parquet", include_file_paths="file")
+            .select("subject_id", "file", table=pl.lit(name))
+            .with_columns(read=bucket_of(pl.col("subject_id"), int(meta["buckets"])))
+            .filter(
+                pl.col("file")
+                .str.extract(r"/(\d+)\.parquet$")
+                .cast(pl.Int64, strict=False)
+                .ne_missing(pl.col("read"))
+            )
+            .unique(["table", "subject_id", "file"], maintain_order=True)
+            for name in TABLES
+        ]
+        return pl.concat(pl.collect_all(plans)).select(list(columns))
+
     def write(
         self, result: Adjudication, seq: int, subjects: Collection[str] | None = None
     ) -> None:

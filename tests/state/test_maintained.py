@@ -261,6 +261,8 @@ def assert_same_state(maintained: Platform, full: Platform, step: Any) -> None:
         left, right = getattr(kept, table), getattr(fresh, table)
         assert left.columns == right.columns, (step, table)
         assert left.equals(right), (step, table, left, right)
+    assert maintained.state is not None  # every row where a point read of its subject looks
+    assert maintained.state.store.misplaced(STUDY).is_empty(), step
 
 
 @pytest.fixture(scope="module")
