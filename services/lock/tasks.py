@@ -336,6 +336,34 @@ def snapshot_write(study: str, when: str | datetime | None = None) -> dict[str, 
     }
 
 
+# platform_verify ----------------------------------------------------------------------------
+def verify_platform(study: str | None = None) -> dict[str, Any]:
+    """`tract verify` on a schedule: the chain, every segment, every lock and the outcomes'
+    files against the log, every line in the task log; the run fails (no retry: it would find
+    the same) naming the first finding when anything does not match."""
+    from services.lock.errors import LogAlteredError
+    from services.verify import verified_home, verify_home
+
+    settings = _settings()
+    platform = _platform(settings)
+    verdict = verify_home(verified_home(settings), platform.store, study, state=platform.state)
+    for line in verdict.text().splitlines():
+        (log.info if verdict.intact else log.error)("%s", line)
+    if not verdict.intact:
+        found = len(verdict.log.findings) + len(verdict.findings)
+        raise LogAlteredError(
+            f"tract verify: ALTERED ({found} finding(s), each in this task's log); first: "
+            f"{verdict.first()}. Keep the home and the store as they are and run `tract verify` "
+            "on a copy to see them all"
+        )
+    return {
+        "verdict": "INTACT",
+        "head": f"{verdict.log.head_seq}:{verdict.log.head_hash}",
+        "locks": len(verdict.locks),
+        "state": verdict.states,
+    }
+
+
 # submission export and downstream triggers --------------------------------------------------
 LOCKS_ASSET = "tract://locks"
 """The asset every lock updates (its events say which study and lock); a per-study and a

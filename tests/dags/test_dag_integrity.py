@@ -20,6 +20,7 @@ EXPECTED = {
     ],
     "database_unlock": ["check_request", "publish_unlock"],
     "trial_snapshot": ["list_studies", "write_snapshot"],
+    "platform_verify": ["verify"],
     "locked_study_analysis": ["read_lock_events", "recompute_tables"],
 }
 
@@ -54,7 +55,8 @@ def test_parsing_a_dag_imports_no_heavy_library(dagbag: Any) -> None:
 
     code = (
         "import runpy, sys\n"
-        "for f in ('database_lock', 'database_unlock', 'trial_snapshot', 'locked_study_analysis'):\n"
+        "for f in ('database_lock', 'database_unlock', 'trial_snapshot', 'locked_study_analysis',\n"
+        "          'platform_verify'):\n"
         "    runpy.run_path(f'dags/{f}.py')\n"
         "heavy = [m for m in ('polars', 'great_expectations', 'minio', 'services.platform')"
         " if m in sys.modules]\n"
