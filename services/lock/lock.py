@@ -645,10 +645,11 @@ WAITING, TAKEN, OTHER = (
 EXPIRED = f"expired: not taken within {REQUEST_HOURS} hours"
 
 
-def take_by(signed_at: str) -> datetime:
-    """When a lock signed for the DAG at ``signed_at`` (a signature's time, ISO text in UTC)
-    is no longer taken."""
-    return datetime.fromisoformat(signed_at) + REQUEST_VALID_FOR
+def take_by(signed_at: str | datetime) -> datetime:
+    """When a lock signed for the DAG at ``signed_at`` (a signature's time: ISO text in UTC, or
+    as a record's column reads it) is no longer taken."""
+    moment = datetime.fromisoformat(signed_at) if isinstance(signed_at, str) else signed_at
+    return moment + REQUEST_VALID_FOR
 
 
 def check_in_time(

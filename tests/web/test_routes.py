@@ -881,6 +881,58 @@ def test_the_lock_page_shows_locks_signed_for_airflow_and_where_they_stand(
     assert ">taken<" in row
 
 
+def test_a_data_manager_signs_a_lock_for_airflow_on_the_page(site: Site, as_role: AsRole) -> None:
+    """The page signed and took a lock at once; where Airflow takes locks the data manager had
+    to sign at a terminal (`tract lock --for-airflow`). The confirmation page now signs the
+    same lock for the DAG instead: nothing is locked, and the page says what to trigger."""
+    from services.lock import lock as locking
+
+    client, csrf = as_role("data_manager")
+    fields = _reviewed_lock(site, client, csrf)
+    review = _lock(client, csrf).text
+    assert 'data-testid="sign-for-airflow"' in review and "within 24 hours" in review
+    wrong = client.post("/lock/confirm", data=fields | {"password": "guess", "for_airflow": "1"})
+    assert wrong.status_code == 403 and "signature refused" in wrong.text
+    assert site.platform.records("lock_request", DEMO_STUDY).collect().is_empty()
+
+    done = client.post(
+        "/lock/confirm",
+        data=fields | {"password": PASSWORD, "for_airflow": "1"},
+        follow_redirects=False,
+    )
+    assert done.status_code == 303, done.text
+    [asked] = site.platform.records("lock_request", DEMO_STUDY).collect().to_dicts()
+    assert done.headers["location"] == (
+        f"/locks?study={DEMO_STUDY}&signed={asked['request_id']}#asked-h"
+    )
+    meaning = f"locked {DEMO_STUDY} WEB-LOCK (soft lock): primary analysis"
+    assert (asked["signer"], asked["meaning"], asked["signed_via"]) == ("dm.jones", meaning, "web")
+    assert asked["open_queries_reason"] == "sites answer after the interim"
+    assert site.platform.records("lock", DEMO_STUDY).collect().is_empty()  # nothing locked
+    assert not site.platform.store.exists(f"locks/{DEMO_STUDY}/WEB-LOCK/manifest.json")
+
+    page = client.get(done.headers["location"]).text
+    notice = page[page.index('data-testid="signed-for-airflow"') :].split("</div>")[0]
+    by = locking.take_by(asked["signed_at"])
+    assert f"Lock request {asked['request_id']} signed; nothing is locked yet." in notice
+    assert "Signed in to Airflow as dm.jones, trigger <code>database_lock</code>" in notice
+    assert f"by {by:%Y-%m-%d %H:%M} UTC" in notice
+    row = page[page.index(f'data-request="{asked["request_id"]}"') :].split("</tr>")[0]
+    assert "Dana Jones (dm.jones), " in row and "waiting for database_lock" in row
+
+    site.platform.lock(  # as the DAG takes it: the request signed on the page
+        DEMO_STUDY,
+        "WEB-LOCK",
+        "primary analysis",
+        "dm.jones",
+        "soft",
+        open_queries_reason="sites answer after the interim",
+    )
+    page = client.get(f"/locks?study={DEMO_STUDY}").text
+    row = page[page.index(f'data-request="{asked["request_id"]}"') :].split("</tr>")[0]
+    assert ">taken<" in row
+
+
 # -- unlock by signatures (issue 9, item 2) ------------------------------------------------------
 def _locked(site: Site) -> None:
     from services.demo.run import decide_demo_conflicts, demo_committee

@@ -9,11 +9,12 @@ from datetime import UTC
 from typing import Annotated
 from urllib.parse import quote, urlencode
 
+import polars as pl
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from services.errors import TractError
-from services.lock.lock import REQUEST_HOURS, LockRequest, lock_meaning
+from services.lock.lock import REQUEST_HOURS, LockRequest, lock_meaning, take_by
 from services.signatures import LOCK, SignatureRefusedError, sign_as
 from services.users import Session
 from services.web.deps import allow, guard, pick_study, refuse, render, signing, viewer, web
@@ -24,7 +25,7 @@ from services.web.lockview import (
     lock_history,
     lock_preview,
 )
-from services.web.visibility import visible
+from services.web.visibility import VisiblePlatform, visible
 
 router = APIRouter()
 
@@ -70,6 +71,7 @@ def locks_page(
             "unlock_requests": unlock_requests(seen, study),
             "lock_requests": lock_requests(seen, study),
             "request_hours": REQUEST_HOURS,
+            "signed": _signed_for_airflow(seen, study, request.query_params.get("signed")),
         }
     return render(request, "locks.html", context, session, status_code)
 
@@ -147,6 +149,19 @@ def download(
     )
 
 
+def _signed_for_airflow(
+    seen: VisiblePlatform, study: str, request_id: str | None
+) -> dict[str, str] | None:
+    """The lock request just signed on this page, with what its signer triggers and by when."""
+    if not request_id:
+        return None
+    asked = seen.records("lock_request", study).filter(pl.col("request_id") == request_id)
+    found = asked.sort("offset").collect().tail(1).to_dicts()
+    if not found:
+        return None
+    return found[0] | {"take_by": f"{take_by(found[0]['signed_at']):%Y-%m-%d %H:%M} UTC"}
+
+
 def _form(lock_id: str, reason: str, level: str) -> dict[str, str]:
     return {"lock_id": lock_id, "reason": reason, "level": level}
 
@@ -176,6 +191,7 @@ def _confirm_page(
         "queries_reason": queries_reason,
         "error": error,
         "meaning": _meaning(preview, session),
+        "request_hours": REQUEST_HOURS,
     }
     return render(request, "lock_confirm.html", context, session, status_code)
 
@@ -219,10 +235,13 @@ def take_lock(
     queries_seen: Annotated[str, Form()] = "",
     queries_reason: Annotated[str, Form()] = "",
     password: Annotated[str, Form()] = "",
+    for_airflow: Annotated[str, Form()] = "",
 ) -> Response:
     """Step 2: lock, signed by the signed-in data manager with their password (checked again
     now, counted by the sign-in throttle), unless something changed since the confirmation page
     or site queries are open without a reason (the reason goes into the lock's manifest).
+    ``for_airflow``: sign the same lock for the database_lock DAG to take instead (as `tract
+    lock --for-airflow`): nothing is locked yet, and the lock page says what to trigger.
 
     The signature is the CLI's (`tract lock --as NAME`): purpose LOCK, the session's user as
     both requester and signer, kept in the manifest with ``signed_via`` "web". A refused
@@ -252,16 +271,15 @@ def take_lock(
         refuse(request, session, "LOCK", problem, 409, study=study)
         return _confirm_page(request, session, preview, queries_reason, problem, 409)
     signer = signing(request, session, password)
+    lock = (study, preview.lock_id, preview.reason, session.username, level)
+    queries = {"open_queries_reason": queries_reason.strip() if preview.queries else ""}
+    sign = sign_as(state.users, signer, LOCK)
     try:
-        manifest = state.platform.lock(
-            study,
-            preview.lock_id,
-            preview.reason,
-            session.username,
-            level,
-            open_queries_reason=queries_reason.strip() if preview.queries else "",
-            sign=sign_as(state.users, signer, LOCK),
-        )
+        if for_airflow:
+            asked = state.platform.sign_lock_request(*lock, **queries, sign=sign)
+            where = urlencode({"study": study, "signed": asked["request_id"]})
+            return RedirectResponse(f"/locks?{where}#asked-h", status_code=303)
+        manifest = state.platform.lock(*lock, **queries, sign=sign)
     except SignatureRefusedError as exc:
         refuse(request, session, "LOCK", str(exc), 403, study=study)
         return _confirm_page(request, session, preview, queries_reason, str(exc), 403)
