@@ -933,6 +933,24 @@ def test_a_data_manager_signs_a_lock_for_airflow_on_the_page(site: Site, as_role
     assert ">taken<" in row
 
 
+@pytest.mark.parametrize("role", ["committee", "monitor"])
+def test_only_a_data_manager_signs_a_lock_for_airflow(
+    site: Site, as_role: AsRole, role: str
+) -> None:
+    """Insider: another role posts the confirmation form, for Airflow, with their own
+    password: refused like the lock itself, and no request is recorded for the DAG."""
+    manager, csrf = as_role("data_manager")
+    fields = _reviewed_lock(site, manager, csrf)
+    other, other_csrf = as_role(role)
+    refused = other.post(
+        "/lock/confirm",
+        data=fields | {"csrf_token": other_csrf, "password": PASSWORD, "for_airflow": "1"},
+        follow_redirects=False,
+    )
+    assert refused.status_code == 403, refused.text
+    assert site.platform.records("lock_request", DEMO_STUDY).collect().is_empty()
+
+
 # -- unlock by signatures (issue 9, item 2) ------------------------------------------------------
 def _locked(site: Site) -> None:
     from services.demo.run import decide_demo_conflicts, demo_committee
