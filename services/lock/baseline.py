@@ -15,6 +15,7 @@ from typing import Any
 import polars as pl
 
 from services.errors import TractError
+from services.files import FILE_MODE, make_private_dirs
 from services.lock.snapshot import lock_prefix, read_manifest, sha256
 from services.state.postlock import LockBaseline
 from services.store import ObjectStore
@@ -40,13 +41,11 @@ def lock_baseline(
                 frames[name] = pl.read_parquet(io.BytesIO(data))
         except (TractError, KeyError):
             return None
-        folder.mkdir(parents=True, exist_ok=True)
-        frames["tracts"].select("subject_id", "tract_id", "outcome").write_parquet(
-            folder / "tracts.parquet"
-        )
-        frames["patients"].select("subject_id", "category").write_parquet(
-            folder / "patients.parquet"
-        )
+        make_private_dirs(folder)  # beside the state: the home's files are its owner's only
+        for name, columns in (("tracts", ["tract_id", "outcome"]), ("patients", ["category"])):
+            path = folder / f"{name}.parquet"
+            frames[name].select("subject_id", *columns).write_parquet(path)
+            path.chmod(FILE_MODE)
     return LockBaseline(
         lock["lock_id"],
         pl.read_parquet(folder / "tracts.parquet"),

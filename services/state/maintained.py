@@ -36,7 +36,7 @@ from services.adjudicator.engine import Adjudication
 from services.adjudicator.ruleset import RuleSet
 from services.adjudicator.state import EVIDENCE_KINDS
 from services.events import utc_now
-from services.files import make_private_dirs, private_dir, write_private
+from services.files import FILE_MODE, make_private_dirs, private_dir, write_private
 from services.log import Batch, EventLog, Head
 from services.log.errors import LogDamagedError
 from services.state.postlock import LockBaseline, flag_changes
@@ -235,6 +235,7 @@ class StateFolder:
                     )
                     new = pl.concat([kept.select(new.columns), new], how="vertical_relaxed")
                 new.sort(KEYS[table], maintain_order=True).write_parquet(target, **PARQUET)
+                target.chmod(FILE_MODE)
         if subjects is not None and previous is not None:
             n_subjects = (
                 pl.scan_parquet(tmp / "patients" / "*.parquet").select(pl.len()).collect().item()
@@ -249,6 +250,7 @@ class StateFolder:
             "written_at": utc_now(),
         }
         (tmp / "meta.json").write_text(json.dumps(meta))
+        (tmp / "meta.json").chmod(FILE_MODE)
         tmp.rename(base / name)
         write_private(base / "CURRENT", name.encode())
         for old in base.iterdir():  # keep the one readers may still be reading

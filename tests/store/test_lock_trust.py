@@ -361,3 +361,20 @@ def test_a_lock_freezes_outcomes_computed_from_the_log_not_the_state_files(
     )
     key = ["subject_id", "tract_id"]
     assert locked.select(*key, "outcome").sort(key).equals(honest.select(*key, "outcome").sort(key))
+
+
+def test_the_state_rebuilt_under_a_lock_leaves_only_private_files(decided_home: Path) -> None:
+    """Found by hand: the state deleted (as its verify finding says to) and rebuilt under a
+    lock in force came back world-readable for a moment (the lock's outcomes, kept beside it,
+    made the folders with the default mode). Every folder is 0700 and every file 0600."""
+    import stat
+
+    from services.platform import Platform
+
+    assert lock(decided_home, "PRIMARY")[0] == 0
+    shutil.rmtree(decided_home / "state")
+    Platform.embedded(decided_home).outcomes(STUDY)  # rebuilt, the lock's outcomes beside it
+    assert (decided_home / "state" / "baselines").is_dir()
+    for path in [decided_home / "state", *(decided_home / "state").rglob("*")]:
+        want = 0o700 if path.is_dir() else 0o600
+        assert stat.S_IMODE(path.stat().st_mode) == want, path
