@@ -8,9 +8,16 @@ locks. Nothing is ever overwritten, so the trail cannot disagree with the data.
 A signed row's ``who`` is its signature's printed name and user name; its ``new_value`` the
 signature's meaning. A decision derived from votes has no event of its own: its row carries the
 decision id where other rows carry an event id.
+
+Access records (who did or was refused what, from where) are written here too
+(:func:`access_event`): the web page records its sign-ins and refusals with it, and the CLI the
+signatures it refuses at a terminal and its user changes. Every text field is bounded.
 """
 
 from __future__ import annotations
+
+import re
+import uuid
 
 import polars as pl
 
@@ -18,7 +25,7 @@ import schemas
 from services.adjudicator.state import EVIDENCE_KINDS
 from services.adjudicator.votes import decisions_from_votes
 from services.assignments import assignment_audit
-from services.events import canonical_json
+from services.events import Event, canonical_json, make_event, utc_now
 from services.queries import query_audit
 from services.state.records import Cut, Records, records_at
 
@@ -324,3 +331,71 @@ def audit_trail(
         )
     )
     return pl.concat([p.cast(AUDIT_SCHEMA) for p in parts]).sort("at", "kind", "offset")
+
+
+# Longest text kept per access field: a stranger's input is logged, never a stranger's megabyte.
+FIELD_LIMITS = {
+    "who": 128,
+    "role": 32,
+    "detail": 2000,
+    "conflict_id": 64,
+    "subject_id": 64,
+    "tract_id": 64,
+    "path": 512,
+    "client": 64,
+    "study": 64,
+}
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def bounded(value: object, limit: int) -> str | None:
+    """``value`` as one line of at most ``limit`` characters, with a marker saying how much was
+    cut (control characters, e.g. newlines, become U+FFFD so a log line cannot be forged)."""
+    if value is None:
+        return None
+    text = _CONTROL.sub("\ufffd", str(value))
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}…[truncated {len(text) - limit} chars]"
+
+
+def access_event(
+    *,
+    who: str,
+    role: str | None,
+    action: str,
+    outcome: str,
+    detail: str | None = None,
+    study: str | None = None,
+    conflict_id: str | None = None,
+    subject_id: str | None = None,
+    tract_id: str | None = None,
+    path: str | None = None,
+    client: str | None = None,
+) -> Event:
+    """One access record, every text field bounded (``FIELD_LIMITS``); ``study`` None files it
+    as platform-wide (shown in every trail)."""
+    fields = {
+        "who": who or "anonymous",
+        "role": role,
+        "detail": detail,
+        "conflict_id": conflict_id,
+        "subject_id": subject_id,
+        "tract_id": tract_id,
+        "path": path,
+        "client": client,
+    }
+    payload = {
+        "access_id": uuid.uuid4().hex,
+        **{name: bounded(value, FIELD_LIMITS[name]) for name, value in fields.items()},
+        "action": action,
+        "outcome": outcome,
+        "at": utc_now(),
+    }
+    return make_event(
+        "access",
+        bounded(study, FIELD_LIMITS["study"]) or PLATFORM_WIDE,
+        payload["subject_id"] or "",
+        payload,
+        payload["access_id"],
+    )

@@ -136,7 +136,7 @@ def record_refused_signature(
     ``conflict_id``, ``subject_id``, ``tract_id``; no study files it platform-wide).
     ``reason`` is the refusal's message, which never holds the password
     (:class:`services.signatures.Credentials` keeps it out of every text)."""
-    from services.web.core import access_event
+    from services.audit import access_event
 
     client = f"cli:{_os_user()}"
     obj.platform.publish(

@@ -25,7 +25,7 @@ def _store(obj: Any) -> Any:
 
 def _record(obj: Any, action: str, detail: str) -> None:
     """User changes land in the audit trail, attributed to the operating-system account."""
-    from services.web.core import access_event
+    from services.audit import access_event
 
     who = f"cli:{getpass.getuser()}"
     obj.platform.bus.publish(

@@ -1,5 +1,5 @@
 """The platform as the web server uses it: one call at a time, and access events recorded
-(bounded in size, repeated refusals aggregated).
+(each bounded in size by :func:`services.audit.access_event`, repeated refusals aggregated).
 
 The embedded log shares one SQLite connection across the server's threads, and a decision
 reads, checks, then writes; committee traffic is a handful of people clicking, so serialising
@@ -9,17 +9,15 @@ every platform call is the simple, correct choice rather than a bottleneck.
 from __future__ import annotations
 
 import functools
-import re
 import threading
-import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from services.audit import PLATFORM_WIDE
-from services.events import Event, make_event, utc_now
+from services.audit import FIELD_LIMITS, PLATFORM_WIDE, access_event, bounded
+from services.events import Event
 from services.platform import Platform
 
 
@@ -47,19 +45,6 @@ class SerialPlatform:
             return self.platform.bus.publish(events)
 
 
-# Longest text kept per access field: a stranger's input is logged, never a stranger's megabyte.
-FIELD_LIMITS = {
-    "who": 128,
-    "role": 32,
-    "detail": 2000,
-    "conflict_id": 64,
-    "subject_id": 64,
-    "tract_id": 64,
-    "path": 512,
-    "client": 64,
-    "study": 64,
-}
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 # Refusals recorded one by one per (study, address, person, action) and minute; the rest of
 # that minute is counted and written as one summary event.
 INDIVIDUAL_PER_MINUTE = 5
@@ -67,59 +52,6 @@ INDIVIDUAL_PER_MINUTE = 5
 # cannot grow the log without bound either); past it they are summarised together.
 ANONYMOUS_PER_MINUTE = 100
 SHOWN_IN_SUMMARY = 5
-
-
-def bounded(value: object, limit: int) -> str | None:
-    """``value`` as one line of at most ``limit`` characters, with a marker saying how much was
-    cut (control characters, e.g. newlines, become U+FFFD so a log line cannot be forged)."""
-    if value is None:
-        return None
-    text = _CONTROL.sub("\ufffd", str(value))
-    if len(text) <= limit:
-        return text
-    return f"{text[:limit]}…[truncated {len(text) - limit} chars]"
-
-
-def access_event(
-    *,
-    who: str,
-    role: str | None,
-    action: str,
-    outcome: str,
-    detail: str | None = None,
-    study: str | None = None,
-    conflict_id: str | None = None,
-    subject_id: str | None = None,
-    tract_id: str | None = None,
-    path: str | None = None,
-    client: str | None = None,
-) -> Event:
-    """One access record, every text field bounded (``FIELD_LIMITS``); ``study`` None files it
-    as platform-wide (shown in every trail)."""
-    fields = {
-        "who": who or "anonymous",
-        "role": role,
-        "detail": detail,
-        "conflict_id": conflict_id,
-        "subject_id": subject_id,
-        "tract_id": tract_id,
-        "path": path,
-        "client": client,
-    }
-    payload = {
-        "access_id": uuid.uuid4().hex,
-        **{name: bounded(value, FIELD_LIMITS[name]) for name, value in fields.items()},
-        "action": action,
-        "outcome": outcome,
-        "at": utc_now(),
-    }
-    return make_event(
-        "access",
-        bounded(study, FIELD_LIMITS["study"]) or PLATFORM_WIDE,
-        payload["subject_id"] or "",
-        payload,
-        payload["access_id"],
-    )
 
 
 @dataclass

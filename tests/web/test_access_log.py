@@ -6,15 +6,9 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 
+from services.audit import FIELD_LIMITS, access_event, bounded
 from services.events import Event
-from services.web.core import (
-    ANONYMOUS_PER_MINUTE,
-    FIELD_LIMITS,
-    INDIVIDUAL_PER_MINUTE,
-    AccessRecorder,
-    access_event,
-    bounded,
-)
+from services.web.core import ANONYMOUS_PER_MINUTE, INDIVIDUAL_PER_MINUTE, AccessRecorder
 
 
 class Log:

@@ -1,7 +1,7 @@
 """Sign-in and sign-out. The sign-in form carries a token that must match a signed cookie
 (no session exists yet to hold one); a new session token is issued at every sign-in.
 Failures are throttled by account and client address (``services/throttle.py``); what a stranger
-types is logged bounded (``core.bounded``)."""
+types is logged bounded (``services.audit.bounded``)."""
 
 from __future__ import annotations
 
