@@ -66,9 +66,8 @@ def ingest(home: Path, n_subjects: int) -> tuple[int, float]:
 def data_manager(home: Path) -> None:
     """Register :data:`SIGNER` in ``home`` (copied with it to every home the locks run on)."""
     from services.users import UserStore
-    from services.web.settings import WebSettings
 
-    users = UserStore.from_settings(WebSettings.from_env(home))
+    users = UserStore.for_home(home)
     users.add(SIGNER, "data_manager", PASSWORD, "Bench Data Manager")
 
 
@@ -198,10 +197,9 @@ def sign_request(reason: str, level: str) -> str:
     from services.platform import Platform
     from services.signatures import LOCK, Credentials, sign_as
     from services.users import UserStore
-    from services.web.settings import WebSettings
 
     settings = Settings.from_env()
-    users = UserStore.from_settings(WebSettings.from_env(settings.home))
+    users = UserStore.for_home(settings.home)
     signer = Credentials(SIGNER, PASSWORD, "cli", "bench")
     platform = Platform.from_settings(settings)
     asked = platform.sign_lock_request(

@@ -45,9 +45,8 @@ class Context:
     def directory(self) -> Any:
         """The registered users (``<home>/web/users.db``), who sign votes and approvals."""
         from services.users import UserStore
-        from services.web.settings import WebSettings
 
-        return UserStore.from_settings(WebSettings.from_env(self.home))
+        return UserStore.for_home(self.home)
 
     def store_and_locks(self) -> tuple[Any, pl.DataFrame | None]:
         """The store, and the log's lock events when this home has a log (an analyst's

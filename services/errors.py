@@ -5,8 +5,9 @@ caller can catch "anything the platform refused" in one place and leave bugs alo
 
 The user store's refusals live here too (:class:`UserError`, :class:`SignInRefusedError`):
 the store (``services/users.py``) and its sign-in throttle (``services/throttle.py``) raise
-them for the CLI, the DAGs and the web page alike. They keep the :class:`WebError` base they
-were born under, so whatever caught them still does.
+them for the CLI, the DAGs and the web page alike, as they raise :class:`WebConfigError` for a
+``TRACT_WEB_*`` variable that cannot be used. They keep the :class:`WebError` base they were
+born under, so whatever caught them still does.
 """
 
 
@@ -20,6 +21,10 @@ class TransientError(TractError):
 
 class WebError(TractError):
     """The web page refused a request or could not start."""
+
+
+class WebConfigError(WebError):
+    """A web or user store setting (a ``TRACT_WEB_*`` variable) with a value that cannot be used."""
 
 
 class UserError(WebError):

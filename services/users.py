@@ -22,19 +22,20 @@ through one normaliser (:func:`services.usernames.normalise_username`).
 from __future__ import annotations
 
 import hashlib
+import os
 import secrets
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Protocol
+from typing import ClassVar
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from services.errors import SignInRefusedError, UserError
+from services.errors import SignInRefusedError, UserError, WebConfigError
 from services.files import private_database, private_dir
 from services.roles import ROLES, can
 from services.signatures import SignatureRefusedError
@@ -104,23 +105,92 @@ class Session:
         return "s-" + hashlib.sha256(f"tract-session|{self.csrf_token}".encode()).hexdigest()[:12]
 
 
-class UserSettings(Protocol):
-    """What :meth:`UserStore.from_settings` reads. The web page's settings
-    (``services.web.settings.WebSettings``, from ``TRACT_WEB_*`` variables) carry all of it;
-    the store takes them without importing the web."""
+def users_file(home: Path) -> Path:
+    """Where a platform home keeps its users and sessions."""
+    return Path(home) / "web" / "users.db"
 
-    @property
-    def users_db(self) -> Path: ...
-    @property
-    def session_hours(self) -> float: ...
-    @property
-    def max_failed_sign_ins(self) -> int: ...
-    @property
-    def lockout_minutes(self) -> int: ...
-    @property
-    def max_failed_per_client(self) -> int: ...
-    @property
-    def max_failed_per_account(self) -> int: ...
+
+@dataclass(frozen=True)
+class UserSettings:
+    """What the user store reads: its file, a session's lifetime and the sign-in limits (see
+    ``services/throttle.py``), from the ``TRACT_WEB_*`` variables the web page documents.
+
+    The CLI and the DAGs open the store with these alone (:meth:`UserStore.for_home`); the web
+    page's settings (``services.web.settings.WebSettings``) extend them with its own, its cookie
+    secret among them, so every front end counts failed sign-ins and signatures alike.
+    """
+
+    users_db: Path = Path("tract-data/web/users.db")
+    session_hours: float = 12.0
+    max_failed_sign_ins: int = 5
+    max_failed_per_client: int = 20
+    max_failed_per_account: int = 100
+    lockout_minutes: int = 15
+
+    ENV: ClassVar[dict[str, str]] = {
+        "session_hours": "TRACT_WEB_SESSION_HOURS",
+        "max_failed_sign_ins": "TRACT_WEB_MAX_FAILED_SIGN_INS",
+        "max_failed_per_client": "TRACT_WEB_MAX_FAILED_PER_CLIENT",
+        "max_failed_per_account": "TRACT_WEB_MAX_FAILED_PER_ACCOUNT",
+        "lockout_minutes": "TRACT_WEB_LOCKOUT_MINUTES",
+    }
+
+    @classmethod
+    def from_env(
+        cls, home: Path, environ: Mapping[str, str] | None = None, **overrides: object
+    ) -> UserSettings:
+        """Settings from the environment; explicit ``overrides`` win (tests, CLI options)."""
+        values = read_settings(cls.ENV, environ, overrides, user_setting)
+        values.setdefault("users_db", users_file(home))
+        return cls(**values)  # type: ignore[arg-type]
+
+
+def read_settings(
+    variables: Mapping[str, str],
+    environ: Mapping[str, str] | None,
+    overrides: Mapping[str, object],
+    convert: Callable[[str, object], object],
+) -> dict[str, object]:
+    """The settings that ``environ`` (default: the process's) sets, named field: variable in
+    ``variables``, with ``overrides`` winning, each converted by ``convert(name, value)``. A
+    value it refuses (ValueError) is a :class:`WebConfigError` that names its variable."""
+    env = os.environ if environ is None else environ
+    raw: dict[str, object] = {
+        name: env[var] for name, var in variables.items() if env.get(var, "") != ""
+    }
+    raw |= {k: v for k, v in overrides.items() if v is not None}
+    values: dict[str, object] = {}
+    for name, value in raw.items():
+        try:
+            values[name] = convert(name, value)
+        except ValueError:
+            raise WebConfigError(
+                f"{variables.get(name, name)}={value!r} is not a valid value for {name}; "
+                "use a non-negative number (1/0 for TRACT_WEB_COMMITTEE_SEES_RESULTS, "
+                "1/0/auto for TRACT_WEB_SECURE_COOKIES)"
+            ) from None
+    return values
+
+
+def user_setting(name: str, value: object) -> object:
+    """``value`` as the user setting ``name`` wants it (ValueError when it cannot be used);
+    the value of any other setting as it is."""
+    if name == "session_hours":
+        hours = float(str(value))
+        if hours <= 0:
+            raise ValueError(value)
+        return hours
+    if name in UserSettings.ENV:
+        return whole_number(value)
+    return value
+
+
+def whole_number(value: object) -> int:
+    """``value`` as a whole number of at least 0 (ValueError otherwise)."""
+    number = int(str(value))
+    if number < 0:
+        raise ValueError(value)
+    return number
 
 
 class UserStore:
@@ -157,6 +227,18 @@ class UserStore:
                 window=timedelta(minutes=lockout_minutes),
             ),
         )
+
+    @classmethod
+    def for_home(
+        cls,
+        home: Path,
+        hasher: PasswordHasher | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> UserStore:
+        """The store of a platform home, set by the ``TRACT_WEB_*`` variables it reads
+        (:class:`UserSettings`): what the CLI and the DAGs open, without the web page's settings
+        (no cookie secret is made)."""
+        return cls.from_settings(UserSettings.from_env(home, environ), hasher=hasher)
 
     @classmethod
     def from_settings(

@@ -38,9 +38,8 @@ def _demo_users(home: Path, people: dict[str, tuple[str, str]], hasher: Any = No
     """The home's user store with ``people`` (name: role, printed name) registered with the
     demo-only password (those present are kept)."""
     from services.users import UserStore
-    from services.web.settings import WebSettings
 
-    users = UserStore.from_settings(WebSettings.from_env(home), hasher=hasher)
+    users = UserStore.for_home(home, hasher=hasher)
     known = {u.username for u in users.users() if u.active}
     for name, (role, printed) in people.items():
         if name not in known:

@@ -156,9 +156,8 @@ def _may_still_lock(signer: str, request_id: str) -> None:
     from services.lock.errors import LockRefusedError
     from services.signatures import LOCK, SIGNING_ROLES
     from services.users import UserStore
-    from services.web.settings import WebSettings
 
-    users = UserStore.from_settings(WebSettings.from_env(_settings().home))
+    users = UserStore.for_home(_settings().home)
     try:
         user = users.user(signer)
     except UserError:

@@ -18,9 +18,8 @@ from services.roles import ROLES
 
 def _store(obj: Any) -> Any:
     from services.users import UserStore
-    from services.web.settings import WebSettings
 
-    return UserStore.from_settings(WebSettings.from_env(obj.home))
+    return UserStore.for_home(obj.home)
 
 
 def _record(obj: Any, action: str, detail: str) -> None:

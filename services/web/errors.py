@@ -1,14 +1,11 @@
 """What the web page refuses, each with the fix; all derive from the platform's root error.
 
-The user store's refusals (``UserError``, ``SignInRefusedError``) and their ``WebError`` base
-are in :mod:`services.errors`: the CLI and the DAGs raise them too.
+The user store's refusals (``UserError``, ``SignInRefusedError``), the ``WebConfigError`` of its
+settings and their ``WebError`` base are in :mod:`services.errors`: the CLI and the DAGs raise
+them too.
 """
 
 from services.errors import WebError
-
-
-class WebConfigError(WebError):
-    """A web setting (environment variable) with a value that cannot be used."""
 
 
 class AccessRefusedError(WebError):

@@ -8,21 +8,15 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
 from services.config import Secret
+from services.errors import WebConfigError
 from services.files import private_dir, private_file
-from services.web.errors import WebConfigError
-
-INTEGERS = (
-    "overdue_days",
-    "max_failed_sign_ins",
-    "max_failed_per_client",
-    "max_failed_per_account",
-    "lockout_minutes",
-)
+from services.users import UserSettings, read_settings, user_setting, users_file, whole_number
 
 
 def web_folder(home: Path) -> Path:
@@ -31,8 +25,11 @@ def web_folder(home: Path) -> Path:
 
 
 @dataclass(frozen=True)
-class WebSettings:
-    """``secure_cookies``: None marks cookies Secure only for requests that came over https
+class WebSettings(UserSettings):
+    """The user store's settings (:class:`services.users.UserSettings`: the users file, the
+    session's lifetime, the sign-in limits) and the web page's own.
+
+    ``secure_cookies``: None marks cookies Secure only for requests that came over https
     (behind a TLS proxy, with ``--proxy-headers``); True always; False never.
 
     Sign-in failures within ``lockout_minutes`` are counted three ways (see
@@ -44,15 +41,9 @@ class WebSettings:
     (off by default: an endpoint committee is kept away from aggregate results).
     """
 
-    secret: Secret = field(repr=False)
-    users_db: Path = Path("tract-data/web/users.db")
+    secret: Secret = field(repr=False, kw_only=True)
     overdue_days: int = 14
     secure_cookies: bool | None = None
-    session_hours: float = 12.0
-    max_failed_sign_ins: int = 5
-    max_failed_per_client: int = 20
-    max_failed_per_account: int = 100
-    lockout_minutes: int = 15
     committee_sees_results: bool = False
     image_url: str | None = None
     """A link to a read's images in the core lab's viewer: an http(s) URL template over
@@ -62,58 +53,37 @@ class WebSettings:
         "secret": "TRACT_WEB_SECRET",
         "overdue_days": "TRACT_WEB_OVERDUE_DAYS",
         "secure_cookies": "TRACT_WEB_SECURE_COOKIES",
-        "session_hours": "TRACT_WEB_SESSION_HOURS",
-        "max_failed_sign_ins": "TRACT_WEB_MAX_FAILED_SIGN_INS",
-        "max_failed_per_client": "TRACT_WEB_MAX_FAILED_PER_CLIENT",
-        "max_failed_per_account": "TRACT_WEB_MAX_FAILED_PER_ACCOUNT",
-        "lockout_minutes": "TRACT_WEB_LOCKOUT_MINUTES",
+        **UserSettings.ENV,
         "committee_sees_results": "TRACT_WEB_COMMITTEE_SEES_RESULTS",
         "image_url": "TRACT_WEB_IMAGE_URL",
     }
 
     @classmethod
     def from_env(
-        cls, home: Path, environ: dict[str, str] | None = None, **overrides: object
+        cls, home: Path, environ: Mapping[str, str] | None = None, **overrides: object
     ) -> WebSettings:
         """Settings from the environment; explicit ``overrides`` win (tests, CLI options)."""
-        env = os.environ if environ is None else environ
-        raw: dict[str, object] = {
-            name: env[var] for name, var in cls.ENV.items() if env.get(var, "") != ""
-        }
-        raw |= {k: v for k, v in overrides.items() if v is not None}
-        values: dict[str, object] = {}
-        for name, value in raw.items():
-            var = cls.ENV.get(name, name)
-            try:
-                if name in INTEGERS:
-                    values[name] = int(str(value))
-                    if values[name] < 0:  # type: ignore[operator]
-                        raise ValueError
-                elif name == "session_hours":
-                    values[name] = float(str(value))
-                    if values[name] <= 0:  # type: ignore[operator]
-                        raise ValueError
-                elif name == "secure_cookies":
-                    values[name] = _tristate(value)
-                elif name == "image_url":
-                    values[name] = check_image_url(str(value))
-                elif name == "committee_sees_results":
-                    values[name] = _tristate(value)
-                    if values[name] is None:
-                        raise ValueError
-                else:
-                    values[name] = value
-            except ValueError:
-                raise WebConfigError(
-                    f"{var}={value!r} is not a valid value for {name}; "
-                    "use a non-negative number (1/0 for TRACT_WEB_COMMITTEE_SEES_RESULTS, "
-                    "1/0/auto for TRACT_WEB_SECURE_COOKIES)"
-                ) from None
+        values = read_settings(cls.ENV, environ, overrides, _setting)
         if "secret" not in values:
             values["secret"] = stored_secret(home)
-        values.setdefault("users_db", web_folder(home) / "users.db")
+        values.setdefault("users_db", users_file(home))
         values["secret"] = Secret(str(values["secret"]))
         return cls(**values)  # type: ignore[arg-type]
+
+
+def _setting(name: str, value: object) -> object:
+    """``value`` as the web setting ``name`` wants it (ValueError when it cannot be used)."""
+    if name == "overdue_days":
+        return whole_number(value)
+    if name == "secure_cookies":
+        return _tristate(value)
+    if name == "image_url":
+        return check_image_url(str(value))
+    if name == "committee_sees_results":
+        if (sees := _tristate(value)) is None:
+            raise ValueError(value)
+        return sees
+    return user_setting(name, value)
 
 
 IMAGE_FIELDS = ("study", "subject", "tract", "timepoint", "read_id")

@@ -7,11 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from services.errors import SignInRefusedError, UserError
+from services.errors import SignInRefusedError, UserError, WebConfigError
 from services.roles import PERMISSIONS, ROLES, can
 from services.users import UserStore
 from services.web.auth import CookieSigner, tokens_match
-from services.web.errors import WebConfigError
 from services.web.settings import WebSettings
 from tests.web.conftest import fast_hasher
 

@@ -17,8 +17,8 @@ from fastapi.testclient import TestClient
 
 from services.demo.run import decide_demo_conflicts, demo_committee
 from services.demo.trial import DEMO_STUDY, write_demo_trial
+from services.errors import WebConfigError
 from services.lock.snapshot import lock_prefix, sha256
-from services.web.errors import WebConfigError
 from services.web.settings import WebSettings
 from tests.web.conftest import (
     PASSWORD,
