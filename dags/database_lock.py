@@ -59,7 +59,7 @@ from airflow.sdk import (
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 LOCKS = Asset(name="tract_locks", uri="tract://locks")
-"""Every lock of every study (the event's extra names which); see services.lock.tasks."""
+"""Every lock of every study (the event's extra names which); see services.tasks."""
 LOCK_ALIAS = AssetAlias("tract_lock")
 """Resolved per run to tract://locks/<study> and tract://locks/<study>/<lock_id>."""
 RETRY_POLICY = ExceptionRetryPolicy(
@@ -109,7 +109,7 @@ RETRY_POLICY = ExceptionRetryPolicy(
 def database_lock() -> None:
     @task
     def check_request(params: dict[str, Any] | None = None, dag_run: Any = None) -> dict[str, Any]:
-        from services.lock.tasks import lock_check_request
+        from services.tasks import lock_check_request
 
         assert params is not None and dag_run is not None
         return lock_check_request(
@@ -125,43 +125,43 @@ def database_lock() -> None:
 
         if request["existing"]:
             raise AirflowSkipException(f"lock {request['lock_id']} already exists")
-        from services.lock.tasks import lock_check_conflicts
+        from services.tasks import lock_check_conflicts
 
         return lock_check_conflicts(request)
 
     @task
     def freeze_cut(request: dict[str, Any]) -> dict[str, Any]:
-        from services.lock.tasks import lock_freeze_cut
+        from services.tasks import lock_freeze_cut
 
         return lock_freeze_cut(request)
 
     @task
     def materialise(request: dict[str, Any], cut: dict[str, Any]) -> str:
-        from services.lock.tasks import lock_materialise
+        from services.tasks import lock_materialise
 
         return lock_materialise(request, cut)
 
     @task
     def validate(request: dict[str, Any]) -> dict[str, Any]:
-        from services.lock.tasks import lock_validate
+        from services.tasks import lock_validate
 
         return lock_validate(request)
 
     @task
     def write_snapshot(request: dict[str, Any]) -> str:
-        from services.lock.tasks import lock_write
+        from services.tasks import lock_write
 
         return lock_write(request)
 
     @task(trigger_rule=TriggerRule.NONE_FAILED)
     def verify_hashes(request: dict[str, Any]) -> str:
-        from services.lock.tasks import lock_verify
+        from services.tasks import lock_verify
 
         return lock_verify(request)
 
     @task(outlets=[LOCKS, LOCK_ALIAS])
     def publish_lock_event(request: dict[str, Any], *, outlet_events: Any = None) -> dict[str, Any]:
-        from services.lock.tasks import lock_asset_events, lock_publish
+        from services.tasks import lock_asset_events, lock_publish
 
         payload = lock_publish(request)
         events = lock_asset_events(request["study"], payload)
@@ -179,7 +179,7 @@ def database_lock() -> None:
         what = (params or {}).get("export", "none")
         if what == "none":
             raise AirflowSkipException("no submission export asked for (param export)")
-        from services.lock.tasks import lock_export
+        from services.tasks import lock_export
 
         return lock_export(request, what)
 

@@ -43,14 +43,14 @@ from airflow.sdk import Param, dag, task
 def database_unlock() -> None:
     @task
     def check_request(params: dict[str, Any] | None = None) -> dict[str, Any]:
-        from services.lock.tasks import unlock_check_request
+        from services.tasks import unlock_check_request
 
         assert params is not None
         return unlock_check_request(dict(params))
 
     @task
     def publish_unlock(request: dict[str, Any]) -> dict[str, Any]:
-        from services.lock.tasks import unlock_publish
+        from services.tasks import unlock_publish
 
         return unlock_publish(request)
 

@@ -33,7 +33,7 @@ def locked_study_analysis() -> None:
 
     @task
     def recompute_tables(event: dict[str, Any]) -> dict[str, Any]:
-        from services.lock.tasks import analyse_lock
+        from services.tasks import analyse_lock
 
         return analyse_lock(event)
 

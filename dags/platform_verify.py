@@ -40,7 +40,7 @@ from airflow.sdk import Param, dag, task
 def platform_verify() -> None:
     @task(retries=0)
     def verify(params: dict[str, Any] | None = None) -> dict[str, Any]:
-        from services.lock.tasks import verify_platform
+        from services.tasks import verify_platform
 
         return verify_platform((params or {}).get("study"))
 

@@ -51,13 +51,13 @@ RETRY_POLICY = ExceptionRetryPolicy(
 def trial_snapshot() -> None:
     @task
     def list_studies(params: dict[str, Any] | None = None) -> list[str]:
-        from services.lock.tasks import snapshot_studies
+        from services.tasks import snapshot_studies
 
         return snapshot_studies((params or {}).get("study"))
 
     @task
     def write_snapshot(study: str, dag_run: Any = None) -> dict[str, Any]:
-        from services.lock.tasks import snapshot_write
+        from services.tasks import snapshot_write
 
         when = getattr(dag_run, "logical_date", None) or getattr(dag_run, "run_after", None)
         return snapshot_write(study, when)

@@ -1,5 +1,5 @@
 """Who a lock the DAG takes names: the Airflow user who triggered the run, as check_request
-reads it from the run (services.lock.tasks.lock_requester; the DAG runs are in
+reads it from the run (services.tasks.lock_requester; the DAG runs are in
 test_database_lock.py and test_rest_api.py)."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from services.lock.errors import LockRefusedError
-from services.lock.tasks import lock_requester
+from services.tasks import lock_requester
 
 
 @pytest.mark.parametrize(
