@@ -297,6 +297,21 @@ class Platform:
             }
         )
 
+    def checked_outcomes(
+        self, study: str, subjects: Collection[str]
+    ) -> tuple[Adjudication, list[tuple[str, str]]]:
+        """``subjects``' outcomes as the log gives them, and how the maintained state's files
+        differ from them (nothing, unless they were edited by hand): what a page about one
+        subject shows, so an edit of the state's files never shows there (it costs a point
+        adjudication, ~0.2 s at 100,000 subjects)."""
+        kept = self.outcomes(study, subjects)  # caught up with the log first
+        if self.state is None:
+            return kept, []
+        from services.state.compare import state_differences
+
+        fresh = self.state.recomputed(study, subjects=subjects)
+        return fresh, state_differences(kept, fresh)
+
     def _unchanged_since(self, study: str, cut: Cut) -> bool:
         """True when the log holds nothing of ``study`` at or after ``cut`` (so the state,
         caught up, is the study at the cut)."""

@@ -27,11 +27,8 @@ from services.log.verify import Finding, LogVerdict, verify_log
 from services.store import MANIFEST, ObjectStore
 
 if TYPE_CHECKING:
-    from services.adjudicator.engine import Adjudication
     from services.state.maintained import MaintainedState
 
-SHOWN = 3
-"""Differing rows named per table (the count says how many there are)."""
 MATCHES = "matches the log"
 
 
@@ -146,6 +143,7 @@ def _check_state(
     import tempfile
 
     from services.lock.baseline import lock_baseline
+    from services.state.compare import state_differences
 
     folder = state.store.folder
     applied = state.store.applied()
@@ -190,28 +188,6 @@ def _check_state(
             ]
 
 
-def state_differences(found: Adjudication, expected: Adjudication) -> list[tuple[str, str]]:
-    """Per table of the state that is not what the log gives, what differs (its first rows
-    named by key, with the columns that differ and both values)."""
-    from services.state.maintained import KEYS, TABLES
-
-    said = []
-    for table in TABLES:
-        mine, theirs = getattr(found, table), getattr(expected, table)
-        if mine.columns != theirs.columns or mine.dtypes != theirs.dtypes:
-            said.append(
-                (
-                    table,
-                    f"its columns are not the log's ({len(mine.columns)} vs {len(theirs.columns)})",
-                )
-            )
-            continue
-        if mine.equals(theirs):
-            continue
-        said.append((table, _rows_that_differ(mine, theirs, list(KEYS[table]))))
-    return said
-
-
 def _misplaced(rows: pl.DataFrame) -> list[tuple[str, str]]:
     """Rows a point read (the page's subject view, `tract outcomes --subject`) would not find:
     kept in another bucket file than the one meta.json's layout sends it to."""
@@ -228,34 +204,6 @@ def _misplaced(rows: pl.DataFrame) -> list[tuple[str, str]]:
             )
         )
     return said
-
-
-def _rows_that_differ(mine: pl.DataFrame, theirs: pl.DataFrame, keys: list[str]) -> str:
-    """'N rows differ; subject_id=S, tract_id=T: outcome is X in the files, Y from the log'."""
-    hashed = [f.with_columns(_row=f.hash_rows(seed=0)) for f in (mine, theirs)]
-    joined = hashed[0].join(
-        hashed[1], on=keys, how="full", suffix="_log", nulls_equal=True, maintain_order="left"
-    )
-    differ = joined.filter(pl.col("_row").ne_missing(pl.col("_row_log")))
-    shown = []
-    for row in differ.head(SHOWN).iter_rows(named=True):
-        key = ", ".join(
-            f"{k}={row[k] if row[k] is not None else row.get(f'{k}_log')}" for k in keys
-        )
-        columns = [c for c in mine.columns if c not in keys and row[c] != row[f"{c}_log"]]
-        if row["_row"] is None:
-            shown.append(f"{key}: missing from the files")
-        elif row["_row_log"] is None:
-            shown.append(f"{key}: in the files, not from the log")
-        else:
-            shown.append(
-                f"{key}: "
-                + "; ".join(
-                    f"{c} is {row[c]!r} in the files, {row[c + '_log']!r} from the log"
-                    for c in columns[:SHOWN]
-                )
-            )
-    return f"{differ.height} row(s) differ; " + " | ".join(shown)
 
 
 def _check_expected_head(verdict: Verdict, expect_head: str) -> None:

@@ -414,16 +414,21 @@ class MaintainedState:
         frozen = baseline(study, lock) if lock and baseline else None
         return changes, flag_changes(_with(partial, conflicts=conflicts), frozen)
 
-    def recomputed(self, study: str, baseline: BaselineLoader | None = None) -> Adjudication:
-        """What the state's files of ``study`` hold if nobody edited them: the study computed in
-        full from the log, as far as APPLIED says the state reflects it, written nowhere (what
-        `tract verify` compares them with). ``baseline``: the lock's outcomes read afresh, not
-        the copy kept beside the state."""
+    def recomputed(
+        self,
+        study: str,
+        baseline: BaselineLoader | None = None,
+        subjects: Collection[str] | None = None,
+    ) -> Adjudication:
+        """What the state's files of ``study`` hold if nobody edited them: the study (or
+        ``subjects`` of it) computed from the log, as far as APPLIED says the state reflects
+        it, written nowhere (what `tract verify` and a subject's page compare them with).
+        ``baseline``: the lock's outcomes read afresh, not the copy kept beside the state."""
         applied = self.store.applied()
         source: Records = self.log
         if applied is not None and applied.seq != self.log.head().seq:
             source = RecordsAt(self.log, self._cut_at(applied.seq))
-        _, result = self._compute(source, study, None, utc_now(), baseline or self.baseline)
+        _, result = self._compute(source, study, subjects, utc_now(), baseline or self.baseline)
         return in_key_order(result)
 
     def _cut_at(self, seq: int) -> Cut:

@@ -80,6 +80,8 @@ class SubjectView:
     lock_id: str | None
     injections: int = 0
     notes: list[str] = field(default_factory=list)
+    state_differs: tuple[str, ...] = ()
+    """Tables whose kept files for this subject differ from the log (the page shows the log's)."""
 
 
 def subject_view(
@@ -100,7 +102,7 @@ def subject_view(
             "committee_decision",
         )
     }
-    result = platform.adjudicate(study)
+    result, state_differs = platform.subject_outcomes(study, subject)
     mine = {
         name: getattr(result, name).filter(pl.col("subject_id") == subject)
         for name in ("tracts", "patients", "visits", "conflicts", "new_tracts")
@@ -194,6 +196,7 @@ def subject_view(
         else "",
         blinded=not show_ids,
         lock_id=lock_id,
+        state_differs=state_differs,
         injections=current(records["injection"].lazy(), schemas.contract("injection"))
         .collect()
         .height

@@ -331,6 +331,12 @@ class VisiblePlatform:
     def adjudicate(self, study: str) -> Adjudication:
         return self._blind_result(self._raw_result(study))
 
+    def subject_outcomes(self, study: str, subject: str) -> tuple[Adjudication, tuple[str, ...]]:
+        """One subject's outcomes as the log gives them, blinded, and the tables whose kept
+        files differ from them (named, never their values: a role may not see outcomes)."""
+        result, differ = self._platform.checked_outcomes(study, [subject])
+        return self._blind_result(result), tuple(table for table, _ in differ)
+
     def find_conflict(
         self, conflict_id: str, study: str | None = None
     ) -> tuple[str, dict[str, Any], Adjudication]:

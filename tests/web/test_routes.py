@@ -237,6 +237,41 @@ def test_every_role_reads_every_page(site: Site, as_role: AsRole, role: str) -> 
         assert "default-src 'none'" in response.headers["content-security-policy"]
 
 
+def test_an_outcome_edited_in_the_state_files_never_shows_on_the_subject_page(
+    site: Site, as_role: AsRole
+) -> None:
+    """Insider: a subject's outcomes rewritten in the state's files (what the pages read) no
+    longer show on that subject's page: it shows what the log gives, and says the kept files
+    differ (naming the tables, not their values: a role may not see outcomes)."""
+    client, _ = as_role("data_manager")
+    path = f"/subjects/S02?study={DEMO_STUDY}"
+    honest = client.get(path).text
+    assert 'data-testid="state-differs"' not in honest
+
+    state = site.home / "state" / DEMO_STUDY
+    generation = state / (state / "CURRENT").read_text().strip()
+    for bucket in generation.glob("tracts/*.parquet"):
+        frame = pl.read_parquet(bucket)
+        flipped = pl.when(pl.col("outcome") == "CLOSED").then(pl.lit("NOT_CLOSED"))
+        frame.with_columns(
+            outcome=pl.when(pl.col("subject_id") == "S02")
+            .then(flipped.otherwise(pl.lit("CLOSED")))
+            .otherwise(pl.col("outcome"))
+        ).write_parquet(bucket)
+    kept = site.platform.outcomes(DEMO_STUDY, ["S02"]).tracts["outcome"].to_list()
+    assert (
+        kept != site.platform.checked_outcomes(DEMO_STUDY, ["S02"])[0].tracts["outcome"].to_list()
+    )
+
+    edited = client.get(path).text
+    assert 'data-testid="state-differs"' in edited and "(tracts)" in edited
+    table = 'data-testid="tracts"'
+    assert (
+        edited[edited.index(table) :].split("</table>")[0]
+        == (honest[honest.index(table) :].split("</table>")[0])
+    )  # the log's outcomes, as before the edit
+
+
 def test_health_needs_no_sign_in(site: Site) -> None:
     assert site.client().get("/healthz").json() == {"status": "ok"}
 
