@@ -333,11 +333,23 @@ class Platform:
     def find_conflict(
         self, conflict_id: str, study: str | None = None
     ) -> tuple[str, dict[str, Any], Adjudication]:
+        """The study holding ``conflict_id``, the conflict and its subject's outcomes, computed
+        from the log: the kept conflicts only say where to look, so a vote never signs (and a
+        page never shows) what an edited state file says (its evidence fingerprint, the rule's
+        outcome)."""
         for candidate in [study] if study else self.studies():
-            result = self.adjudicate(candidate)
-            match = result.conflicts.filter(pl.col("conflict_id") == conflict_id)
-            if match.height:
-                return candidate, match.row(0, named=True), result
+            listed = self.outcomes(candidate, tables=("conflicts",)).conflicts
+            match = listed.filter(pl.col("conflict_id") == conflict_id)
+            if not match.height:
+                continue
+            subject = match["subject_id"][0]
+            if subject is None or self.state is None:
+                result = self.adjudicate(candidate)
+            else:
+                result, _ = self.checked_outcomes(candidate, [subject])
+            found = result.conflicts.filter(pl.col("conflict_id") == conflict_id)
+            if found.height:
+                return candidate, found.row(0, named=True), result
         where = f"study {study}" if study else "any study"
         raise UnknownConflictError(
             f"no conflict {conflict_id} in {where}; list them with `tract conflicts --all`"

@@ -381,3 +381,43 @@ def test_a_refused_vote_on_several_conflicts_is_recorded_for_each(open_home: Pat
 def test_signing_commands_never_take_a_password_from_argv(tmp_path: Path, command: tuple) -> None:
     code, out = tract(tmp_path, *command, "--as", "dr.a", "--password", "pw")
     assert code == 2 and "visible to other local accounts" in out
+
+
+def test_a_vote_signs_the_evidence_the_log_gives_not_an_edited_state_file(
+    open_home: Path,
+) -> None:
+    """Insider: the conflict's evidence fingerprint and its tract's rule outcome rewritten in
+    the state's files (what pages read). A member's signed vote carried those values (its
+    decision then never formed: the votes did not match the evidence). The vote now takes the
+    conflict and its subject from the log."""
+    add_user(open_home, "dr.a", "committee", "Dr Alice Able")
+    add_user(open_home, "dr.b", "committee", "Dr Bruno Baker")
+    platform = Platform.embedded(open_home)
+    honest = platform.outcomes(STUDY).conflicts.filter(
+        pl.col("conflict_id") == READER_DISAGREEMENT_S05
+    )
+    subject, tract_id = honest["subject_id"][0], honest["tract_id"][0]
+    rule = platform.outcomes(STUDY, [subject]).tracts.filter(pl.col("tract_id") == tract_id)
+    state = open_home / "state" / STUDY
+    generation = state / (state / "CURRENT").read_text().strip()
+    for bucket in generation.glob("conflicts/*.parquet"):
+        frame = pl.read_parquet(bucket)
+        frame.with_columns(
+            fingerprint=pl.when(pl.col("conflict_id") == READER_DISAGREEMENT_S05)
+            .then(pl.lit("forged-fingerprint"))
+            .otherwise(pl.col("fingerprint"))
+        ).write_parquet(bucket)
+    for bucket in generation.glob("tracts/*.parquet"):
+        frame = pl.read_parquet(bucket)
+        here = (pl.col("subject_id") == subject) & (pl.col("tract_id") == tract_id)
+        frame.with_columns(
+            rule_outcome=pl.when(here).then(pl.lit("FORGED")).otherwise(pl.col("rule_outcome"))
+        ).write_parquet(bucket)
+
+    for member in ("dr.a", "dr.b"):
+        code, out = vote(open_home, member, "CLOSED")
+        assert code == 0, out
+    votes = Platform.embedded(open_home).votes(STUDY)
+    assert votes["fingerprint"].to_list() == [honest["fingerprint"][0]] * 2
+    assert votes["rule_outcome"].to_list() == [rule["rule_outcome"][0]] * 2
+    assert status_of(open_home, READER_DISAGREEMENT_S05) == "DECIDED"

@@ -341,8 +341,7 @@ class VisiblePlatform:
         self, conflict_id: str, study: str | None = None
     ) -> tuple[str, dict[str, Any], Adjudication]:
         found, _, result = self._platform.find_conflict(conflict_id, study)
-        self._results[found] = result
-        visible = self._blind_result(result)
+        visible = self._blind_result(result)  # its subject's outcomes: not kept as the study's
         row = visible.conflicts.filter(pl.col("conflict_id") == conflict_id).row(0, named=True)
         return found, row, visible
 
