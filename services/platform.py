@@ -51,6 +51,7 @@ from services.signatures import (
     sign_as,
 )
 from services.state import MaintainedState, Records, adjudicate_study
+from services.state.compare import state_differences
 from services.state.maintained import TABLES, in_key_order
 from services.state.postlock import LockBaseline, flag_changes
 from services.state.records import Cut, RecordsAt, lock_cut, lock_in_force
@@ -307,8 +308,6 @@ class Platform:
         kept = self.outcomes(study, subjects)  # caught up with the log first
         if self.state is None:
             return kept, []
-        from services.state.compare import state_differences
-
         fresh = self.state.recomputed(study, subjects=subjects)
         return fresh, state_differences(kept, fresh)
 

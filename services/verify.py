@@ -14,6 +14,7 @@ what it finds: every finding is reported, and the verdict says INTACT only when 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -166,7 +167,7 @@ def _check_state(
         )
         return
     with tempfile.TemporaryDirectory(prefix="tract-verify-") as scratch:
-        fresh = lambda s, lock: lock_baseline(store, Path(scratch), s, lock)  # noqa: E731
+        fresh = functools.partial(lock_baseline, store, Path(scratch))  # read from the store
         for s in studies:
             found = state.store.read(s)
             if found is None and state.store.meta(s) is None:

@@ -678,7 +678,8 @@ def lock_requests(
     requests: pl.DataFrame, locks: pl.DataFrame, now: datetime | None = None
 ) -> list[dict[str, str]]:
     """Every lock signed for the DAG (``lock_request`` events), newest first, its latest
-    signature shown, and where it stands against the study's ``lock`` events (log order):
+    signature shown with its signer and when it must be taken by, and where it stands against
+    the study's ``lock`` events (log order):
     taken (the DAG published its lock), waiting, not taken (its lock id went to another
     request: the first to claim an id owns it) or expired (unclaimed past
     :data:`REQUEST_VALID_FOR`)."""
@@ -697,7 +698,9 @@ def lock_requests(
             "lock_id",
             "level",
             "reason",
+            "signer",
             signature=manifestation_expr(),
+            take_by=(pl.col("signed_at") + REQUEST_VALID_FOR).dt.strftime("%Y-%m-%d %H:%M UTC"),
             state=pl.when(request.is_in(taken))
             .then(pl.lit(TAKEN))
             .when(pl.col("owner").is_not_null() & (pl.col("owner") != request))

@@ -469,14 +469,16 @@ class EventLog:
             )
         return frame if columns is None else frame.select(columns)
 
-    def positions(self) -> dict[str, int]:
-        """Per kind, the offset the next event will get."""
+    def positions(self, upto_seq: int | None = None) -> dict[str, int]:
+        """Per kind, the offset the next event will get (had, once entry ``upto_seq`` was
+        appended)."""
         db = self._index()
         if db is None:
             return {}
+        last = self._checked if upto_seq is None else min(upto_seq, self._checked)
         rows = db.execute(
             "SELECT topic, max(first_offset + count) FROM segments WHERE seq <= ? GROUP BY topic",
-            (self._checked,),
+            (last,),
         ).fetchall()
         return dict(rows)
 

@@ -42,7 +42,6 @@ from services.log.errors import LogDamagedError
 from services.state.postlock import LockBaseline, flag_changes
 from services.state.records import (
     IN_FORCE_ACTIONS,
-    Cut,
     Records,
     RecordsAt,
     adjudicate_study,
@@ -427,17 +426,9 @@ class MaintainedState:
         applied = self.store.applied()
         source: Records = self.log
         if applied is not None and applied.seq != self.log.head().seq:
-            source = RecordsAt(self.log, self._cut_at(applied.seq))
+            source = RecordsAt(self.log, self.log.positions(upto_seq=applied.seq))
         _, result = self._compute(source, study, subjects, utc_now(), baseline or self.baseline)
         return in_key_order(result)
-
-    def _cut_at(self, seq: int) -> Cut:
-        """Per kind, the offset the next event had once entry ``seq`` was appended."""
-        cut: Cut = {}
-        for e in self.log.entries():
-            if e.seq <= seq:
-                cut[e.topic] = max(cut.get(e.topic, 0), e.first_offset + e.count)
-        return cut
 
 
 def _with(result: Adjudication, **tables: pl.DataFrame) -> Adjudication:

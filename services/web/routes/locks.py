@@ -9,12 +9,11 @@ from datetime import UTC
 from typing import Annotated
 from urllib.parse import quote, urlencode
 
-import polars as pl
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from services.errors import TractError
-from services.lock.lock import REQUEST_HOURS, LockRequest, lock_meaning, take_by
+from services.lock.lock import REQUEST_HOURS, LockRequest, lock_meaning
 from services.signatures import LOCK, SignatureRefusedError, sign_as
 from services.users import Session
 from services.web.deps import allow, guard, pick_study, refuse, render, signing, viewer, web
@@ -25,7 +24,7 @@ from services.web.lockview import (
     lock_history,
     lock_preview,
 )
-from services.web.visibility import VisiblePlatform, visible
+from services.web.visibility import visible
 
 router = APIRouter()
 
@@ -62,6 +61,7 @@ def locks_page(
         "unlocked": request.query_params.get("unlock"),
     }
     if study is not None:
+        asked = lock_requests(seen, study)
         context["view"] = {
             "study": study,
             "studies": studies,
@@ -69,9 +69,11 @@ def locks_page(
             "readiness": dashboard_readiness(seen, study),
             "download": seen.sees_everything,
             "unlock_requests": unlock_requests(seen, study),
-            "lock_requests": lock_requests(seen, study),
+            "lock_requests": asked,
             "request_hours": REQUEST_HOURS,
-            "signed": _signed_for_airflow(seen, study, request.query_params.get("signed")),
+            "signed": next(  # the lock request just signed on this page, if it is one
+                (r for r in asked if r["request_id"] == request.query_params.get("signed")), None
+            ),
         }
     return render(request, "locks.html", context, session, status_code)
 
@@ -147,19 +149,6 @@ def download(
             "Content-Disposition": f'attachment; filename="lock-{study}-{lock_id}-{stamp}.zip"'
         },
     )
-
-
-def _signed_for_airflow(
-    seen: VisiblePlatform, study: str, request_id: str | None
-) -> dict[str, str] | None:
-    """The lock request just signed on this page, with what its signer triggers and by when."""
-    if not request_id:
-        return None
-    asked = seen.records("lock_request", study).filter(pl.col("request_id") == request_id)
-    found = asked.sort("offset").collect().tail(1).to_dicts()
-    if not found:
-        return None
-    return found[0] | {"take_by": f"{take_by(found[0]['signed_at']):%Y-%m-%d %H:%M} UTC"}
 
 
 def _form(lock_id: str, reason: str, level: str) -> dict[str, str]:
