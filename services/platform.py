@@ -280,11 +280,13 @@ class Platform:
         study: str,
         subjects: Collection[str] | None = None,
         tables: Collection[str] = TABLES,
+        ordered: bool = True,
     ) -> Adjudication:
         """The current outcomes of ``study`` (of ``subjects`` only, when given: a point read of
-        the maintained state, whatever the size of the trial; ``tables``: only those)."""
+        the maintained state, whatever the size of the trial; ``tables``: only those;
+        ``ordered=False``: rows in no set order, for a reader that only counts)."""
         if self.state is not None:
-            return self.state.adjudication(study, subjects, tables)
+            return self.state.adjudication(study, subjects, tables, ordered)
         result = self.adjudicate(study)
         if subjects is None:
             return result
@@ -633,7 +635,8 @@ class Platform:
 
         if lock_id:
             return self.open_lock(study, lock_id).report(self.rules.confidence_level)
-        result = result or self.outcomes(study, tables=("tracts", "patients", "conflicts"))
+        tables = ("tracts", "patients", "conflicts")
+        result = result or self.outcomes(study, tables=tables, ordered=False)
         reports = schemas.contract("pathology_report")
         pathology = current(self.records("pathology_report", study), reports).collect()
         meta = {"study": result.study, "source": "current", "rule_set": result.rule_set}

@@ -123,7 +123,7 @@ def reader_agreement(tracts: pl.DataFrame) -> dict[str, Any]:
     return {
         "kappa": None
         if pairs.is_empty()
-        else _round(stats.cohen_kappa(pairs["r1_healed"].to_list(), pairs["r2_healed"].to_list())),
+        else _round(stats.cohen_kappa(pairs["r1_healed"], pairs["r2_healed"])),
         "pairs": pairs.height,
         "disagreements": disagree.height,
         "adjudicated": adjudicated.height,
@@ -178,12 +178,15 @@ def pathology_table(
         .with_columns(tract_id=pl.coalesce("maps_to", "tract_id"))
         .join(treated, on=key, how="semi")
     )
+    adequate = adequate.collect().lazy()  # read by both plans below: once
     by_visit = (
         adequate.filter(pl.col("visit").is_in(PATHOLOGY_VISITS))
         .group_by("visit")
         .agg(*[pl.col(m).median() for m in MARKERS], n=pl.len())
     )
-    first = adequate.unique([*key, "visit"], keep="first", maintain_order=True)
+    first = adequate.filter(pl.col("visit").is_in(["INJ1", "INJ3"])).unique(
+        [*key, "visit"], keep="first", maintain_order=True
+    )
     paired = (
         first.filter(pl.col("visit") == "INJ1")
         .select(*key, *MARKERS)

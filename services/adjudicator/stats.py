@@ -198,9 +198,9 @@ def cohen_kappa(a: Sequence[bool], b: Sequence[bool]) -> float | None:
     n = len(a)
     if n == 0:
         return None
-    agree = sum(1 for x, y in zip(a, b, strict=True) if bool(x) == bool(y))
-    a_yes = sum(1 for x in a if x)
-    b_yes = sum(1 for y in b if y)
+    # Counted in columns (a report's 100,000 pairs); a missing answer counts as "no".
+    x, y = (pl.Series(s, dtype=pl.Boolean, strict=False).fill_null(False) for s in (a, b))
+    agree, a_yes, b_yes = (int(s.sum()) for s in ((x == y), x, y))
     # n**2 * p_e, kept in integers so p_e == 1 is detected exactly.
     chance = a_yes * b_yes + (n - a_yes) * (n - b_yes)
     if chance == n * n:

@@ -58,9 +58,12 @@ STUDY_WIDE = frozenset({"lock"})
 only the events of ``IN_FORCE_ACTIONS`` change (a claim or a raise recomputes nothing)."""
 FULL_SHARE = 0.25
 """Above this share of a study's subjects, recomputing the study in full is cheaper."""
-SUBJECTS_PER_BUCKET, MAX_BUCKETS = 2_000, 64
-"""A study's tables are split by subject into about one file per 2,000 subjects (at most 64),
-so a refresh of a few subjects rewrites a few small files, not the study."""
+SUBJECTS_PER_BUCKET, MAX_BUCKETS = 3_000, 64
+"""A study's tables are split by subject into about one file per 3,000 subjects (at most 64),
+so a refresh of a few subjects rewrites a few small files, not the study. Each file costs
+~1.5 ms to write whatever it holds (the tract table has 63 columns): at 100,000 subjects, 33
+files a table write the state in 1.2 s where 50 took 1.4 s, and a point refresh, which links
+the other buckets, is no slower (67 ms against 73)."""
 
 PARQUET = {"compression": "zstd", "compression_level": 1}
 """How bucket files are written: as the log's segments, half LZ4's size for about its time."""
@@ -136,29 +139,32 @@ class StateFolder:
         study: str,
         subjects: Collection[str] | None = None,
         tables: Collection[str] = TABLES,
+        ordered: bool = True,
     ) -> Adjudication | None:
         """The study's tables in key order (only the rows of ``subjects`` when given: a point
-        read, which opens only their buckets; only ``tables``, the others left empty)."""
+        read, which opens only their buckets; only ``tables``, the others left empty).
+        ``ordered=False``: in bucket order, for a reader that only counts (sorting the tract
+        table is most of a whole read: 0.13 of 0.22 s at 100,000 subjects)."""
         generation, meta = self._current(study), self.meta(study)
         if generation is None or meta is None:
             return None
         buckets = int(meta["buckets"])
         try:
             if subjects is None:
-                plans = [
-                    pl.scan_parquet(generation / name / "*.parquet").sort(
-                        KEYS[name], maintain_order=True
-                    )
-                    for name in tables
-                ]
+                plans = [pl.scan_parquet(generation / name / "*.parquet") for name in tables]
             else:
                 wanted = pl.Series(list(subjects), dtype=pl.String)
                 chosen = sorted(set(bucket_of(wanted, buckets).to_list()))
                 plans = [
-                    pl.scan_parquet([generation / name / f"{b:03d}.parquet" for b in chosen])
-                    .filter(pl.col("subject_id").is_in(wanted.implode()))
-                    .sort(KEYS[name], maintain_order=True)
+                    pl.scan_parquet(
+                        [generation / name / f"{b:03d}.parquet" for b in chosen]
+                    ).filter(pl.col("subject_id").is_in(wanted.implode()))
                     for name in tables
+                ]
+            if ordered:
+                plans = [
+                    plan.sort(KEYS[name], maintain_order=True)
+                    for plan, name in zip(plans, tables, strict=True)
                 ]
             read = dict(zip(tables, pl.collect_all(plans), strict=True))
         except (OSError, pl.exceptions.ComputeError):
@@ -289,11 +295,12 @@ class MaintainedState:
         study: str,
         subjects: Collection[str] | None = None,
         tables: Collection[str] = TABLES,
+        ordered: bool = True,
     ) -> Adjudication:
         """The study's current adjudication (of ``subjects`` only, when given; of ``tables``
-        only), caught up with the log first."""
+        only; ``ordered=False``: rows in no set order), caught up with the log first."""
         self.catch_up()
-        found = self.store.read(study, subjects, tables)
+        found = self.store.read(study, subjects, tables, ordered)
         if found is None:  # a study with no events yet
             return adjudicate_study(self.log, study, self.rules, subjects=subjects)
         return found
