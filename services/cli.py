@@ -567,13 +567,9 @@ def verify(obj: Context, study: str | None, expect_head: str | None, as_json: bo
     On Kafka it walks the adjudicator service's applied log (<home>/adjudicator). Exit 0:
     intact. Exit 1: something does not match (the first finding is named).
     """
-    from services.store import open_store
-    from services.verify import verified_home, verify_home
+    from services.verify import verify_platform_home
 
-    home = verified_home(obj.settings)
-    verdict = verify_home(
-        home, open_store(obj.settings), study, expect_head, state=obj.platform.state
-    )
+    verdict = verify_platform_home(obj.settings, obj.platform, study, expect_head)
     emit(verdict.to_dict(), as_json, verdict.text())
     if not verdict.intact:
         sys.exit(1)

@@ -43,10 +43,11 @@ class Context:
         return self._platform
 
     def directory(self) -> Any:
-        """The registered users (``<home>/web/users.db``), who sign votes and approvals."""
+        """The registered users (``<home>/web/users.db``), who sign votes and approvals, each
+        only as the log last recorded their account (``services/accounts.py``)."""
         from services.users import UserStore
 
-        return UserStore.for_home(self.home)
+        return self.platform.signers(UserStore.for_home(self.home))
 
     def store_and_locks(self) -> tuple[Any, pl.DataFrame | None]:
         """The store, and the log's lock events when this home has a log (an analyst's

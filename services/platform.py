@@ -200,6 +200,14 @@ class Platform:
         self.check_log()
         return self.bus.publish(events)
 
+    def record(self, events: list[Event]) -> int:
+        """Publish ``events`` and wait until they are applied (Kafka: by the adjudicator
+        service), so that the next process reads them (an account recorded, then a signature)."""
+        count = self.publish(events)
+        if hasattr(self.bus, "await_applied"):
+            self.bus.await_applied()
+        return count
+
     def check_log(self) -> None:
         """Before any write: a log that lost committed events is refused, never written on."""
         if self.state is not None:
@@ -420,7 +428,9 @@ class Platform:
                     f"conflict {conflict_id}: a vote must be signed by the member casting it "
                     "(their user name and password)"
                 )
-            signature = sign(directory, credentials, VOTE, unsigned.payload["meaning"])
+            signature = sign(
+                self.signers(directory), credentials, VOTE, unsigned.payload["meaning"]
+            )
             before = ballot(self.votes(study), conflict, self.rules.quorum)
             again = _same_vote(before, signature, unsigned.payload)
             if again is not None:
@@ -513,6 +523,15 @@ class Platform:
         )
         return take_lock(self.lock_sources(), request, retention_days, validate=validate, sign=sign)
 
+    def signers(self, directory: Directory) -> Directory:
+        """``directory`` for signing: each account signs only as the log last recorded it
+        (an account edited in the user store's file signs nothing: services/accounts.py)."""
+        from services.accounts import RecordedDirectory
+
+        if isinstance(directory, RecordedDirectory):
+            return directory
+        return RecordedDirectory.of(directory, self.source)  # type: ignore[arg-type]
+
     def sign_lock_request(
         self,
         study: str,
@@ -568,7 +587,7 @@ class Platform:
         :mod:`services.lock.unlock`)."""
         from services.lock.unlock import request_unlock
 
-        signer = sign_as(directory, credentials, REQUEST_UNLOCK)
+        signer = sign_as(self.signers(directory), credentials, REQUEST_UNLOCK)
         return request_unlock(self._applied_sources(), study, lock_id, reason, signer)
 
     def approve_unlock(
@@ -582,7 +601,7 @@ class Platform:
         record is then returned), unless ``apply`` is False (the DAG then does it)."""
         from services.lock.unlock import approve_unlock
 
-        signer = sign_as(directory, credentials, APPROVE_UNLOCK)
+        signer = sign_as(self.signers(directory), credentials, APPROVE_UNLOCK)
         return approve_unlock(self._applied_sources(), request_id, signer, apply)
 
     def apply_unlock(self, request_id: str) -> dict[str, Any]:
@@ -603,7 +622,7 @@ class Platform:
         """Raise the soft lock in force to hard, signed (see :func:`services.lock.lock.raise_lock`)."""
         from services.lock.lock import raise_lock
 
-        signer = sign_as(directory, credentials, RAISE_LOCK)
+        signer = sign_as(self.signers(directory), credentials, RAISE_LOCK)
         return raise_lock(self._applied_sources(), study, lock_id, reason, signer, retention_days)
 
     def lock_positions(self, study: str) -> Cut | None:

@@ -341,11 +341,10 @@ def verify_platform(study: str | None = None) -> dict[str, Any]:
     files against the log, every line in the task log; the run fails (no retry: it would find
     the same) naming the first finding when anything does not match."""
     from services.lock.errors import LogAlteredError
-    from services.verify import verified_home, verify_home
+    from services.verify import verify_platform_home
 
     settings = _settings()
-    platform = _platform(settings)
-    verdict = verify_home(verified_home(settings), platform.store, study, state=platform.state)
+    verdict = verify_platform_home(settings, _platform(settings), study)
     for line in verdict.text().splitlines():
         (log.info if verdict.intact else log.error)("%s", line)
     if not verdict.intact:

@@ -30,7 +30,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -358,6 +358,28 @@ class UserStore:
             ).fetchall()
         return [User(r[0], r[1], bool(r[2]), r[3], r[4]) for r in rows]
 
+    def accounts(self, username: str | None = None) -> dict[str, dict[str, Any]]:
+        """What a signature rests on, per username (of ``username`` only, when given): role,
+        printed name, active, and ``credential``, a digest of the stored password hash (which
+        says the password changed, never what it is). ``services.accounts`` compares it with
+        the log's record."""
+        query = "SELECT username, role, full_name, active, password_hash FROM users"
+        with self._db() as db:
+            rows = (
+                db.execute(f"{query} WHERE username = ?", (username,))
+                if username is not None
+                else db.execute(query)
+            ).fetchall()
+        return {
+            r[0]: {
+                "role": r[1],
+                "full_name": r[2] or "",
+                "active": bool(r[3]),
+                "credential": _sha(r[4]),
+            }
+            for r in rows
+        }
+
     def with_role(self, role: str) -> list[str]:
         """Active usernames holding ``role`` (the committee members offered on the form)."""
         return [u.username for u in self.users() if u.active and u.role == role]
@@ -402,12 +424,8 @@ class UserStore:
             raise SignInRefusedError("wrong password")
         if not row[1]:
             raise SignInRefusedError("account removed")
-        if self.hasher.check_needs_rehash(row[0]):
-            with self._db() as db:
-                db.execute(
-                    "UPDATE users SET password_hash = ? WHERE username = ?",
-                    (self.hasher.hash(password), name),
-                )
+        # No rehash on sign-in: the log records a digest of this hash (services/accounts.py),
+        # so new hashing costs apply from the user's next password change.
         self.throttle.succeeded(account, client)
         return self.user(name)
 

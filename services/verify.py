@@ -28,6 +28,7 @@ from services.log.verify import Finding, LogVerdict, verify_log
 from services.store import MANIFEST, ObjectStore
 
 if TYPE_CHECKING:
+    from services.accounts import AccountStore
     from services.state.maintained import MaintainedState
 
 MATCHES = "matches the log"
@@ -52,6 +53,8 @@ class Verdict:
     findings: list[Finding] = field(default_factory=list)
     states: dict[str, str] = field(default_factory=dict)
     """Per study, what the check of the maintained state's files found (or why it was not run)."""
+    accounts: str | None = None
+    """What the check of the user store against the log's account records found."""
 
     @property
     def intact(self) -> bool:
@@ -68,6 +71,7 @@ class Verdict:
             "log": self.log.to_dict(),
             "locks": [asdict(c) for c in self.locks],
             "state": self.states,
+            "accounts": self.accounts,
             "findings": [str(f) for f in [*self.log.findings, *self.findings]],
             "first_finding": str(self.first()) if self.first() else None,
         }
@@ -85,6 +89,7 @@ class Verdict:
             state = c.integrity if not c.problem else f"{c.integrity}: {c.problem}"
             lines.append(f"lock {c.study}/{c.lock_id} ({c.action}): {state}{anchor}")
         lines += [f"state {study}: {said}" for study, said in self.states.items()]
+        lines += [f"accounts: {self.accounts}"] if self.accounts else []
         if self.intact:
             compared = self.states and set(self.states.values()) == {MATCHES}
             outcomes = ", and the outcomes' files match the log" if compared else ""
@@ -105,15 +110,29 @@ def verified_home(settings: Any) -> Path:
     return Path(settings.home)
 
 
+def verify_platform_home(
+    settings: Any, platform: Any, study: str | None = None, expect_head: str | None = None
+) -> Verdict:
+    """:func:`verify_home` as `tract verify` and the platform_verify DAG run it: the log the
+    settings name, the platform's store and maintained state, and the home's user store."""
+    from services.users import UserStore, users_file
+
+    users = UserStore.for_home(settings.home) if users_file(settings.home).exists() else None
+    home = verified_home(settings)
+    return verify_home(home, platform.store, study, expect_head, platform.state, users)
+
+
 def verify_home(
     home: Path,
     store: ObjectStore,
     study: str | None = None,
     expect_head: str | None = None,
     state: MaintainedState | None = None,
+    users: AccountStore | None = None,
 ) -> Verdict:
     """Check the log under ``home``, the locks it published in ``store`` and, given the
-    platform's ``state``, its files against the log."""
+    platform's ``state``, its files against the log, and ``users`` against the log's record of
+    each account."""
     log = verify_log(Path(home) / "log")
     verdict = Verdict(str(home), log)
     if expect_head:
@@ -133,7 +152,24 @@ def verify_home(
     _unknown_locks(store, published, study, verdict)
     if state is not None and log.intact:  # an altered log is the finding; outcomes follow it
         _check_state(verdict, state, store, study)
+        if users is not None:
+            _check_accounts(verdict, users, state.log)
     return verdict
+
+
+def _check_accounts(verdict: Verdict, users: AccountStore, source: Any) -> None:
+    """Each account in the user store against the log's latest record of it."""
+    from services.accounts import account_differences
+
+    differences = account_differences(users, source)
+    where = str(getattr(users, "path", "the user store"))
+    verdict.findings += [Finding(where, problem) for problem in differences]
+    count = len(users.accounts())
+    verdict.accounts = (
+        f"{count} in the user store, each as the log records it"
+        if not differences
+        else f"{len(differences)} of {count} differ from the log's record (signing refused)"
+    )
 
 
 def _check_state(

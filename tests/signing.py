@@ -12,6 +12,7 @@ from typing import Any
 
 from argon2 import PasswordHasher
 
+from services.accounts import record_accounts
 from services.platform import Platform
 from services.signatures import LOCK, Credentials, sign_as
 from services.users import UserStore
@@ -33,13 +34,21 @@ def fast_hasher() -> PasswordHasher:
     return PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
 
 
-def directory(home: Path, people: dict[str, tuple[str, str]] | None = None) -> UserStore:
-    """The home's user store with ``people`` (default :data:`PEOPLE`) registered."""
+def directory(
+    home: Path, people: dict[str, tuple[str, str]] | None = None, platform: Any = None
+) -> UserStore:
+    """The home's user store with ``people`` (default :data:`PEOPLE`) registered, each recorded
+    in the log as `tract users add` records it (through ``platform``, else the home's embedded
+    log), so they can sign."""
     users = UserStore.from_settings(WebSettings.from_env(home), hasher=fast_hasher())
     known = {u.username for u in users.users()}
-    for name, (role, printed) in (people or PEOPLE).items():
-        if name not in known:
-            users.add(name, role, PASSWORD, printed)
+    added = [name for name in (people or PEOPLE) if name not in known]
+    for name in added:
+        role, printed = (people or PEOPLE)[name]
+        users.add(name, role, PASSWORD, printed)
+    if added:
+        record = (platform or Platform.embedded(home)).record
+        record_accounts(record, users, added, "ADD", "cli:test")
     return users
 
 
@@ -47,10 +56,11 @@ PASSWORD_LINE = PASSWORD + "\n"
 """What ``--password-stdin`` reads for anyone in :data:`PEOPLE`."""
 
 
-def as_data_manager(home: Path) -> tuple[str, ...]:
+def as_data_manager(home: Path, platform: Any = None) -> tuple[str, ...]:
     """The options that sign a data manager's command (``tract lock``) as dm.jones of
-    :data:`PEOPLE`, registered in ``home`` first; give :data:`PASSWORD_LINE` on stdin."""
-    directory(home, {"dm.jones": PEOPLE["dm.jones"]})
+    :data:`PEOPLE`, registered in ``home`` first (recorded through ``platform``, else the
+    home's embedded log); give :data:`PASSWORD_LINE` on stdin."""
+    directory(home, {"dm.jones": PEOPLE["dm.jones"]}, platform)
     return ("--as", "dm.jones", "--password-stdin")
 
 
@@ -64,7 +74,7 @@ def vote(platform: Platform, conflict_id: str, voter: str, **choice: Any) -> dic
     return platform.vote(
         conflict_id,
         credentials=signed_as(voter),
-        directory=directory(platform.home),
+        directory=directory(platform.home, platform=platform),
         **choice,
     )
 
@@ -89,7 +99,7 @@ def unlock(
     approvers: Iterable[str] = ("qa.lee", "root.admin"),
 ) -> dict[str, Any] | None:
     """A signed unlock request and its approvals; the unlock record once they are complete."""
-    users = directory(platform.home)
+    users = directory(platform.home, platform=platform)
     asked = platform.request_unlock(study, lock_id, reason, signed_as(requester), users)
     record = None
     for approver in approvers:
@@ -109,7 +119,7 @@ def lock_request(
 ) -> str:
     """A lock signed by ``signer`` for the database_lock DAG to take (as `tract lock
     --for-airflow` signs it): its request id."""
-    users = directory(platform.home)
+    users = directory(platform.home, platform=platform)
     asked = platform.sign_lock_request(
         study,
         lock_id,

@@ -29,21 +29,27 @@ DEMO_DATA_MANAGER = ("dm.demo", "Dana Demo")
 """Who locks the demo (a data manager, the same demo-only password)."""
 
 
-def demo_committee(home: Path, hasher: Any = None) -> Directory:
+def demo_committee(platform: Platform, hasher: Any = None) -> Directory:
     """The home's user store with the demo's committee members registered (kept if present)."""
-    return _demo_users(home, {n: ("committee", p) for n, p in DEMO_COMMITTEE.items()}, hasher)
+    people = {n: ("committee", p) for n, p in DEMO_COMMITTEE.items()}
+    return _demo_users(platform, people, hasher)
 
 
-def _demo_users(home: Path, people: dict[str, tuple[str, str]], hasher: Any = None) -> Directory:
+def _demo_users(
+    platform: Platform, people: dict[str, tuple[str, str]], hasher: Any = None
+) -> Directory:
     """The home's user store with ``people`` (name: role, printed name) registered with the
-    demo-only password (those present are kept)."""
+    demo-only password (those present are kept), each recorded in the log as added."""
+    from services.accounts import record_accounts
     from services.users import UserStore
 
-    users = UserStore.for_home(home, hasher=hasher)
+    users = UserStore.for_home(platform.home, hasher=hasher)
     known = {u.username for u in users.users() if u.active}
-    for name, (role, printed) in people.items():
-        if name not in known:
-            users.add(name, role, DEMO_PASSWORD, printed)
+    added = [name for name in people if name not in known]
+    for name in added:
+        role, printed = people[name]
+        users.add(name, role, DEMO_PASSWORD, printed)
+    record_accounts(platform.record, users, added, "ADD", "demo script")
     return users
 
 
@@ -75,7 +81,7 @@ def decide_scripted(
 
 def decide_demo_conflicts(platform: Platform, directory: Directory | None = None) -> list[dict]:
     """Every scripted decision of the demo trial, in order, as its members' signed votes."""
-    directory = directory or demo_committee(platform.home)
+    directory = directory or demo_committee(platform)
     return [
         vote
         for scripted in DEMO_DECISIONS
@@ -106,7 +112,7 @@ def run_demo(platform: Platform, folder: Path, say: Callable[[str], None]) -> di
         if decision:
             say(f"    decision {decision['decision_id']} in force: {decision['status']}")
     manager, printed = DEMO_DATA_MANAGER
-    directory = _demo_users(platform.home, {manager: ("data_manager", printed)})
+    directory = _demo_users(platform, {manager: ("data_manager", printed)})
     signer = Credentials(manager, DEMO_PASSWORD, "cli", "demo script")
     manifest = platform.lock(
         DEMO_STUDY,
@@ -114,7 +120,7 @@ def run_demo(platform: Platform, folder: Path, say: Callable[[str], None]) -> di
         "Primary analysis: demo database lock",
         manager,
         open_queries_reason=DEMO_QUERIES_REASON,
-        sign=sign_as(directory, signer, LOCK),
+        sign=sign_as(platform.signers(directory), signer, LOCK),
     )
     pending = manifest["open_queries"]["not_closed"]
     say(

@@ -22,14 +22,30 @@ def _store(obj: Any) -> Any:
     return UserStore.for_home(obj.home)
 
 
-def _record(obj: Any, action: str, detail: str) -> None:
-    """User changes land in the audit trail, attributed to the operating-system account."""
+def _record(obj: Any, action: str, detail: str, *accounts: str) -> None:
+    """User changes land in the audit trail, attributed to the operating-system account; each
+    of ``accounts`` is recorded in the log as the store now holds it (what its signatures are
+    checked against: services/accounts.py)."""
+    from services.accounts import account_event
     from services.audit import access_event
 
     who = f"cli:{getpass.getuser()}"
-    obj.platform.bus.publish(
-        [access_event(who=who, role=None, action=action, outcome="ALLOWED", detail=detail)]
+    stored = _store(obj).accounts() if accounts else {}
+    obj.platform.record(
+        [
+            access_event(who=who, role=None, action=action, outcome="ALLOWED", detail=detail),
+            *(account_event(name, stored[name], ACCOUNT_ACTIONS[action], who) for name in accounts),
+        ]
     )
+
+
+ACCOUNT_ACTIONS = {
+    "USER_ADD": "ADD",
+    "USER_NAME": "NAME",
+    "USER_PASSWORD": "PASSWORD",
+    "USER_REMOVE": "REMOVE",
+    "USER_RECORD": "RECORD",
+}
 
 
 @click.command()
@@ -132,7 +148,7 @@ def add(obj: Any, username: str, role: str, full_name: str, from_stdin: bool) ->
     password = _password(from_stdin, "Password")
     user = _store(obj).add(username, role, password, full_name)
     named = f", signs as {user.full_name!r}" if user.full_name else ""
-    _record(obj, "USER_ADD", f"{user.username} as {user.role}{named}")
+    _record(obj, "USER_ADD", f"{user.username} as {user.role}{named}", user.username)
     click.echo(f"added {user.username} ({user.role}){named}")
     if not user.full_name:
         click.secho(
@@ -151,7 +167,7 @@ def set_name(obj: Any, username: str, full_name: str) -> None:
     """Set the printed name a user's signatures show from now on (signatures already made
     keep the name they were made with)."""
     user = _store(obj).set_full_name(username, full_name)
-    _record(obj, "USER_NAME", f"{user.username} signs as {user.full_name!r}")
+    _record(obj, "USER_NAME", f"{user.username} signs as {user.full_name!r}", user.username)
     click.echo(f"{user.username} now signs as {user.full_name!r}")
 
 
@@ -165,7 +181,7 @@ def passwd(obj: Any, username: str, from_stdin: bool) -> None:
     the user's open sessions end."""
     password = _password(from_stdin, "New password")
     user = _store(obj).set_password(username, password)
-    _record(obj, "USER_PASSWORD", f"new password for {user.username}")
+    _record(obj, "USER_PASSWORD", f"new password for {user.username}", user.username)
     click.echo(f"password changed for {user.username}")
 
 
@@ -175,8 +191,40 @@ def passwd(obj: Any, username: str, from_stdin: bool) -> None:
 def remove(obj: Any, username: str) -> None:
     """Deactivate a user and end their sessions (the name stays reserved for the audit trail)."""
     user = _store(obj).remove(username)
-    _record(obj, "USER_REMOVE", f"{user.username} deactivated")
+    _record(obj, "USER_REMOVE", f"{user.username} deactivated", user.username)
     click.echo(f"removed {user.username}")
+
+
+@users.command("record")
+@click.argument("usernames", nargs=-1)
+@click.pass_obj
+def record(obj: Any, usernames: tuple[str, ...]) -> None:
+    """Record accounts in the log as the user store holds them: every account whose entry
+    differs from the log's record, or the USERNAMES given. An account signs only as the log
+    last recorded it; this is how a home made before accounts were recorded, or a user store
+    restored from a backup, signs again. The audit trail shows who recorded what."""
+    from services.accounts import account_differences, recorded_accounts
+
+    store = _store(obj)
+    stored = store.accounts()
+    if usernames:
+        unknown = sorted(set(usernames) - set(stored))
+        if unknown:
+            raise click.UsageError(f"no user {', '.join(unknown)}; see `tract users list`")
+        names = sorted(set(usernames))
+    else:
+        recorded = recorded_accounts(obj.platform.source)
+        names = [n for n in sorted(stored) if recorded.get(n) != stored[n]]
+    if not names:
+        click.echo("every account is recorded as the user store holds it")
+        return
+    differences = account_differences(store, obj.platform.source)
+    _record(
+        obj, "USER_RECORD", f"recorded as the user store holds them: {', '.join(names)}", *names
+    )
+    for problem in differences:
+        click.echo(f"was: {problem}")
+    click.echo(f"recorded {', '.join(names)}")
 
 
 @users.command("list")

@@ -284,7 +284,7 @@ def test_a_removed_member_or_one_without_a_printed_name_cannot_sign(platform: Pl
     users.remove("dr.c")
     with pytest.raises(SignatureRefusedError, match="account removed"):
         vote(platform, c["conflict_id"], "dr.c", status="CLOSED")
-    users.add("dr.nameless", "committee", PASSWORD)
+    directory(platform.home, {"dr.nameless": ("committee", "")}, platform)  # recorded, unnamed
     with pytest.raises(SignatureRefusedError, match="no printed name"):
         vote(platform, c["conflict_id"], "dr.nameless", status="CLOSED")
 

@@ -97,7 +97,8 @@ def test_watcher_and_adjudicator_give_the_embedded_outcomes(
         if (c["type"], c["subject_id"], c["tract_id"])
         == (first.conflict_type, first.subject_id, first.tract_id)
     )
-    kafka_users = demo_committee(stack.home, fast_hasher())
+    kafka = stack.platform()
+    kafka_users = demo_committee(kafka, fast_hasher())  # recorded on Kafka, as `tract users`
     for member in first.members:  # each member signs their own vote, in their own process
         subprocess.run(
             [
@@ -121,11 +122,10 @@ def test_watcher_and_adjudicator_give_the_embedded_outcomes(
             timeout=180,
             check=True,
         )
-    embedded_users = demo_committee(tmp_path / "embedded", fast_hasher())
+    embedded_users = demo_committee(embedded, fast_hasher())
     decide_scripted(embedded, first, embedded_users)
     decided = [c for c in stack.cli_json("conflicts", "--study", DEMO_STUDY, "--all")]
     assert {c["conflict_id"]: c["status"] for c in decided}[conflict_id] == "DECIDED"
-    kafka = stack.platform()
     for scripted in rest:
         decide_scripted(kafka, scripted, kafka_users)
         decide_scripted(embedded, scripted, embedded_users)
@@ -138,9 +138,12 @@ def test_watcher_and_adjudicator_give_the_embedded_outcomes(
 
     # a lock signed for Airflow travels the bus like any event: the service applies it, and
     # the database_lock DAG reads it there (tests/dags take such a lock)
+    manager = stack.platform()
+    signing = as_data_manager(stack.home, manager)  # the account recorded on Kafka
+    manager.bus.close()
     asked = subprocess.run(
         [TRACT, "lock", "--study", DEMO_STUDY, "--lock-id", "VIA-AIRFLOW", "--reason", "interim",
-         *as_data_manager(stack.home), "--open-queries-reason", "sites answer later",
+         *signing, "--open-queries-reason", "sites answer later",
          "--for-airflow", "--json"],
         env={**os.environ, **stack.env()}, input=PASSWORD_LINE, capture_output=True, text=True,
         timeout=180,

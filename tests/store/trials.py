@@ -28,7 +28,7 @@ def build_home(home: Path, decided: bool) -> Path:
     if decided:  # the demo committee's members sign their votes
         from tests.signing import fast_hasher
 
-        decide_demo_conflicts(platform, demo_committee(staging, fast_hasher()))
+        decide_demo_conflicts(platform, demo_committee(platform, fast_hasher()))
     platform.bus.close()
     staging.rename(home)
     return home

@@ -135,7 +135,9 @@ def test_the_lock_from_confirmation_to_receipt(
     live: tuple[Site, str], page: Page, axe_script: Path
 ) -> None:
     site, base = live
-    decide_demo_conflicts(site.app.state.web.platform, demo_committee(site.home, fast_hasher()))
+    decide_demo_conflicts(
+        site.app.state.web.platform, demo_committee(site.app.state.web.platform, fast_hasher())
+    )
     sign_in(page, base, "dm.jones")
     page.fill("#lock_id", "PRIMARY")
     page.fill("#reason", "primary analysis")

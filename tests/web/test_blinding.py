@@ -229,7 +229,7 @@ REFUSED = [f"/locks/{LOCK}/download?study={DEMO_STUDY}"]
 
 def _locked(site: Site) -> Site:
     """The planted site with the committee's decisions and a lock (so lock pages exist)."""
-    decide_demo_conflicts(site.platform, demo_committee(site.home, fast_hasher()))
+    decide_demo_conflicts(site.platform, demo_committee(site.platform, fast_hasher()))
     site.platform.lock(DEMO_STUDY, LOCK, "primary analysis", "dm.jones", open_queries_reason="x")
     return site
 

@@ -199,7 +199,7 @@ def test_a_data_manager_sees_the_study_ready_and_locks_it(
 ) -> None:
     site, base = served
     platform = site.app.state.web.platform  # the server's own, serialised platform
-    decide_demo_conflicts(platform, demo_committee(site.home, fast_hasher()))
+    decide_demo_conflicts(platform, demo_committee(platform, fast_hasher()))
     sign_in(page, base, "dm.jones")
     # The committee is done, but the rejected rows are still the sites' open queries.
     expect(page.get_by_test_id("readiness")).to_contain_text("Not ready to lock: 14 site queries")

@@ -177,7 +177,9 @@ def test_the_lock_is_confirmed_on_its_own_page(
     live: tuple[Site, str], page: Page, screen: str
 ) -> None:
     site, base = live
-    decide_demo_conflicts(site.app.state.web.platform, demo_committee(site.home, fast_hasher()))
+    decide_demo_conflicts(
+        site.app.state.web.platform, demo_committee(site.app.state.web.platform, fast_hasher())
+    )
     sign_in(page, base, "dm.jones")
     page.fill("#lock_id", "PRIMARY")
     page.fill("#reason", "primary analysis")
@@ -204,7 +206,9 @@ def test_the_audit_trail_shows_old_and_new_whole(
     live: tuple[Site, str], page: Page, screen: str
 ) -> None:
     site, base = live
-    decide_demo_conflicts(site.app.state.web.platform, demo_committee(site.home, fast_hasher()))
+    decide_demo_conflicts(
+        site.app.state.web.platform, demo_committee(site.app.state.web.platform, fast_hasher())
+    )
     sign_in(page, base, "dm.jones")
     page.goto(f"{base}/audit")
     cells = page.get_by_test_id("audit").locator("tbody tr td:last-child")

@@ -517,6 +517,30 @@ def test_a_vote_is_only_ever_the_signed_in_members_own(site: Site, as_role: AsRo
     assert (row["status"], row["decision_id"]) == ("OPEN", None)
 
 
+def test_an_account_changed_in_the_user_store_signs_nothing_on_the_page(
+    site: Site, as_role: AsRole
+) -> None:
+    """A member's and a data manager's password hashes replaced in the store's file (here
+    with the same password: any hash the insider wrote): neither signs a vote or a lock on the
+    page, because the log's record of the account says otherwise."""
+    for name in ("dr.adams", "dm.jones"):  # the store's own method: no `tract users`
+        site.users.set_password(name, PASSWORD)
+    client, csrf = as_role("committee")
+    before = site.positions()
+    review = _review(client, csrf, READER_DISAGREEMENT_S05)
+    refused = _sign(client, review.text)
+    assert refused.status_code == 403
+    assert "dr.adams&#39;s password hash in the user store differ" in refused.text
+    only_access_added(site, before)
+    assert site.platform.votes(DEMO_STUDY).is_empty()
+    manager, manager_csrf = as_role("data_manager")
+    fields = _reviewed_lock(site, manager, manager_csrf)
+    refused = manager.post("/lock/confirm", data=fields | {"password": PASSWORD})
+    assert refused.status_code == 403
+    assert "dm.jones&#39;s password hash in the user store differ" in refused.text
+    assert site.platform.records("lock", DEMO_STUDY).collect().is_empty()
+
+
 def test_votes_are_blinded_like_any_text(site: Site, as_role: AsRole) -> None:
     site.vote(READER_DISAGREEMENT_S05, "dr.baker", "CLOSED", "RAD-B over-read the T2 signal")
     committee, _ = as_role("committee")
@@ -747,7 +771,7 @@ def test_a_data_manager_sees_ready_to_lock_and_locks(site: Site, as_role: AsRole
     from services.demo.run import decide_demo_conflicts, demo_committee
     from tests.web.conftest import fast_hasher
 
-    decide_demo_conflicts(site.platform, demo_committee(site.home, fast_hasher()))
+    decide_demo_conflicts(site.platform, demo_committee(site.platform, fast_hasher()))
     client, csrf = as_role("data_manager")
     page = client.get("/").text
     # no open conflict, but the demo's 10 rejected rows are site queries: not "ready"
@@ -784,7 +808,7 @@ def _reviewed_lock(site: Site, client: TestClient, csrf: str) -> dict[str, str]:
     from services.demo.run import decide_demo_conflicts, demo_committee
     from tests.web.conftest import fast_hasher
 
-    decide_demo_conflicts(site.platform, demo_committee(site.home, fast_hasher()))
+    decide_demo_conflicts(site.platform, demo_committee(site.platform, fast_hasher()))
     review = _lock(client, csrf)
     assert review.status_code == 200, review.text
     return hidden_fields(review.text) | {"queries_reason": "sites answer after the interim"}
@@ -891,7 +915,7 @@ def test_the_lock_page_shows_locks_signed_for_airflow_and_where_they_stand(
     from services.signatures import LOCK, Credentials, sign_as
     from tests.web.conftest import fast_hasher
 
-    decide_demo_conflicts(site.platform, demo_committee(site.home, fast_hasher()))
+    decide_demo_conflicts(site.platform, demo_committee(site.platform, fast_hasher()))
     lock = (DEMO_STUDY, "AIRFLOW", "primary analysis", "dm.jones", "hard")
     queries = {"open_queries_reason": "sites answer later"}
     signer = Credentials("dm.jones", PASSWORD, "cli", "test")
@@ -991,7 +1015,7 @@ def _locked(site: Site) -> None:
     from services.demo.run import decide_demo_conflicts, demo_committee
     from tests.web.conftest import fast_hasher
 
-    decide_demo_conflicts(site.platform, demo_committee(site.home, fast_hasher()))
+    decide_demo_conflicts(site.platform, demo_committee(site.platform, fast_hasher()))
     site.platform.lock(
         DEMO_STUDY,
         "WEB-LOCK",

@@ -271,7 +271,7 @@ def test_the_sites_get_their_queries_as_csv(as_role: AsRole) -> None:
 
 # -- the lock on the page --------------------------------------------------------------------------
 def _locked(site: Site, client: TestClient, csrf: str, lock_id: str = "PRIMARY") -> str:
-    decide_demo_conflicts(site.platform, demo_committee(site.home, fast_hasher()))
+    decide_demo_conflicts(site.platform, demo_committee(site.platform, fast_hasher()))
     review = client.post(
         "/lock",
         data={"csrf_token": csrf, "study": DEMO_STUDY, "lock_id": lock_id, "reason": "primary"},
@@ -288,7 +288,7 @@ def _locked(site: Site, client: TestClient, csrf: str, lock_id: str = "PRIMARY")
 
 
 def test_the_confirmation_shows_what_will_be_frozen(site: Site, as_role: AsRole) -> None:
-    decide_demo_conflicts(site.platform, demo_committee(site.home, fast_hasher()))
+    decide_demo_conflicts(site.platform, demo_committee(site.platform, fast_hasher()))
     client, csrf = as_role("data_manager")
     review = client.post(
         "/lock", data={"csrf_token": csrf, "study": DEMO_STUDY, "lock_id": "L1", "reason": "x"}
@@ -306,7 +306,7 @@ def test_the_confirmation_shows_what_will_be_frozen(site: Site, as_role: AsRole)
 def test_a_lock_is_refused_if_the_queries_changed_since_the_review(
     site: Site, as_role: AsRole
 ) -> None:
-    decide_demo_conflicts(site.platform, demo_committee(site.home, fast_hasher()))
+    decide_demo_conflicts(site.platform, demo_committee(site.platform, fast_hasher()))
     client, csrf = as_role("data_manager")
     review = client.post(
         "/lock", data={"csrf_token": csrf, "study": DEMO_STUDY, "lock_id": "L1", "reason": "x"}
@@ -382,7 +382,7 @@ def test_the_audit_trail_pages_through_every_row(as_role: AsRole) -> None:
 def test_the_lock_page_takes_the_signed_unlock(site: Site, as_role: AsRole) -> None:
     """The unlock from the lock page: the data manager signs the request there, two others
     sign their approvals there, and the history then says who undid the lock."""
-    decide_demo_conflicts(site.platform, demo_committee(site.home, fast_hasher()))
+    decide_demo_conflicts(site.platform, demo_committee(site.platform, fast_hasher()))
     site.platform.lock(DEMO_STUDY, "L1", "primary analysis", "dm.jones", open_queries_reason="x")
     manager, csrf = as_role("data_manager")
     page = manager.get("/locks").text

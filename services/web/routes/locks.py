@@ -262,7 +262,7 @@ def take_lock(
     signer = signing(request, session, password)
     lock = (study, preview.lock_id, preview.reason, session.username, level)
     queries = {"open_queries_reason": queries_reason.strip() if preview.queries else ""}
-    sign = sign_as(state.users, signer, LOCK)
+    sign = sign_as(state.platform.signers(state.users), signer, LOCK)
     try:
         if for_airflow:
             asked = state.platform.sign_lock_request(*lock, **queries, sign=sign)
