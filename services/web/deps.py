@@ -60,9 +60,14 @@ def signing(request: Request, session: Session, password: str) -> Credentials:
 
 
 def session_of(request: Request) -> Session | None:
+    """The signed-in person, unless their account in the user store is no longer the one the
+    log records (a role raised in the file): then nobody, and signing in again says why."""
     state = web(request)
     token = state.signer.session_token(request.cookies.get(SESSION_COOKIE))
-    return None if token is None else state.users.session(token)
+    session = None if token is None else state.users.session(token)
+    if session is not None and state.platform.account_problem(state.users, session.username):
+        return None
+    return session
 
 
 def viewer(request: Request) -> Session:

@@ -10,6 +10,7 @@ import csv
 import hashlib
 import io
 import json
+import sqlite3
 from collections.abc import Callable
 
 import polars as pl
@@ -517,28 +518,51 @@ def test_a_vote_is_only_ever_the_signed_in_members_own(site: Site, as_role: AsRo
     assert (row["status"], row["decision_id"]) == ("OPEN", None)
 
 
-def test_an_account_changed_in_the_user_store_signs_nothing_on_the_page(
+def test_an_account_whose_password_hash_was_replaced_cannot_sign_in(site: Site) -> None:
+    """A member's and a data manager's password hashes replaced in the store's file (here with
+    the same password: any hash the insider wrote): neither signs in, so neither signs a vote
+    or a lock on the page (the signature's own check is tested at the terminal)."""
+    for name in ("dr.adams", "dm.jones"):
+        site.users.set_password(name, PASSWORD)  # the store's own method: no `tract users`
+        client = site.client()
+        login = client.get("/login")
+        refused = client.post(
+            "/login",
+            data={"username": name, "password": PASSWORD, "csrf_token": csrf_of(login.text)},
+            follow_redirects=False,
+        )
+        assert refused.status_code == 403
+        assert f"{name}&#39;s password hash in the user store differs" in refused.text
+        assert f"`tract users record {name}`" in refused.text
+    assert site.platform.votes(DEMO_STUDY).is_empty()
+
+
+def test_an_account_changed_in_the_user_store_cannot_use_the_page(
     site: Site, as_role: AsRole
 ) -> None:
-    """A member's and a data manager's password hashes replaced in the store's file (here
-    with the same password: any hash the insider wrote): neither signs a vote or a lock on the
-    page, because the log's record of the account says otherwise."""
-    for name in ("dr.adams", "dm.jones"):  # the store's own method: no `tract users`
-        site.users.set_password(name, PASSWORD)
-    client, csrf = as_role("committee")
-    before = site.positions()
-    review = _review(client, csrf, READER_DISAGREEMENT_S05)
-    refused = _sign(client, review.text)
+    """A monitor's role raised to data manager in the store's file: their open session ends at
+    the next request (no unblinded results, no lock page) and signing in again is refused,
+    saying why, in the audit trail too."""
+    client, _ = as_role("monitor")
+    assert client.get("/").status_code == 200
+    monitor = next(name for name, role in PEOPLE.items() if role == "monitor")
+    with sqlite3.connect(site.users.path) as db:
+        db.execute("UPDATE users SET role = 'data_manager' WHERE username = ?", (monitor,))
+    page = client.get("/", follow_redirects=False)
+    assert page.status_code in (302, 303, 307) and "/login" in page.headers["location"]
+    fresh = site.client()
+    login = fresh.get("/login")
+    refused = fresh.post(
+        "/login",
+        data={"username": monitor, "password": PASSWORD, "csrf_token": csrf_of(login.text)},
+        follow_redirects=False,
+    )
     assert refused.status_code == 403
-    assert "dr.adams&#39;s password hash in the user store differ" in refused.text
-    only_access_added(site, before)
-    assert site.platform.votes(DEMO_STUDY).is_empty()
-    manager, manager_csrf = as_role("data_manager")
-    fields = _reviewed_lock(site, manager, manager_csrf)
-    refused = manager.post("/lock/confirm", data=fields | {"password": PASSWORD})
-    assert refused.status_code == 403
-    assert "dm.jones&#39;s password hash in the user store differ" in refused.text
-    assert site.platform.records("lock", DEMO_STUDY).collect().is_empty()
+    assert (
+        f"{monitor}&#39;s role in the user store differs from the log&#39;s record" in refused.text
+    )
+    trail = site.platform.records("access", "*").collect().filter(pl.col("who") == monitor)
+    assert trail.row(-1, named=True)["outcome"] == "REFUSED"
 
 
 def test_votes_are_blinded_like_any_text(site: Site, as_role: AsRole) -> None:
@@ -1190,11 +1214,13 @@ def test_several_studies_are_listed_and_filtered(site: Site, as_role: AsRole) ->
 
 
 def test_an_empty_platform_says_what_to_do(tmp_path, site: Site) -> None:
+    from services.accounts import record_accounts
     from services.platform import Platform
     from services.web.app import create_app
     from services.web.settings import WebSettings
 
     empty = Platform.embedded(tmp_path / "empty")
+    record_accounts(empty.record, site.users, ["dr.adams"], "ADD", "cli:test")
     app = create_app(empty, WebSettings.from_env(tmp_path / "empty", environ={}), site.users)
     client = TestClient(app)
     sign_in(client, "dr.adams")

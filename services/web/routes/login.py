@@ -87,6 +87,14 @@ def sign_in(
     except SignInRefusedError as exc:
         refuse(request, username.strip().lower() or None, "SIGN_IN", exc.reason, 401)
         return _login_page(request, next, str(exc), status_code=401)
+    problem = state.platform.account_problem(state.users, user.username)
+    if problem:  # changed in the user store's file, not by `tract users` (services/accounts.py)
+        message = (
+            f"sign-in refused: {problem}. If an administrator made that change, they record "
+            f"it with `tract users record {user.username}`"
+        )
+        refuse(request, user.username, "SIGN_IN", message, 403)
+        return _login_page(request, next, message, status_code=403)
     token = state.users.open_session(user)
     allow(request, user, "SIGN_IN")
     response = RedirectResponse(_safe_next(next), status_code=303)
