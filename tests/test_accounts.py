@@ -88,9 +88,11 @@ def test_a_change_recorded_in_the_open_signs_and_the_trail_shows_it(open_home: P
     code, out = vote(open_home, "dr.a", "CLOSED")
     assert code == 1 and "dr.a's printed name in the user store differ" in out
 
+    code, out = tract(open_home, "users", "record", "nobody")
+    assert code == 1 and "no user 'nobody'" in out
     code, out = tract(open_home, "users", "record")
     assert code == 0, out
-    assert "was: dr.a's printed name in the user store differ" in out and "recorded dr.a" in out
+    assert "was: dr.a's printed name in the user store differs" in out and "recorded dr.a" in out
     code, out = tract(open_home, "users", "record")
     assert code == 0 and "every account is recorded as the user store holds it" in out
     code, out = vote(open_home, "dr.a", "CLOSED")

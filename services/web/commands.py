@@ -203,26 +203,22 @@ def record(obj: Any, usernames: tuple[str, ...]) -> None:
     differs from the log's record, or the USERNAMES given. An account signs only as the log
     last recorded it; this is how a home made before accounts were recorded, or a user store
     restored from a backup, signs again. The audit trail shows who recorded what."""
-    from services.accounts import account_differences, recorded_accounts
+    from services.accounts import difference, recorded_accounts
 
     store = _store(obj)
-    stored = store.accounts()
-    if usernames:
-        unknown = sorted(set(usernames) - set(stored))
-        if unknown:
-            raise click.UsageError(f"no user {', '.join(unknown)}; see `tract users list`")
-        names = sorted(set(usernames))
+    stored, recorded = store.accounts(), recorded_accounts(obj.platform.source)
+    if usernames:  # each normalised, or refused naming it (UserError)
+        names = sorted({store.user(name).username for name in usernames})
     else:
-        recorded = recorded_accounts(obj.platform.source)
         names = [n for n in sorted(stored) if recorded.get(n) != stored[n]]
     if not names:
         click.echo("every account is recorded as the user store holds it")
         return
-    differences = account_differences(store, obj.platform.source)
+    was = [difference(name, stored[name], recorded.get(name)) for name in names]
     _record(
         obj, "USER_RECORD", f"recorded as the user store holds them: {', '.join(names)}", *names
     )
-    for problem in differences:
+    for problem in filter(None, was):
         click.echo(f"was: {problem}")
     click.echo(f"recorded {', '.join(names)}")
 
