@@ -104,22 +104,23 @@ def account_differences(users: AccountStore, source: Records) -> list[str]:
     return [problem for problem in found if problem]
 
 
+def account_problem(users: AccountStore, username: str, source: Records) -> str | None:
+    """Why ``username``'s account in ``users`` is not the one the log last recorded, or None:
+    the one check before a signature and a sign-in."""
+    stored = users.accounts(username).get(username)
+    return difference(username, stored, recorded_accounts(source).get(username))
+
+
 class RecordedDirectory:
     """The user store for signing: an account signs only as the log last recorded it."""
 
-    def __init__(
-        self, users: AccountStore, recorded: Callable[[], dict[str, dict[str, Any]]]
-    ) -> None:
-        self.users, self.recorded = users, recorded
-
-    @classmethod
-    def of(cls, users: AccountStore, source: Records) -> RecordedDirectory:
-        return cls(users, lambda: recorded_accounts(source))
+    def __init__(self, users: AccountStore, source: Records) -> None:
+        self.users, self.source = users, source
 
     def check_signature(self, username: str, password: str, client: str | None) -> Account:
         account = self.users.check_signature(username, password, client)
         name = account.username
-        problem = difference(name, self.users.accounts(name).get(name), self.recorded().get(name))
+        problem = account_problem(self.users, name, self.source)
         if problem:
             raise SignatureRefusedError(
                 f"signature refused: {problem}. If an administrator made that change, they "

@@ -530,15 +530,14 @@ class Platform:
 
         if isinstance(directory, RecordedDirectory):
             return directory
-        return RecordedDirectory.of(directory, self.source)  # type: ignore[arg-type]
+        return RecordedDirectory(directory, self.source)  # type: ignore[arg-type]
 
     def account_problem(self, users: Any, username: str) -> str | None:
         """Why ``username``'s account in the user store ``users`` is not the one the log last
         recorded (changed outside `tract users`), or None (services/accounts.py)."""
-        from services.accounts import difference, recorded_accounts
+        from services.accounts import account_problem
 
-        stored = users.accounts(username).get(username)
-        return difference(username, stored, recorded_accounts(self.source).get(username))
+        return account_problem(users, username, self.source)
 
     def sign_lock_request(
         self,
