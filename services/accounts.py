@@ -13,7 +13,7 @@ that differs.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
 from services.audit import PLATFORM_WIDE
@@ -24,7 +24,7 @@ from services.state.records import Records
 ACCOUNT_FIELDS = ("role", "full_name", "active", "credential")
 """What a signature rests on; ``credential`` is a digest of the stored password hash."""
 
-ACCOUNT_FIXES = {
+ACCOUNT_LABELS = {
     "role": "role",
     "full_name": "printed name",
     "active": "active flag",
@@ -50,16 +50,10 @@ def account_event(username: str, account: Mapping[str, Any], action: str, by: st
     return make_event("account", PLATFORM_WIDE, "", payload, uuid.uuid4().hex)
 
 
-def record_accounts(
-    publish: Callable[[list[Event]], Any],
-    users: AccountStore,
-    names: Iterable[str],
-    action: str,
-    by: str,
-) -> None:
-    """Record ``names`` in the log as ``users`` holds them now (``action``, made ``by``)."""
+def account_events(users: AccountStore, names: Iterable[str], action: str, by: str) -> list[Event]:
+    """The log's records of ``names`` as ``users`` holds them now (``action``, made ``by``)."""
     stored = users.accounts()
-    publish([account_event(name, stored[name], action, by) for name in names])
+    return [account_event(name, stored[name], action, by) for name in names]
 
 
 def recorded_accounts(source: Records) -> dict[str, dict[str, Any]]:
@@ -84,7 +78,7 @@ def difference(
         return f"{username} is in the user store but the log has no record of the account"
     if stored is None:
         return f"{username} is recorded in the log but missing from the user store"
-    changed = [ACCOUNT_FIXES[name] for name in ACCOUNT_FIELDS if stored[name] != recorded[name]]
+    changed = [ACCOUNT_LABELS[name] for name in ACCOUNT_FIELDS if stored[name] != recorded[name]]
     if not changed:
         return None
     verb = "differs" if len(changed) == 1 else "differ"

@@ -200,12 +200,12 @@ class Platform:
         self.check_log()
         return self.bus.publish(events)
 
-    def record(self, events: list[Event]) -> int:
+    def record(self, events: Sequence[Event]) -> int:
         """Publish ``events`` and wait until they are applied (Kafka: by the adjudicator
-        service), so that the next process reads them (an account recorded, then a signature)."""
-        count = self.publish(events)
-        if hasattr(self.bus, "await_applied"):
-            self.bus.await_applied()
+        service; embedded: the state caught up), so the next read, in this process or another,
+        sees them (an account recorded, then a signature; a lock event, then its state)."""
+        count = self.publish(list(events))
+        self.sync_conflicts()
         return count
 
     def check_log(self) -> None:
@@ -566,15 +566,8 @@ class Platform:
         return lock_state(self.lock_sources(), study, lock_id)
 
     def _applied_sources(self) -> LockSources:
-        """The lock sources, publishing and then waiting until what was published is applied
-        (Kafka: the adjudicator service), so the next read sees it."""
-
-        def publish(events: Sequence[Event]) -> int:
-            count = self.publish(list(events))
-            self.sync_conflicts()
-            return count
-
-        return replace(self.lock_sources(), publish=publish)
+        """The lock sources, publishing through :meth:`record`, so the next read sees it."""
+        return replace(self.lock_sources(), publish=self.record)
 
     def unlock_requests(self, study: str | None = None) -> list[UnlockRequest]:
         """Every unlock request (of ``study``) with its signatures and state."""

@@ -12,7 +12,7 @@ from typing import Any
 
 from argon2 import PasswordHasher
 
-from services.accounts import record_accounts
+from services.accounts import account_events
 from services.platform import Platform
 from services.signatures import LOCK, Credentials, sign_as
 from services.users import UserStore
@@ -47,8 +47,9 @@ def directory(
         role, printed = (people or PEOPLE)[name]
         users.add(name, role, PASSWORD, printed)
     if added:
-        record = (platform or Platform.embedded(home)).record
-        record_accounts(record, users, added, "ADD", "cli:test")
+        (platform or Platform.embedded(home)).record(
+            account_events(users, added, "ADD", "cli:test")
+        )
     return users
 
 

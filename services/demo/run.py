@@ -40,7 +40,7 @@ def _demo_users(
 ) -> Directory:
     """The home's user store with ``people`` (name: role, printed name) registered with the
     demo-only password (those present are kept), each recorded in the log as added."""
-    from services.accounts import record_accounts
+    from services.accounts import account_events
     from services.users import UserStore
 
     users = UserStore.for_home(platform.home, hasher=hasher)
@@ -49,7 +49,7 @@ def _demo_users(
     for name in added:
         role, printed = people[name]
         users.add(name, role, DEMO_PASSWORD, printed)
-    record_accounts(platform.record, users, added, "ADD", "demo script")
+    platform.record(account_events(users, added, "ADD", "demo script"))
     return users
 
 

@@ -26,15 +26,17 @@ def _record(obj: Any, action: str, detail: str, *accounts: str) -> None:
     """User changes land in the audit trail, attributed to the operating-system account; each
     of ``accounts`` is recorded in the log as the store now holds it (what its signatures are
     checked against: services/accounts.py)."""
-    from services.accounts import account_event
+    from services.accounts import account_events
     from services.audit import access_event
 
     who = f"cli:{getpass.getuser()}"
-    stored = _store(obj).accounts() if accounts else {}
+    changed = (
+        account_events(_store(obj), accounts, ACCOUNT_ACTIONS[action], who) if accounts else []
+    )
     obj.platform.record(
         [
             access_event(who=who, role=None, action=action, outcome="ALLOWED", detail=detail),
-            *(account_event(name, stored[name], ACCOUNT_ACTIONS[action], who) for name in accounts),
+            *changed,
         ]
     )
 

@@ -28,7 +28,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from playwright.sync_api import Browser, expect, sync_playwright
 
-from services.accounts import record_accounts
+from services.accounts import account_events
 from services.platform import Platform
 from services.signatures import Credentials
 from services.users import UserStore
@@ -126,7 +126,7 @@ def site_factory(demo_home: Path, tmp_path: Path) -> Iterator[Callable[..., Site
         users = UserStore.from_settings(web_settings, hasher=hasher or fast_hasher())
         for name, role in PEOPLE.items():
             users.add(name, role, PASSWORD, FULL_NAMES[name])
-        record_accounts(platform.record, users, PEOPLE, "ADD", "cli:test")  # as `tract users`
+        platform.record(account_events(users, PEOPLE, "ADD", "cli:test"))  # as `tract users`
         site = Site(home, platform, users, create_app(platform, web_settings, users, clock))
         made.append(site)
         return site

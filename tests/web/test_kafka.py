@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from services.accounts import record_accounts
+from services.accounts import account_events
 from services.config import Settings
 from services.demo.trial import DEMO_STUDY, write_demo_trial
 from services.platform import Platform
@@ -77,7 +77,7 @@ def kafka_app(
         users = UserStore(settings.users_db, hasher=fast_hasher())
         for name, role in PEOPLE.items():
             users.add(name, role, PASSWORD, FULL_NAMES[name])
-        record_accounts(platform.record, users, PEOPLE, "ADD", "cli:test")  # on Kafka
+        platform.record(account_events(users, PEOPLE, "ADD", "cli:test"))  # on Kafka
         yield TestClient(create_app(platform, settings, users)), platform
     finally:
         service.send_signal(signal.SIGTERM)

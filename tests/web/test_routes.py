@@ -518,19 +518,21 @@ def test_a_vote_is_only_ever_the_signed_in_members_own(site: Site, as_role: AsRo
     assert (row["status"], row["decision_id"]) == ("OPEN", None)
 
 
+def _sign_in_again(site: Site, name: str):
+    """A sign-in from a new client with the right password, the answer unfollowed."""
+    client = site.client()
+    login = client.get("/login")
+    form = {"username": name, "password": PASSWORD, "csrf_token": csrf_of(login.text)}
+    return client.post("/login", data=form, follow_redirects=False)
+
+
 def test_an_account_whose_password_hash_was_replaced_cannot_sign_in(site: Site) -> None:
     """A member's and a data manager's password hashes replaced in the store's file (here with
     the same password: any hash the insider wrote): neither signs in, so neither signs a vote
     or a lock on the page (the signature's own check is tested at the terminal)."""
     for name in ("dr.adams", "dm.jones"):
         site.users.set_password(name, PASSWORD)  # the store's own method: no `tract users`
-        client = site.client()
-        login = client.get("/login")
-        refused = client.post(
-            "/login",
-            data={"username": name, "password": PASSWORD, "csrf_token": csrf_of(login.text)},
-            follow_redirects=False,
-        )
+        refused = _sign_in_again(site, name)
         assert refused.status_code == 403
         assert f"{name}&#39;s password hash in the user store differs" in refused.text
         assert f"`tract users record {name}`" in refused.text
@@ -550,13 +552,7 @@ def test_an_account_changed_in_the_user_store_cannot_use_the_page(
         db.execute("UPDATE users SET role = 'data_manager' WHERE username = ?", (monitor,))
     page = client.get("/", follow_redirects=False)
     assert page.status_code in (302, 303, 307) and "/login" in page.headers["location"]
-    fresh = site.client()
-    login = fresh.get("/login")
-    refused = fresh.post(
-        "/login",
-        data={"username": monitor, "password": PASSWORD, "csrf_token": csrf_of(login.text)},
-        follow_redirects=False,
-    )
+    refused = _sign_in_again(site, monitor)
     assert refused.status_code == 403
     assert (
         f"{monitor}&#39;s role in the user store differs from the log&#39;s record" in refused.text
@@ -1214,13 +1210,13 @@ def test_several_studies_are_listed_and_filtered(site: Site, as_role: AsRole) ->
 
 
 def test_an_empty_platform_says_what_to_do(tmp_path, site: Site) -> None:
-    from services.accounts import record_accounts
+    from services.accounts import account_events
     from services.platform import Platform
     from services.web.app import create_app
     from services.web.settings import WebSettings
 
     empty = Platform.embedded(tmp_path / "empty")
-    record_accounts(empty.record, site.users, ["dr.adams"], "ADD", "cli:test")
+    empty.record(account_events(site.users, ["dr.adams"], "ADD", "cli:test"))
     app = create_app(empty, WebSettings.from_env(tmp_path / "empty", environ={}), site.users)
     client = TestClient(app)
     sign_in(client, "dr.adams")
