@@ -312,6 +312,30 @@ def audit_trail(
         )
     )
     parts += [query_audit(read("site_query")), assignment_audit(read("assignment"))]
+    accounts = read("account", PLATFORM_WIDE)  # what each signature is checked against
+    parts.append(
+        accounts.select(
+            at=_ts("at"),
+            kind=pl.lit("account"),
+            action="action",
+            who="by",
+            subject_id=pl.lit(None, pl.String),
+            tract_id=pl.lit(None, pl.String),
+            what="username",
+            why=pl.lit(None, pl.String),
+            old_value=pl.lit(None, pl.String),
+            new_value=pl.concat_str(
+                "role",
+                pl.lit(", signs as "),
+                pl.col("full_name").fill_null(""),
+                pl.when("active").then(pl.lit("")).otherwise(pl.lit(", removed")),
+                pl.lit(", password "),
+                pl.col("credential").str.slice(0, 12),
+            ),
+            event_id="event_id",
+            offset="offset",
+        )
+    )
     access = pl.concat([read("access", s) for s in (study, PLATFORM_WIDE)])
     parts.append(
         access.select(

@@ -101,6 +101,11 @@ def test_a_change_recorded_in_the_open_signs_and_the_trail_shows_it(open_home: P
     recorded = [r for r in json.loads(out) if r["action"] == "USER_RECORD ALLOWED"]
     assert len(recorded) == 1 and recorded[0]["who"].startswith("cli:")
     assert recorded[0]["why"] == "recorded as the user store holds them: dr.a"
+    # every record of the account, however it was written, is in the trail with who wrote it
+    accounts = [r for r in json.loads(out) if r["kind"] == "account"]
+    assert [r["action"] for r in accounts] == ["ADD", "RECORD"]
+    assert accounts[-1]["who"].startswith("cli:") and accounts[-1]["what"] == "dr.a"
+    assert accounts[-1]["new_value"].startswith("committee, signs as Dr A. Able, password ")
     code, out = tract(open_home, "verify")
     assert code == 0 and "accounts: 1 in the user store, each as the log records it" in out
 
