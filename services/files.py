@@ -14,6 +14,7 @@ import logging
 import os
 import stat
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 log = logging.getLogger("tract.files")
@@ -87,13 +88,21 @@ def private_database(path: Path | str) -> Path:
 def write_private(path: Path, data: bytes) -> None:
     """Write a file readable only by its owner, atomically: a temporary file, flushed to disk,
     renamed over ``path``, and the folder flushed (a crash leaves the old file or the new one)."""
+    write_private_with(path, lambda tmp: tmp.write_bytes(data))
+
+
+def write_private_with(path: Path, write: Callable[[Path], None]) -> None:
+    """:func:`write_private` for a writer that opens the file itself (Polars writing Parquet):
+    ``write(tmp)`` fills the private temporary file, so the bytes never sit in memory whole."""
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE))
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
+        write(tmp)
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         tmp.replace(path)
     except BaseException:
         tmp.unlink(missing_ok=True)

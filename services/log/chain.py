@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 GENESIS = "0" * 64
 FORMAT = "tract-log-v1"
@@ -131,3 +132,10 @@ def walk(
 
 def sha256_file(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def file_sha256(path: Path) -> tuple[str, int]:
+    """A file's sha256 and size, read from disk (what a verifier will read)."""
+    with path.open("rb") as handle:
+        digest = hashlib.file_digest(handle, "sha256")
+        return digest.hexdigest(), handle.tell()

@@ -27,16 +27,23 @@ import threading
 import uuid
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import polars as pl
 
 from services.events import Event, utc_now
-from services.files import private_database, private_dir, private_file, write_private
-from services.log.chain import GENESIS, Break, Entry, link, sha256_file, walk
+from services.files import (
+    private_database,
+    private_dir,
+    private_file,
+    write_private,
+    write_private_with,
+)
+from services.log.chain import GENESIS, Break, Entry, file_sha256, link, walk
 from services.log.errors import LogDamagedError, NotALogError
 from services.log.faults import crash_point
-from services.log.segment import Batch, batch_of_events, conform, segment_schema, to_parquet
+from services.log.segment import Batch, batch_of_events, conform, segment_schema, write_segment
 
 MARKER, INDEX, HEAD, LOCK, SEGMENTS = "LOG", "index.db", "HEAD", "writer.lock", "segments"
 FORMAT_VERSION = 1
@@ -315,14 +322,14 @@ class EventLog:
                     if fresh.height == 0:
                         continue
                     first = ends.get(batch.kind, 0)
-                    data = to_parquet(conform(Batch(batch.kind, batch.study, fresh), first))
+                    segment = conform(Batch(batch.kind, batch.study, fresh), first)
                     seq += 1
                     name = f"{SEGMENTS}/{seq:012d}.parquet"
-                    write_private(self.folder / name, data)
+                    write_private_with(self.folder / name, partial(write_segment, segment))
                     written.append(self.folder / name)
                     crash_point("segment-written")
                     at = utc_now()
-                    digest = sha256_file(data)
+                    digest, size = file_sha256(self.folder / name)
                     hash_ = link(
                         self._log_id or "",
                         seq,
@@ -342,7 +349,7 @@ class EventLog:
                             first,
                             fresh.height,
                             name,
-                            len(data),
+                            size,
                             digest,
                             at,
                             previous,

@@ -9,10 +9,10 @@ from (``source_file``, ``source_line``, ``ingest_run``) and its ``content_hash``
 
 from __future__ import annotations
 
-import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -98,17 +98,15 @@ COMPRESSION, LEVEL = "zstd", 1
 shrink): every byte written is also copied to the page cache, flushed and hashed."""
 
 
-def to_parquet(segment: pl.DataFrame) -> bytes:
-    """The segment file's bytes."""
-    buffer = io.BytesIO()
+def write_segment(segment: pl.DataFrame, path: Path) -> None:
+    """The segment's file (written straight from the frame: no copy of it in memory)."""
     segment.write_parquet(
-        buffer,
+        path,
         compression=COMPRESSION,
         compression_level=LEVEL,
         row_group_size=ROW_GROUP,
         statistics=True,
     )
-    return buffer.getvalue()
 
 
 # Events (one Python object each: decisions, votes, locks, access records) <-> frames ---------
