@@ -100,6 +100,34 @@ class FileRun:
     """Subjects whose records this run accepted (their outcomes need recomputing)."""
 
 
+@dataclass(frozen=True)
+class ParsedFile:
+    """A file read, validated and digested: the part of a run that needs no log, so the next
+    file's can go on while this one's identities are checked and its batches appended."""
+
+    path: Path
+    contract: Contract
+    raw: pl.DataFrame
+    typed: pl.DataFrame
+    """The valid rows, typed, with ``content_hash``."""
+    invalid: pl.DataFrame
+    file_sha256: str
+    started: str
+
+
+def parse_file(path: Path, kind: str | None = None) -> ParsedFile:
+    """Read and validate ``path`` (in columns); raise only to refuse the whole file."""
+    started = utc_now()
+    contract = kind_of(path, kind)
+    data = path.read_bytes()  # once: what is hashed is what was read
+    with ThreadPoolExecutor(max_workers=1) as background:  # hashlib lets go of the GIL
+        file_sha256 = background.submit(lambda: hashlib.sha256(data).hexdigest())
+        raw = read_rows(path, contract, data)
+    typed, invalid = validate(raw, contract)
+    typed = typed.with_columns(content_hash=content_hash(contract))
+    return ParsedFile(path, contract, raw, typed, invalid, file_sha256.result(), started)
+
+
 def ingest_file(
     path: Path,
     study: str,
@@ -110,15 +138,16 @@ def ingest_file(
     """Validate ``path`` row by row (in columns) and build what to append; raise only to
     refuse the whole file. ``run_id``: the run to join (a retry of a killed attempt), else a
     new one."""
-    started = utc_now()
-    contract = kind_of(path, kind)
-    data = path.read_bytes()  # once: what is hashed is what was read
-    with ThreadPoolExecutor(max_workers=1) as background:  # hashlib lets go of the GIL
-        file_sha256 = background.submit(lambda: hashlib.sha256(data).hexdigest())
-        raw = read_rows(path, contract, data)
+    return ingest_parsed(parse_file(path, kind), study, known_records, run_id)
+
+
+def ingest_parsed(
+    parsed: ParsedFile, study: str, known_records: KnownRecords, run_id: str | None = None
+) -> FileRun:
+    """Classify a parsed file's identities against the log and build what to append (call
+    under the log's writer lock, and append before letting go of it)."""
+    path, contract, raw, typed = parsed.path, parsed.contract, parsed.raw, parsed.typed
     run_id = run_id or new_run_id()
-    typed, invalid = validate(raw, contract)
-    typed = typed.with_columns(content_hash=content_hash(contract))
     known = known_records(contract.kind, study, typed[contract.id_field])
     classified = classify(typed, known, contract)
 
@@ -144,7 +173,7 @@ def ingest_file(
     conflicting = classified.filter(pl.col("outcome") == "rejected").select(
         LINE, pl.lit(contract.version_field).alias("field"), "reason"
     )
-    rejected = pl.concat([invalid, conflicting]).sort(LINE)
+    rejected = pl.concat([parsed.invalid, conflicting]).sort(LINE)
     dead = _dead_letters(raw, rejected, contract, path.name, run_id, study)
     rejections = tuple(
         Rejection(path.name, line, field, reason) for line, field, reason in rejected.iter_rows()
@@ -166,12 +195,12 @@ def ingest_file(
             "ingest_run": run_id,
             "source_kind": contract.kind,
             "file": str(path),
-            "file_sha256": file_sha256.result(),
+            "file_sha256": parsed.file_sha256,
             "read": report.read,
             "accepted": report.accepted,
             "duplicates": report.duplicates,
             "rejected": len(rejections),
-            "started_at": started,
+            "started_at": parsed.started,
             "finished_at": utc_now(),
         },
         run_id,

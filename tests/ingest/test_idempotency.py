@@ -4,6 +4,7 @@ no new evidence or dead letters); the repeat reports every row as a duplicate or
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -55,3 +56,38 @@ def test_reingesting_the_same_files_changes_nothing(tmp_path: Path) -> None:
             assert [(r["line"], r["field"]) for r in report["rejections"]] == [
                 (r["line"], r["field"]) for r in before["rejections"]
             ]
+
+
+def test_each_file_of_a_run_is_checked_against_the_files_applied_before_it(
+    tmp_path: Path,
+) -> None:
+    """The next file is read while one is appended; its identities are checked only after that
+    append: the same exams twice in one run are duplicates the second time, a refused file
+    between them applies nothing, and progress follows the order the files were named in."""
+    exams = CASES / "trial" / "clinical_exams.csv"
+    again = tmp_path / "again" / exams.name
+    broken = tmp_path / "broken" / exams.name
+    for folder in (again.parent, broken.parent):
+        folder.mkdir()
+    shutil.copy(exams, again)
+    broken.write_text("record_id,visit\nX,FU1\n")
+    seen: list[tuple[str, str]] = []
+
+    with platform(tmp_path / "home") as found:
+        outcome = found.ingest(
+            STUDY,
+            [exams, broken, again],
+            on_file=lambda name, result, _s: seen.append((name, type(result).__name__)),
+        )
+
+    first, second = outcome.reports
+    assert first.accepted > 0
+    assert second.accepted == 0 and second.duplicates == first.accepted + first.duplicates
+    assert [r.line for r in second.rejected] == [r.line for r in first.rejected]
+    assert [r.file for r in outcome.refused] == [exams.name]
+    assert seen == [
+        (exams.name, "IngestReport"),
+        (exams.name, "MissingColumnsError"),
+        (exams.name, "IngestReport"),
+    ]
+    assert len(event_ids(tmp_path / "home", "clinical_exam")) == first.accepted
