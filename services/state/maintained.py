@@ -25,6 +25,7 @@ import os
 import shutil
 import uuid
 from collections.abc import Callable, Collection
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
 from functools import cache
 from pathlib import Path
@@ -217,30 +218,21 @@ class StateFolder:
             touched = set(bucket_of(wanted, buckets).to_list())
         name = f"g{seq:012d}-{uuid.uuid4().hex[:8]}"
         tmp = base / f".{name}"
-        for table in TABLES:
-            make_private_dirs(tmp / table)
-            frame = getattr(result, table).with_columns(
-                _bucket=bucket_of(pl.col("subject_id"), buckets)
+        with ThreadPoolExecutor(max_workers=2) as writers:  # Polars lets go of the GIL
+            list(
+                writers.map(
+                    lambda table: _write_table(
+                        tmp / table,
+                        getattr(result, table),
+                        KEYS[table],
+                        buckets,
+                        touched,
+                        None if previous is None else previous / table,
+                        subjects,
+                    ),
+                    TABLES,
+                )
             )
-            parts = {
-                key[0]: part.drop("_bucket")
-                for key, part in frame.partition_by("_bucket", as_dict=True).items()
-            }
-            for b in range(buckets):
-                target = tmp / table / f"{b:03d}.parquet"
-                if b not in touched:
-                    os.link(previous / table / f"{b:03d}.parquet", target)  # type: ignore[operator]
-                    continue
-                new = parts.get(b, getattr(result, table).clear())
-                if subjects is not None and previous is not None:
-                    kept = pl.read_parquet(previous / table / f"{b:03d}.parquet").filter(
-                        ~pl.col("subject_id").is_in(
-                            pl.Series(list(subjects), dtype=pl.String).implode()
-                        )
-                    )
-                    new = pl.concat([kept.select(new.columns), new], how="vertical_relaxed")
-                new.sort(KEYS[table], maintain_order=True).write_parquet(target, **PARQUET)
-                target.chmod(FILE_MODE)
         if subjects is not None and previous is not None:
             n_subjects = (
                 pl.scan_parquet(tmp / "patients" / "*.parquet").select(pl.len()).collect().item()
@@ -261,6 +253,39 @@ class StateFolder:
         for old in base.iterdir():  # keep the one readers may still be reading
             if old.is_dir() and old.name not in (name, previous.name if previous else None):
                 shutil.rmtree(old, ignore_errors=True)
+
+
+def _write_table(
+    folder: Path,
+    table: pl.DataFrame,
+    keys: tuple[str, ...],
+    buckets: int,
+    touched: set[int],
+    previous: Path | None,
+    subjects: Collection[str] | None,
+) -> None:
+    """One table's bucket files: the ``touched`` ones written from ``table`` (with the rows a
+    point refresh keeps from ``previous``), the others linked from it."""
+    make_private_dirs(folder)
+    parts = {
+        key[0]: part.drop("_bucket")
+        for key, part in table.with_columns(_bucket=bucket_of(pl.col("subject_id"), buckets))
+        .partition_by("_bucket", as_dict=True)
+        .items()
+    }
+    for b in range(buckets):
+        target = folder / f"{b:03d}.parquet"
+        if b not in touched:
+            os.link(previous / target.name, target)  # type: ignore[operator]
+            continue
+        new = parts.get(b, table.clear())
+        if subjects is not None and previous is not None:
+            kept = pl.read_parquet(previous / target.name).filter(
+                ~pl.col("subject_id").is_in(pl.Series(list(subjects), dtype=pl.String).implode())
+            )
+            new = pl.concat([kept.select(new.columns), new], how="vertical_relaxed")
+        new.sort(keys, maintain_order=True).write_parquet(target, **PARQUET)
+        target.chmod(FILE_MODE)
 
 
 def bucket_of(subject_ids: pl.Series | pl.Expr, buckets: int) -> pl.Series | pl.Expr:
