@@ -68,7 +68,7 @@ def data_manager(home: Path) -> None:
     from services.users import UserStore
 
     users = UserStore.for_home(home)
-    users.add(SIGNER, "data_manager", PASSWORD, "Bench Data Manager")
+    users.add(SIGNER, "data_manager", PASSWORD, "Bench Data Manager", temporary=False)
 
 
 def airflow(home: Path) -> None:

@@ -16,19 +16,23 @@ import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
+import polars as pl
+
 from services.audit import PLATFORM_WIDE
 from services.events import Event, make_event, utc_now
 from services.signatures import Account, Directory, SignatureRefusedError
 from services.state.records import Records
 
-ACCOUNT_FIELDS = ("role", "full_name", "active", "credential")
-"""What a signature rests on; ``credential`` is a digest of the stored password hash."""
+ACCOUNT_FIELDS = ("role", "full_name", "active", "credential", "temporary")
+"""What a signature rests on; ``credential`` is a digest of the stored password hash,
+``temporary`` says an administrator set that password (it signs nothing until changed)."""
 
 ACCOUNT_LABELS = {
     "role": "role",
     "full_name": "printed name",
     "active": "active flag",
     "credential": "password hash",
+    "temporary": "temporary-password flag",
 }
 
 
@@ -63,6 +67,7 @@ def recorded_accounts(source: Records) -> dict[str, dict[str, Any]]:
         .sort("offset")
         .unique("username", keep="last")
         .select("username", *ACCOUNT_FIELDS)
+        .with_columns(pl.col("temporary").fill_null(False))  # recorded before the flag existed
         .collect()
     )
     return {row.pop("username"): row for row in latest.iter_rows(named=True)}

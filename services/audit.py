@@ -331,6 +331,9 @@ def audit_trail(
                 pl.when("active").then(pl.lit("")).otherwise(pl.lit(", removed")),
                 pl.lit(", password "),
                 pl.col("credential").str.slice(0, 12),
+                pl.when(pl.col("temporary").fill_null(False))
+                .then(pl.lit(" (temporary: set by an administrator)"))
+                .otherwise(pl.lit("")),
             ),
             event_id="event_id",
             offset="offset",

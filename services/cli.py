@@ -590,6 +590,7 @@ def demo(obj: Context, as_json: bool) -> None:
 # Commands that live beside their adapters register here, one line each.
 cli.add_command(web_commands.serve)
 cli.add_command(web_commands.users)
+cli.add_command(web_commands.password)
 from services.bus.commands import kafka  # noqa: E402
 from services.lock import commands as lock_commands  # noqa: E402
 from services.stream.commands import adjudicator  # noqa: E402

@@ -53,7 +53,7 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS users (
     username TEXT PRIMARY KEY, role TEXT NOT NULL, password_hash TEXT NOT NULL,
     active INTEGER NOT NULL DEFAULT 1, created_at TEXT NOT NULL, updated_at TEXT NOT NULL,
-    full_name TEXT NOT NULL DEFAULT ''
+    full_name TEXT NOT NULL DEFAULT '', temporary INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS sessions (
     token_sha256 TEXT PRIMARY KEY, username TEXT NOT NULL, csrf_token TEXT NOT NULL,
@@ -82,6 +82,8 @@ class User:
     created_at: str
     full_name: str = ""
     """The printed name a signature shows (``Dr Anna Adams``)."""
+    temporary: bool = False
+    """The password was set by an administrator: it signs nothing until its owner changes it."""
 
 
 @dataclass(frozen=True)
@@ -94,6 +96,8 @@ class Session:
     csrf_token: str
     expires_at: str
     full_name: str = ""
+    temporary: bool = False
+    """Signed in with a password an administrator set: only changing it is open."""
 
     def can(self, permission: str) -> bool:
         return can(self.role, permission)
@@ -218,6 +222,8 @@ class UserStore:
             columns = {row[1] for row in db.execute("PRAGMA table_info(users)")}
             if "full_name" not in columns:  # a users file from before printed names
                 db.execute("ALTER TABLE users ADD COLUMN full_name TEXT NOT NULL DEFAULT ''")
+            if "temporary" not in columns:  # from before temporary passwords: each is its own
+                db.execute("ALTER TABLE users ADD COLUMN temporary INTEGER NOT NULL DEFAULT 0")
         self.throttle = SignInThrottle(
             self.path,
             Limits(
@@ -265,9 +271,18 @@ class UserStore:
             db.close()
 
     # users ------------------------------------------------------------------------------------
-    def add(self, username: str, role: str, password: str, full_name: str = "") -> User:
+    def add(
+        self,
+        username: str,
+        role: str,
+        password: str,
+        full_name: str = "",
+        temporary: bool = True,
+    ) -> User:
         """A new user (or a removed one back, with a new role and password). Without a
-        ``full_name`` the user can sign in and read but cannot sign (set it later)."""
+        ``full_name`` the user can sign in and read but cannot sign (set it later).
+        ``temporary``: the password is the administrator's, which its owner must change before
+        signing anything (``temporary=False``: the person chose it, e.g. typed it themselves)."""
         username = _username(username)
         self._check_role(role)
         self._check_password(password)
@@ -282,10 +297,11 @@ class UserStore:
                 )
             db.execute(
                 "INSERT INTO users (username, role, password_hash, active, created_at, "
-                "updated_at, full_name) VALUES (?, ?, ?, 1, ?, ?, ?) ON CONFLICT (username) DO "
-                "UPDATE SET role = excluded.role, password_hash = excluded.password_hash, "
-                "active = 1, updated_at = excluded.updated_at, full_name = excluded.full_name",
-                (username, role, self.hasher.hash(password), now, now, printed),
+                "updated_at, full_name, temporary) VALUES (?, ?, ?, 1, ?, ?, ?, ?) ON CONFLICT "
+                "(username) DO UPDATE SET role = excluded.role, password_hash = "
+                "excluded.password_hash, active = 1, updated_at = excluded.updated_at, "
+                "full_name = excluded.full_name, temporary = excluded.temporary",
+                (username, role, self.hasher.hash(password), now, now, printed, int(temporary)),
             )
         return self.user(username)
 
@@ -317,17 +333,33 @@ class UserStore:
                 )
         return printed
 
-    def set_password(self, username: str, password: str) -> User:
-        """A new password; the user's open sessions end."""
+    def set_password(self, username: str, password: str, temporary: bool = True) -> User:
+        """A new password set by an administrator (``temporary``: its owner must change it
+        before signing); the user's open sessions end."""
         self._check_password(password)
         user = self.user(username)
         with self._db() as db:
             db.execute(
-                "UPDATE users SET password_hash = ?, updated_at = ? WHERE username = ?",
-                (self.hasher.hash(password), _iso(_now()), user.username),
+                "UPDATE users SET password_hash = ?, temporary = ?, updated_at = ? "
+                "WHERE username = ?",
+                (self.hasher.hash(password), int(temporary), _iso(_now()), user.username),
             )
             db.execute("DELETE FROM sessions WHERE username = ?", (user.username,))
-        return user
+        return self.user(user.username)
+
+    def change_password(
+        self, username: str, current: str, new: str, client: str | None = None
+    ) -> User:
+        """The owner's own new password, the current one checked (and counted in the throttle
+        like a sign-in): from now on only they know it. Every session of theirs ends."""
+        try:
+            user = self.authenticate(username, current, client)
+        except SignInRefusedError as exc:
+            raise UserError(f"password not changed: {exc.reason}") from None
+        self._check_password(new)
+        if new == current:
+            raise UserError("password not changed: choose a password other than the current one")
+        return self.set_password(user.username, new, temporary=False)
 
     def remove(self, username: str) -> User:
         """Deactivate (the name stays reserved, so the audit trail keeps meaning one person)."""
@@ -343,27 +375,28 @@ class UserStore:
     def user(self, username: str) -> User:
         with self._db() as db:
             row = db.execute(
-                "SELECT username, role, active, created_at, full_name FROM users "
+                "SELECT username, role, active, created_at, full_name, temporary FROM users "
                 "WHERE username = ?",
                 (_username(username, unknown=True),),
             ).fetchone()
         if row is None:
             raise UserError(f"no user {username!r}; list them with `tract users list`")
-        return User(row[0], row[1], bool(row[2]), row[3], row[4])
+        return User(row[0], row[1], bool(row[2]), row[3], row[4], bool(row[5]))
 
     def users(self) -> list[User]:
         with self._db() as db:
             rows = db.execute(
-                "SELECT username, role, active, created_at, full_name FROM users ORDER BY username"
+                "SELECT username, role, active, created_at, full_name, temporary FROM users "
+                "ORDER BY username"
             ).fetchall()
-        return [User(r[0], r[1], bool(r[2]), r[3], r[4]) for r in rows]
+        return [User(r[0], r[1], bool(r[2]), r[3], r[4], bool(r[5])) for r in rows]
 
     def accounts(self, username: str | None = None) -> dict[str, dict[str, Any]]:
         """What a signature rests on, per username (of ``username`` only, when given): role,
-        printed name, active, and ``credential``, a digest of the stored password hash (which
-        says the password changed, never what it is). ``services.accounts`` compares it with
-        the log's record."""
-        query = "SELECT username, role, full_name, active, password_hash FROM users"
+        printed name, active, ``temporary`` (the password is an administrator's) and
+        ``credential``, a digest of the stored password hash (which says the password changed,
+        never what it is). ``services.accounts`` compares it with the log's record."""
+        query = "SELECT username, role, full_name, active, password_hash, temporary FROM users"
         with self._db() as db:
             rows = (
                 db.execute(f"{query} WHERE username = ?", (username,))
@@ -376,6 +409,7 @@ class UserStore:
                 "full_name": r[2] or "",
                 "active": bool(r[3]),
                 "credential": _sha(r[4]),
+                "temporary": bool(r[5]),
             }
             for r in rows
         }
@@ -433,7 +467,7 @@ class UserStore:
         """The account signing, its password checked again now (:mod:`services.signatures`);
         a wrong password counts in the throttle like a failed sign-in."""
         try:
-            return self.authenticate(username, password, client)
+            user = self.authenticate(username, password, client)
         except SignInRefusedError as exc:
             detail = (
                 exc.reason
@@ -441,6 +475,13 @@ class UserStore:
                 else "unknown user or wrong password"
             )
             raise SignatureRefusedError(f"signature refused: {detail}") from None
+        if user.temporary:
+            raise SignatureRefusedError(
+                f"signature refused: {user.username}'s password was set by an administrator; "
+                f"{user.username} changes it first (on the web page, or `tract password --as "
+                f"{user.username}`), so that only they can sign"
+            )
+        return user
 
     def open_session(self, user: User) -> str:
         """A fresh session token (a new one at every sign-in: no session fixation)."""
@@ -464,12 +505,13 @@ class UserStore:
         """The live session of ``token``, if any (expired, removed users: none)."""
         with self._db() as db:
             row = db.execute(
-                "SELECT s.username, u.role, s.csrf_token, s.expires_at, u.full_name FROM sessions s "
+                "SELECT s.username, u.role, s.csrf_token, s.expires_at, u.full_name, u.temporary "
+                "FROM sessions s "
                 "JOIN users u ON u.username = s.username "
                 "WHERE s.token_sha256 = ? AND u.active = 1 AND s.expires_at > ?",
                 (_sha(token), _iso(_now())),
             ).fetchone()
-        return None if row is None else Session(*row)
+        return None if row is None else Session(*row[:5], temporary=bool(row[5]))
 
     def close_session(self, token: str) -> None:
         with self._db() as db:

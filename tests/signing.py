@@ -37,15 +37,16 @@ def fast_hasher() -> PasswordHasher:
 def directory(
     home: Path, people: dict[str, tuple[str, str]] | None = None, platform: Any = None
 ) -> UserStore:
-    """The home's user store with ``people`` (default :data:`PEOPLE`) registered, each recorded
-    in the log as `tract users add` records it (through ``platform``, else the home's embedded
-    log), so they can sign."""
+    """The home's user store with ``people`` (default :data:`PEOPLE`) registered, each with a
+    password of their own (as after their first sign-in: an administrator's signs nothing) and
+    recorded in the log as `tract users add` records it (through ``platform``, else the home's
+    embedded log), so they can sign."""
     users = UserStore.from_settings(WebSettings.from_env(home), hasher=fast_hasher())
     known = {u.username for u in users.users()}
     added = [name for name in (people or PEOPLE) if name not in known]
     for name in added:
         role, printed = (people or PEOPLE)[name]
-        users.add(name, role, PASSWORD, printed)
+        users.add(name, role, PASSWORD, printed, temporary=False)  # as chosen by each
     if added:
         (platform or Platform.embedded(home)).record(
             account_events(users, added, "ADD", "cli:test")

@@ -103,7 +103,7 @@ def test_a_change_recorded_in_the_open_signs_and_the_trail_shows_it(open_home: P
     assert recorded[0]["why"] == "recorded as the user store holds them: dr.a"
     # every record of the account, however it was written, is in the trail with who wrote it
     accounts = [r for r in json.loads(out) if r["kind"] == "account"]
-    assert [r["action"] for r in accounts] == ["ADD", "RECORD"]
+    assert [r["action"] for r in accounts] == ["ADD", "PASSWORD", "RECORD"]
     assert accounts[-1]["who"].startswith("cli:") and accounts[-1]["what"] == "dr.a"
     assert accounts[-1]["new_value"].startswith("committee, signs as Dr A. Able, password ")
     code, out = tract(open_home, "verify")
@@ -119,12 +119,14 @@ def test_every_user_command_records_the_account_it_changes(open_home: Path) -> N
     assert code == 0
     assert tract(open_home, "users", "remove", "dr.a")[0] == 0
     records = Platform.embedded(open_home).records("account", "*").collect()
-    assert records["action"].to_list() == ["ADD", "NAME", "PASSWORD", "REMOVE"]
-    assert records["full_name"].to_list()[:2] == ["Dr Alice Able", "Dr Alice B. Able"]
+    # add_user: added, then the member's own password (by user:dr.a)
+    assert records["action"].to_list() == ["ADD", "PASSWORD", "NAME", "PASSWORD", "REMOVE"]
+    assert records["full_name"].to_list()[1:3] == ["Dr Alice Able", "Dr Alice B. Able"]
     credentials = records["credential"].to_list()
-    assert credentials[0] == credentials[1] != credentials[2] == credentials[3]
-    assert records["active"].to_list() == [True, True, True, False]
-    assert all(by.startswith("cli:") for by in records["by"])
+    assert credentials[1] == credentials[2] != credentials[3] == credentials[4]
+    assert records["active"].to_list() == [True, True, True, True, False]
+    assert records["temporary"].to_list() == [True, False, False, True, True]
+    assert [by.split(":")[0] for by in records["by"]] == ["cli", "user", "cli", "cli", "cli"]
     assert tract(open_home, "verify")[0] == 0
     code, out = vote(open_home, "dr.a", "CLOSED")
     assert code == 1 and "signature refused" in out

@@ -98,7 +98,12 @@ def test_the_data_manager_sends_the_sites_their_queries(tmp_path: Path) -> None:
     closed = run("queries", "close", query, "--as", "dm.jones", cwd=tmp_path)
     assert closed.returncode == 1 and "why you close it unanswered" in closed.stderr
     add = ("users", "add", "dm.jones", "--role", "data_manager", "--full-name", "Dana Jones")
-    assert run(*add, "--password-stdin", cwd=tmp_path, stdin=DM_PASSWORD).returncode == 0
+    assert (
+        run(*add, "--password-stdin", cwd=tmp_path, stdin="an administrator's one").returncode == 0
+    )
+    own = ("password", "--as", "dm.jones", "--password-stdin")
+    chosen = run(*own, cwd=tmp_path, stdin=f"an administrator's one\n{DM_PASSWORD}\n")
+    assert chosen.returncode == 0, chosen.stderr
     close = ("queries", "close", query, "--note", "test row", "--as", "dm.jones")
     closed = run(*close, "--password-stdin", cwd=tmp_path, stdin=DM_PASSWORD)
     assert closed.returncode == 0 and f"{query}: closed by dm.jones" in closed.stdout

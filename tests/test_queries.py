@@ -229,8 +229,11 @@ def test_only_a_data_manager_proved_by_password_acts_on_a_query(decided_home: Pa
 
     for name, role in (("dm.jones", "data_manager"), ("dr.adams", "committee")):
         added = cli("users", "add", name, "--role", role, "--full-name", name.title(),
-                    "--password-stdin", stdin="their own password\n")  # fmt: skip
+                    "--password-stdin", stdin="an administrator's password\n")  # fmt: skip
         assert added.returncode == 0, added.stderr
+        chosen = cli("password", "--as", name, "--password-stdin",
+                     stdin="an administrator's password\ntheir own password\n")  # fmt: skip
+        assert chosen.returncode == 0, chosen.stderr
     query = Platform.embedded(decided_home).queries(DEMO_STUDY)["query_id"][0]
     close = ("queries", "close", query, "--note", "site confirmed by phone", "--password-stdin")
     assert "No such option '--by'" in cli(*close[:-1], "--by", "dm.jones").stderr

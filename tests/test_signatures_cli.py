@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sqlite3
 from pathlib import Path
 
 import polars as pl
@@ -34,13 +35,23 @@ def tract(home: Path, *args: str, stdin: str | None = None) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
+TEMPORARY = "an administrator's password"
+
+
 def add_user(home: Path, name: str, role: str, printed: str) -> None:
+    """`tract users add` (with an administrator's password), then the person's own password
+    (`tract password`): what every signer does before their first signature."""
     args = ("users", "add", name, "--role", role, "--full-name", printed, "--password-stdin")
-    code, out = tract(home, *args, stdin=PASSWORD)
+    code, out = tract(home, *args, stdin=TEMPORARY)
+    assert code == 0, out
+    changed = ("password", "--as", name, "--password-stdin")
+    code, out = tract(home, *changed, stdin=f"{TEMPORARY}\n{PASSWORD}\n")
     assert code == 0, out
 
 
-def vote(home: Path, signer: str, status: str, *extra: str) -> tuple[int, str]:
+def vote(
+    home: Path, signer: str, status: str, *extra: str, stdin_password: str = PASSWORD
+) -> tuple[int, str]:
     return tract(
         home,
         "vote",
@@ -53,7 +64,7 @@ def vote(home: Path, signer: str, status: str, *extra: str) -> tuple[int, str]:
         signer,
         "--password-stdin",
         *extra,
-        stdin=PASSWORD,
+        stdin=stdin_password,
     )
 
 
@@ -421,3 +432,60 @@ def test_a_vote_signs_the_evidence_the_log_gives_not_an_edited_state_file(
     assert votes["fingerprint"].to_list() == [honest["fingerprint"][0]] * 2
     assert votes["rule_outcome"].to_list() == [rule["rule_outcome"][0]] * 2
     assert status_of(open_home, READER_DISAGREEMENT_S05) == "DECIDED"
+
+
+def test_a_password_an_administrator_set_signs_nothing_until_its_owner_changes_it(
+    open_home: Path,
+) -> None:
+    """Found as an insider: the administrator typed every member's password at `tract users
+    add` and, with no way for a member to change it, could sign as any of them for ever. Now
+    that password is temporary: it signs nothing; its owner chooses their own; a reset makes it
+    temporary again; and clearing the flag in the user store's file is caught like any edit."""
+    args = ("users", "add", "dr.a", "--role", "committee", "--full-name", "Dr Alice Able")
+    code, out = tract(open_home, *args, "--password-stdin", stdin=TEMPORARY)
+    assert code == 0 and "this password is temporary" in out
+    code, out = vote(open_home, "dr.a", "CLOSED", stdin_password=TEMPORARY)
+    assert code == 1 and "password was set by an administrator" in out
+    assert "`tract password --as dr.a`" in out
+    _, listed = tract(open_home, "users", "list")
+    assert "dr.a" in listed and "(temporary password: signs nothing until changed)" in listed
+
+    own = ("password", "--as", "dr.a", "--password-stdin")
+    code, out = tract(open_home, *own, stdin=f"a wrong guess here\n{PASSWORD}")
+    assert code == 1 and "password not changed: wrong password" in out
+    code, out = tract(open_home, *own, stdin=f"{TEMPORARY}\n{TEMPORARY}\n")
+    assert code == 1 and "other than the current one" in out
+    code, out = tract(open_home, *own, stdin=f"{TEMPORARY}\n{PASSWORD}")
+    assert code == 0 and "only you know it now" in out
+    code, out = vote(open_home, "dr.a", "CLOSED")
+    assert code == 0 and "signed: Dr Alice Able (dr.a)" in out
+
+    code, out = tract(open_home, "users", "passwd", "dr.a", "--password-stdin", stdin=TEMPORARY)
+    assert code == 0
+    code, out = vote(open_home, "dr.a", "NOT_CLOSED", stdin_password=TEMPORARY)
+    assert code == 1 and "password was set by an administrator" in out
+
+    # the administrator clears the flag in the file to sign with the password they typed
+    with sqlite3.connect(open_home / "web" / "users.db") as db:
+        db.execute("UPDATE users SET temporary = 0 WHERE username = 'dr.a'")
+    code, out = vote(open_home, "dr.a", "NOT_CLOSED", stdin_password=TEMPORARY)
+    assert code == 1 and "temporary-password flag in the user store differs" in out
+
+    _, out = tract(open_home, "audit", "--study", STUDY, "--json")
+    accounts = [r for r in json.loads(out) if r["kind"] == "account" and r["what"] == "dr.a"]
+    assert [(r["action"], r["who"].split(":")[0]) for r in accounts] == [
+        ("ADD", "cli"),
+        ("PASSWORD", "user"),
+        ("PASSWORD", "cli"),
+    ]
+    assert [r["new_value"].endswith("(temporary: set by an administrator)") for r in accounts] == [
+        True,
+        False,
+        True,
+    ]
+    changes = [r for r in json.loads(out) if r["action"].startswith("PASSWORD_CHANGE")]
+    assert [r["action"] for r in changes] == [
+        "PASSWORD_CHANGE REFUSED",
+        "PASSWORD_CHANGE REFUSED",
+        "PASSWORD_CHANGE ALLOWED",
+    ]

@@ -48,7 +48,7 @@ def _demo_users(
     added = [name for name in people if name not in known]
     for name in added:
         role, printed = people[name]
-        users.add(name, role, DEMO_PASSWORD, printed)
+        users.add(name, role, DEMO_PASSWORD, printed, temporary=False)
     platform.record(account_events(users, added, "ADD", "demo script"))
     return users
 

@@ -21,10 +21,26 @@ from services.users import UserStore
 from services.web.auth import CookieSigner
 from services.web.chairs import Chairs
 from services.web.core import SerialPlatform, recorder
-from services.web.deps import SignInRequired, WebState, login_url, render, session_of
+from services.web.deps import (
+    PasswordChangeRequired,
+    SignInRequired,
+    WebState,
+    login_url,
+    render,
+    session_of,
+)
 from services.web.errors import AccessRefusedError
 from services.web.labels import human, meaning, tidy
-from services.web.routes import audit, conflicts, dashboard, locks, login, queries, subjects
+from services.web.routes import (
+    audit,
+    conflicts,
+    dashboard,
+    locks,
+    login,
+    password,
+    queries,
+    subjects,
+)
 from services.web.settings import WebSettings
 
 HERE = Path(__file__).parent
@@ -94,7 +110,7 @@ def create_app(
         chairs=Chairs(users),
     )
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
-    for module in (login, dashboard, conflicts, subjects, queries, locks, audit):
+    for module in (login, password, dashboard, conflicts, subjects, queries, locks, audit):
         app.include_router(module.router)
 
     @app.middleware("http")
@@ -107,6 +123,10 @@ def create_app(
     @app.exception_handler(SignInRequired)
     async def to_sign_in(request: Request, exc: SignInRequired) -> Response:
         return RedirectResponse(login_url(request), status_code=303)
+
+    @app.exception_handler(PasswordChangeRequired)
+    async def to_password(request: Request, exc: PasswordChangeRequired) -> Response:
+        return RedirectResponse("/password", status_code=303)
 
     @app.exception_handler(AccessRefusedError)
     async def refused(request: Request, exc: AccessRefusedError) -> HTMLResponse:

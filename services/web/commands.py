@@ -152,6 +152,7 @@ def add(obj: Any, username: str, role: str, full_name: str, from_stdin: bool) ->
     named = f", signs as {user.full_name!r}" if user.full_name else ""
     _record(obj, "USER_ADD", f"{user.username} as {user.role}{named}", user.username)
     click.echo(f"added {user.username} ({user.role}){named}")
+    _tell_temporary(user.username)
     if not user.full_name:
         click.secho(
             f"{user.username} has no printed name and cannot sign until one is set: "
@@ -185,6 +186,74 @@ def passwd(obj: Any, username: str, from_stdin: bool) -> None:
     user = _store(obj).set_password(username, password)
     _record(obj, "USER_PASSWORD", f"new password for {user.username}", user.username)
     click.echo(f"password changed for {user.username}")
+    _tell_temporary(user.username)
+
+
+def _tell_temporary(username: str) -> None:
+    click.secho(
+        f"this password is temporary: give it to {username}, who signs nothing until they "
+        f"choose their own (at their first sign-in on the web page, or `tract password --as "
+        f"{username}`)",
+        fg="yellow",
+        err=True,
+    )
+
+
+@click.command("password")
+@click.option("--as", "username", required=True, help="Your user name.")
+@click.option(
+    "--password-stdin",
+    "from_stdin",
+    is_flag=True,
+    help="Read the current password and then the new one from the first two lines of "
+    "standard input (for scripts) instead of prompting.",
+)
+@no_argv_password
+@click.pass_obj
+def password(obj: Any, username: str, from_stdin: bool) -> None:
+    """Change your own password (the current one, then the new one twice; hidden). A password
+    an administrator set is temporary: it signs nothing until you choose your own here or at
+    your first sign-in on the web page."""
+    from services.accounts import account_events
+    from services.audit import access_event
+    from services.errors import UserError
+
+    if from_stdin:
+        current = sys.stdin.readline().removesuffix("\n").removesuffix("\r")
+        new = sys.stdin.readline().removesuffix("\n").removesuffix("\r")
+    else:
+        current = click.prompt(f"Current password for {username}", hide_input=True)
+        new = click.prompt("New password", hide_input=True, confirmation_prompt=True)
+    store = _store(obj)
+    who = f"cli:{getpass.getuser()}"
+    try:
+        user = store.change_password(username, current, new, who)
+    except UserError as exc:
+        obj.platform.record(
+            [
+                access_event(
+                    who=username,
+                    role=None,
+                    action="PASSWORD_CHANGE",
+                    outcome="REFUSED",
+                    detail=f"{exc} ({who})",
+                )
+            ]
+        )
+        raise
+    obj.platform.record(
+        [
+            access_event(
+                who=user.username,
+                role=user.role,
+                action="PASSWORD_CHANGE",
+                outcome="ALLOWED",
+                detail=f"{user.username} chose a new password ({who})",
+            ),
+            *account_events(store, [user.username], "PASSWORD", f"user:{user.username}"),
+        ]
+    )
+    click.echo(f"password changed for {user.username}: only you know it now")
 
 
 @users.command("remove")
@@ -236,6 +305,8 @@ def list_users(obj: Any, as_json: bool) -> None:
         return
     for row in rows:
         state = "" if row["active"] else " (removed)"
+        if row["active"] and row["temporary"]:
+            state = " (temporary password: signs nothing until changed)"
         name = row["full_name"] or "(no printed name: cannot sign)"
         click.echo(
             f"{row['username']:<24} {row['role']:<14} {name:<32} since {row['created_at']}{state}"

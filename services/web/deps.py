@@ -43,6 +43,11 @@ class SignInRequired(Exception):
     """A page asked for by someone not signed in: answered with a redirect to /login."""
 
 
+class PasswordChangeRequired(Exception):
+    """A page asked for by someone signed in with a password an administrator set: answered
+    with a redirect to /password, the one page open to them."""
+
+
 def web(request: Request) -> WebState:
     return request.app.state.web
 
@@ -75,6 +80,8 @@ def viewer(request: Request) -> Session:
     session = session_of(request)
     if session is None:
         raise SignInRequired()
+    if session.temporary:
+        raise PasswordChangeRequired()
     return session
 
 
@@ -115,6 +122,10 @@ def allow(request: Request, who: Session | User, action: str, **context: Any) ->
     )
 
 
+OPEN_TO_TEMPORARY = frozenset({"SIGN_OUT", "PASSWORD_CHANGE"})
+"""What a session signed in with an administrator's password may post."""
+
+
 def guard(
     request: Request, csrf_token: str | None, permission: str, action: str, **context: Any
 ) -> Session:
@@ -128,6 +139,15 @@ def guard(
             session,
             action,
             "missing or wrong CSRF token; reload the page and submit the form again",
+            403,
+            **context,
+        )
+    if session.temporary and action not in OPEN_TO_TEMPORARY:
+        raise refuse(
+            request,
+            session,
+            action,
+            "your password was set by an administrator: choose your own at /password first",
             403,
             **context,
         )

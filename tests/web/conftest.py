@@ -125,7 +125,7 @@ def site_factory(demo_home: Path, tmp_path: Path) -> Iterator[Callable[..., Site
         web_settings = WebSettings.from_env(home, environ=environ or {}, **settings)
         users = UserStore.from_settings(web_settings, hasher=hasher or fast_hasher())
         for name, role in PEOPLE.items():
-            users.add(name, role, PASSWORD, FULL_NAMES[name])
+            users.add(name, role, PASSWORD, FULL_NAMES[name], temporary=False)  # their own
         platform.record(account_events(users, PEOPLE, "ADD", "cli:test"))  # as `tract users`
         site = Site(home, platform, users, create_app(platform, web_settings, users, clock))
         made.append(site)

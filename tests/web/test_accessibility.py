@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
+from services.accounts import account_events
 from services.demo.run import decide_demo_conflicts, demo_committee
 from tests.web.conftest import (
     PASSWORD,
@@ -89,6 +90,33 @@ def test_the_sign_in_page(live: tuple[Site, str], page: Page, axe_script: Path) 
     page.fill("#password", "wrong password")
     page.click("button:has-text('Sign in')")  # the refusal, too
     found += violations(page, axe_script)
+    assert found == [], "\n".join(found)
+
+
+def test_choosing_ones_own_password(live: tuple[Site, str], page: Page, axe_script: Path) -> None:
+    """Signed in with the password an administrator set, a member lands on the one page open
+    to them, is told why, and goes on to the dashboard once they chose their own."""
+    site, base = live
+    temporary, own = "an administrator's password", "my own secret words"
+    site.users.set_password("dr.adams", temporary)  # as `tract users passwd dr.adams` does
+    site.platform.record(account_events(site.users, ["dr.adams"], "PASSWORD", "cli:admin"))
+    page.goto(f"{base}/login")
+    page.fill("#username", "dr.adams")
+    page.fill("#password", temporary)
+    page.click("button:has-text('Sign in')")
+    expect(page).to_have_url(f"{base}/password")
+    expect(page.get_by_role("status")).to_contain_text("set by an administrator")
+    found = violations(page, axe_script)
+    for field, value in (("#current", temporary), ("#new", own), ("#again", "another phrase")):
+        page.fill(field, value)
+    page.click("button:has-text('Change password')")
+    expect(page.get_by_role("alert")).to_contain_text("the two new passwords differ")
+    found += violations(page, axe_script)
+    for field, value in (("#current", temporary), ("#new", own), ("#again", own)):
+        page.fill(field, value)
+    page.click("button:has-text('Change password')")
+    expect(page).to_have_url(f"{base}/")
+    expect(page.get_by_role("navigation", name="Main")).to_be_visible()
     assert found == [], "\n".join(found)
 
 

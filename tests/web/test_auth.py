@@ -216,7 +216,7 @@ def test_a_users_file_from_before_printed_names_opens(tmp_path: Path) -> None:
 def test_a_signature_checks_the_password_again_and_counts_failures(store: UserStore) -> None:
     from services.signatures import SignatureRefusedError
 
-    store.add("dr.adams", "committee", PASSWORD, "Dr Anna Adams")
+    store.add("dr.adams", "committee", PASSWORD, "Dr Anna Adams", temporary=False)
     assert store.check_signature("dr.adams", PASSWORD, "cli:ana").full_name == "Dr Anna Adams"
     for _ in range(3):
         with pytest.raises(SignatureRefusedError, match="unknown user or wrong password"):

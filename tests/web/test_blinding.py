@@ -220,6 +220,7 @@ def _reachable(site: Site) -> list[str]:
         f"/locks/{LOCK}?study={DEMO_STUDY}",
         *(f"/audit?{k}" for k in kinds),
         *(f"/audit.csv?{k}" for k in kinds),
+        "/password",
     ]
 
 

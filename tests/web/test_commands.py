@@ -131,14 +131,23 @@ def test_tract_serve_serves_the_committee_page(demo_home: Path, tmp_path: Path) 
         with httpx.Client(base_url=base) as client:
             page = client.get("/login")
             token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
-            client.post(
+            chosen = client.post(
                 "/login",
                 data={
                     "username": "dr.adams",
                     "password": "correct horse battery",
                     "csrf_token": token,
                 },
-            )
+                follow_redirects=True,
+            )  # an administrator's password: first, the member chooses their own
+            assert str(chosen.url).endswith("/password")
+            token = re.search(r'name="csrf_token" value="([^"]+)"', chosen.text).group(1)  # type: ignore[union-attr]
+            own = "a phrase only dr.adams knows"
+            client.post(
+                "/password",
+                data={"csrf_token": token, "current": "correct horse battery", "new": own,
+                      "again": own},
+            )  # fmt: skip
             queue = client.get("/conflicts")
             assert queue.status_code == 200 and queue.text.count("data-conflict=") == 7
             assert f"Study {DEMO_STUDY}" in client.get("/").text

@@ -76,7 +76,7 @@ def kafka_app(
         settings = WebSettings.from_env(home, environ={})
         users = UserStore(settings.users_db, hasher=fast_hasher())
         for name, role in PEOPLE.items():
-            users.add(name, role, PASSWORD, FULL_NAMES[name])
+            users.add(name, role, PASSWORD, FULL_NAMES[name], temporary=False)
         platform.record(account_events(users, PEOPLE, "ADD", "cli:test"))  # on Kafka
         yield TestClient(create_app(platform, settings, users)), platform
     finally:

@@ -17,6 +17,7 @@ import polars as pl
 import pytest
 from fastapi.testclient import TestClient
 
+from services.accounts import account_events
 from services.demo.trial import DEMO_STUDY
 from tests.web.conftest import (
     PASSWORD,
@@ -531,12 +532,66 @@ def test_an_account_whose_password_hash_was_replaced_cannot_sign_in(site: Site) 
     the same password: any hash the insider wrote): neither signs in, so neither signs a vote
     or a lock on the page (the signature's own check is tested at the terminal)."""
     for name in ("dr.adams", "dm.jones"):
-        site.users.set_password(name, PASSWORD)  # the store's own method: no `tract users`
+        # the store's own method, no `tract users`: as any hash the insider wrote
+        site.users.set_password(name, PASSWORD, temporary=False)
         refused = _sign_in_again(site, name)
         assert refused.status_code == 403
         assert f"{name}&#39;s password hash in the user store differs" in refused.text
         assert f"`tract users record {name}`" in refused.text
     assert site.platform.votes(DEMO_STUDY).is_empty()
+
+
+def test_a_password_an_administrator_set_opens_only_the_page_to_change_it(site: Site) -> None:
+    """A member whose password an administrator set (`tract users add` or `passwd`) signs in to
+    one page: choosing their own. Every other page sends them there, every form but that one
+    and sign-out is refused, and once changed the member signs with a password only they know;
+    the log records the change as theirs."""
+    temporary, own = "an administrator's password", "my own secret words"
+    site.users.set_password("dr.adams", temporary)  # as `tract users passwd dr.adams` does
+    site.platform.record(account_events(site.users, ["dr.adams"], "PASSWORD", "cli:admin"))
+    client = site.client()
+    login = client.get("/login")
+    form = {"username": "dr.adams", "password": temporary, "csrf_token": csrf_of(login.text)}
+    signed_in = client.post("/login", data=form, follow_redirects=False)
+    assert signed_in.status_code == 303 and signed_in.headers["location"] == "/password"
+    for page in ("/", "/conflicts", f"/conflicts/{READER_DISAGREEMENT_S05}", "/audit"):
+        moved = client.get(page, follow_redirects=False)
+        assert moved.status_code == 303 and moved.headers["location"] == "/password", page
+    page = client.get("/password")
+    assert "set by an administrator" in page.text
+    csrf = csrf_of(page.text)
+    before = site.positions()
+    refused = _review(client, csrf, READER_DISAGREEMENT_S05)
+    assert refused.status_code == 403 and "choose your own at /password" in refused.text
+    only_access_added(site, before)
+    for current, new, again, why in (
+        ("a wrong guess", own, own, "wrong password"),
+        (temporary, own, "other words here", "the two new passwords differ"),
+        (temporary, "short", "short", "at least 10 characters"),
+        (temporary, temporary, temporary, "other than the current one"),
+    ):
+        form = {"csrf_token": csrf, "current": current, "new": new, "again": again}
+        answer = client.post("/password", data=form)
+        assert answer.status_code == 400 and why in answer.text, why
+    form = {"csrf_token": csrf, "current": temporary, "new": own, "again": own}
+    changed = client.post("/password", data=form, follow_redirects=False)
+    assert changed.status_code == 303 and changed.headers["location"] == "/"
+    assert client.get("/", follow_redirects=False).status_code == 200
+    record = (
+        site.platform.records("account", "*")
+        .filter(pl.col("username") == "dr.adams")
+        .sort("offset")
+        .collect()
+        .row(-1, named=True)
+    )
+    assert (record["by"], record["action"], record["temporary"]) == (
+        "user:dr.adams",
+        "PASSWORD",
+        False,
+    )
+    review = _review(client, csrf_of(client.get("/no-such-page").text), READER_DISAGREEMENT_S05)
+    assert _sign(client, review.text, own).status_code == 303
+    assert site.platform.votes(DEMO_STUDY)["voter"].to_list() == ["dr.adams"]
 
 
 def test_an_account_changed_in_the_user_store_cannot_use_the_page(

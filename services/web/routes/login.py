@@ -12,6 +12,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from services.errors import SignInRefusedError
+from services.users import User
 from services.web.auth import tokens_match
 from services.web.deps import (
     LOGIN_COOKIE,
@@ -95,9 +96,20 @@ def sign_in(
         )
         refuse(request, user.username, "SIGN_IN", message, 403)
         return _login_page(request, next, message, status_code=403)
-    token = state.users.open_session(user)
     allow(request, user, "SIGN_IN")
-    response = RedirectResponse(_safe_next(next), status_code=303)
+    # an administrator's password opens one page: where its owner chooses their own
+    response = RedirectResponse(
+        "/password" if user.temporary else _safe_next(next), status_code=303
+    )
+    start_session(request, response, user)
+    response.delete_cookie(LOGIN_COOKIE, path="/login")
+    return response
+
+
+def start_session(request: Request, response: Response, user: User) -> None:
+    """A new session for ``user``, its cookie set on ``response``."""
+    state = web(request)
+    token = state.users.open_session(user)
     response.set_cookie(
         SESSION_COOKIE,
         state.signer.session_cookie(token),
@@ -106,8 +118,6 @@ def sign_in(
         secure=secure_cookie(request),
         max_age=int(state.settings.session_hours * 3600),
     )
-    response.delete_cookie(LOGIN_COOKIE, path="/login")
-    return response
 
 
 @router.post("/logout")
