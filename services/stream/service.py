@@ -209,7 +209,8 @@ class AdjudicatorService:
         if deliveries:
             self.log.apply(fresh + dead, applied, identities, outbox=dead, dirty=self.dirty)
         lag = started - (self._dirty_since or started)
-        touched = self.dirty if caught_up or lag >= self.max_lag_s else {}
+        due = (caught_up or lag >= self.max_lag_s) and not self._behind_rebuild()
+        touched = self.dirty if due else {}
         outputs = self._publish(touched) if touched else 0
         self._flush()
         if applied:
@@ -301,10 +302,21 @@ class AdjudicatorService:
         targets = self.log.rebuild_targets()
         if not targets or self.dirty or self.consumer is None or not self.consumer.assigned:
             return
-        applied = self.log.kafka_positions()
-        if all(applied.get(p, 0) >= end for p, end in targets.items()):
+        if not self._behind_rebuild():
             self.log.end_rebuild()
-            log.warning("rebuilt: %d record(s) applied", sum(applied.values()))
+            log.warning("rebuilt: %d record(s) applied", sum(self.log.kafka_positions().values()))
+
+    def _behind_rebuild(self) -> bool:
+        """Rebuilding, and a partition has not reached the end it had when the rebuild began.
+        The topics are read back in no order across kinds (a subject's MRI reads before its
+        subject record), so outcomes computed now would raise conflicts (UNKNOWN_SUBJECT) that
+        the rest of the records resolve, and the register would keep them: nothing is
+        computed or published until every partition is there."""
+        targets = self.log.rebuild_targets()
+        if not targets:
+            return False
+        applied = self.log.kafka_positions()
+        return any(applied.get(p, 0) < end for p, end in targets.items())
 
     # helpers -------------------------------------------------------------------------------
     def _seen(self, kind: str) -> set[str]:
