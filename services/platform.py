@@ -89,9 +89,9 @@ def _parse(path: Path, kind: str | None) -> ParsedFile | FileRefusedError:
 
 
 READ_AHEAD_BYTES = 220_000_000
-"""Two files read at once only while their sizes stay under this: the next file is read while
-one is appended (a third faster at 100,000 subjects) without the pair's frames passing the
-memory a single large file takes."""
+"""The next file is read while one is checked and appended only while the two files' sizes
+stay under this, so the pair never takes more memory than one file of that size would (at
+100,000 subjects: 1 s of 12.6 saved, peak 1.37 GB; with every pair read ahead, 1.72 GB)."""
 
 
 def _fits(path: Path, following: Path) -> bool:

@@ -128,19 +128,6 @@ def parse_file(path: Path, kind: str | None = None) -> ParsedFile:
     return ParsedFile(path, contract, raw, typed, invalid, file_sha256.result(), started)
 
 
-def ingest_file(
-    path: Path,
-    study: str,
-    known_records: KnownRecords,
-    kind: str | None = None,
-    run_id: str | None = None,
-) -> FileRun:
-    """Validate ``path`` row by row (in columns) and build what to append; raise only to
-    refuse the whole file. ``run_id``: the run to join (a retry of a killed attempt), else a
-    new one."""
-    return ingest_parsed(parse_file(path, kind), study, known_records, run_id)
-
-
 def ingest_parsed(
     parsed: ParsedFile, study: str, known_records: KnownRecords, run_id: str | None = None
 ) -> FileRun:
