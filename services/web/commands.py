@@ -101,7 +101,8 @@ def serve(obj: Any, host: str, port: int, proxy_headers: bool) -> None:
 
 @click.group()
 def users() -> None:
-    """Manage who can sign in to the web page (kept in <home>/web/users.db)."""
+    """Manage who can sign in to the web page (kept in <home>/web/users.db). A password set
+    here is temporary; each person chooses their own with `tract password` or on the page."""
 
 
 PASSWORD_STDIN = click.option(
@@ -145,8 +146,10 @@ FULL_NAME = click.option(
 @no_argv_password
 @click.pass_obj
 def add(obj: Any, username: str, role: str, full_name: str, from_stdin: bool) -> None:
-    """Add a user (or bring a removed one back) with a role, a printed name and a password
-    (prompted twice, hidden, or read from stdin with --password-stdin)."""
+    """Add a user (or bring a removed one back) with a role, a printed name and a temporary
+    password (prompted twice, hidden, or read from stdin with --password-stdin): it signs
+    nothing until its owner chooses their own (first sign-in on the page, or `tract
+    password`)."""
     password = _password(from_stdin, "Password")
     user = _store(obj).add(username, role, password, full_name)
     named = f", signs as {user.full_name!r}" if user.full_name else ""
@@ -180,8 +183,9 @@ def set_name(obj: Any, username: str, full_name: str) -> None:
 @no_argv_password
 @click.pass_obj
 def passwd(obj: Any, username: str, from_stdin: bool) -> None:
-    """Set a new password (prompted twice, hidden, or read from stdin with --password-stdin);
-    the user's open sessions end."""
+    """Reset a user's password to a temporary one (prompted twice, hidden, or read from stdin
+    with --password-stdin): it signs nothing until its owner chooses their own; the user's
+    open sessions end."""
     password = _password(from_stdin, "New password")
     user = _store(obj).set_password(username, password)
     _record(obj, "USER_PASSWORD", f"new password for {user.username}", user.username)
