@@ -60,6 +60,12 @@ def account_events(users: AccountStore, names: Iterable[str], action: str, by: s
     return [account_event(name, stored[name], action, by) for name in names]
 
 
+def chosen_by_owner(users: AccountStore, username: str) -> list[Event]:
+    """The account's record once its owner chose their own password: written by
+    ``user:<name>``, so the trail tells it from an administrator's reset (``cli:<OS user>``)."""
+    return account_events(users, [username], "PASSWORD", f"user:{username}")
+
+
 def recorded_accounts(source: Records) -> dict[str, dict[str, Any]]:
     """The latest record of each account in the log, by username."""
     latest = (

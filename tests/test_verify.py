@@ -193,13 +193,13 @@ def test_a_lock_rewritten_with_its_manifest_is_refused_everywhere(locked: Path) 
 def test_a_segment_whose_rows_do_not_match_its_entry_is_named(tmp_path: Path) -> None:
     """The walk's last check of a segment (its bytes already match the index): its offsets
     and study are the entry's, in columns (a 100k trial's segments are millions of rows)."""
-    from services.log.chain import Entry, sha256_file
+    from services.log.chain import Entry, file_sha256
     from services.log.verify import _check_segment
 
     path = tmp_path / "segments" / "000000000001.parquet"
     path.parent.mkdir()
     pl.DataFrame({"offset": [5, 6, 7], "study": ["EXO1"] * 3}).write_parquet(path)
-    digest = sha256_file(path.read_bytes())
+    digest, _ = file_sha256(path)
 
     def entry(first: int, count: int, study: str = "EXO1") -> Entry:
         file = "segments/000000000001.parquet"

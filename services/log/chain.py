@@ -130,12 +130,8 @@ def walk(
     return None, ends
 
 
-def sha256_file(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
 def file_sha256(path: Path) -> tuple[str, int]:
-    """A file's sha256 and size, read from disk (what a verifier will read)."""
+    """A segment file's sha256 and size, read from disk in chunks (what a verifier reads)."""
     with path.open("rb") as handle:
         digest = hashlib.file_digest(handle, "sha256")
         return digest.hexdigest(), handle.tell()

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import polars as pl
 
-from services.log.chain import Entry, sha256_file, walk
+from services.log.chain import Entry, file_sha256, walk
 from services.log.eventlog import _COLUMNS, HEAD, INDEX, MARKER, SEGMENTS
 
 
@@ -115,13 +115,13 @@ def _check_segment(folder: Path, e: Entry) -> Finding | None:
     path = folder / e.file
     where = f"{path} (segment {e.seq}: {e.count} {e.topic} event(s) of {e.study})"
     try:
-        data = path.read_bytes()
+        digest, _ = file_sha256(path)
     except FileNotFoundError:
         return Finding(where, "missing")
-    if sha256_file(data) != e.sha256:
+    if digest != e.sha256:
         return Finding(
             where,
-            f"sha256 {sha256_file(data)[:16]}… does not match the index ({e.sha256[:16]}…): "
+            f"sha256 {digest[:16]}… does not match the index ({e.sha256[:16]}…): "
             "the file was changed after it was written",
         )
     try:

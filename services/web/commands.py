@@ -218,7 +218,7 @@ def password(obj: Any, username: str, from_stdin: bool) -> None:
     """Change your own password (the current one, then the new one twice; hidden). A password
     an administrator set is temporary: it signs nothing until you choose your own here or at
     your first sign-in on the web page."""
-    from services.accounts import account_events
+    from services.accounts import chosen_by_owner
     from services.audit import access_event
     from services.errors import UserError
 
@@ -254,7 +254,7 @@ def password(obj: Any, username: str, from_stdin: bool) -> None:
                 outcome="ALLOWED",
                 detail=f"{user.username} chose a new password ({who})",
             ),
-            *account_events(store, [user.username], "PASSWORD", f"user:{user.username}"),
+            *chosen_by_owner(store, user.username),
         ]
     )
     click.echo(f"password changed for {user.username}: only you know it now")

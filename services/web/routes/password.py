@@ -10,7 +10,7 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from services.accounts import account_events
+from services.accounts import chosen_by_owner
 from services.errors import UserError
 from services.users import MIN_PASSWORD
 from services.web.deps import (
@@ -55,9 +55,7 @@ def change_password(
         context = {"min_length": MIN_PASSWORD, "error": str(exc)}
         return render(request, "password.html", context, session, status_code=400)
     allow(request, user, "PASSWORD_CHANGE")
-    state.platform.record(
-        account_events(state.users, [user.username], "PASSWORD", f"user:{user.username}")
-    )
+    state.platform.record(chosen_by_owner(state.users, user.username))
     response = RedirectResponse("/", status_code=303)
     start_session(request, response, user)  # every earlier session ended with the change
     return response
