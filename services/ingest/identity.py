@@ -27,7 +27,7 @@ def classify(rows: pl.DataFrame, known: pl.DataFrame, contract: Contract) -> pl.
     """
     id_col, version_col = contract.id_field, contract.version_field
     key = [id_col, version_col]
-    if known.height == 0 and rows[id_col].n_unique() == rows.height:  # every row is new
+    if known.height == 0 and _unique(rows[id_col]):  # every row is new
         return rows.with_columns(outcome=pl.lit("accepted"), reason=pl.lit(None, pl.String))
     frame = rows.with_columns(_repeat=~pl.struct(key).is_first_distinct())
     if frame["_repeat"].any():
@@ -90,6 +90,13 @@ def classify(rows: pl.DataFrame, known: pl.DataFrame, contract: Contract) -> pl.
             + pl.lit(" with different content; send a new version with a change_reason")
         ),
     ).drop(done)
+
+
+def _unique(ids: pl.Series) -> bool:
+    """True when no id repeats, told from the ids' 64-bit hashes (counting integers is five
+    times faster than counting strings at a million rows): equal ids hash alike, so distinct
+    hashes prove distinct ids; two ids sharing a hash only send the file the longer way."""
+    return ids.hash().n_unique() == ids.len()
 
 
 def known_from_records(records: pl.LazyFrame, contract: Contract) -> pl.DataFrame:

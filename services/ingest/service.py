@@ -96,8 +96,6 @@ class FileRun:
     report: IngestReport
     batches: tuple[Batch, ...]
     kind: str
-    subjects: pl.Series
-    """Subjects whose records this run accepted (their outcomes need recomputing)."""
 
 
 @dataclass(frozen=True)
@@ -199,7 +197,7 @@ def ingest_parsed(
         Batch("rejected_row", study, dead),
         Batch("ingest_run", study, batch_of_events("ingest_run", study, [run]).frame, new=True),
     )
-    return FileRun(report, batches, contract.kind, accepted_frame["subject_id"].unique())
+    return FileRun(report, batches, contract.kind)
 
 
 def _dead_letters(
