@@ -5,9 +5,13 @@ no new evidence or dead letters); the repeat reports every row as a duplicate or
 from __future__ import annotations
 
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+import services.platform as platform_module
 from services.adjudicator.engine import INPUT_COLUMNS
 
 from .helpers import CASES, EVIDENCE, STUDY, event_ids, ingest, ingest_process, platform
@@ -91,3 +95,36 @@ def test_each_file_of_a_run_is_checked_against_the_files_applied_before_it(
         (exams.name, "IngestReport"),
     ]
     assert len(event_ids(tmp_path / "home", "clinical_exam")) == first.accepted
+
+
+def test_files_are_read_ahead_only_within_the_memory_bound(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Small files are read ahead together; a file that would take the files held over the
+    bound waits until they are let go, and one larger than the bound is read alone."""
+    files = []
+    for name, size in {"a.csv": 10, "b.csv": 10, "big.csv": 100, "c.csv": 10}.items():
+        files.append(tmp_path / name)
+        files[-1].write_bytes(b"x" * size)
+    asked: list[tuple[str, list[str]]] = []  # a file, and the files held when it was asked for
+    monkeypatch.setattr(platform_module, "_parse", lambda path, kind: path.name)
+    monkeypatch.setattr(platform_module, "READ_AHEAD_BYTES", 25)
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+
+        class Watched:
+            def submit(self, fn: Any, path: Path, kind: str | None) -> Any:
+                asked.append((path.name, sorted(files[i].name for i in ahead.held)))
+                return pool.submit(fn, path, kind)
+
+        ahead = platform_module._ReadAhead(files, None, Watched())  # type: ignore[arg-type]
+        for i, path in enumerate(files):
+            assert ahead.take(i) == path.name
+            ahead.release(i)
+
+    assert asked == [
+        ("a.csv", ["a.csv"]),
+        ("b.csv", ["a.csv", "b.csv"]),  # together: 20 bytes of 25
+        ("big.csv", ["big.csv"]),  # alone, once a and b were let go: over the bound by itself
+        ("c.csv", ["c.csv"]),  # not beside big.csv: 110 bytes
+    ]
