@@ -100,14 +100,16 @@ class FileRun:
 
 @dataclass(frozen=True)
 class ParsedFile:
-    """A file read, validated and digested: the part of a run that needs no log, so the next
-    file's can go on while this one's identities are checked and its batches appended."""
+    """A file read and validated: the part of a run that needs no log, done in a background
+    thread while the file before it is digested, checked and appended. Its rows are digested
+    in :func:`ingest_parsed` (on the thread that otherwise waits for the reading: at 100,000
+    subjects the reading is the longer of the two)."""
 
     path: Path
     contract: Contract
     raw: pl.DataFrame
     typed: pl.DataFrame
-    """The valid rows, typed, with ``content_hash``."""
+    """The valid rows, typed."""
     invalid: pl.DataFrame
     file_sha256: str
     started: str
@@ -122,7 +124,6 @@ def parse_file(path: Path, kind: str | None = None) -> ParsedFile:
         file_sha256 = background.submit(lambda: hashlib.sha256(data).hexdigest())
         raw = read_rows(path, contract, data)
     typed, invalid = validate(raw, contract)
-    typed = typed.with_columns(content_hash=content_hash(contract))
     return ParsedFile(path, contract, raw, typed, invalid, file_sha256.result(), started)
 
 
@@ -131,7 +132,8 @@ def ingest_parsed(
 ) -> FileRun:
     """Classify a parsed file's identities against the log and build what to append (call
     under the log's writer lock, and append before letting go of it)."""
-    path, contract, raw, typed = parsed.path, parsed.contract, parsed.raw, parsed.typed
+    path, contract, raw = parsed.path, parsed.contract, parsed.raw
+    typed = parsed.typed.with_columns(content_hash=content_hash(contract))
     run_id = run_id or new_run_id()
     known = known_records(contract.kind, study, typed[contract.id_field])
     classified = classify(typed, known, contract)
