@@ -32,9 +32,9 @@ def _ci(k: int, n: int, level: float) -> list[float] | None:
 
 def completer_table(patients: pl.DataFrame, category: str, level: float) -> dict[str, Any]:
     completers = patients.lazy().filter(pl.col("subject_status") == "COMPLETED")
-    found = completers.group_by(category).len().collect().rows()
-    n = sum(k for _, k in found)
-    counts = {c: dict(found).get(c, 0) for c in CATEGORIES}
+    found = dict(completers.group_by(category).len().collect().rows())
+    n = sum(found.values())
+    counts = {c: found.get(c, 0) for c in CATEGORIES}
     return {
         "n": n,
         **counts,
