@@ -40,7 +40,10 @@ def width_of(page: Page) -> int:
 
 
 def fits(page: Page) -> None:
-    """The page does not scroll sideways and Sign out is on screen (when signed in)."""
+    """The page does not scroll sideways and Sign out is on screen (when signed in), measured
+    once the page has loaded: a click returns before its stylesheet has, and an unstyled table
+    is wider than any phone."""
+    page.wait_for_load_state("load")
     width = width_of(page)
     scroll = page.evaluate("document.documentElement.scrollWidth")
     assert scroll <= width, f"{page.url}: the page is {scroll} px wide on a {width} px screen"
