@@ -35,7 +35,7 @@ from services.events import Event
 from services.ingest.errors import FileRefusedError
 from services.ingest.identity import known_from_records
 from services.ingest.report import IngestReport
-from services.ingest.service import ParsedFile, ingest_parsed, parse_file
+from services.ingest.service import ParsedFile, digest_rows, ingest_parsed, parse_file
 from services.lock.sources import Anchor, LockSources
 from services.log import EventLog
 from services.log.segment import Batch
@@ -248,15 +248,16 @@ class Platform:
         run_id: str | None,
         released: Callable[[], None] = lambda: None,
     ) -> IngestReport | FileRefusedError:
-        """Check a parsed file's identities and append its batches, under the writer lock;
-        ``released()`` is called once the parsed file's frames are let go (the caller holds
-        no other reference), so the next file can be read while the batches are written."""
+        """Digest a parsed file's rows, then check their identities and append its batches
+        under the writer lock; ``released()`` is called once the parsed file's frames are let
+        go (the caller holds no other reference), so the next file can be read while the
+        batches are written (the caller releases the file in any case once this returns)."""
         if isinstance(parsed, FileRefusedError):
-            released()
             return parsed
         known = functools.partial(self.known_records, excluding_run=run_id)
         path = parsed.path
         try:
+            parsed = digest_rows(parsed)
             with self.exclusive():  # identity check and append: one ingest at a time
                 run = ingest_parsed(parsed, study, known, run_id)
                 del parsed

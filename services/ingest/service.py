@@ -13,7 +13,7 @@ import hashlib
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import polars as pl
@@ -101,15 +101,13 @@ class FileRun:
 @dataclass(frozen=True)
 class ParsedFile:
     """A file read and validated: the part of a run that needs no log, done in a background
-    thread while the file before it is digested, checked and appended. Its rows are digested
-    in :func:`ingest_parsed` (on the thread that otherwise waits for the reading: at 100,000
-    subjects the reading is the longer of the two)."""
+    thread while the file before it is digested (:func:`digest_rows`), checked and appended."""
 
     path: Path
     contract: Contract
     raw: pl.DataFrame
     typed: pl.DataFrame
-    """The valid rows, typed."""
+    """The valid rows, typed (with ``content_hash`` once :func:`digest_rows` has run)."""
     invalid: pl.DataFrame
     file_sha256: str
     started: str
@@ -127,13 +125,20 @@ def parse_file(path: Path, kind: str | None = None) -> ParsedFile:
     return ParsedFile(path, contract, raw, typed, invalid, file_sha256.result(), started)
 
 
+def digest_rows(parsed: ParsedFile) -> ParsedFile:
+    """``parsed`` with each valid row's ``content_hash``, which :func:`ingest_parsed` checks
+    identities by: computed before the writer lock is taken, on the thread that applies (at
+    100,000 subjects the background reading is the longer path)."""
+    typed = parsed.typed.with_columns(content_hash=content_hash(parsed.contract))
+    return replace(parsed, typed=typed)
+
+
 def ingest_parsed(
     parsed: ParsedFile, study: str, known_records: KnownRecords, run_id: str | None = None
 ) -> FileRun:
     """Classify a parsed file's identities against the log and build what to append (call
     under the log's writer lock, and append before letting go of it)."""
-    path, contract, raw = parsed.path, parsed.contract, parsed.raw
-    typed = parsed.typed.with_columns(content_hash=content_hash(contract))
+    path, contract, raw, typed = parsed.path, parsed.contract, parsed.raw, parsed.typed
     run_id = run_id or new_run_id()
     known = known_records(contract.kind, study, typed[contract.id_field])
     classified = classify(typed, known, contract)
