@@ -137,7 +137,8 @@ def ingest_parsed(
     parsed: ParsedFile, study: str, known_records: KnownRecords, run_id: str | None = None
 ) -> FileRun:
     """Classify a parsed file's identities against the log and build what to append (call
-    under the log's writer lock, and append before letting go of it)."""
+    under the log's writer lock, and append before letting go of it). ``parsed`` comes from
+    :func:`digest_rows`: identities are checked by its ``content_hash``."""
     path, contract, raw, typed = parsed.path, parsed.contract, parsed.raw, parsed.typed
     run_id = run_id or new_run_id()
     known = known_records(contract.kind, study, typed[contract.id_field])
