@@ -514,7 +514,7 @@ class Platform:
             before = ballot(self.votes(study), conflict, self.rules.quorum)
             again = _same_vote(before, signature, unsigned.payload)
             if again is not None:
-                return self._vote_result(study, again, already_recorded=True)
+                return self._vote_result(study, again, conflict, already_recorded=True)
             previous = before.latest_of(signature.signer)
             event = make_vote(
                 **choice,
@@ -523,13 +523,34 @@ class Platform:
             )
             self.publish([event])
             self.sync_conflicts(study)
-        return self._vote_result(study, event.payload)
+            return self._vote_result(study, event.payload, self._refreshed(study, conflict))
+
+    def _refreshed(self, study: str, conflict: dict[str, Any]) -> dict[str, Any]:
+        """``conflict`` as it stands once a vote on it is applied. Embedded: the maintained
+        state's row, which the vote's catch-up has just recomputed from the log for this subject
+        (the caller holds the writer lock, so no file edit came in between), instead of a
+        third adjudication of the subject. Kafka: computed from the log again."""
+        subject = conflict["subject_id"]
+        if (
+            self.state is not None
+            and subject is not None
+            and not hasattr(self.bus, "await_applied")
+        ):
+            kept = self.outcomes(study, [subject], tables=("conflicts",)).conflicts
+            found = kept.filter(pl.col("conflict_id") == conflict["conflict_id"])
+            if found.height:
+                return found.row(0, named=True)
+        return self.find_conflict(conflict["conflict_id"], study)[1]
 
     def _vote_result(
-        self, study: str, vote: dict[str, Any], already_recorded: bool = False
+        self,
+        study: str,
+        vote: dict[str, Any],
+        conflict: dict[str, Any],
+        already_recorded: bool = False,
     ) -> dict[str, Any]:
-        """A vote with what it brought about: the decision it completed, or what is needed."""
-        _, conflict, _ = self.find_conflict(vote["conflict_id"], study)
+        """A vote with what it brought about: the decision it completed, or what is needed
+        (``conflict``: as it stands after the vote)."""
         votes = self.votes(study).filter(pl.col("conflict_id") == vote["conflict_id"])
         formed = decisions_from_votes(votes, self.rules.quorum).filter(
             pl.col("vote_ids").list.contains(vote["vote_id"])

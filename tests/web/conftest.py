@@ -110,8 +110,14 @@ class Site:
 
 
 @pytest.fixture
-def site_factory(demo_home: Path, tmp_path: Path) -> Iterator[Callable[..., Site]]:
+def site_factory(
+    trial_templates: Callable[[bool], Path], tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[Callable[..., Site]]:
+    """Sites over copies of the demo home: with its conflicts open, or, for a test marked
+    ``@pytest.mark.decided``, decided by the demo committee's signed votes (as
+    ``decide_demo_conflicts`` would in the test, without voting again in every test)."""
     made: list[Site] = []
+    demo_home = trial_templates(request.node.get_closest_marker("decided") is not None)
 
     def make(
         clock: Callable[[], datetime] | None = None,

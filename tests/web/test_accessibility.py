@@ -17,13 +17,11 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from services.accounts import account_events
-from services.demo.run import decide_demo_conflicts, demo_committee
 from tests.web.conftest import (
     PASSWORD,
     READER_DISAGREEMENT_S05,
     UNMATCHED_S09,
     Site,
-    fast_hasher,
 )
 
 pytestmark = pytest.mark.slow
@@ -159,13 +157,11 @@ def test_a_vote_refused_signed_and_recorded(
     assert found == [], "\n".join(found)
 
 
+@pytest.mark.decided
 def test_the_lock_from_confirmation_to_receipt(
     live: tuple[Site, str], page: Page, axe_script: Path
 ) -> None:
-    site, base = live
-    decide_demo_conflicts(
-        site.app.state.web.platform, demo_committee(site.app.state.web.platform, fast_hasher())
-    )
+    _, base = live
     sign_in(page, base, "dm.jones")
     page.fill("#lock_id", "PRIMARY")
     page.fill("#reason", "primary analysis")

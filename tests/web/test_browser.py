@@ -18,10 +18,9 @@ import pytest
 import uvicorn
 from playwright.sync_api import Browser, Page, expect
 
-from services.demo.run import decide_demo_conflicts, demo_committee
 from services.demo.trial import DEMO_STUDY
 from services.lock.snapshot import read_manifest
-from tests.web.conftest import PASSWORD, READER_DISAGREEMENT_S05, Site, fast_hasher
+from tests.web.conftest import PASSWORD, READER_DISAGREEMENT_S05, Site
 
 CHROMIUM = Path("/usr/bin/chromium")
 LAUNCH_ARGS = [
@@ -194,12 +193,12 @@ def test_a_monitor_reads_everything_but_cannot_decide(served: tuple[Site, str], 
     }
 
 
+@pytest.mark.decided
 def test_a_data_manager_sees_the_study_ready_and_locks_it(
     served: tuple[Site, str], page: Page
 ) -> None:
     site, base = served
     platform = site.app.state.web.platform  # the server's own, serialised platform
-    decide_demo_conflicts(platform, demo_committee(platform, fast_hasher()))
     sign_in(page, base, "dm.jones")
     # The committee is done, but the rejected rows are still the sites' open queries.
     expect(page.get_by_test_id("readiness")).to_contain_text("Not ready to lock: 14 site queries")

@@ -13,9 +13,8 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from services.demo.run import decide_demo_conflicts, demo_committee
 from services.demo.trial import DEMO_STUDY
-from tests.web.conftest import PASSWORD, SHOTS, Site, fast_hasher
+from tests.web.conftest import PASSWORD, SHOTS, Site
 
 pytestmark = pytest.mark.slow
 
@@ -176,13 +175,11 @@ def test_the_data_manager_works_the_site_queries(
     shot(page, screen, "07-query-answered")
 
 
+@pytest.mark.decided
 def test_the_lock_is_confirmed_on_its_own_page(
     live: tuple[Site, str], page: Page, screen: str
 ) -> None:
     site, base = live
-    decide_demo_conflicts(
-        site.app.state.web.platform, demo_committee(site.app.state.web.platform, fast_hasher())
-    )
     sign_in(page, base, "dm.jones")
     page.fill("#lock_id", "PRIMARY")
     page.fill("#reason", "primary analysis")
@@ -205,13 +202,11 @@ def test_the_lock_is_confirmed_on_its_own_page(
     shot(page, screen, "10-locks")
 
 
+@pytest.mark.decided
 def test_the_audit_trail_shows_old_and_new_whole(
     live: tuple[Site, str], page: Page, screen: str
 ) -> None:
-    site, base = live
-    decide_demo_conflicts(
-        site.app.state.web.platform, demo_committee(site.app.state.web.platform, fast_hasher())
-    )
+    _, base = live
     sign_in(page, base, "dm.jones")
     page.goto(f"{base}/audit")
     cells = page.get_by_test_id("audit").locator("tbody tr td:last-child")

@@ -843,11 +843,8 @@ def test_a_lock_with_open_conflicts_is_refused_and_says_why(site: Site, as_role:
     assert not site.platform.store.exists(f"locks/{DEMO_STUDY}/WEB-LOCK/manifest.json")
 
 
+@pytest.mark.decided
 def test_a_data_manager_sees_ready_to_lock_and_locks(site: Site, as_role: AsRole) -> None:
-    from services.demo.run import decide_demo_conflicts, demo_committee
-    from tests.web.conftest import fast_hasher
-
-    decide_demo_conflicts(site.platform, demo_committee(site.platform, fast_hasher()))
     client, csrf = as_role("data_manager")
     page = client.get("/").text
     # no open conflict, but the demo's 10 rejected rows are site queries: not "ready"
@@ -880,11 +877,8 @@ def test_a_data_manager_sees_ready_to_lock_and_locks(site: Site, as_role: AsRole
 
 
 def _reviewed_lock(site: Site, client: TestClient, csrf: str) -> dict[str, str]:
-    """The confirmation page's form of a lockable DEMO, its queries' reason given."""
-    from services.demo.run import decide_demo_conflicts, demo_committee
-    from tests.web.conftest import fast_hasher
-
-    decide_demo_conflicts(site.platform, demo_committee(site.platform, fast_hasher()))
+    """The confirmation page's form of DEMO, decided (the test is marked ``decided``), its
+    queries' reason given."""
     review = _lock(client, csrf)
     assert review.status_code == 200, review.text
     return hidden_fields(review.text) | {"queries_reason": "sites answer after the interim"}
@@ -897,6 +891,7 @@ def _reviewed_lock(site: Site, client: TestClient, csrf: str) -> dict[str, str]:
         ("wrong horse", "signature refused: unknown user or wrong password"),
     ],
 )
+@pytest.mark.decided
 def test_a_web_lock_without_its_password_is_refused_and_locks_nothing(
     site: Site, as_role: AsRole, password: str, message: str
 ) -> None:
@@ -922,6 +917,7 @@ def test_a_web_lock_without_its_password_is_refused_and_locks_nothing(
     assert site.platform.records("lock", DEMO_STUDY).collect().is_empty()  # not even claimed
 
 
+@pytest.mark.decided
 def test_failed_lock_signatures_count_in_the_sign_in_throttle(
     site_factory: Callable[..., Site],
 ) -> None:
@@ -938,6 +934,7 @@ def test_failed_lock_signatures_count_in_the_sign_in_throttle(
     assert site.platform.records("lock", DEMO_STUDY).collect().is_empty()
 
 
+@pytest.mark.decided
 def test_a_web_lock_is_signed_in_its_manifest_as_the_cli_signs(site: Site, as_role: AsRole) -> None:
     """The same act, the same signature: printed name, time, meaning, in the manifest whose
     sha256 the lock event records, shown by `tract snapshot open` with the lock's data."""
@@ -978,6 +975,7 @@ def test_a_web_lock_is_signed_in_its_manifest_as_the_cli_signs(site: Site, as_ro
     assert 'data-testid="lock-signature">Dana Jones (dm.jones), ' in page and meaning in page
 
 
+@pytest.mark.decided
 def test_the_lock_page_shows_locks_signed_for_airflow_and_where_they_stand(
     site: Site, as_role: AsRole, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -986,12 +984,9 @@ def test_the_lock_page_shows_locks_signed_for_airflow_and_where_they_stand(
     published."""
     from datetime import timedelta
 
-    from services.demo.run import decide_demo_conflicts, demo_committee
     from services.lock import lock as locking
     from services.signatures import LOCK, Credentials, sign_as
-    from tests.web.conftest import fast_hasher
 
-    decide_demo_conflicts(site.platform, demo_committee(site.platform, fast_hasher()))
     lock = (DEMO_STUDY, "AIRFLOW", "primary analysis", "dm.jones", "hard")
     queries = {"open_queries_reason": "sites answer later"}
     signer = Credentials("dm.jones", PASSWORD, "cli", "test")
@@ -1016,6 +1011,7 @@ def test_the_lock_page_shows_locks_signed_for_airflow_and_where_they_stand(
     assert ">taken<" in row
 
 
+@pytest.mark.decided
 def test_a_data_manager_signs_a_lock_for_airflow_on_the_page(site: Site, as_role: AsRole) -> None:
     """The page signed and took a lock at once; where Airflow takes locks the data manager had
     to sign at a terminal (`tract lock --for-airflow`). The confirmation page now signs the
@@ -1069,6 +1065,7 @@ def test_a_data_manager_signs_a_lock_for_airflow_on_the_page(site: Site, as_role
 
 
 @pytest.mark.parametrize("role", ["committee", "monitor"])
+@pytest.mark.decided
 def test_only_a_data_manager_signs_a_lock_for_airflow(
     site: Site, as_role: AsRole, role: str
 ) -> None:
@@ -1088,10 +1085,7 @@ def test_only_a_data_manager_signs_a_lock_for_airflow(
 
 # -- unlock by signatures (issue 9, item 2) ------------------------------------------------------
 def _locked(site: Site) -> None:
-    from services.demo.run import decide_demo_conflicts, demo_committee
-    from tests.web.conftest import fast_hasher
-
-    decide_demo_conflicts(site.platform, demo_committee(site.platform, fast_hasher()))
+    """DEMO, decided (the test is marked ``decided``), locked hard."""
     site.platform.lock(
         DEMO_STUDY,
         "WEB-LOCK",
@@ -1102,6 +1096,7 @@ def _locked(site: Site) -> None:
     )
 
 
+@pytest.mark.decided
 def test_an_unlock_needs_a_signed_request_and_two_other_signed_approvals(
     site: Site, as_role: AsRole
 ) -> None:

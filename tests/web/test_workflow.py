@@ -15,7 +15,6 @@ import polars as pl
 import pytest
 from fastapi.testclient import TestClient
 
-from services.demo.run import decide_demo_conflicts, demo_committee
 from services.demo.trial import DEMO_STUDY, write_demo_trial
 from services.errors import WebConfigError
 from services.lock.snapshot import lock_prefix, sha256
@@ -25,7 +24,6 @@ from tests.web.conftest import (
     READER_DISAGREEMENT_S05,
     UNMATCHED_S09,
     Site,
-    fast_hasher,
     hidden_fields,
     sign_in,
 )
@@ -271,7 +269,7 @@ def test_the_sites_get_their_queries_as_csv(as_role: AsRole) -> None:
 
 # -- the lock on the page --------------------------------------------------------------------------
 def _locked(site: Site, client: TestClient, csrf: str, lock_id: str = "PRIMARY") -> str:
-    decide_demo_conflicts(site.platform, demo_committee(site.platform, fast_hasher()))
+    """The study locked through the page (the test is marked ``decided``)."""
     review = client.post(
         "/lock",
         data={"csrf_token": csrf, "study": DEMO_STUDY, "lock_id": lock_id, "reason": "primary"},
@@ -287,8 +285,8 @@ def _locked(site: Site, client: TestClient, csrf: str, lock_id: str = "PRIMARY")
     return done.headers["location"]
 
 
+@pytest.mark.decided
 def test_the_confirmation_shows_what_will_be_frozen(site: Site, as_role: AsRole) -> None:
-    decide_demo_conflicts(site.platform, demo_committee(site.platform, fast_hasher()))
     client, csrf = as_role("data_manager")
     review = client.post(
         "/lock", data={"csrf_token": csrf, "study": DEMO_STUDY, "lock_id": "L1", "reason": "x"}
@@ -303,10 +301,10 @@ def test_the_confirmation_shows_what_will_be_frozen(site: Site, as_role: AsRole)
     assert 'name="queries_reason"' in review
 
 
+@pytest.mark.decided
 def test_a_lock_is_refused_if_the_queries_changed_since_the_review(
     site: Site, as_role: AsRole
 ) -> None:
-    decide_demo_conflicts(site.platform, demo_committee(site.platform, fast_hasher()))
     client, csrf = as_role("data_manager")
     review = client.post(
         "/lock", data={"csrf_token": csrf, "study": DEMO_STUDY, "lock_id": "L1", "reason": "x"}
@@ -321,6 +319,7 @@ def test_a_lock_is_refused_if_the_queries_changed_since_the_review(
     assert site.platform.records("lock", DEMO_STUDY).collect().is_empty()
 
 
+@pytest.mark.decided
 def test_a_used_lock_id_is_refused_at_the_review_next_to_the_field(
     site: Site, as_role: AsRole
 ) -> None:
@@ -335,6 +334,7 @@ def test_a_used_lock_id_is_refused_at_the_review_next_to_the_field(
     assert "DEMO is locked (PRIMARY" in again.text and "Confirm and lock" not in again.text
 
 
+@pytest.mark.decided
 def test_lock_history_receipt_files_and_the_locked_report(site: Site, as_role: AsRole) -> None:
     client, csrf = as_role("data_manager")
     page = client.get(_locked(site, client, csrf)).text
@@ -349,6 +349,7 @@ def test_lock_history_receipt_files_and_the_locked_report(site: Site, as_role: A
     assert receipt in history and "in force" in history and "answered after the lock" in history
 
 
+@pytest.mark.decided
 def test_the_download_is_the_verified_lock(site: Site, as_role: AsRole) -> None:
     client, csrf = as_role("data_manager")
     _locked(site, client, csrf)
@@ -379,10 +380,10 @@ def test_the_audit_trail_pages_through_every_row(as_role: AsRole) -> None:
     assert last.count('<tr><td class="small nowrap">') == total - 100 * (-(-total // 100) - 1)
 
 
+@pytest.mark.decided
 def test_the_lock_page_takes_the_signed_unlock(site: Site, as_role: AsRole) -> None:
     """The unlock from the lock page: the data manager signs the request there, two others
     sign their approvals there, and the history then says who undid the lock."""
-    decide_demo_conflicts(site.platform, demo_committee(site.platform, fast_hasher()))
     site.platform.lock(DEMO_STUDY, "L1", "primary analysis", "dm.jones", open_queries_reason="x")
     manager, csrf = as_role("data_manager")
     page = manager.get("/locks").text
