@@ -219,6 +219,11 @@ class DashboardView:
     open_conflicts: list[ConflictSummary] = field(default_factory=list)
     unlock_requests: list[UnlockRequest] = field(default_factory=list)
     """Every unlock request of the study, newest first, with its signatures and state."""
+    subjects_total: int = 0
+    """How many patients the study has: ``patients`` and the swimmer plot show the first
+    :data:`DASHBOARD_SUBJECTS` of them (the subject list pages through all)."""
+    open_conflicts_total: int = 0
+    """How many conflicts are open: ``open_conflicts`` lists the first ones (the queue has all)."""
 
 
 def readiness(
@@ -299,13 +304,26 @@ def _changed(frame: pl.DataFrame) -> int:
     return frame["changed_since_lock"].sum() if "changed_since_lock" in frame.columns else 0
 
 
-def dashboard_view(platform: VisiblePlatform, study: str, studies: list[str]) -> DashboardView:
+DASHBOARD_SUBJECTS = 100
+"""Patients (and their swimmer lanes) and open conflicts the dashboard lists: a 100,000-subject
+study's page would otherwise draw every lane (minutes, megabytes); the subject list and the
+conflict queue page through them all."""
+
+
+def dashboard_view(
+    platform: VisiblePlatform, study: str, studies: list[str], shown: int | None = None
+) -> DashboardView:
     """The dashboard. Study-level efficacy figures (completer, ITT, tract and discharge tables
     with their CIs, the sensitivity table, pathology medians and tests) come only with the
     role's ``sees_results``; so do the per-patient categories and the study's swimmer plot,
     whose rows add up to the same figures. Readiness, locks, reader agreement and the
-    committee's own counts are for everyone."""
+    committee's own counts are for everyone. Patients, lanes and open conflicts: the first
+    ``shown`` (by subject id; by type, subject and tract; default :data:`DASHBOARD_SUBJECTS`),
+    with their totals."""
+    shown = DASHBOARD_SUBJECTS if shown is None else shown
     result = platform.adjudicate(study)
+    first = result.patients.sort("subject_id").head(shown).select("subject_id")
+    opened = result.conflicts.filter(pl.col("status") == "OPEN")
     report = platform.report(study)
     results = platform.policy.sees_results
     locks = platform.records("lock", study).collect()
@@ -316,7 +334,8 @@ def dashboard_view(platform: VisiblePlatform, study: str, studies: list[str]) ->
         .agg(by_committee=(pl.col("decided_by") == "COMMITTEE").sum())
     )
     patients = (
-        result.patients.join(decided, on="subject_id", how="left")
+        first.join(result.patients, on="subject_id", how="left", maintain_order="left")
+        .join(decided, on="subject_id", how="left", maintain_order="left")
         .select(
             "subject_id",
             "subject_status",
@@ -352,17 +371,20 @@ def dashboard_view(platform: VisiblePlatform, study: str, studies: list[str]) ->
             .iter_rows(named=True)
         ],
         swimmer=swimmer_svg(
-            result.visits, result.tracts, platform.rules.visits, link=subject_link(study)
+            result.visits.join(first, on="subject_id", how="semi"),
+            result.tracts.join(first, on="subject_id", how="semi"),
+            platform.rules.visits,
+            link=subject_link(study),
         )
         if results
         else "",
         open_conflicts=[
             summarize(study, r, datetime.now(UTC), 10**6)
-            for r in result.conflicts.filter(pl.col("status") == "OPEN")
-            .sort("type", "subject_id", "tract_id")
-            .iter_rows(named=True)
+            for r in opened.sort("type", "subject_id", "tract_id").head(shown).iter_rows(named=True)
         ],
         unlock_requests=unlock_requests(platform, study, locks),
+        subjects_total=result.patients.height,
+        open_conflicts_total=opened.height,
     )
 
 
@@ -387,10 +409,13 @@ def lock_requests(platform: VisiblePlatform, study: str) -> list[dict[str, str]]
 
 def dashboard_readiness(platform: VisiblePlatform, study: str) -> Readiness:
     """The study's readiness to lock (the lock page shows it too)."""
-    result = platform.adjudicate(study)
     locks = platform.records("lock", study).collect()
     return readiness(
-        result.conflicts, result.tracts, locks, result.patients, platform.queries(study)
+        platform.conflicts(study),
+        platform.table(study, "tracts"),
+        locks,
+        platform.table(study, "patients"),
+        platform.queries(study),
     )
 
 

@@ -267,6 +267,7 @@ class VisiblePlatform:
         self._platform = platform
         self.policy = policy
         self._results: dict[str, Adjudication] = {}
+        self._blinded: dict[tuple[str, str], pl.DataFrame] = {}
 
     @property
     def rules(self) -> Any:
@@ -328,8 +329,26 @@ class VisiblePlatform:
             },
         )
 
+    def table(self, study: str, name: str) -> pl.DataFrame:
+        """One table of the study's outcomes, blinded once per page: a page that needs only
+        the conflicts does not scrub a 100,000-subject study's visits."""
+        if (study, name) not in self._blinded:
+            if study in self._results:
+                table = getattr(self._results[study], name)
+            else:  # that table only: the study's visits are the largest and rarely needed
+                table = getattr(self._platform.outcomes(study, tables=(name,)), name)
+            self._blinded[(study, name)] = self.blind(RESULT_KINDS[name], table)
+        return self._blinded[(study, name)]
+
     def adjudicate(self, study: str) -> Adjudication:
-        return self._blind_result(self._raw_result(study))
+        return replace(
+            self._raw_result(study),
+            **{name: self.table(study, name) for name in RESULT_KINDS},
+        )
+
+    def conflicts(self, study: str) -> pl.DataFrame:
+        """The study's conflicts (every status), blinded."""
+        return self.table(study, "conflicts")
 
     def subject_outcomes(self, study: str, subject: str) -> tuple[Adjudication, tuple[str, ...]]:
         """One subject's outcomes as the log gives them, blinded, and the tables whose kept
@@ -360,7 +379,7 @@ class VisiblePlatform:
         def read(kind: str, subjects: Collection[str] | None = None) -> pl.DataFrame:
             return self.records(kind, study, subjects=subjects).collect()
 
-        return site_queries(read, self.adjudicate(study).conflicts)
+        return site_queries(read, self.conflicts(study))
 
     @property
     def sees_everything(self) -> bool:

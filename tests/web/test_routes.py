@@ -10,6 +10,7 @@ import csv
 import hashlib
 import io
 import json
+import re
 import sqlite3
 from collections.abc import Callable
 
@@ -296,6 +297,30 @@ def test_dashboard_shows_the_report_agreement_plot_and_readiness(as_role: AsRole
     assert "Not ready to lock: 7 open conflict(s)" in page
     assert "Never locked." in page
     assert 'data-testid="category-S05">Pending' in page  # the code stays in the tooltip
+
+
+def test_a_large_study_s_dashboard_lists_the_first_patients_and_says_where_the_rest_are(
+    as_role: AsRole, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 100,000-subject study's dashboard drew a swimmer lane for every tract (minutes,
+    megabytes): it lists the first patients, lanes and open conflicts, counts them all and
+    links to the pages that have them all (the demo, with 5 shown instead of 100)."""
+    from services.web import views
+
+    client, _ = as_role("data_manager")
+    whole = client.get("/").text
+    monkeypatch.setattr(views, "DASHBOARD_SUBJECTS", 5)
+    page = client.get("/").text
+    rows = page.split('data-testid="patients"')[1].split("</table>")[0]
+    first = sorted(set(re.findall(r'data-subject="([^"]+)"', whole)))[:5]
+    assert re.findall(r'data-subject="([^"]+)"', rows) == first
+    lanes = page.split('aria-label="Swimmer plot')[1].split("</svg>")[0]
+    assert set(re.findall(r"/subjects/([^?\"]+)\?study=", lanes)) == set(first)
+    assert "The first 5 of 23 patients" in page and 'href="/subjects?study=DEMO"' in page
+    assert page.split('data-testid="blocking-conflicts"')[1].split("</ul>")[0].count("<li>") == 5
+    assert "The first 5 of 7 open conflicts" in page
+    assert "Not ready to lock: 7 open conflict(s)" in page  # readiness counts them all
+    assert "The first" not in whole  # the demo's 23 patients are all listed
 
 
 def test_an_unknown_study_is_404(as_role: AsRole) -> None:

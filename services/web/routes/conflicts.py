@@ -44,7 +44,7 @@ def queue_view(
     studies = state.platform.studies()
     shown = [s for s in studies if not filters.study or s == filters.study]
     return conflict_queue(
-        {s: seen.adjudicate(s).conflicts for s in shown},
+        {s: seen.conflicts(s) for s in shown},
         filters,
         state.clock(),
         state.settings.overdue_days,
