@@ -295,34 +295,32 @@ def subject_list(
 ) -> SubjectList:
     """Every subject of the study (registered or only seen in evidence) with site, status,
     tracts, open conflicts and queries not closed; categories only for roles that see results."""
-    result = platform.adjudicate(study)
+    tracts, conflicts = platform.table(study, "tracts"), platform.conflicts(study)
     subjects = platform.records("subject", study).collect()
     live = (
         current(subjects.lazy(), schemas.contract("subject")).collect()
         if subjects.height
         else pl.DataFrame(schema={"subject_id": pl.String, "site_id": pl.String})
     )
-    treated = result.tracts.group_by("subject_id").agg(
+    treated = tracts.group_by("subject_id").agg(
         tracts=pl.len(),
         treated=pl.col("treated").sum(),
         post_lock=pl.col("post_lock").fill_null(False).any(),
     )
-    conflicts = (
-        result.conflicts.filter(pl.col("status") == "OPEN").group_by("subject_id").len("open")
-    )
+    conflicts = conflicts.filter(pl.col("status") == "OPEN").group_by("subject_id").len("open")
     queries = (
         platform.queries(study)
         .filter(pl.col("status") != "CLOSED")
         .group_by("subject_id")
         .len("queries")
     )
-    patients = result.patients.select("subject_id", "category", "subject_status")
+    patients = platform.table(study, "patients").select("subject_id", "category", "subject_status")
     everyone = (
         pl.concat(
             [
                 patients.select("subject_id"),
                 live.select("subject_id"),
-                result.conflicts.select("subject_id"),
+                conflicts.select("subject_id"),
             ]
         )
         .unique()

@@ -321,20 +321,20 @@ def dashboard_view(
     ``shown`` (by subject id; by type, subject and tract; default :data:`DASHBOARD_SUBJECTS`),
     with their totals."""
     shown = DASHBOARD_SUBJECTS if shown is None else shown
-    result = platform.adjudicate(study)
-    first = result.patients.sort("subject_id").head(shown).select("subject_id")
-    opened = result.conflicts.filter(pl.col("status") == "OPEN")
+    tracts, every = platform.table(study, "tracts"), platform.table(study, "patients")
+    first = every.sort("subject_id").head(shown).select("subject_id")
+    opened = platform.conflicts(study).filter(pl.col("status") == "OPEN")
     report = platform.report(study)
     results = platform.policy.sees_results
     locks = platform.records("lock", study).collect()
     queries = platform.queries(study)
     decided = (
-        result.tracts.filter(pl.col("treated"))
+        tracts.filter(pl.col("treated"))
         .group_by("subject_id")
         .agg(by_committee=(pl.col("decided_by") == "COMMITTEE").sum())
     )
     patients = (
-        first.join(result.patients, on="subject_id", how="left", maintain_order="left")
+        first.join(every, on="subject_id", how="left", maintain_order="left")
         .join(decided, on="subject_id", how="left", maintain_order="left")
         .select(
             "subject_id",
@@ -354,7 +354,7 @@ def dashboard_view(
         studies=studies,
         report=report,
         results=results,
-        readiness=readiness(result.conflicts, result.tracts, locks, result.patients, queries),
+        readiness=readiness(platform.conflicts(study), tracts, locks, every, queries),
         patients=patients if results else [],
         locks=[
             {
@@ -371,8 +371,8 @@ def dashboard_view(
             .iter_rows(named=True)
         ],
         swimmer=swimmer_svg(
-            result.visits.join(first, on="subject_id", how="semi"),
-            result.tracts.join(first, on="subject_id", how="semi"),
+            platform.table(study, "visits", first["subject_id"].to_list()),
+            tracts.join(first, on="subject_id", how="semi"),
             platform.rules.visits,
             link=subject_link(study),
         )
@@ -383,7 +383,7 @@ def dashboard_view(
             for r in opened.sort("type", "subject_id", "tract_id").head(shown).iter_rows(named=True)
         ],
         unlock_requests=unlock_requests(platform, study, locks),
-        subjects_total=result.patients.height,
+        subjects_total=every.height,
         open_conflicts_total=opened.height,
     )
 

@@ -329,16 +329,29 @@ class VisiblePlatform:
             },
         )
 
-    def table(self, study: str, name: str) -> pl.DataFrame:
-        """One table of the study's outcomes, blinded once per page: a page that needs only
-        the conflicts does not scrub a 100,000-subject study's visits."""
+    def table(self, study: str, name: str, subjects: Collection[str] | None = None) -> pl.DataFrame:
+        """One table of the study's outcomes (of ``subjects`` only, when given), blinded once
+        per page: a page that needs the conflicts does not scrub a 100,000-subject study's
+        visits, nor a dashboard all of them for the lanes of its first patients."""
+        kind = RESULT_KINDS[name]
+        if subjects is not None:
+            if (study, name) in self._blinded:
+                frame = self._blinded[(study, name)]
+                return frame.filter(pl.col("subject_id").is_in(list(subjects)))
+            return self.blind(kind, self._raw_table(study, name, subjects))
         if (study, name) not in self._blinded:
-            if study in self._results:
-                table = getattr(self._results[study], name)
-            else:  # that table only: the study's visits are the largest and rarely needed
-                table = getattr(self._platform.outcomes(study, tables=(name,)), name)
-            self._blinded[(study, name)] = self.blind(RESULT_KINDS[name], table)
+            self._blinded[(study, name)] = self.blind(kind, self._raw_table(study, name))
         return self._blinded[(study, name)]
+
+    def _raw_table(
+        self, study: str, name: str, subjects: Collection[str] | None = None
+    ) -> pl.DataFrame:
+        if study in self._results:
+            frame = getattr(self._results[study], name)
+            if subjects is None:
+                return frame
+            return frame.filter(pl.col("subject_id").is_in(list(subjects)))
+        return getattr(self._platform.outcomes(study, subjects, tables=(name,)), name)
 
     def adjudicate(self, study: str) -> Adjudication:
         return replace(
