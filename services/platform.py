@@ -749,14 +749,13 @@ class Platform:
         """The report of a lock, or of the current state (from ``result`` when the caller has
         just adjudicated ``study``; built here, as a snapshot's report is, without loading the
         lock modules and pyarrow)."""
-        from services.adjudicator.report import build_report
+        from services.adjudicator.report import REPORT_TABLES, build_report
         from services.adjudicator.state import current
         from services.state.postlock import changes_since_lock
 
         if lock_id:
             return self.open_lock(study, lock_id).report(self.rules.confidence_level)
-        tables = ("tracts", "patients", "conflicts")
-        result = result or self.outcomes(study, tables=tables, ordered=False)
+        result = result or self.outcomes(study, tables=REPORT_TABLES, ordered=False)
         reports = schemas.contract("pathology_report")
         pathology = current(self.records("pathology_report", study), reports).collect()
         meta = {"study": result.study, "source": "current", "rule_set": result.rule_set}

@@ -18,6 +18,8 @@ from services.adjudicator.rules.sensitivity import DEFINITIONS
 
 MARKERS = ("cd68_per_hpf", "cd20_per_hpf", "cd31_per_hpf", "inflammation_grade")
 PATHOLOGY_VISITS = ("INJ1", "INJ2", "INJ3")
+REPORT_TABLES = ("tracts", "patients", "conflicts")
+"""The outcome tables a report is built from (with the pathology records)."""
 
 
 def _pct(k: int, n: int) -> float | None:

@@ -321,10 +321,10 @@ def dashboard_view(
     ``shown`` (by subject id; by type, subject and tract; default :data:`DASHBOARD_SUBJECTS`),
     with their totals."""
     shown = DASHBOARD_SUBJECTS if shown is None else shown
+    report = platform.report(study)  # first: the tables below are then of the same read
     tracts, every = platform.table(study, "tracts"), platform.table(study, "patients")
     first = every.sort("subject_id").head(shown).select("subject_id")
     opened = platform.conflicts(study).filter(pl.col("status") == "OPEN")
-    report = platform.report(study)
     results = platform.policy.sees_results
     locks = platform.records("lock", study).collect()
     queries = platform.queries(study)

@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 
 import schemas
+from services.adjudicator.report import REPORT_TABLES
 from services.audit import audit_trail
 from services.events import canonical_json
 
@@ -268,6 +269,7 @@ class VisiblePlatform:
         self.policy = policy
         self._results: dict[str, Adjudication] = {}
         self._blinded: dict[tuple[str, str], pl.DataFrame] = {}
+        self._partial: dict[str, Adjudication] = {}  # the report's tables, read once
 
     @property
     def rules(self) -> Any:
@@ -346,8 +348,11 @@ class VisiblePlatform:
     def _raw_table(
         self, study: str, name: str, subjects: Collection[str] | None = None
     ) -> pl.DataFrame:
-        if study in self._results:
-            frame = getattr(self._results[study], name)
+        read = self._results.get(study)
+        if read is None and name in REPORT_TABLES:
+            read = self._partial.get(study)
+        if read is not None:
+            frame = getattr(read, name)
             if subjects is None:
                 return frame
             return frame.filter(pl.col("subject_id").is_in(list(subjects)))
@@ -379,7 +384,10 @@ class VisiblePlatform:
 
     def report(self, study: str) -> dict[str, Any]:
         """The study's current report; without ``sees_results`` only ``REPORT_ALWAYS``."""
-        report = self._platform.report(study, result=self._raw_result(study))
+        result = self._results.get(study) or self._partial.get(study)
+        if result is None:  # the tables the report reads, not the visits: kept for the page
+            result = self._partial[study] = self._platform.outcomes(study, tables=REPORT_TABLES)
+        report = self._platform.report(study, result=result)
         if self.policy.sees_results:
             return report
         return {k: report[k] for k in REPORT_ALWAYS if k in report}

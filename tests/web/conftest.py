@@ -117,7 +117,7 @@ def site_factory(
     ``@pytest.mark.decided``, decided by the demo committee's signed votes (as
     ``decide_demo_conflicts`` would in the test, without voting again in every test)."""
     made: list[Site] = []
-    demo_home = trial_templates(request.node.get_closest_marker("decided") is not None)
+    template = trial_templates(request.node.get_closest_marker("decided") is not None)
 
     def make(
         clock: Callable[[], datetime] | None = None,
@@ -126,7 +126,7 @@ def site_factory(
         **settings: object,
     ) -> Site:
         home = tmp_path / f"home-{len(made)}"
-        shutil.copytree(demo_home, home)
+        shutil.copytree(template, home)
         platform = Platform.embedded(home)
         web_settings = WebSettings.from_env(home, environ=environ or {}, **settings)
         users = UserStore.from_settings(web_settings, hasher=hasher or fast_hasher())

@@ -175,6 +175,9 @@ class FakePlatform:
     def adjudicate(self, study: str) -> str:
         return "result"
 
+    def outcomes(self, study: str, subjects: object = None, tables: object = None) -> str:
+        return "result"
+
     def report(self, study: str, result: object = None) -> dict:
         return {k: k for k in (*REPORT_ALWAYS, "completers", "tracts", "a_future_section")}
 
