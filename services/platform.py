@@ -411,9 +411,14 @@ class Platform:
             for e in self.log.entries(study=study)
         )
 
+    @property
+    def _service_applies(self) -> bool:
+        """Kafka: the adjudicator service, not this process, applies the log to the state."""
+        return hasattr(self.bus, "await_applied")
+
     def sync_conflicts(self, study: str | None = None) -> int:
         """Bring the maintained state (and its conflict register) up to date with the log."""
-        if hasattr(self.bus, "await_applied"):  # Kafka: the adjudicator service records them;
+        if self._service_applies:  # Kafka: the adjudicator service records them;
             self.bus.await_applied()  # wait until it has applied what this process sent
             return 0
         return self.state.catch_up() if self.state is not None else 0
@@ -531,11 +536,7 @@ class Platform:
         (the caller holds the writer lock, so no file edit came in between), instead of a
         third adjudication of the subject. Kafka: computed from the log again."""
         subject = conflict["subject_id"]
-        if (
-            self.state is not None
-            and subject is not None
-            and not hasattr(self.bus, "await_applied")
-        ):
+        if self.state is not None and subject is not None and not self._service_applies:
             kept = self.outcomes(study, [subject], tables=("conflicts",)).conflicts
             found = kept.filter(pl.col("conflict_id") == conflict["conflict_id"])
             if found.height:

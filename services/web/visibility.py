@@ -335,27 +335,23 @@ class VisiblePlatform:
         """One table of the study's outcomes (of ``subjects`` only, when given), blinded once
         per page: a page that needs the conflicts does not scrub a 100,000-subject study's
         visits, nor a dashboard all of them for the lanes of its first patients."""
-        kind = RESULT_KINDS[name]
-        if subjects is not None:
-            if (study, name) in self._blinded:
-                frame = self._blinded[(study, name)]
-                return frame.filter(pl.col("subject_id").is_in(list(subjects)))
+        key, kind = (study, name), RESULT_KINDS[name]
+        if key in self._blinded:
+            return _of(self._blinded[key], subjects)
+        if subjects is not None:  # a few subjects' rows: blinded, not kept for the page
             return self.blind(kind, self._raw_table(study, name, subjects))
-        if (study, name) not in self._blinded:
-            self._blinded[(study, name)] = self.blind(kind, self._raw_table(study, name))
-        return self._blinded[(study, name)]
+        self._blinded[key] = self.blind(kind, self._raw_table(study, name))
+        return self._blinded[key]
 
     def _raw_table(
         self, study: str, name: str, subjects: Collection[str] | None = None
     ) -> pl.DataFrame:
+        """From the page's read of the study when there is one, else that table alone."""
         read = self._results.get(study)
         if read is None and name in REPORT_TABLES:
             read = self._partial.get(study)
         if read is not None:
-            frame = getattr(read, name)
-            if subjects is None:
-                return frame
-            return frame.filter(pl.col("subject_id").is_in(list(subjects)))
+            return _of(getattr(read, name), subjects)
         return getattr(self._platform.outcomes(study, subjects, tables=(name,)), name)
 
     def adjudicate(self, study: str) -> Adjudication:
@@ -444,6 +440,10 @@ class VisiblePlatform:
             return trail
         texts = [c for c, t in trail.schema.items() if t == pl.String and c != "event_id"]
         return trail.with_columns(self.scrubber.expr(pl.col(c)) for c in texts)
+
+
+def _of(frame: pl.DataFrame, subjects: Collection[str] | None) -> pl.DataFrame:
+    return frame if subjects is None else frame.filter(pl.col("subject_id").is_in(list(subjects)))
 
 
 def visible(request: Request, session: Session) -> VisiblePlatform:
