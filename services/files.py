@@ -10,6 +10,7 @@ written by an older version is fixed the first time it is opened. A mode already
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import stat
@@ -80,7 +81,8 @@ def private_database(path: Path | str) -> Path:
     path = private_file(path)
     for suffix in SQLITE_COMPANIONS:
         companion = path.with_name(path.name + suffix)
-        if companion.exists():
+        # none, or another process's SQLite removed it between our look and our stat
+        with contextlib.suppress(FileNotFoundError):
             _tighten(companion, FILE_MODE)
     return path
 

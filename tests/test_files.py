@@ -75,6 +75,28 @@ def test_a_database_brings_its_journal_files_along(tmp_path: Path) -> None:
     assert {mode(Path(f"{db}{s}")) for s in ("", "-wal", "-shm", "-journal")} == {0o600}
 
 
+def test_a_journal_another_process_removes_meanwhile_is_no_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found in a full run: a reader opening the log while the adjudicator service wrote it
+    crashed, because SQLite removed its -journal between our look and our stat."""
+    from services import files
+
+    db = tmp_path / "index.db"
+    db.write_text("")
+    journal = Path(f"{db}-journal")
+    journal.write_text("")
+    tighten = files._tighten
+
+    def removed_first(path: Path, private: int) -> None:
+        if path == journal:
+            journal.unlink()  # the writer's transaction ends just now
+        tighten(path, private)
+
+    monkeypatch.setattr(files, "_tighten", removed_first)
+    assert private_database(db) == db and not journal.exists()
+
+
 def test_a_path_that_is_not_a_folder_is_named(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("")
     with pytest.raises(NotADirectoryError, match=str(tmp_path / "file")):
