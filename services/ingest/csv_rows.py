@@ -50,13 +50,30 @@ def read_csv(file: str, data: bytes, contract: Contract) -> pl.DataFrame:
             pl.int_range(2, values.height + 2, dtype=pl.Int64).alias(LINE),
             pl.lit(width, pl.Int64).alias("_fields"),
         )
-        return _finish(file, numbered, names, contract)
+        return _finish(file, numbered, names, contract, _to_trim(data, quoted, values))
 
     framing = _frame_by_line(file, data, width, quoted)
     if framing is not None and values is not None and values.height == framing.height:
         numbered = pl.concat([values, framing], how="horizontal").filter(~pl.col("_blank"))
-        return _finish(file, numbered.drop("_blank"), names, contract)
+        trim = _to_trim(data, quoted, values)
+        return _finish(file, numbered.drop("_blank"), names, contract, trim)
     return _finish(file, _record_by_record(file, data, names), names, contract)
+
+
+def _to_trim(data: bytes, quoted: bool, values: pl.DataFrame) -> list[str]:
+    """The columns of Polars' ``values`` that trimming could change. In an unquoted ASCII file
+    without tabs, vertical tabs or form feeds, an empty value is read as null and the only white
+    space is a space: only a column with a value starting or ending in one needs trimming, which
+    copies every value of the column twice. Otherwise every column is trimmed."""
+    if quoted or not data.isascii() or any(c in data for c in (b"\t", b"\x0b", b"\x0c")):
+        return values.columns
+    if b" " not in data:
+        return []
+    edged = values.select(
+        (pl.col(c).str.starts_with(" ") | pl.col(c).str.ends_with(" ")).any()
+        for c in values.columns
+    ).row(0)
+    return [c for c, edge in zip(values.columns, edged, strict=True) if edge]
 
 
 def _clean(data: bytes, values: pl.DataFrame, width: int, quoted: bool) -> bool:
@@ -166,8 +183,15 @@ def _record_by_record(file: str, data: bytes, names: list[str]) -> pl.DataFrame:
     return pl.concat([values, framed], how="horizontal")
 
 
-def _finish(file: str, rows: pl.DataFrame, names: list[str], contract: Contract) -> pl.DataFrame:
-    """Trimmed text (empty is null) in contract order, with ``_line`` and ``_missing``."""
+def _finish(
+    file: str,
+    rows: pl.DataFrame,
+    names: list[str],
+    contract: Contract,
+    to_trim: list[str] | None = None,
+) -> pl.DataFrame:
+    """Trimmed text (empty is null) in contract order, with ``_line`` and ``_missing``.
+    ``to_trim``: the columns that need it (:func:`_to_trim`); all when None."""
     if rows.height == 0:
         raise EmptyFileError(file, "the file has a header but no rows", "send the rows")
     width = len(names)
@@ -179,12 +203,15 @@ def _finish(file: str, rows: pl.DataFrame, names: list[str], contract: Contract)
                 pl.when(fields == count).then(pl.lit(", ".join(names[count:]))).otherwise(missing)
             )
     columns = contract.columns
+    trim = [c for c in columns if to_trim is None or c in to_trim]
     trimmed = rows.select(
-        *[pl.col(c).str.strip_chars() for c in columns], LINE, missing.alias(MISSING)
+        *[pl.col(c).str.strip_chars() if c in trim else pl.col(c) for c in columns],
+        LINE,
+        missing.alias(MISSING),
     )
     # A second pass: in one, Polars would strip every value twice.
     return trimmed.with_columns(
-        pl.when(pl.col(c).str.len_bytes() > 0).then(pl.col(c)).alias(c) for c in columns
+        pl.when(pl.col(c).str.len_bytes() > 0).then(pl.col(c)).alias(c) for c in trim
     )
 
 

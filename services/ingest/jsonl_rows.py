@@ -63,7 +63,7 @@ def read_jsonl(file: str, data: bytes, contract: Contract) -> pl.DataFrame:
     fast = found.filter("_fast")
     slow = found.filter(~pl.col("_fast")).select("text", LINE)
 
-    rows = _typed_columns(fast, order, contract)
+    rows = _typed_columns(fast, order, contract, data)
     seen = set(columns) if fast.height else set()
     if slow.height == 0:  # the fast rows are in line order already
         check_columns(file, list(columns), contract)
@@ -95,53 +95,83 @@ def _in_order(order: list[str]) -> pl.Expr:
     return pl.all_horizontal(pl.col(a) < pl.col(b) for a, b in itertools.pairwise(order))
 
 
-def _typed_columns(lines: pl.DataFrame, order: list[str], contract: Contract) -> pl.DataFrame:
+def _typed_columns(
+    lines: pl.DataFrame, order: list[str], contract: Contract, data: bytes
+) -> pl.DataFrame:
     """(text, type) of each value: strings unquoted and trimmed, arrays compacted."""
-    tokens = lines.select(LINE, *_values_by_position(order))
+    ascii_only = data.isascii()
+    tokens = lines.select(LINE, *_values_by_position(order, ascii_only))
     columns = contract.columns
+    escapes = b"\\" in data  # else no column needs decoding, nor its check
     # Per column, what the values hold: all strings is the common case and needs no lookup.
+    # In an ASCII file the only white space a string holds unescaped is a space, so strings
+    # with none at an edge, and none empty, are trimmed and non-empty already.
     summary = tokens.select(
         *[pl.col(n).str.starts_with('"').all().alias(f"{n}:text") for n in columns],
-        *[pl.col(n).str.contains("\\", literal=True).any().alias(f"{n}:escaped") for n in columns],
+        *[pl.col(n).str.starts_with('"').any().alias(f"{n}:strings") for n in columns],
+        *[pl.col(n).str.starts_with("[").any().alias(f"{n}:arrays") for n in columns],
+        *[
+            pl.col(n).str.contains("\\", literal=True).any().alias(f"{n}:escaped")
+            for n in (columns if escapes else ())
+        ],
+        *[
+            (pl.col(n).str.starts_with('" ') | pl.col(n).str.ends_with(' "') | (pl.col(n) == '""'))
+            .any()
+            .alias(f"{n}:edged")
+            for n in columns
+        ],
     ).row(0, named=True)
     kinds, values = [], []
     for name in columns:
         token = pl.col(name)
+        escaped = summary.get(f"{name}:escaped", False)
         if summary[f"{name}:text"]:
             kind = pl.lit("string")
         else:
             kind = token.str.slice(0, 1).replace_strict(_FIRST_CHAR, default="number")
         inner = token.str.strip_chars('"')
-        if summary[f"{name}:escaped"]:  # decode the escapes; other values stand in as ""
+        if escaped:  # decode the escapes; other values stand in as ""
             inner = pl.when(kind == "string").then(token).otherwise(pl.lit('""'))
             inner = inner.str.json_decode(pl.String)
-        inner = inner.str.strip_chars()
-        value = pl.when(inner != "").then(inner)
+        if escaped or summary[f"{name}:edged"] or not ascii_only:
+            inner = inner.str.strip_chars()
+            value = pl.when(inner != "").then(inner)
+        else:
+            value = inner
         if not summary[f"{name}:text"]:
-            value = (
-                pl.when(kind == "string")
-                .then(value)
-                .when(kind == "array")
-                .then(token.str.replace_all(r"[ \t]", ""))
-                .when(kind != "null")
-                .then(token)
-            )
+            if not summary[f"{name}:strings"] and not summary[f"{name}:arrays"]:
+                value = pl.when(kind != "null").then(token)  # numbers and literals as sent
+            else:
+                value = (
+                    pl.when(kind == "string")
+                    .then(value)
+                    .when(kind == "array")
+                    .then(token.str.replace_all(r"[ \t]", ""))
+                    .when(kind != "null")
+                    .then(token)
+                )
         kinds.append(kind.alias(name))
         values.append(value.alias(name))
     return tokens.select(*values, LINE, pl.struct(kinds).alias(JSON_TYPES))
 
 
-def _values_by_position(order: list[str]) -> list[pl.Expr]:
+def _values_by_position(order: list[str], ascii_only: bool) -> list[pl.Expr]:
     """Each value's token, cut from the line between its key's marker and the next one (the
-    markers' byte offsets are the key columns; each is in the line once, in ``order``): bytes,
-    since ``str.find`` counts bytes and ``str.slice`` characters."""
-    line = pl.col("text").cast(pl.Binary)
-    ends = [*(pl.col(name) for name in order[1:]), pl.col("text").str.len_bytes()]
+    markers' byte offsets are the key columns; each is in the line once, in ``order``): as
+    bytes, since ``str.find`` counts bytes and ``str.slice`` characters, unless the file is
+    ASCII (a byte is a character), which spares checking each cut is UTF-8."""
+    text = pl.col("text")
+    ends = [*(pl.col(name) for name in order[1:]), text.str.len_bytes()]
+
+    def cut(start: pl.Expr, length: pl.Expr) -> pl.Expr:
+        if ascii_only:
+            return text.str.slice(start, length)
+        return text.cast(pl.Binary).bin.slice(start, length).cast(pl.String)
+
     tokens = []
     for name, end in zip(order, ends, strict=True):
         start = pl.col(name) + len(_marker(name).encode())
-        value = line.bin.slice(start, end - start).cast(pl.String)
-        tokens.append(value.str.strip_chars(" \t,}").alias(name))
+        tokens.append(cut(start, end - start).str.strip_chars(" \t,}").alias(name))
     return tokens
 
 

@@ -88,6 +88,43 @@ def test_csv_ways_agree(rows: list[list[str]]) -> None:
     assert spanning.head(len(rows)).select(columns).equals(clean.select(columns))
 
 
+ASCII_TEXT = st.text(alphabet=st.sampled_from([*"aZ09 ;'/:.", "\t", "\x0b", "\x0c"]), max_size=6)
+
+
+@SETTINGS
+@given(
+    rows=st.lists(st.lists(ASCII_TEXT, min_size=14, max_size=14), min_size=1, max_size=8),
+    tabs=st.booleans(),
+)
+def test_a_plain_csv_file_is_trimmed_as_the_record_by_record_way_trims_it(
+    rows: list[list[str]], tabs: bool
+) -> None:
+    # Unquoted ASCII: the clean way trims only the columns with white space at an edge.
+    if not tabs:
+        rows = [[v.translate({9: 32, 11: 32, 12: 32}) for v in row] for row in rows]
+    clean = read(write_csv(rows, csv.QUOTE_MINIMAL), EXAM, "clinical_exams.csv")
+    spanning = read(
+        write_csv(rows, csv.QUOTE_MINIMAL, ["two\nlines"] * len(EXAM.columns)),
+        EXAM,
+        "clinical_exams.csv",
+    )
+    columns = list(EXAM.columns)
+    assert spanning.head(len(rows)).select(columns).equals(clean.select(columns))
+
+
+def test_a_plain_csv_file_keeps_its_values_and_trims_only_edges() -> None:
+    header = ",".join(EXAM.columns)
+    rows = [
+        "EX-1,1,S-1,T1,INJ1,2025-01-01,E 1,OPEN,Y,1,,crc,a reason,N",
+        "EX-2,1, S-2 ,T1,   ,,,,,,,,,",
+    ]
+    read_back = read("\n".join([header, *rows]) + "\n", EXAM, "clinical_exams.csv")
+    assert read_back["subject_id"].to_list() == ["S-1", "S-2"]
+    assert read_back["visit"].to_list() == ["INJ1", None]  # only spaces: empty, so null
+    assert read_back["examiner_id"].to_list() == ["E 1", None]  # a space inside is kept
+    assert read_back["change_reason"].to_list() == ["a reason", None]
+
+
 @st.composite
 def mri_record(draw: st.DrawFn) -> dict[str, object]:
     def value() -> object:
