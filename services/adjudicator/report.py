@@ -173,15 +173,13 @@ def pathology_table(
     key = ["subject_id", "tract_id"]
     treated = tracts.lazy().filter(pl.col("treated")).select(key)
     remap = tract_mappings(conflicts.lazy()).filter(pl.col("decision_status") == "MAPPED")
-    adequate = (
-        pathology.lazy()
-        .filter(pl.col("specimen_adequate"))
-        .select(*key, "visit", *MARKERS)
-        .join(remap.select(*key, "maps_to"), on=key, how="left")
-        .with_columns(tract_id=pl.coalesce("maps_to", "tract_id"))
-        .join(treated, on=key, how="semi")
-    )
-    adequate = adequate.collect().lazy()  # read by both plans below: once
+    remap = remap.select(*key, "maps_to").collect()
+    adequate = pathology.lazy().filter(pl.col("specimen_adequate")).select(*key, "visit", *MARKERS)
+    if remap.height:  # usually none: then no join
+        adequate = adequate.join(remap.lazy(), on=key, how="left").with_columns(
+            tract_id=pl.coalesce("maps_to", "tract_id")
+        )
+    adequate = adequate.join(treated, on=key, how="semi").collect().lazy()  # read twice below
     by_visit = (
         adequate.filter(pl.col("visit").is_in(PATHOLOGY_VISITS))
         .group_by("visit")
