@@ -356,8 +356,10 @@ def _analysis_columns(
         *TRACT_KEY, primary_visit_date="last_date"
     )
     scanned = final_reads.group_by(TRACT_KEY).agg(final_mri_date=pl.col("scan_date").max())
-    tracts = (
-        tracts.join(about, on="subject_id", how="left", maintain_order="left")
+    # Joined to the keys alone, then set beside the wide tract table: no copy of its columns.
+    added = (
+        tracts.select(TRACT_KEY)
+        .join(about, on="subject_id", how="left", maintain_order="left")
         .join(primary, on=TRACT_KEY, how="left", maintain_order="left")
         .join(scanned, on=TRACT_KEY, how="left", maintain_order="left")
         .with_columns(study=pl.lit(study))
@@ -365,5 +367,5 @@ def _analysis_columns(
     patients = patients.join(
         about, on="subject_id", how="left", maintain_order="left"
     ).with_columns(study=pl.lit(study))
-    out = pl.collect_all([tracts, patients])
-    return out[0], out[1]
+    wide, added, patients = pl.collect_all([tracts, added, patients])
+    return _beside(wide, added), patients
