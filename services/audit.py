@@ -163,13 +163,26 @@ def _signed_requests(
 
 
 def audit_trail(
-    source: Records, study: str, cut: Cut | None = None, quorum: int | None = None
+    source: Records,
+    study: str,
+    cut: Cut | None = None,
+    quorum: int | None = None,
+    subject: str | None = None,
+    subjects: list[str] | None = None,
 ) -> pl.DataFrame:
     """Every change of ``study`` in time order (up to ``cut`` when given). ``quorum``: the
-    committee's, to derive decisions from votes (default: the rule set in force)."""
+    committee's, to derive decisions from votes (default: the rule set in force).
+
+    ``subject``: only the rows of that subject (its id in any case, as the page's filter
+    matches it), the same rows the whole trail has for it, read as such: a 100,000-subject
+    study's trail is not built to show one subject's. ``subjects``: the subject ids to read for
+    it (:func:`subjects_of`; looked up in ``source`` when not given)."""
+    wanted = subjects
+    if subject is not None and wanted is None:
+        wanted = subjects_of(source, study, cut, subject)
 
     def read(kind: str, of: str = study) -> pl.DataFrame:
-        return records_at(source, kind, of, cut).collect()
+        return records_at(source, kind, of, cut, wanted).collect()
 
     if quorum is None:
         from services.adjudicator.ruleset import load_ruleset
@@ -262,7 +275,9 @@ def audit_trail(
         )
     )
     rejected = read("rejected_row")
-    runs = read("ingest_run").select("ingest_run", "finished_at")
+    runs = (
+        records_at(source, "ingest_run", study, cut).select("ingest_run", "finished_at").collect()
+    )
     parts.append(
         rejected.join(runs, on="ingest_run", how="left").select(
             at=_ts("finished_at"),
@@ -357,7 +372,55 @@ def audit_trail(
             offset="offset",
         )
     )
-    return pl.concat([p.cast(AUDIT_SCHEMA) for p in parts]).sort("at", "kind", "offset")
+    trail = pl.concat([p.cast(AUDIT_SCHEMA) for p in parts])
+    if subject is not None:
+        trail = trail.filter(_named(subject))
+    return trail.sort("at", "kind", "offset")
+
+
+_BY_SUBJECT = (
+    "committee_vote",
+    "committee_decision",
+    "conflict_change",
+    "rejected_row",
+    "site_query",
+    "assignment",
+    "access",
+)
+"""The kinds besides the evidence whose rows name a subject (the others name none)."""
+AUDIT_KINDS = (
+    *EVIDENCE_KINDS,
+    *("committee_vote", "committee_decision", "conflict", "rejected_row", "unlock_request"),
+    *("lock_request", "lock", "site_query", "assignment", "account", "access"),
+)
+"""Every ``kind`` a row of the trail can have."""
+
+
+def _named(subject: str) -> pl.Expr:
+    """Rows naming ``subject``, its id compared in upper case (as a person types it)."""
+    return pl.col("subject_id").str.to_uppercase() == subject.upper()
+
+
+def subjects_of(source: Records, study: str, cut: Cut | None, subject: str) -> list[str]:
+    """The subject ids (exactly as recorded) whose records one subject's trail is built from:
+    every spelling of ``subject`` in any case, and the subjects an evidence record named in
+    its other versions (a correction may move a record to another subject; its row's old and
+    new values need both). Found from two columns of each kind (ids: nothing a role has
+    withheld, and nothing shown); the trail then reads only those subjects' records."""
+    found: set[str] = set()
+    wanted = [(kind, study) for kind in (*EVIDENCE_KINDS, *_BY_SUBJECT)] + [
+        ("access", PLATFORM_WIDE)
+    ]
+    for kind, of in wanted:
+        id_field = schemas.contract(kind).id_field if kind in EVIDENCE_KINDS else None
+        columns = ["subject_id", *([id_field] if id_field else [])]
+        upto = None if cut is None else cut.get(kind, 0)
+        records = source.records(kind, of, upto, columns=columns)
+        named = records.filter(_named(subject))
+        if id_field:
+            named = records.join(named.select(id_field).unique(), on=id_field, how="semi")
+        found.update(named.select("subject_id").unique().collect()["subject_id"].to_list())
+    return sorted(s for s in found if s is not None)
 
 
 # Longest text kept per access field: a stranger's input is logged, never a stranger's megabyte.

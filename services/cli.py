@@ -533,11 +533,14 @@ def _queries_note(manifest: dict) -> str:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write the trail as CSV.",
 )
+@click.option("--subject", help="Only this subject's rows (its id in any case).")
 @json_option
 @click.pass_obj
-def audit(obj: Context, study: str | None, csv_path: Path | None, as_json: bool) -> None:
+def audit(
+    obj: Context, study: str | None, csv_path: Path | None, subject: str | None, as_json: bool
+) -> None:
     """Every change: who, when, what, why, old and new value."""
-    trail = obj.platform.audit(obj.study(study))
+    trail = obj.platform.audit(obj.study(study), subject=subject)
     if csv_path:
         trail.write_csv(csv_path)
         click.echo(f"wrote {trail.height} audit rows to {csv_path}")

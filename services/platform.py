@@ -294,13 +294,21 @@ class Platform:
             self.state.check_log()
 
     # reading --------------------------------------------------------------------------------
-    def records(self, kind: str, study: str, upto: Cut | None = None) -> pl.LazyFrame:
+    def records(
+        self,
+        kind: str,
+        study: str,
+        upto: Cut | None = None,
+        subjects: Collection[str] | None = None,
+    ) -> pl.LazyFrame:
         """Every accepted version of a kind's records for a study: its contract's columns with
-        ``offset`` and ``event_id``, optionally only those before the cut ``upto`` (the log's
-        own records add the envelope and provenance: ``self.source.records``)."""
+        ``offset`` and ``event_id``, optionally only those before the cut ``upto`` (of
+        ``subjects``: the subject the log files each event under, which a dead letter takes from
+        its source row); the log's own records add the envelope and provenance:
+        ``self.source.records``."""
         limit = None if upto is None else upto.get(kind, 0)
         columns = ("offset", "event_id", *schemas.contract(kind).columns)
-        return self.source.records(kind, study, limit).select(columns)
+        return self.source.records(kind, study, limit, subjects).select(columns)
 
     def studies(self) -> list[str]:
         return self.source.studies()
@@ -772,10 +780,17 @@ class Platform:
             report["since_lock"] = changes_since_lock(result)
         return report
 
-    def audit(self, study: str) -> pl.DataFrame:
+    def audit(self, study: str, subject: str | None = None) -> pl.DataFrame:
+        """The study's audit trail (``subject``: that subject's rows only, read as such)."""
         from services.audit import audit_trail
 
-        return audit_trail(self.source, study, quorum=self.rules.quorum)
+        return audit_trail(self.source, study, quorum=self.rules.quorum, subject=subject)
+
+    def audit_subjects(self, study: str, subject: str) -> list[str]:
+        """The subject ids one subject's audit trail reads (:func:`services.audit.subjects_of`)."""
+        from services.audit import subjects_of
+
+        return subjects_of(self.source, study, None, subject)
 
     def _baseline(self, study: str, lock: dict[str, Any]) -> LockBaseline | None:
         """The outcomes the lock in force froze (read once from the store, verified against its

@@ -19,6 +19,7 @@ import polars as pl
 
 from services.adjudicator.committee import tract_mappings
 from services.adjudicator.votes import ballot
+from services.audit import AUDIT_KINDS
 from services.lock.unlock import UnlockRequest, summarise
 from services.web import evidence as ev
 from services.web.errors import AccessRefusedError
@@ -501,6 +502,7 @@ class AuditView:
     rows: list[dict[str, Any]]
     matching: int
     total: int
+    """Rows of the trail shown: the study's, or the subject's when it was read for one."""
     kinds: list[str]
     limit: int = AUDIT_LIMIT
     page: int = 1
@@ -516,8 +518,16 @@ class AuditView:
         return "/audit.csv?" + urlencode({"study": self.study} | self.filters.query())
 
 
+def audit_trail_of(platform: VisiblePlatform, study: str, f: AuditFilters) -> pl.DataFrame:
+    """What a page or export filtered by ``f`` starts from: the subject's rows alone when it
+    filters by subject (the rows the study's trail has for it, read without building the
+    study's), else the study's trail."""
+    return platform.audit(study, subject=f.subject)
+
+
 def audit_view(trail: pl.DataFrame, study: str, studies: list[str], f: AuditFilters) -> AuditView:
-    """``trail``: the study's audit trail as the viewer's role may see it."""
+    """``trail``: the study's audit trail as the viewer's role may see it, or the filtered
+    subject's rows of it (:func:`audit_trail_of`)."""
     rows = filter_audit(trail, f)
     pages = max(1, -(-rows.height // AUDIT_LIMIT))
     page = min(f.page, pages)
@@ -528,7 +538,7 @@ def audit_view(trail: pl.DataFrame, study: str, studies: list[str], f: AuditFilt
         rows=rows.slice((page - 1) * AUDIT_LIMIT, AUDIT_LIMIT).to_dicts(),
         matching=rows.height,
         total=trail.height,
-        kinds=sorted(trail["kind"].unique().to_list()),
+        kinds=sorted(AUDIT_KINDS),
         page=page,
         pages=pages,
     )

@@ -311,11 +311,9 @@ class VisiblePlatform:
         or one kind's offset (the :class:`~services.state.Records` protocol the audit trail
         reads through)."""
         cut = {kind: upto} if isinstance(upto, int) else upto
-        frame = self._platform.records(kind, study, cut)
         if subject is not None:
-            frame = frame.filter(pl.col("subject_id") == subject)
-        if subjects is not None:
-            frame = frame.filter(pl.col("subject_id").is_in(list(subjects)))
+            subjects = [subject] if subjects is None else [s for s in subjects if s == subject]
+        frame = self._platform.records(kind, study, cut, subjects)
         return self.blind(kind, frame.collect()).lazy()
 
     def _raw_result(self, study: str) -> Adjudication:
@@ -432,10 +430,13 @@ class VisiblePlatform:
             return report
         return {k: report[k] for k in REPORT_ALWAYS if k in report}
 
-    def audit(self, study: str) -> pl.DataFrame:
+    def audit(self, study: str, subject: str | None = None) -> pl.DataFrame:
         """The audit trail built from blinded records; its text (which quotes record ids, kept
-        intact in the records for their logic) is scrubbed too."""
-        trail = audit_trail(self, study)  # type: ignore[arg-type]
+        intact in the records for their logic) is scrubbed too. ``subject``: that subject's
+        rows only, whose records alone are read and blinded (the subject is looked up in the
+        log's subject and record ids, which no role has withheld and nothing here shows)."""
+        wanted = None if subject is None else self._platform.audit_subjects(study, subject)
+        trail = audit_trail(self, study, subject=subject, subjects=wanted)  # type: ignore[arg-type]
         if not self.policy.blinds_readers:
             return trail
         texts = [c for c, t in trail.schema.items() if t == pl.String and c != "event_id"]

@@ -165,12 +165,16 @@ class FakePlatform:
     def studies(self) -> list[str]:
         return ["X"]
 
-    def records(self, kind: str, study: str, upto: object = None) -> pl.LazyFrame:
+    def records(
+        self, kind: str, study: str, upto: object = None, subjects: object = None
+    ) -> pl.LazyFrame:
         if kind == "mri_read":
-            return pl.LazyFrame({"subject_id": ["S01"], "reader_id": ["RAD-A"]})
-        return pl.LazyFrame(
-            schema={"subject_id": pl.String, "source_kind": pl.String, "raw": pl.String}
-        )
+            frame = pl.LazyFrame({"subject_id": ["S01"], "reader_id": ["RAD-A"]})
+        else:
+            frame = pl.LazyFrame(
+                schema={"subject_id": pl.String, "source_kind": pl.String, "raw": pl.String}
+            )
+        return frame if subjects is None else frame.filter(pl.col("subject_id").is_in(subjects))
 
     def adjudicate(self, study: str) -> str:
         return "result"

@@ -424,3 +424,13 @@ def test_the_lock_page_takes_the_signed_unlock(site: Site, as_role: AsRole) -> N
         data=form | {"back": "//evil.example/", "reason": "x", "password": "no"},
     )
     assert "<h1>Database locks</h1>" not in evil.text  # only / and /locks are places to return
+
+
+def test_the_audit_trail_of_one_subject_counts_that_subjects_rows(as_role: AsRole) -> None:
+    client, _ = as_role("monitor")
+    whole = client.get("/audit.csv").text.splitlines()
+    mine = [line for line in whole[1:] if ",S05," in line]
+    page = client.get("/audit?subject=s05").text
+    assert f"of subject S05's {len(mine)} rows match" in page
+    export = client.get("/audit.csv?subject=s05").text.splitlines()
+    assert sorted(export[1:]) == sorted(mine) and export[0] == whole[0]
