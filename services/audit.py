@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Sequence
 
 import polars as pl
 
@@ -401,16 +402,25 @@ def _named(subject: str) -> pl.Expr:
     return pl.col("subject_id").str.to_uppercase() == subject.upper()
 
 
-def subjects_of(source: Records, study: str, cut: Cut | None, subject: str) -> list[str]:
+def subjects_of(
+    source: Records,
+    study: str,
+    cut: Cut | None,
+    subject: str,
+    kinds: Sequence[str] | None = None,
+) -> list[str]:
     """The subject ids (exactly as recorded) whose records one subject's trail is built from:
     every spelling of ``subject`` in any case, and the subjects an evidence record named in
     its other versions (a correction may move a record to another subject; its row's old and
     new values need both). Found from two columns of each kind (ids: nothing a role has
-    withheld, and nothing shown); the trail then reads only those subjects' records."""
+    withheld, and nothing shown); the trail then reads only those subjects' records.
+    ``kinds``: look in these only (default: every kind the trail reads by subject)."""
     found: set[str] = set()
-    wanted = [(kind, study) for kind in (*EVIDENCE_KINDS, *_BY_SUBJECT)] + [
-        ("access", PLATFORM_WIDE)
-    ]
+    if kinds is None:
+        wanted = [(kind, study) for kind in (*EVIDENCE_KINDS, *_BY_SUBJECT)]
+        wanted.append(("access", PLATFORM_WIDE))
+    else:
+        wanted = [(kind, study) for kind in kinds]
     for kind, of in wanted:
         id_field = schemas.contract(kind).id_field if kind in EVIDENCE_KINDS else None
         columns = ["subject_id", *([id_field] if id_field else [])]

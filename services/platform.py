@@ -786,11 +786,15 @@ class Platform:
 
         return audit_trail(self.source, study, quorum=self.rules.quorum, subject=subject)
 
-    def audit_subjects(self, study: str, subject: str) -> list[str]:
-        """The subject ids one subject's audit trail reads (:func:`services.audit.subjects_of`)."""
+    def subject_ids_for(
+        self, study: str, subject: str, kinds: Sequence[str] | None = None
+    ) -> list[str]:
+        """The subject ids whose records bear on one subject (every spelling of its id, and the
+        subjects its records were filed under in other versions), in ``kinds`` (default: all
+        its audit trail reads): :func:`services.audit.subjects_of`."""
         from services.audit import subjects_of
 
-        return subjects_of(self.source, study, None, subject)
+        return subjects_of(self.source, study, None, subject, kinds)
 
     def _baseline(self, study: str, lock: dict[str, Any]) -> LockBaseline | None:
         """The outcomes the lock in force froze (read once from the store, verified against its

@@ -34,6 +34,8 @@ from services.errors import TractError
 from services.events import Event, digest, make_event, utc_now
 
 Read = Callable[..., pl.DataFrame]
+QUERY_KINDS = ("rejected_row", "conflict_change", "site_query", "subject")
+"""The kinds whose records name the subjects of a study's queries (with its conflicts)."""
 """``read(kind, subjects=None)``: the study's records of ``kind`` (of ``subjects`` only)."""
 
 OPEN, ANSWERED, CLOSED, REOPENED = "OPEN", "ANSWERED", "CLOSED", "REOPENED"

@@ -18,6 +18,7 @@ import pytest
 import schemas
 from services.audit import AUDIT_KINDS, access_event
 from services.platform import Platform
+from services.queries import filter_queries
 from services.web.visibility import VisiblePlatform, policy_for
 from tests.store.trials import STUDY
 
@@ -111,3 +112,15 @@ def test_tract_audit_subject_prints_the_subjects_rows(platform: Platform) -> Non
     expected = _of(platform.audit(STUDY), "S05")
     assert [r["event_id"] for r in rows] == expected["event_id"].to_list()  # type: ignore[union-attr]
     assert {r["kind"] for r in rows} >= {"rejected_row", "access"}  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("role", ["committee", "data_manager"])
+def test_a_subjects_queries_are_the_studys_filtered_to_it(platform: Platform, role: str) -> None:
+    """A subject's page lists its site queries from that subject's records alone."""
+    seen = VisiblePlatform(platform, policy_for(role))
+    every = seen.queries(STUDY)
+    named = every["subject_id"].drop_nulls().unique().to_list()
+    assert "s05" in named and len(named) > 5  # the refused row typed in lower case is a query
+    for subject in [*named, "S05", "S13", "NOBODY"]:
+        alone = seen.queries(STUDY, subject=subject)
+        assert alone.equals(filter_queries(every, subject=subject)), subject

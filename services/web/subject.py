@@ -17,7 +17,6 @@ import polars as pl
 
 import schemas
 from services.adjudicator.state import current
-from services.queries import filter_queries
 from services.web import evidence as ev
 from services.web.errors import AccessRefusedError
 from services.web.plots import swimmer_svg
@@ -166,7 +165,7 @@ def subject_view(
     patients = mine["patients"]
     category = patients["category"][0] if patients.height and platform.policy.sees_results else None
     conflicts = mine["conflicts"].sort("status", "type", "tract_id").to_dicts()
-    queries = filter_queries(platform.queries(study), subject=subject).to_dicts()
+    queries = platform.queries(study, subject=subject).to_dicts()
     decisions = records["committee_decision"].sort("decided_at", descending=True).to_dicts()
     lock_id = None
     if "lock_id" in mine["tracts"].columns and mine["tracts"].height:

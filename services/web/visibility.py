@@ -386,15 +386,26 @@ class VisiblePlatform:
             return report
         return {k: report[k] for k in REPORT_ALWAYS if k in report}
 
-    def queries(self, study: str) -> pl.DataFrame:
+    def queries(self, study: str, subject: str | None = None) -> pl.DataFrame:
         """The study's site queries, derived from blinded records (``services/queries.py``):
-        a rejected row's source row and reason are as the role may see them."""
-        from services.queries import site_queries
+        a rejected row's source row and reason are as the role may see them. ``subject``: that
+        subject's queries only (its id in any case), derived from the records that bear on it
+        alone (a subject's page does not derive the study's)."""
+        from services.queries import QUERY_KINDS, filter_queries, site_queries
+
+        conflicts, wanted = self.conflicts(study), None
+        if subject is not None:  # its spellings: in the conflicts, and the kinds queries read
+            conflicts = conflicts.filter(pl.col("subject_id").str.to_uppercase() == subject.upper())
+            spelled = self._platform.subject_ids_for(study, subject, QUERY_KINDS)
+            wanted = sorted({*spelled, *conflicts["subject_id"].to_list()})
 
         def read(kind: str, subjects: Collection[str] | None = None) -> pl.DataFrame:
+            if subjects is None and kind != "ingest_run":  # a run is no subject's
+                subjects = wanted
             return self.records(kind, study, subjects=subjects).collect()
 
-        return site_queries(read, self.conflicts(study))
+        found = site_queries(read, conflicts)
+        return found if subject is None else filter_queries(found, subject=subject)
 
     @property
     def sees_everything(self) -> bool:
@@ -435,7 +446,7 @@ class VisiblePlatform:
         intact in the records for their logic) is scrubbed too. ``subject``: that subject's
         rows only, whose records alone are read and blinded (the subject is looked up in the
         log's subject and record ids, which no role has withheld and nothing here shows)."""
-        wanted = None if subject is None else self._platform.audit_subjects(study, subject)
+        wanted = None if subject is None else self._platform.subject_ids_for(study, subject)
         trail = audit_trail(self, study, subject=subject, subjects=wanted)  # type: ignore[arg-type]
         if not self.policy.blinds_readers:
             return trail
