@@ -210,8 +210,12 @@ class EventLog:
 
     def _check_new(self) -> None:
         """Walk the entries appended since the last check (all of them the first time): the
-        chain must hold and every segment file must be there with its size; HEAD must agree."""
+        chain must hold and every segment file must be there with its size; HEAD must agree.
+        HEAD is read first: a writer commits the index before it writes HEAD, so the index
+        read after it reaches at least as far, however many segments a writer commits
+        meanwhile (read the other way round, a live log looked as if it had lost them)."""
         assert self._db is not None
+        head = self._read_head()
         rows = self._db.execute(
             f"SELECT {_COLUMNS} FROM segments WHERE seq > ? ORDER BY seq", (self._checked,)
         ).fetchall()
@@ -243,17 +247,23 @@ class EventLog:
                         "it was altered or truncated. Restore it from a backup"
                     )
             self._checked, self._last_hash, self._ends = entries[-1].seq, entries[-1].hash, ends
-        self._check_head()
+        if head is not None:
+            self._check_head(*head)
 
-    def _check_head(self) -> None:
+    def _read_head(self) -> tuple[int, str] | None:
+        """HEAD's segment and hash; None before the first commit has written it (a crash
+        between a first commit and its HEAD: the next append writes it)."""
         path = self.folder / HEAD
-        if not path.exists():
-            return  # a crash between a first commit and its HEAD: the next append writes it
         try:
             seq_text, hash_ = path.read_text().split()
-            seq = int(seq_text)
+            return int(seq_text), hash_
+        except FileNotFoundError:
+            return None
         except ValueError:
             raise LogDamagedError(f"{path} is damaged; restore it from a backup") from None
+
+    def _check_head(self, seq: int, hash_: str) -> None:
+        path = self.folder / HEAD
         if seq > self._checked:
             raise LogDamagedError(
                 f"{path} says segment {seq} was committed, but the index ends at segment "

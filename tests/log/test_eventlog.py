@@ -201,3 +201,44 @@ def test_an_earlier_per_event_home_is_named(tmp_path: Path) -> None:
     (tmp_path / "events.db").write_bytes(b"")
     code, out = tract(tmp_path, "outcomes", "--study", "X")
     assert code == 1 and "events.db" in out and "earlier tract" in out
+
+
+class _WriterRightAfter:
+    """The reader's index connection, with a writer that commits two more segments (and
+    writes HEAD) right after the reader has read the index's new entries."""
+
+    def __init__(self, db: sqlite3.Connection, writer: EventLog) -> None:
+        self.db, self.writer, self.done = db, writer, False
+
+    def execute(self, sql: str, *args: object) -> sqlite3.Cursor:
+        cursor = self.db.execute(sql, *args)
+        if "FROM segments WHERE seq >" in sql and not self.done:
+            rows, self.done = cursor.fetchall(), True
+            self.writer.publish(access(4)[2:3])
+            self.writer.publish(access(4)[3:])
+            return _Rows(rows)  # type: ignore[return-value]
+        return cursor
+
+
+class _Rows:
+    def __init__(self, rows: list) -> None:
+        self.rows = rows
+
+    def fetchall(self) -> list:
+        return self.rows
+
+
+def test_a_reader_of_a_live_log_is_not_alarmed_by_a_writer_committing_meanwhile(
+    tmp_path: Path,
+) -> None:
+    """A web server reads the log while the Kafka adjudicator appends to it: HEAD can move on
+    between the reader's look at the index and its look at HEAD. That is no lost commit (found
+    by the suite: test_kill_9_mid_stream_then_restart[noida] polled the service's log)."""
+    writer = EventLog(tmp_path / "log")
+    writer.publish(access(2)[:1])
+    reader = EventLog(tmp_path / "log")
+    assert reader.positions() == {"access": 1}
+    writer.publish(access(2)[1:])
+    reader._db = _WriterRightAfter(reader._db, EventLog(tmp_path / "log"))  # type: ignore[assignment]
+    assert reader.positions() == {"access": 2}  # as far as the index it read: no alarm
+    assert reader.positions() == {"access": 4} and reader.head().seq == 4  # the next look
