@@ -26,7 +26,7 @@ import schemas
 from services.adjudicator.state import EVIDENCE_KINDS
 from services.adjudicator.votes import decisions_from_votes
 from services.assignments import assignment_audit
-from services.events import Event, canonical_json, make_event, utc_now
+from services.events import Event, canonical_json, make_event, subject_is, utc_now
 from services.queries import query_audit
 from services.state.records import Cut, Records, records_at
 
@@ -375,7 +375,7 @@ def audit_trail(
     )
     trail = pl.concat([p.cast(AUDIT_SCHEMA) for p in parts])
     if subject is not None:
-        trail = trail.filter(_named(subject))
+        trail = trail.filter(subject_is(subject))
     return trail.sort("at", "kind", "offset")
 
 
@@ -395,11 +395,6 @@ AUDIT_KINDS = (
     *("lock_request", "lock", "site_query", "assignment", "account", "access"),
 )
 """Every ``kind`` a row of the trail can have."""
-
-
-def _named(subject: str) -> pl.Expr:
-    """Rows naming ``subject``, its id compared in upper case (as a person types it)."""
-    return pl.col("subject_id").str.to_uppercase() == subject.upper()
 
 
 def subjects_of(
@@ -426,7 +421,7 @@ def subjects_of(
         columns = ["subject_id", *([id_field] if id_field else [])]
         upto = None if cut is None else cut.get(kind, 0)
         records = source.records(kind, of, upto, columns=columns)
-        named = records.filter(_named(subject))
+        named = records.filter(subject_is(subject))
         if id_field:
             named = records.join(named.select(id_field).unique(), on=id_field, how="semi")
         found.update(named.select("subject_id").unique().collect()["subject_id"].to_list())

@@ -49,6 +49,12 @@ def event_id_expr(study: str, kind: str, *parts: pl.Expr) -> pl.Expr:
     return digest_expr(pl.lit(study), pl.lit(kind), *parts)
 
 
+def subject_is(subject: str) -> pl.Expr:
+    """Rows whose ``subject_id`` is ``subject`` in any case, as a person types it in a filter
+    (the subject list, the queries, the audit trail and its lookups all match so)."""
+    return pl.col("subject_id").str.to_uppercase() == subject.upper()
+
+
 def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 

@@ -31,7 +31,7 @@ import polars as pl
 import schemas
 from services.adjudicator.state import current
 from services.errors import TractError
-from services.events import Event, digest, make_event, utc_now
+from services.events import Event, digest, make_event, subject_is, utc_now
 
 Read = Callable[..., pl.DataFrame]
 QUERY_KINDS = ("rejected_row", "conflict_change", "site_query", "subject")
@@ -520,7 +520,7 @@ def filter_queries(
     if site:
         rows = rows.filter(pl.col("site_id").fill_null("") == site)
     if subject:
-        rows = rows.filter(pl.col("subject_id").str.to_uppercase() == subject.upper())
+        rows = rows.filter(subject_is(subject))
     if subjects is not None:
         rows = rows.filter(pl.col("subject_id").is_in(list(subjects)))
     if status == "NOT_CLOSED":

@@ -20,6 +20,7 @@ import polars as pl
 from services.adjudicator.committee import tract_mappings
 from services.adjudicator.votes import ballot
 from services.audit import AUDIT_KINDS
+from services.events import subject_is
 from services.lock.unlock import UnlockRequest, summarise
 from services.web import evidence as ev
 from services.web.errors import AccessRefusedError
@@ -480,7 +481,7 @@ def filter_audit(trail: pl.DataFrame, f: AuditFilters) -> pl.DataFrame:
     (rows whose time is withheld from the role last)."""
     rows = trail
     if f.subject:
-        rows = rows.filter(pl.col("subject_id").str.to_uppercase() == f.subject)
+        rows = rows.filter(subject_is(f.subject))
     if f.user:
         rows = rows.filter(
             pl.col("who").str.to_lowercase().str.contains(f.user.lower(), literal=True)

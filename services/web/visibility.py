@@ -45,7 +45,7 @@ import polars as pl
 import schemas
 from services.adjudicator.report import REPORT_TABLES
 from services.audit import audit_trail
-from services.events import canonical_json
+from services.events import canonical_json, subject_is
 
 if TYPE_CHECKING:
     from fastapi import Request
@@ -395,7 +395,7 @@ class VisiblePlatform:
 
         conflicts, wanted = self.conflicts(study), None
         if subject is not None:  # its spellings: in the conflicts, and the kinds queries read
-            conflicts = conflicts.filter(pl.col("subject_id").str.to_uppercase() == subject.upper())
+            conflicts = conflicts.filter(subject_is(subject))
             spelled = self._platform.subject_ids_for(study, subject, QUERY_KINDS)
             wanted = sorted({*spelled, *conflicts["subject_id"].to_list()})
 
