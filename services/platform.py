@@ -758,7 +758,7 @@ class Platform:
         """The report of a lock, or of the current state (from ``result`` when the caller has
         just adjudicated ``study``; built here, as a snapshot's report is, without loading the
         lock modules and pyarrow)."""
-        from services.adjudicator.report import REPORT_TABLES, build_report
+        from services.adjudicator.report import PATHOLOGY_COLUMNS, REPORT_TABLES, build_report
         from services.adjudicator.state import current
         from services.state.postlock import changes_since_lock
 
@@ -766,7 +766,11 @@ class Platform:
             return self.open_lock(study, lock_id).report(self.rules.confidence_level)
         result = result or self.outcomes(study, tables=REPORT_TABLES, ordered=False)
         reports = schemas.contract("pathology_report")
-        pathology = current(self.records("pathology_report", study), reports).collect()
+        pathology = (
+            current(self.records("pathology_report", study), reports)
+            .select(PATHOLOGY_COLUMNS)
+            .collect()
+        )
         meta = {"study": result.study, "source": "current", "rule_set": result.rule_set}
         report = build_report(
             result.tracts,

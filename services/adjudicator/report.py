@@ -20,6 +20,8 @@ MARKERS = ("cd68_per_hpf", "cd20_per_hpf", "cd31_per_hpf", "inflammation_grade")
 PATHOLOGY_VISITS = ("INJ1", "INJ2", "INJ3")
 REPORT_TABLES = ("tracts", "patients", "conflicts")
 """The outcome tables a report is built from (with the pathology records)."""
+PATHOLOGY_COLUMNS = ("subject_id", "tract_id", "visit", "specimen_adequate", *MARKERS)
+"""The pathology reports' columns the report reads."""
 
 
 def _pct(k: int, n: int) -> float | None:
