@@ -52,6 +52,10 @@ from services.state.records import (
 from services.state.register import register_changes
 
 TABLES = ("tracts", "patients", "conflicts", "visits", "new_tracts")
+WRITE_ORDER = ("visits", "tracts", "patients", "conflicts", "new_tracts")
+"""The order two writers take the tables in: the largest first, so that both finish at about
+the same time (at 100,000 subjects the visits and the tracts take ~1 s each, the rest 0.3 s
+together): a full write 1.91 -> 1.66 s (medians of five, alternated)."""
 TOUCHES_SUBJECTS = frozenset({*EVIDENCE_KINDS, "committee_decision", "committee_vote"})
 """Kinds whose events change the outcomes of the subjects they name."""
 STUDY_WIDE = frozenset({"lock"})
@@ -230,7 +234,7 @@ class StateFolder:
                         None if previous is None else previous / table,
                         subjects,
                     ),
-                    TABLES,
+                    WRITE_ORDER,
                 )
             )
         if subjects is not None and previous is not None:

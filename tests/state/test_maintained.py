@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 import schemas
 from services.platform import Platform
-from services.state.maintained import TABLES
+from services.state.maintained import TABLES, WRITE_ORDER
 from tests.adjudicator import builders as b
 from tests.signing import unlock, vote
 
@@ -294,6 +294,18 @@ def run_steps(base: Path, steps: list[tuple], template: Path | None = None) -> N
     for n, (name, *args) in enumerate(steps, start=1):
         getattr(trial, name)(*args)
         assert_same_state(trial.platform, rebuilt(trial.home, base / f"full-{n}"), (n, name, args))
+
+
+def test_every_table_is_written_once_a_generation(tmp_path: Path) -> None:
+    """The writers take the tables in WRITE_ORDER (largest first): it names each table once,
+    and a generation holds a folder of bucket files for each."""
+    assert sorted(WRITE_ORDER) == sorted(TABLES)
+    trial = Trial(tmp_path / "home")
+    trial.platform.adjudicate(STUDY)
+    folder = tmp_path / "home" / "state" / STUDY
+    generation = folder / (folder / "CURRENT").read_text().strip()
+    assert sorted(p.name for p in generation.iterdir() if p.is_dir()) == sorted(TABLES)
+    assert all(any((generation / table).glob("*.parquet")) for table in TABLES)
 
 
 def test_a_lock_claim_recomputes_nothing(tmp_path: Path) -> None:
