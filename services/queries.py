@@ -34,9 +34,9 @@ from services.errors import TractError
 from services.events import Event, digest, make_event, subject_is, utc_now
 
 Read = Callable[..., pl.DataFrame]
+"""``read(kind, subjects=None)``: the study's records of ``kind`` (of ``subjects`` only)."""
 QUERY_KINDS = ("rejected_row", "conflict_change", "site_query", "subject")
 """The kinds whose records name the subjects of a study's queries (with its conflicts)."""
-"""``read(kind, subjects=None)``: the study's records of ``kind`` (of ``subjects`` only)."""
 
 OPEN, ANSWERED, CLOSED, REOPENED = "OPEN", "ANSWERED", "CLOSED", "REOPENED"
 STATUSES = (OPEN, ANSWERED, CLOSED)

@@ -519,16 +519,10 @@ class AuditView:
         return "/audit.csv?" + urlencode({"study": self.study} | self.filters.query())
 
 
-def audit_trail_of(platform: VisiblePlatform, study: str, f: AuditFilters) -> pl.DataFrame:
-    """What a page or export filtered by ``f`` starts from: the subject's rows alone when it
-    filters by subject (the rows the study's trail has for it, read without building the
-    study's), else the study's trail."""
-    return platform.audit(study, subject=f.subject)
-
-
 def audit_view(trail: pl.DataFrame, study: str, studies: list[str], f: AuditFilters) -> AuditView:
-    """``trail``: the study's audit trail as the viewer's role may see it, or the filtered
-    subject's rows of it (:func:`audit_trail_of`)."""
+    """``trail``: the study's audit trail as the viewer's role may see it, or, when ``f``
+    filters by subject, that subject's rows of it (``VisiblePlatform.audit(study, subject)``
+    reads them without building the study's trail)."""
     rows = filter_audit(trail, f)
     pages = max(1, -(-rows.height // AUDIT_LIMIT))
     page = min(f.page, pages)

@@ -10,7 +10,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from services.users import Session
 from services.web.deps import allow, pick_study, render, viewer, web
-from services.web.views import AuditFilters, audit_csv, audit_trail_of, audit_view
+from services.web.views import AuditFilters, audit_csv, audit_view
 from services.web.visibility import visible
 
 router = APIRouter()
@@ -24,7 +24,7 @@ def audit(
     study, studies = pick_study(request, study)
     view = None
     if study is not None:
-        trail = audit_trail_of(visible(request, session), study, filters)
+        trail = visible(request, session).audit(study, subject=filters.subject)
         view = audit_view(trail, study, studies, filters)
     return render(request, "audit.html", {"view": view, "filters": filters}, session)
 
@@ -38,7 +38,8 @@ def audit_export(
     state = web(request)
     if study is None:
         return Response("", media_type="text/csv")
-    body = audit_csv(audit_trail_of(visible(request, session), study, filters), filters)
+    trail = visible(request, session).audit(study, subject=filters.subject)
+    body = audit_csv(trail, filters)
     allow(
         request,
         session,
