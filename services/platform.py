@@ -53,7 +53,7 @@ from services.signatures import (
 )
 from services.state import MaintainedState, Records, adjudicate_study
 from services.state.compare import state_differences
-from services.state.maintained import TABLES, in_key_order
+from services.state.maintained import KEPT, TABLES, in_key_order
 from services.state.postlock import LockBaseline, flag_changes
 from services.state.records import Cut, RecordsAt, lock_cut, lock_in_force
 from services.store import ObjectStore, open_store
@@ -339,7 +339,9 @@ class Platform:
         """Every site query of ``study`` with its status (see :mod:`services.queries`)."""
         from services.queries import site_queries
 
-        return site_queries(self.reader(study), self.adjudicate(study).conflicts)
+        return site_queries(
+            self.reader(study), self.outcomes(study, tables=("conflicts",)).conflicts
+        )
 
     def act_on_query(
         self, study: str, query_id: str, action: str, note: str, by: str
@@ -403,7 +405,7 @@ class Platform:
         differ from them (nothing, unless they were edited by hand): what a page about one
         subject shows, so an edit of the state's files never shows there (it costs a point
         adjudication, ~0.2 s at 100,000 subjects)."""
-        kept = self.outcomes(study, subjects)  # caught up with the log first
+        kept = self.outcomes(study, subjects, tables=KEPT)  # caught up with the log first
         if self.state is None:
             return kept, []
         fresh = self.state.recomputed(study, subjects=subjects)

@@ -58,7 +58,7 @@ def decide_scripted(
 ) -> list[dict[str, Any]]:
     """Each member the scripted decision names signs their vote on the open conflict it is
     written for (if any); returns every vote with what it brought about."""
-    open_conflicts = platform.adjudicate(DEMO_STUDY).open_conflicts()
+    open_conflicts = platform.outcomes(DEMO_STUDY, tables=("conflicts",)).open_conflicts()
     match = open_conflicts.filter(
         (pl.col("type") == scripted.conflict_type)
         & (pl.col("subject_id") == scripted.subject_id)
@@ -101,7 +101,7 @@ def run_demo(platform: Platform, folder: Path, say: Callable[[str], None]) -> di
     outcome = platform.ingest(DEMO_STUDY, list(files.values()))
     for report in outcome.reports:
         say(f"  {report.summary()}")
-    open_count = platform.adjudicate(DEMO_STUDY).open_conflicts().height
+    open_count = platform.outcomes(DEMO_STUDY, tables=("conflicts",)).open_conflicts().height
     say(f"{open_count} open conflict(s) go to the adjudication committee")
     members = ", ".join(f"{n} ({p})" for n, p in DEMO_COMMITTEE.items())
     say(f"Demo committee: {members}; demo-only password {DEMO_PASSWORD!r}")

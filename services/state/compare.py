@@ -7,17 +7,17 @@ from __future__ import annotations
 import polars as pl
 
 from services.adjudicator.engine import Adjudication
-from services.state.maintained import KEYS, TABLES
+from services.state.maintained import KEPT, KEYS
 
 SHOWN = 3
 """Differing rows named per table (the count says how many there are)."""
 
 
 def state_differences(found: Adjudication, expected: Adjudication) -> list[tuple[str, str]]:
-    """Per table of the state that is not what the log gives, what differs (its first rows
+    """Per table the state keeps that is not what the log gives, what differs (its first rows
     named by key, with the columns that differ and both values)."""
     said = []
-    for table in TABLES:
+    for table in KEPT:
         mine, theirs = getattr(found, table), getattr(expected, table)
         if mine.columns != theirs.columns or mine.dtypes != theirs.dtypes:
             said.append(

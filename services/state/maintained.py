@@ -4,15 +4,16 @@ batch by batch, so reading them costs a file read and a change costs what it tou
     <home>/state/APPLIED            the log entry (sequence, hash) the state reflects, and the
                                     fingerprint of the rules and code that computed it
     <home>/state/<study>/CURRENT    the name of the study's current generation
-    <home>/state/<study>/<gen>/     tracts/, patients/, conflicts/, visits/, new_tracts/: each
-                                    split by subject into buckets (NNN.parquet), and meta.json
+    <home>/state/<study>/<gen>/     tracts/, patients/, conflicts/, new_tracts/: each split
+                                    by subject into buckets (NNN.parquet), and meta.json
 
 Catching up reads the log's entries after APPLIED, gathers the subjects they touch per study,
 recomputes those subjects alone (every rule is subject-local) and rewrites only their
 buckets; a new generation is written beside the old one (untouched buckets are hard links,
 not copies) and CURRENT switches in one rename. The conflict register is brought up to date
 in the same step. A lock or unlock, a changed rule set or changed code recompute the study in
-full. The state can always be
+full. Each visit's status per tract is not kept: it is computed from the log for the subjects
+a reader asks for (a page's few). The state can always be
 rebuilt from the log (delete the folder), and a property test checks that it equals a full
 re-adjudication after any sequence of batches.
 """
@@ -52,10 +53,14 @@ from services.state.records import (
 from services.state.register import register_changes
 
 TABLES = ("tracts", "patients", "conflicts", "visits", "new_tracts")
-WRITE_ORDER = ("visits", "tracts", "patients", "conflicts", "new_tracts")
+KEPT = ("tracts", "patients", "conflicts", "new_tracts")
+"""The tables the state's files hold. The visits (each visit's status per tract) are not: at
+100,000 subjects they are 1.3M rows, as long to write as the rest together, and only a page
+about a few subjects shows them (computing them for those costs a point adjudication). A
+100k ingest took 15.6-16.3 s without them, 17.2-17.6 s with them (three alternated pairs)."""
+WRITE_ORDER = ("tracts", "patients", "conflicts", "new_tracts")
 """The order two writers take the tables in: the largest first, so that both finish at about
-the same time (at 100,000 subjects the visits and the tracts take ~1 s each, the rest 0.3 s
-together): a full write 1.91 -> 1.66 s (medians of five, alternated)."""
+the same time."""
 TOUCHES_SUBJECTS = frozenset({*EVIDENCE_KINDS, "committee_decision", "committee_vote"})
 """Kinds whose events change the outcomes of the subjects they name."""
 STUDY_WIDE = frozenset({"lock"})
@@ -146,14 +151,15 @@ class StateFolder:
         tables: Collection[str] = TABLES,
         ordered: bool = True,
     ) -> Adjudication | None:
-        """The study's tables in key order (only the rows of ``subjects`` when given: a point
-        read, which opens only their buckets; only ``tables``, the others left empty).
+        """The study's kept tables in key order (only the rows of ``subjects`` when given: a
+        point read, which opens only their buckets; only ``tables``, the others left empty).
         ``ordered=False``: in bucket order, for a reader that only counts (sorting the tract
         table is most of a whole read: 0.13 of 0.22 s at 100,000 subjects)."""
         generation, meta = self._current(study), self.meta(study)
         if generation is None or meta is None:
             return None
         buckets = int(meta["buckets"])
+        tables = [name for name in tables if name in KEPT]
         try:
             if subjects is None:
                 plans = [pl.scan_parquet(generation / name / "*.parquet") for name in tables]
@@ -199,7 +205,7 @@ class StateFolder:
                 .ne_missing(pl.col("read"))
             )
             .unique(["table", "subject_id", "file"], maintain_order=True)
-            for name in TABLES
+            for name in KEPT
         ]
         return pl.concat(pl.collect_all(plans)).select(list(columns))
 
@@ -327,12 +333,20 @@ class MaintainedState:
         ordered: bool = True,
     ) -> Adjudication:
         """The study's current adjudication (of ``subjects`` only, when given; of ``tables``
-        only; ``ordered=False``: rows in no set order), caught up with the log first."""
+        only; ``ordered=False``: rows in no set order), caught up with the log first. The
+        visits, not kept, are computed from the log: ask for them for a few subjects."""
         self.catch_up()
         found = self.store.read(study, subjects, tables, ordered)
         if found is None:  # a study with no events yet
             return adjudicate_study(self.log, study, self.rules, subjects=subjects)
-        return found
+        if "visits" not in tables:
+            return found
+        records = self._applied_records()
+        lock = lock_cut(lock_in_force(records, study))
+        visits = adjudicate_study(
+            records, study, self.rules, subjects=subjects, lock_cut=lock
+        ).visits
+        return _with(found, visits=visits.sort(KEYS["visits"]) if ordered else visits)
 
     def up_to_date(self) -> bool:
         applied = self.store.applied()
@@ -459,12 +473,17 @@ class MaintainedState:
         ``subjects`` of it) computed from the log, as far as APPLIED says the state reflects
         it, written nowhere (what `tract verify` and a subject's page compare them with).
         ``baseline``: the lock's outcomes read afresh, not the copy kept beside the state."""
-        applied = self.store.applied()
-        source: Records = self.log
-        if applied is not None and applied.seq != self.log.head().seq:
-            source = RecordsAt(self.log, self.log.positions(upto_seq=applied.seq))
-        _, result = self._compute(source, study, subjects, utc_now(), baseline or self.baseline)
+        _, result = self._compute(
+            self._applied_records(), study, subjects, utc_now(), baseline or self.baseline
+        )
         return in_key_order(result)
+
+    def _applied_records(self) -> Records:
+        """The log's records as far as APPLIED says the state reflects them."""
+        applied = self.store.applied()
+        if applied is not None and applied.seq != self.log.head().seq:
+            return RecordsAt(self.log, self.log.positions(upto_seq=applied.seq))
+        return self.log
 
 
 def _with(result: Adjudication, **tables: pl.DataFrame) -> Adjudication:

@@ -237,7 +237,7 @@ class AdjudicatorService:
         at = utc_now()
         changes: list[Event] = []
         for study, subjects in sorted(touched.items()):
-            result = self.state.adjudication(study, subjects)
+            result = self.state.adjudication(study, subjects, tables=("tracts", "patients"))
             changes += outcome_changes(study, result, subjects, self.published, at)
         self.log.apply(changes, dirty={})  # outputs: queued by the log
         remember(self.published, changes)

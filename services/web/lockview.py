@@ -183,7 +183,7 @@ def lock_preview(
             f"{study} is locked ({in_force['lock_id']}, since {ev.text(in_force['at'])}); a new "
             "lock needs that lock undone first by an unlock with two approvers."
         )
-    result = platform.adjudicate(study)
+    result = platform.adjudicate(study, tables=("tracts", "patients", "conflicts"))
     open_conflicts = (
         result.conflicts.filter(pl.col("status") == "OPEN")
         .sort("type", "subject_id", "tract_id")

@@ -46,6 +46,7 @@ import schemas
 from services.adjudicator.report import REPORT_TABLES
 from services.audit import audit_trail
 from services.events import canonical_json, subject_is
+from services.state.maintained import KEPT
 
 if TYPE_CHECKING:
     from fastapi import Request
@@ -318,7 +319,7 @@ class VisiblePlatform:
 
     def _raw_result(self, study: str) -> Adjudication:
         if study not in self._results:
-            self._results[study] = self._platform.adjudicate(study)
+            self._results[study] = self._platform.outcomes(study, tables=KEPT)
         return self._results[study]
 
     def _blind_result(self, result: Adjudication) -> Adjudication:
@@ -348,14 +349,15 @@ class VisiblePlatform:
         read = self._results.get(study)
         if read is None and name in REPORT_TABLES:
             read = self._partial.get(study)
-        if read is not None:
+        if read is not None and name in KEPT:
             return _of(getattr(read, name), subjects)
         return getattr(self._platform.outcomes(study, subjects, tables=(name,)), name)
 
-    def adjudicate(self, study: str) -> Adjudication:
+    def adjudicate(self, study: str, tables: Collection[str] = tuple(RESULT_KINDS)) -> Adjudication:
+        """The study's outcomes, blinded: ``tables`` only (the others empty), since the visits
+        are not kept but computed from the log, a whole study's adjudication."""
         return replace(
-            self._raw_result(study),
-            **{name: self.table(study, name) for name in RESULT_KINDS},
+            self._raw_result(study), **{name: self.table(study, name) for name in tables}
         )
 
     def conflicts(self, study: str) -> pl.DataFrame:

@@ -24,7 +24,8 @@ from hypothesis import strategies as st
 
 import schemas
 from services.platform import Platform
-from services.state.maintained import TABLES, WRITE_ORDER
+from services.state.maintained import KEPT, TABLES, WRITE_ORDER, in_key_order
+from services.state.records import adjudicate_study
 from tests.adjudicator import builders as b
 from tests.signing import unlock, vote
 
@@ -296,16 +297,29 @@ def run_steps(base: Path, steps: list[tuple], template: Path | None = None) -> N
         assert_same_state(trial.platform, rebuilt(trial.home, base / f"full-{n}"), (n, name, args))
 
 
-def test_every_table_is_written_once_a_generation(tmp_path: Path) -> None:
-    """The writers take the tables in WRITE_ORDER (largest first): it names each table once,
-    and a generation holds a folder of bucket files for each."""
-    assert sorted(WRITE_ORDER) == sorted(TABLES)
+def test_every_kept_table_is_written_once_a_generation(tmp_path: Path) -> None:
+    """The writers take the tables in WRITE_ORDER (largest first): it names each kept table
+    once, and a generation holds a folder of bucket files for each (none for the visits)."""
+    assert sorted(WRITE_ORDER) == sorted(KEPT) == sorted(set(TABLES) - {"visits"})
     trial = Trial(tmp_path / "home")
     trial.platform.adjudicate(STUDY)
     folder = tmp_path / "home" / "state" / STUDY
     generation = folder / (folder / "CURRENT").read_text().strip()
-    assert sorted(p.name for p in generation.iterdir() if p.is_dir()) == sorted(TABLES)
-    assert all(any((generation / table).glob("*.parquet")) for table in TABLES)
+    assert sorted(p.name for p in generation.iterdir() if p.is_dir()) == sorted(KEPT)
+    assert all(any((generation / table).glob("*.parquet")) for table in KEPT)
+
+
+def test_the_visits_are_computed_for_the_subjects_asked_for(tmp_path: Path) -> None:
+    """The visits are not kept: a read of a few subjects' visits is their rows of a full
+    adjudication from the log, in key order, and a read without them computes none."""
+    trial = Trial(tmp_path / "home")
+    full = in_key_order(adjudicate_study(trial.platform.log, STUDY, trial.platform.rules))
+    subjects = full.tracts["subject_id"].unique().sort().head(2).to_list()
+    read = trial.platform.outcomes(STUDY, subjects, tables=("tracts", "visits"))
+    expected = full.visits.filter(pl.col("subject_id").is_in(subjects))
+    assert read.visits.height > 0
+    assert read.visits.equals(expected)
+    assert trial.platform.outcomes(STUDY, subjects, tables=("tracts",)).visits.is_empty()
 
 
 def test_a_lock_claim_recomputes_nothing(tmp_path: Path) -> None:
