@@ -320,7 +320,9 @@ def decide(ctx: click.Context) -> None:
 @click.pass_obj
 def outcomes(obj: Context, study: str | None, subjects: tuple[str, ...], as_json: bool) -> None:
     """Per-tract outcomes and per-patient categories."""
-    result = obj.platform.outcomes(obj.study(study), subjects or None)
+    from services.state.maintained import KEPT  # not the visits: a study's adjudication
+
+    result = obj.platform.outcomes(obj.study(study), subjects or None, KEPT)
     tracts = result.tracts.filter(pl.col("treated"))
     tract_cols = [
         "subject_id",

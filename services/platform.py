@@ -357,12 +357,13 @@ class Platform:
         self.sync_conflicts(study)
         return event.payload
 
-    def adjudicate(self, study: str, upto: Cut | None = None) -> Adjudication:
-        """The study's outcomes: the maintained state now, or computed at the cut ``upto``."""
-        if upto is None and self.state is not None:
-            return self.state.adjudication(study)
-        if upto is not None and self.state is not None and self._unchanged_since(study, upto):
-            return self.state.adjudication(study)
+    def adjudicate(
+        self, study: str, upto: Cut | None = None, tables: Collection[str] = TABLES
+    ) -> Adjudication:
+        """The study's outcomes: the maintained state now, or computed at the cut ``upto``.
+        ``tables``: from the state, only those (its visits are computed in full when asked)."""
+        if self.state is not None and (upto is None or self._unchanged_since(study, upto)):
+            return self.state.adjudication(study, tables=tables)
         return self._computed(study, upto)
 
     def _computed(self, study: str, upto: Cut | None = None) -> Adjudication:
@@ -586,7 +587,7 @@ class Platform:
             store=self.store,
             publish=self.publish,
             rules=self.rules,
-            outcomes=self.adjudicate,
+            conflicts=lambda study, upto: self.adjudicate(study, upto, ("conflicts",)).conflicts,
             computed=self._computed,
             freeze=self._freeze,
             integrity=self._integrity,

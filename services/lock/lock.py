@@ -310,7 +310,7 @@ def check_ready(sources: LockSources, request: LockRequest) -> dict[str, Any]:
     """Before the lock id is claimed: refused while a conflict is open, or while site queries
     are not closed and the request gives no reason; else the conflicts' counts by status and
     the open queries (both are checked again at the cut, in :func:`materialise`)."""
-    conflicts = sources.outcomes(request.study, None).conflicts
+    conflicts = sources.conflicts(request.study, None)
     counts = check_conflicts(conflicts)
     return {"conflicts": counts, "open_queries": open_queries(sources, request, None, conflicts)}
 
@@ -391,7 +391,7 @@ def open_queries(
         return records_at(sources.records, kind, request.study, cut, subjects).collect()
 
     if conflicts is None:
-        conflicts = sources.outcomes(request.study, cut).conflicts
+        conflicts = sources.conflicts(request.study, cut)
     pending = summary(site_queries(read, conflicts), request.open_queries_reason)
     if pending["not_closed"] and not pending["reason"]:
         raise LockBlockedError(queries_message(request.study, pending))

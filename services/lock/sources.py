@@ -31,9 +31,9 @@ class LockSources:
     store: ObjectStore
     publish: Callable[[Sequence[Event]], int]
     rules: RuleSet
-    outcomes: Callable[[str, Cut | None], Adjudication]
-    """The study's adjudication at a cut (None: now), from the maintained state when it is
-    the study at that cut: what the checks before a lock read."""
+    conflicts: Callable[[str, Cut | None], pl.DataFrame]
+    """The study's conflicts at a cut (None: now), from the maintained state when it is the
+    study at that cut: what the checks before a lock read."""
     computed: Callable[[str, Cut | None], Adjudication]
     """The same, always computed from the log's records: what a lock or a dated snapshot
     freezes. The maintained state is files in the home that no chain covers; the log's

@@ -19,10 +19,12 @@ from typing import Any
 
 import polars as pl
 import pytest
+from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import schemas
+from services.cli import cli
 from services.platform import Platform
 from services.state.maintained import KEPT, TABLES, WRITE_ORDER, in_key_order
 from services.state.records import adjudicate_study
@@ -347,3 +349,27 @@ def test_a_correction_recomputes_only_its_subject(tmp_path: Path) -> None:
     )
     assert changed.select("subject_id", "tract_id").rows() == [("S2", "T1")]
     assert_same_state(trial.platform, rebuilt(trial.home, tmp_path / "full"), "one correction")
+
+
+def test_readers_of_the_whole_study_compute_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The conflicts, site queries, `tract outcomes` and a lock's checks read the kept tables:
+    none asks for the visits, which would adjudicate the whole study from the log."""
+    trial = Trial(tmp_path / "home")
+    trial.platform.outcomes(STUDY, tables=KEPT)  # the state caught up
+    trial.platform.bus.close()
+
+    def computed(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("the study was adjudicated from the log")
+
+    monkeypatch.setattr("services.state.maintained.adjudicate_study", computed)
+    platform = Platform.embedded(trial.home)
+    assert platform.lock_sources().conflicts(STUDY, None).height >= 0
+    assert platform.queries(STUDY).height >= 0
+    assert platform.adjudicate(STUDY, tables=KEPT).tracts.height
+    for command in (["conflicts", "--all"], ["outcomes", "--study", STUDY]):
+        result = CliRunner().invoke(cli, ["--home", str(trial.home), *command])
+        assert result.exit_code == 0, result.output
+    with pytest.raises(AssertionError, match="adjudicated from the log"):
+        platform.adjudicate(STUDY)  # the visits of every subject
