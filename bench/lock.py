@@ -64,11 +64,17 @@ def ingest(home: Path, n_subjects: int) -> tuple[int, float]:
 
 
 def data_manager(home: Path) -> None:
-    """Register :data:`SIGNER` in ``home`` (copied with it to every home the locks run on)."""
+    """Register :data:`SIGNER` in ``home`` (copied with it to every home the locks run on),
+    the account recorded in the log as an administrator's `tract users add` records it."""
+    from services.accounts import account_events
+    from services.platform import Platform
     from services.users import UserStore
 
     users = UserStore.for_home(home)
     users.add(SIGNER, "data_manager", PASSWORD, "Bench Data Manager", temporary=False)
+    platform = Platform.embedded(home)
+    platform.record(account_events(users, [SIGNER], "ADD", "bench"))
+    platform.bus.close()
 
 
 def airflow(home: Path) -> None:
@@ -225,7 +231,7 @@ def dag_run(dag: Any, conf: dict[str, str]) -> tuple[dict[str, float], float]:
 def cli_lock(settings: dict[str, str], level: str, *, validate: bool) -> float:
     """Wall time of `tract lock` as a fresh process (the time a data manager waits)."""
     started = time.perf_counter()
-    subprocess.run(
+    done = subprocess.run(
         [
             str(Path(sys.executable).parent / "tract"),
             "--home",
@@ -246,11 +252,13 @@ def cli_lock(settings: dict[str, str], level: str, *, validate: bool) -> float:
             level,
             *(["--validate"] if validate else []),
         ],
-        check=True,
         capture_output=True,
         input=f"{PASSWORD}\n".encode(),
     )
-    return time.perf_counter() - started
+    seconds = time.perf_counter() - started
+    if done.returncode:
+        raise SystemExit(f"`tract lock` failed: {done.stderr.decode().strip()}")
+    return seconds
 
 
 def fresh_import(module: str) -> float:
