@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -154,18 +155,25 @@ def snapshot_files(
     def meta(table: str) -> dict[str, dict[bytes, bytes]] | None:
         return field_metadata(table, rules) if table in described["tables"] else None
 
-    files = {
-        f"{name}.parquet": to_parquet(frame, metadata=meta(name))
-        for name, frame in snapshot.tables.items()
+    tables: dict[str, tuple[pl.DataFrame, str | None]] = {
+        f"{name}.parquet": (frame, None) for name, frame in snapshot.tables.items()
     }
-    files |= {
-        f"events/{kind}.parquet": to_parquet(frame, kind, meta(f"events/{kind}"))
-        for kind, frame in snapshot.events.items()
+    tables |= {f"events/{kind}.parquet": (frame, kind) for kind, frame in snapshot.events.items()}
+    tables |= {
+        f"current/{kind}.parquet": (
+            current(snapshot.events[kind].lazy(), schemas.contract(kind)).collect(),
+            kind,
+        )
+        for kind in EVIDENCE_KINDS
+        if kind in snapshot.events
     }
-    for kind in EVIDENCE_KINDS:
-        if kind in snapshot.events:
-            latest = current(snapshot.events[kind].lazy(), schemas.contract(kind)).collect()
-            files[f"current/{kind}.parquet"] = to_parquet(latest, kind, meta(f"current/{kind}"))
+
+    def write(path: str) -> bytes:
+        frame, kind = tables[path]
+        return to_parquet(frame, kind, meta(path.removesuffix(".parquet")))
+
+    with ThreadPoolExecutor(max_workers=2) as pool:  # Arrow writes Parquet without the GIL
+        files = dict(zip(tables, pool.map(write, tables), strict=True))
     files["report.json"] = json.dumps(report, indent=2, sort_keys=True).encode()
     files["dictionary.json"] = json.dumps(described, indent=2).encode()
     files["DICTIONARY.md"] = dictionary_markdown(described).encode()
