@@ -54,13 +54,11 @@ from services.state.register import register_changes
 
 TABLES = ("tracts", "patients", "conflicts", "visits", "new_tracts")
 KEPT = ("tracts", "patients", "conflicts", "new_tracts")
-"""The tables the state's files hold. The visits (each visit's status per tract) are not: at
-100,000 subjects they are 1.3M rows, as long to write as the rest together, and only a page
-about a few subjects shows them (computing them for those costs a point adjudication). A
+"""The tables the state's files hold, largest first: two writers take them in this order, so
+both finish at about the same time. The visits (each visit's status per tract) are not kept:
+at 100,000 subjects they are 1.3M rows, as long to write as the rest together, and only a
+page about a few subjects shows them (computing them for those costs a point adjudication). A
 100k ingest took 15.6-16.3 s without them, 17.2-17.6 s with them (three alternated pairs)."""
-WRITE_ORDER = ("tracts", "patients", "conflicts", "new_tracts")
-"""The order two writers take the tables in: the largest first, so that both finish at about
-the same time."""
 TOUCHES_SUBJECTS = frozenset({*EVIDENCE_KINDS, "committee_decision", "committee_vote"})
 """Kinds whose events change the outcomes of the subjects they name."""
 STUDY_WIDE = frozenset({"lock"})
@@ -240,7 +238,7 @@ class StateFolder:
                         None if previous is None else previous / table,
                         subjects,
                     ),
-                    WRITE_ORDER,
+                    KEPT,
                 )
             )
         if subjects is not None and previous is not None:

@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 import schemas
 from services.cli import cli
 from services.platform import Platform
-from services.state.maintained import KEPT, TABLES, WRITE_ORDER, in_key_order
+from services.state.maintained import KEPT, TABLES, in_key_order
 from services.state.records import adjudicate_study
 from tests.adjudicator import builders as b
 from tests.signing import unlock, vote
@@ -300,9 +300,9 @@ def run_steps(base: Path, steps: list[tuple], template: Path | None = None) -> N
 
 
 def test_every_kept_table_is_written_once_a_generation(tmp_path: Path) -> None:
-    """The writers take the tables in WRITE_ORDER (largest first): it names each kept table
-    once, and a generation holds a folder of bucket files for each (none for the visits)."""
-    assert sorted(WRITE_ORDER) == sorted(KEPT) == sorted(set(TABLES) - {"visits"})
+    """The writers take the kept tables in order (largest first): every table but the visits,
+    once each, and a generation holds a folder of bucket files for each (none for the visits)."""
+    assert sorted(KEPT) == sorted(set(TABLES) - {"visits"})
     trial = Trial(tmp_path / "home")
     trial.platform.adjudicate(STUDY)
     folder = tmp_path / "home" / "state" / STUDY
