@@ -21,6 +21,7 @@ through one normaliser (:func:`services.usernames.normalise_username`).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import secrets
@@ -32,7 +33,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar
 
-from argon2 import PasswordHasher
+from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from services.errors import SignInRefusedError, UserError, WebConfigError
@@ -215,8 +216,6 @@ class UserStore:
         private_database(self.path)
         self.hasher = hasher or PasswordHasher()
         self.session_hours = session_hours
-        # A hash to verify against when the user is unknown, so timing does not tell.
-        self._dummy_hash = self.hasher.hash(secrets.token_urlsafe(16))
         with self._db() as db:
             db.executescript(_SCHEMA)
             columns = {row[1] for row in db.execute("PRAGMA table_info(users)")}
@@ -448,7 +447,7 @@ class UserStore:
                 "SELECT password_hash, active FROM users WHERE username = ?", (name,)
             ).fetchone()
         try:
-            self.hasher.verify(row[0] if row else self._dummy_hash, password)
+            self.hasher.verify(row[0] if row else self.unknown_user_hash(), password)
             ok = row is not None
         except (VerificationError, InvalidHashError):
             ok = False
@@ -462,6 +461,14 @@ class UserStore:
         # so new hashing costs apply from the user's next password change.
         self.throttle.succeeded(account, client)
         return self.user(name)
+
+    def unknown_user_hash(self) -> str:
+        """The hash a password is checked against when its user is unknown, so the time taken
+        does not tell. Made once per process and hashing cost (0.2 s): on first use, not by
+        every command that opens the store; the web page makes it as it starts, so that no
+        sign-in waits for it."""
+        h = self.hasher
+        return _unknown_user_hash(h.time_cost, h.memory_cost, h.parallelism, h.hash_len, h.type)
 
     def check_signature(self, username: str, password: str, client: str | None) -> User:
         """The account signing, its password checked again now (:mod:`services.signatures`);
@@ -527,3 +534,11 @@ def _username(name: str, unknown: bool = False) -> str:
         if unknown:
             return name
         raise UserError(str(exc)) from None
+
+
+@functools.cache
+def _unknown_user_hash(
+    time_cost: int, memory_cost: int, parallelism: int, hash_len: int, kind: Type
+) -> str:
+    hasher = PasswordHasher(time_cost, memory_cost, parallelism, hash_len, type=kind)
+    return hasher.hash(secrets.token_urlsafe(16))

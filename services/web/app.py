@@ -99,6 +99,7 @@ def create_app(
     )
     serial = SerialPlatform(platform)
     users = users or UserStore.from_settings(settings)
+    users.unknown_user_hash()  # made now: no sign-in waits for it
     app.state.web = WebState(
         platform=serial,
         users=users,

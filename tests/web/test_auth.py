@@ -6,10 +6,13 @@ import stat
 from pathlib import Path
 
 import pytest
+from argon2 import PasswordHasher
 
 from services.errors import SignInRefusedError, UserError, WebConfigError
+from services.platform import Platform
 from services.roles import PERMISSIONS, ROLES, can
-from services.users import UserStore
+from services.users import UserStore, _unknown_user_hash
+from services.web.app import create_app
 from services.web.auth import CookieSigner, tokens_match
 from services.web.settings import WebSettings
 from tests.web.conftest import fast_hasher
@@ -28,6 +31,36 @@ def test_passwords_are_stored_as_argon2id_hashes(store: UserStore) -> None:
     assert PASSWORD.encode() not in raw
     assert b"$argon2id$" in raw
     assert store.authenticate("DR.Adams ", PASSWORD).role == "committee"
+
+
+def test_an_unknown_user_is_checked_against_one_hash_made_when_first_needed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Opening the store hashes nothing (every command that opens it paid 0.2 s for this
+    hash); an unknown user's password is checked against a hash of the store's own cost, made
+    once per process and cost, and the web page makes it as it starts."""
+    hashed: list[int] = []
+    original = PasswordHasher.hash
+    monkeypatch.setattr(
+        PasswordHasher,
+        "hash",
+        lambda self, *a, **k: hashed.append(self.time_cost) or original(self, *a, **k),
+    )
+    _unknown_user_hash.cache_clear()
+    store = UserStore(tmp_path / "users.db", hasher=fast_hasher())
+    assert hashed == []
+    for _ in range(2):
+        with pytest.raises(SignInRefusedError, match="unknown user"):
+            store.authenticate("nobody", PASSWORD)
+    assert hashed == [fast_hasher().time_cost]
+    assert store.unknown_user_hash().startswith("$argon2id$v=19$m=8,t=1,p=1$")
+    _unknown_user_hash.cache_clear()
+    create_app(
+        Platform.embedded(tmp_path / "home"),
+        WebSettings.from_env(tmp_path / "home", environ={}),
+        store,
+    )
+    assert hashed == [fast_hasher().time_cost] * 2
 
 
 def test_wrong_password_and_unknown_user_are_refused_with_a_reason(store: UserStore) -> None:
