@@ -159,10 +159,7 @@ def ingest(
 def conflicts(obj: Context, study: str | None, show_all: bool, as_json: bool) -> None:
     """List conflicts for the committee (open ones unless --all)."""
     studies = [obj.platform.check_study(study)] if study else obj.platform.studies()
-    frames = [
-        obj.platform.outcomes(s, tables=("conflicts",)).conflicts.with_columns(study=pl.lit(s))
-        for s in studies
-    ]
+    frames = [obj.platform.conflicts(s).with_columns(study=pl.lit(s)) for s in studies]
     if not frames:
         emit([], as_json, f"no conflicts: nothing has been ingested into {obj.home} yet")
         return

@@ -339,9 +339,7 @@ class Platform:
         """Every site query of ``study`` with its status (see :mod:`services.queries`)."""
         from services.queries import site_queries
 
-        return site_queries(
-            self.reader(study), self.outcomes(study, tables=("conflicts",)).conflicts
-        )
+        return site_queries(self.reader(study), self.conflicts(study))
 
     def act_on_query(
         self, study: str, query_id: str, action: str, note: str, by: str
@@ -365,6 +363,10 @@ class Platform:
         if self.state is not None and (upto is None or self._unchanged_since(study, upto)):
             return self.state.adjudication(study, tables=tables)
         return self._computed(study, upto)
+
+    def conflicts(self, study: str, upto: Cut | None = None) -> pl.DataFrame:
+        """The study's conflicts, every status (at the cut ``upto``: see :meth:`adjudicate`)."""
+        return self.adjudicate(study, upto, ("conflicts",)).conflicts
 
     def _computed(self, study: str, upto: Cut | None = None) -> Adjudication:
         """The study's outcomes computed from the log's records (now, or at the cut ``upto``),
@@ -443,7 +445,7 @@ class Platform:
         page never shows) what an edited state file says (its evidence fingerprint, the rule's
         outcome)."""
         for candidate in [study] if study else self.studies():
-            listed = self.outcomes(candidate, tables=("conflicts",)).conflicts
+            listed = self.conflicts(candidate)
             match = listed.filter(pl.col("conflict_id") == conflict_id)
             if not match.height:
                 continue
@@ -587,7 +589,7 @@ class Platform:
             store=self.store,
             publish=self.publish,
             rules=self.rules,
-            conflicts=lambda study, upto: self.adjudicate(study, upto, ("conflicts",)).conflicts,
+            conflicts=self.conflicts,
             computed=self._computed,
             freeze=self._freeze,
             integrity=self._integrity,
