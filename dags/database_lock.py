@@ -107,7 +107,7 @@ RETRY_POLICY = ExceptionRetryPolicy(
     },
 )
 def database_lock() -> None:
-    @task
+    @task(multiple_outputs=False)
     def check_request(params: dict[str, Any] | None = None, dag_run: Any = None) -> dict[str, Any]:
         from services.tasks import lock_check_request
 
@@ -119,7 +119,7 @@ def database_lock() -> None:
             conf=dag_run.conf,
         )
 
-    @task
+    @task(multiple_outputs=False)
     def check_conflicts(request: dict[str, Any]) -> dict[str, int]:
         from airflow.sdk.exceptions import AirflowSkipException
 
@@ -129,7 +129,7 @@ def database_lock() -> None:
 
         return lock_check_conflicts(request)
 
-    @task
+    @task(multiple_outputs=False)
     def freeze_cut(request: dict[str, Any]) -> dict[str, Any]:
         from services.tasks import lock_freeze_cut
 
@@ -141,7 +141,7 @@ def database_lock() -> None:
 
         return lock_materialise(request, cut)
 
-    @task
+    @task(multiple_outputs=False)
     def validate(request: dict[str, Any]) -> dict[str, Any]:
         from services.tasks import lock_validate
 
@@ -159,7 +159,7 @@ def database_lock() -> None:
 
         return lock_verify(request)
 
-    @task(outlets=[LOCKS, LOCK_ALIAS])
+    @task(outlets=[LOCKS, LOCK_ALIAS], multiple_outputs=False)
     def publish_lock_event(request: dict[str, Any], *, outlet_events: Any = None) -> dict[str, Any]:
         from services.tasks import lock_asset_events, lock_publish
 
@@ -170,7 +170,7 @@ def database_lock() -> None:
             outlet_events[LOCK_ALIAS].add(Asset(name=uri, uri=uri), extra=extra)
         return payload
 
-    @task
+    @task(multiple_outputs=False)
     def export_submission(
         request: dict[str, Any], params: dict[str, Any] | None = None
     ) -> dict[str, Any]:

@@ -41,14 +41,14 @@ from airflow.sdk import Param, dag, task
     },
 )
 def database_unlock() -> None:
-    @task
+    @task(multiple_outputs=False)
     def check_request(params: dict[str, Any] | None = None) -> dict[str, Any]:
         from services.tasks import unlock_check_request
 
         assert params is not None
         return unlock_check_request(dict(params))
 
-    @task
+    @task(multiple_outputs=False)
     def publish_unlock(request: dict[str, Any]) -> dict[str, Any]:
         from services.tasks import unlock_publish
 

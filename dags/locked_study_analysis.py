@@ -31,7 +31,7 @@ def locked_study_analysis() -> None:
             events = list(inlet_events[LOCKS])[-1:]
         return [{"study": e.extra["study"], "lock_id": e.extra["lock_id"]} for e in events]
 
-    @task
+    @task(multiple_outputs=False)
     def recompute_tables(event: dict[str, Any]) -> dict[str, Any]:
         from services.tasks import analyse_lock
 

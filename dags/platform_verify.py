@@ -38,7 +38,7 @@ from airflow.sdk import Param, dag, task
     },
 )
 def platform_verify() -> None:
-    @task(retries=0)
+    @task(retries=0, multiple_outputs=False)
     def verify(params: dict[str, Any] | None = None) -> dict[str, Any]:
         from services.tasks import verify_platform
 

@@ -55,7 +55,7 @@ def trial_snapshot() -> None:
 
         return snapshot_studies((params or {}).get("study"))
 
-    @task
+    @task(multiple_outputs=False)
     def write_snapshot(study: str, dag_run: Any = None) -> dict[str, Any]:
         from services.tasks import snapshot_write
 
