@@ -82,13 +82,15 @@ def test_a_value_set_read_from_the_snapshot_reports_with_the_suites_names() -> N
 
 
 def test_value_set_expectations_give_gx_the_configuration_of_its_own_classes() -> None:
-    """The gate's value-set classes copy plain lists whole (GX reads an expectation's
-    configuration some 70 times a run); what GX gets must be what its own class gives."""
+    """The gate's value-set classes hand a set of plain values out as it is, never copied
+    (GX reads an expectation's configuration some 70 times a run, and deep-copies it);
+    what GX gets must be what its own class gives."""
+    import copy
     from datetime import date
 
     import great_expectations as gx
 
-    from services.lock.gate import VALUE_SET_EXPECTATIONS, session, suite_name
+    from services.lock.gate import VALUE_SET_EXPECTATIONS, _value_sets, session, suite_name
 
     classes = session().classes
     assert sorted(classes) == sorted(
@@ -97,11 +99,15 @@ def test_value_set_expectations_give_gx_the_configuration_of_its_own_classes() -
     for name, fast in classes.items():
         stock = getattr(gx.expectations, "".join(p.capitalize() for p in name.split("_")))
         for values in (["S1", "S2", None, 3, 4.5, True], [date(2026, 1, 2), ("a", 1)]):
-            mine = fast(column="c", value_set=values).configuration
+            given = _value_sets({"column": "c", "value_set": values})
+            mine = fast(**given).configuration
             theirs = stock(column="c", value_set=values).configuration
             assert suite_name(mine.type) == theirs.type
             assert mine.kwargs == theirs.kwargs
             assert mine.to_json_dict() | {"type": theirs.type} == theirs.to_json_dict()
+            plain = values[0] == "S1"
+            assert (mine.kwargs["value_set"] is given["value_set"]) is plain
+            assert (copy.deepcopy(mine.kwargs)["value_set"] is given["value_set"]) is plain
 
 
 def test_text_as_pyarrow_strings_gives_the_results_of_pandas_own_conversion(
