@@ -54,6 +54,7 @@ from services.lock.snapshot import (
     parse_manifest,
     sha256,
     snapshot_files,
+    verify_files,
 )
 from services.lock.sources import Anchor, LockSources
 from services.lock.staging import read_staged, stage
@@ -498,8 +499,7 @@ def verify_lock(sources: LockSources, study: str, lock_id: str, staging: Path | 
     manifest's sha256 (the lock's receipt)."""
     published = published_lock(sources, study, lock_id)
     expected = published["manifest_sha256"] if published else None
-    open_lock(sources.store, study, lock_id, expected)
-    stored = sources.store.read(f"{lock_prefix(study, lock_id)}/{MANIFEST}")
+    stored = verify_files(sources.store, study, lock_id, expected)
     staged = Path(staging) / MANIFEST if staging is not None else None
     if staged is not None and staged.is_file() and staged.read_bytes() != stored:
         raise LockRefusedError(

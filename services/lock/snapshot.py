@@ -229,6 +229,23 @@ def read_manifest(
 ) -> dict[str, Any]:
     """The lock's manifest; with ``expected_sha256`` (the LOCK event's record, or a receipt
     given to an analyst) it must be that very manifest."""
+    return _manifest(store, study, lock_id, expected_sha256)[1]
+
+
+def verify_files(
+    store: ObjectStore, study: str, lock_id: str, expected_sha256: str | None = None
+) -> bytes:
+    """The lock's manifest as stored (its bytes), once it and every file it lists check out
+    (:func:`read_manifest`, then each file read back and hashed, none decoded): what
+    verifying a lock needs."""
+    data, manifest = _manifest(store, study, lock_id, expected_sha256)
+    verified_frames(store, lock_prefix(study, lock_id), manifest, decode=False)
+    return data
+
+
+def _manifest(
+    store: ObjectStore, study: str, lock_id: str, expected_sha256: str | None
+) -> tuple[bytes, dict[str, Any]]:
     data = manifest_bytes(store, study, lock_id)
     where = store.location(f"{lock_prefix(study, lock_id)}/{MANIFEST}")
     if expected_sha256 is not None and sha256(data) != expected_sha256:
@@ -238,7 +255,7 @@ def read_manifest(
             "was rewritten; do not use it. Restore it from the store's retained version and run "
             "`tract verify`"
         )
-    return parse_manifest(data, where)
+    return data, parse_manifest(data, where)
 
 
 def open_lock(
