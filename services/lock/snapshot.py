@@ -88,7 +88,8 @@ def current_snapshot(sources: LockSources, study: str, cut: Cut | None = None) -
     from services.audit import audit_trail
 
     result = sources.computed(study, cut)
-    events = {kind: records_at(sources.records, kind, study, cut).collect() for kind in EVENT_KINDS}
+    scans = [records_at(sources.records, kind, study, cut) for kind in EVENT_KINDS]
+    events = dict(zip(EVENT_KINDS, pl.collect_all(scans), strict=True))  # side by side
     snapshot = outcome_snapshot(result, events["pathology_report"], cut)
     audit = audit_trail(sources.records, study, cut).with_columns(
         pl.col("at").str.to_datetime("%Y-%m-%dT%H:%M:%SZ", time_zone="UTC", strict=False)
