@@ -209,7 +209,7 @@ class AdjudicatorService:
         if deliveries:
             self.log.apply(fresh + dead, applied, identities, outbox=dead, dirty=self.dirty)
         lag = started - (self._dirty_since or started)
-        due = (caught_up or lag >= self.max_lag_s) and not self._behind_rebuild()
+        due = (caught_up or lag >= self.max_lag_s) and self._may_compute(deliveries)
         touched = self.dirty if due else {}
         outputs = self._publish(touched) if touched else 0
         self._flush()
@@ -306,12 +306,23 @@ class AdjudicatorService:
             self.log.end_rebuild()
             log.warning("rebuilt: %d record(s) applied", sum(self.log.kafka_positions().values()))
 
+    def _may_compute(self, deliveries: Sequence[Delivery]) -> bool:
+        """Outside a rebuild, always. During one, only on a poll that brought nothing, once
+        every partition reached the end it had when the rebuild began (:meth:`_behind_rebuild`):
+        those ends are the broker's word, and Tansu can report an end lower than what a
+        partition holds (0 for one that holds records), so only a poll that finds nothing
+        more says that every record the topics held is applied."""
+        if not self.log.rebuild_targets():
+            return True
+        return not deliveries and not self._behind_rebuild()
+
     def _behind_rebuild(self) -> bool:
         """Rebuilding, and a partition has not reached the end it had when the rebuild began.
         The topics are read back in no order across kinds (a subject's MRI reads before its
         subject record), so outcomes computed now would raise conflicts (UNKNOWN_SUBJECT) that
         the rest of the records resolve, and the register would keep them: nothing is
-        computed or published until every partition is there."""
+        computed or published until every partition is there (and a poll finds nothing more:
+        :meth:`_may_compute`)."""
         targets = self.log.rebuild_targets()
         if not targets:
             return False

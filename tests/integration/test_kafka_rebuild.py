@@ -84,3 +84,49 @@ def test_a_deleted_state_is_refused_then_rebuilt_without_publishing_twice(
         assert stack.cli_json("conflicts", "--study", DEMO_STUDY, "--all") == before["conflicts"]
         assert _outputs(stack) == published  # nothing published again, nothing twice
         assert all(n == 1 for counts in published.values() for n in counts.values())
+
+
+def test_a_rebuild_computes_nothing_until_every_record_is_applied_whatever_the_broker_says(
+    broker, topic_factory: Callable[..., str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Tansu can report an end offset of 0 for a partition that holds records. A rebuild that
+    took such ends at their word would compute outcomes from the first records it applied
+    (reads before their subject, exams before their tract) and publish conflicts that the rest
+    of the records clear, and outcomes that they change. Here every end is reported as 0: the
+    rebuilt service still publishes each tract's outcome once, and raises only the conflicts
+    the whole trial has, none of them cleared."""
+    from services.bus.kafka import KafkaBus
+    from services.bus.kafka_config import KafkaConfig
+    from services.stream.applied import AppliedLog
+    from services.stream.service import AdjudicatorService
+
+    stack = Stack(broker.bootstrap, topic_factory("z") + ".", tmp_path)
+    kafka = stack.platform()
+    kafka.ingest(DEMO_STUDY, list(write_demo_trial(tmp_path / "files").values()))
+    kafka.bus.close()
+
+    settings = stack.settings()
+    bus = KafkaBus(KafkaConfig.from_settings(settings))
+    reported = bus.end_offsets
+    monkeypatch.setattr(bus, "end_offsets", lambda kinds: dict.fromkeys(reported(kinds), 0))
+    # small batches, each one due at once: as the deleted-state test above rebuilds
+    service = AdjudicatorService(bus, AppliedLog.at(settings.home), max_batch=50, max_lag_s=0)
+    try:
+        service.connect()
+        assert service.log.rebuild_targets(), "the service did not begin a rebuild"
+        wait_for(lambda: service.step() == 0 and stack.settled(), 120, "the rebuild to end")
+    finally:
+        service.close()
+
+    tracts = Counter(
+        (change["subject_id"], change["tract_id"])
+        for _, change in stack.topic_records("outcome_change")
+        if change["level"] == "TRACT"
+    )
+    assert tracts and set(tracts.values()) == {1}, tracts.most_common(3)
+    changes = [change for _, change in stack.topic_records("conflict_change")]
+    assert {c["condition"] for c in changes} == {"RAISED"}, [
+        (c["conflict_type"], c["subject_id"], c["condition"]) for c in changes
+    ]
+    open_now = stack.cli_json("conflicts", "--study", DEMO_STUDY, "--all")
+    assert sorted(c["conflict_id"] for c in changes) == sorted(c["conflict_id"] for c in open_now)
