@@ -3,6 +3,7 @@
 that already runs, against the floor of copying the same Parquet bytes to the same store.
 
     .venv/bin/python bench/lock.py [--subjects 5000] [--store s3|local] [--level hard|soft]
+                                   [--standalone]
 
 It writes a synthetic trial (services/demo/synthetic.py), ingests it into a fresh platform
 home (not timed as part of the lock), starts SeaweedFS on loopback for ``--store s3``, then
@@ -15,8 +16,11 @@ minutes, so the floor and the warm run are each the median of three taken in tur
 run's tasks are those of its median run; the ranges are printed). The CLI lock runs as a
 fresh process, with and without the gate; the last lock runs in this process, where GX is
 already imported (the web page, a worker). Each lock runs on its own copy of the home (a study
-holds one lock in force), into its own prefix of the same store. Every ratio printed is to the
-floor of this run.
+holds one lock in force), into its own prefix of the same store. With ``--standalone`` it also
+starts `airflow standalone` (a real scheduler, whose LocalExecutor runs each task in a new
+process, as the compose deployment does) and has the signer trigger the DAG over its REST
+API, after a refused run (a scheduler's first task sets up what the later ones reuse). Every
+ratio printed is to the floor of this run.
 """
 
 from __future__ import annotations
@@ -29,7 +33,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -40,6 +45,8 @@ sys.path.insert(0, str(ROOT))
 STUDY = "SYN"
 WARM = ("warm-1", "warm-2", "warm-3")
 """The warm runs' homes, each run after a copy to the floor."""
+NO_REQUEST = "LR-" + "0" * 16
+"""A request id of the right form that no one signed (the DAG refuses it)."""
 SIGNER, PASSWORD = "bench.dm", "benchmark data manager password"
 """The data manager who signs `tract lock` (argon2 at its real cost: part of the wait)."""
 TASKS = (
@@ -100,6 +107,12 @@ def main() -> None:
     parser.add_argument("--subjects", type=int, default=5000)
     parser.add_argument("--store", choices=("s3", "local"), default="s3")
     parser.add_argument("--level", choices=("hard", "soft"), default="hard")
+    parser.add_argument(
+        "--standalone",
+        action="store_true",
+        help="also lock twice through `airflow standalone` (a scheduler whose LocalExecutor "
+        "runs each task in a new process), triggered over its REST API as the signer",
+    )
     args = parser.parse_args()
 
     load = os.getloadavg()[0]
@@ -124,7 +137,7 @@ def main() -> None:
         import shutil
 
         homes = {}
-        for name in (*WARM, "cli", "plain", "process"):
+        for name in (*WARM, "cli", "plain", "process", "standalone"):
             homes[name] = tmp / f"home-{name}"
             shutil.copytree(home, homes[name], ignore=shutil.ignore_patterns("objects"))
         airflow(tmp / "airflow")
@@ -177,6 +190,18 @@ def main() -> None:
         in_process = time.perf_counter() - started
         platform.bus.close()
         gx_import = fresh_import("great_expectations")
+        deployed: tuple[dict[str, float], float] | None = None
+        if args.standalone:
+            os.environ |= elsewhere("standalone")  # the home the scheduler's tasks are given
+            request = sign_request(reason, args.level)
+            with airflow_standalone(tmp / "standalone-airflow") as trigger:
+                # a run whose request does not exist: the scheduler's first task sets up what
+                # every later one reuses; the lock after it is what a running deployment pays
+                first_task, _, refused = trigger({"study": STUDY, "request_id": NO_REQUEST}, "1")
+                assert refused == "failed", refused
+                tasks, wall, state = trigger({"study": STUDY, "request_id": request}, "2")
+                assert state == "success", tasks
+                deployed = tasks, wall
 
     print(
         f"lock of a generated trial: {args.subjects} subjects, {rows} events ingested in "
@@ -192,6 +217,12 @@ def main() -> None:
         print(f"{task:<22}{first[task]:>10.2f}{warm[task]:>8.2f}")
     print(f"{'sum of tasks':<22}{sum(first.values()):>10.2f}{sum(warm.values()):>8.2f}")
     print(f"{'DAG run wall time':<22}{first_wall:>10.2f}{warm_wall:>8.2f}\n")
+    if deployed:
+        print(f"{'standalone task':<22}{'seconds':>10}  (a new process each: LocalExecutor)")
+        for task in TASKS:
+            print(f"{task:<22}{deployed[0][task]:>10.2f}")
+        setup = first_task["check_request"]
+        print(f"(the scheduler's first task, a refused run's check_request: {setup:.2f} s)\n")
     rows_out = [
         ("copy floor", floor, f"the same bytes, same store, same retention ({span(floors)})"),
         ("DAG run, first", first_wall, "dag.test in a fresh process: Airflow's set-up, imports"),
@@ -206,9 +237,100 @@ def main() -> None:
         ("lock --validate, warm", in_process, "Platform.lock in a running process (GX imported)"),
         ("import GX", gx_import, "`import great_expectations` alone, in a fresh process"),
     ]
+    if deployed:
+        what = "airflow standalone: each task a new process (LocalExecutor)"
+        rows_out.append(("standalone tasks", sum(deployed[0].values()), what))
+        rows_out.append(("standalone run", deployed[1], "its REST trigger to its end"))
     print(f"{'':<24}{'seconds':>8}{'x floor':>9}  (target: within 10x)")
     for label, seconds, what in rows_out:
         print(f"{label:<24}{seconds:>8.2f}{seconds / floor:>8.1f}x  {what}")
+
+
+@contextmanager
+def airflow_standalone(home: Path) -> Iterator[Callable[[dict[str, str], str], Any]]:
+    """`airflow standalone` on SQLite (scheduler, LocalExecutor, API server), as
+    tests/dags/test_rest_api.py runs it, its tasks given the platform of the environment;
+    yields ``trigger(conf, run_id)``: one run of database_lock triggered over REST by SIGNER,
+    its tasks' durations, its wall time from the trigger to the end, and its state."""
+    import httpx
+
+    from tests import servers
+    from tests.dags.conftest import airflow_env
+
+    port = servers.free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = (
+        dict(os.environ)
+        | airflow_env(home)
+        | {
+            "AIRFLOW__API__HOST": "127.0.0.1",
+            "AIRFLOW__API__PORT": str(port),
+            "AIRFLOW__API__BASE_URL": url,
+            "AIRFLOW__API__WORKERS": "1",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"admin:admin,{SIGNER}:user",
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{url}/execution/",
+            "PYTHONPATH": str(ROOT / "infra" / "airflow"),  # as docker-compose.yml: preloads
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        }
+    )
+    home.mkdir(parents=True)
+
+    def healthy(_: Any) -> bool:
+        try:
+            health = httpx.get(f"{url}/api/v2/monitor/health", timeout=2).json()
+        except (httpx.HTTPError, ValueError):
+            return False
+        parts = ("metadatabase", "scheduler", "dag_processor")
+        return all((health.get(part) or {}).get("status") == "healthy" for part in parts)
+
+    server = servers.ManagedServer(
+        "airflow-standalone",
+        [sys.executable, "-m", "airflow", "standalone"],
+        log_path=home / "standalone.log",
+        ready=healthy,
+        start_timeout=180,
+        stop_timeout=30,
+        env=env,
+        cwd=home,
+    )
+    server.start()
+    try:
+        passwords = json.loads((home / "simple_auth_manager_passwords.json.generated").read_text())
+
+        def client(user: str) -> httpx.Client:
+            login = {"username": user, "password": passwords[user]}
+            token = httpx.post(f"{url}/auth/token", json=login, timeout=10).json()
+            bearer = {"Authorization": f"Bearer {token['access_token']}"}
+            return httpx.Client(base_url=f"{url}/api/v2", headers=bearer, timeout=30)
+
+        admin, signer = client("admin"), client(SIGNER)
+        servers.wait_for(
+            lambda: admin.get("/dags/database_lock").status_code == 200, 120, "the DAG", every=1
+        )
+        admin.patch("/dags/database_lock", json={"is_paused": False})
+
+        def trigger(conf: dict[str, str], run_id: str) -> tuple[dict[str, float], float, str]:
+            started = time.perf_counter()
+            run = {"dag_run_id": run_id, "logical_date": None, "conf": conf}
+            created = signer.post("/dags/database_lock/dagRuns", json=run)
+            assert created.status_code == 200, created.text
+
+            def ended() -> str | None:
+                try:
+                    state = admin.get(f"/dags/database_lock/dagRuns/{run_id}").json()["state"]
+                except httpx.HTTPError:
+                    return None
+                return state if state in ("success", "failed") else None
+
+            state = servers.wait_for(ended, 600, "the standalone lock", every=0.5)
+            wall = time.perf_counter() - started
+            listed = admin.get(f"/dags/database_lock/dagRuns/{run_id}/taskInstances").json()
+            tasks = {t["task_id"]: t["duration"] or 0.0 for t in listed["task_instances"]}
+            return {task: tasks[task] for task in TASKS}, wall, state
+
+        yield trigger
+    finally:
+        server.stop()
 
 
 def span(seconds: list[float]) -> str:

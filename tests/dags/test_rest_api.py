@@ -23,6 +23,8 @@ from tests.signing import lock_request
 from tests.store.trials import STUDY, env_of, s3_settings
 
 pytestmark = pytest.mark.slow
+PRELOAD = Path(__file__).resolve().parents[2] / "infra" / "airflow"
+"""Where ``airflow_local_settings.py`` is (docker-compose.yml puts it on the PYTHONPATH)."""
 
 
 def _get(api: httpx.Client, path: str) -> httpx.Response | None:
@@ -69,6 +71,8 @@ def test_data_manager_locks_through_the_rest_api_and_an_analyst_reads_s3(
             # the data manager signs in as themselves; admin only sets the DAG up
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin,dm.jones:user",
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{url}/execution/",
+            # as the compose deployment: the scheduler preloads what the tasks import
+            "PYTHONPATH": str(PRELOAD),
             # standalone starts its components as `airflow ...`: the venv's bin must be on PATH
             "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
         }
@@ -146,6 +150,8 @@ def test_data_manager_locks_through_the_rest_api_and_an_analyst_reads_s3(
         assert done == "success", api.get(
             "/dags/database_lock/dagRuns/lock-primary/taskInstances"
         ).json()
+        # every task ran in a process forked from a scheduler that had imported them
+        assert "the DAGs' imports preloaded in the scheduler" in standalone.log_since_start()
     finally:
         standalone.stop()
 
