@@ -4,10 +4,13 @@ starts its workers.
 The LocalExecutor forks its workers from the scheduler, and each worker forks a new process
 for every task: a task pays every import its parent did not make. Without this, each task of a
 database lock imported Polars and the platform again (~0.6 s each) and the validate task Great
-Expectations (4-5 s): a 5,000-subject lock's tasks took 9.2 s, and 4.5 s with these imports
-made once in the scheduler (`bench/lock.py --standalone`). Nothing is run, only imported: no
-Polars thread pool exists yet when the workers fork (it starts on a frame's first query) and
-the allocator keeps no background threads.
+Expectations (4-5 s): a 5,000-subject lock's tasks took 9.2 s, and 4.2-4.8 s with these imports
+made once in the scheduler (`bench/lock.py --standalone`). Nothing is run, only imported:
+Polars' thread pool does not exist yet when the workers fork (it starts on a frame's first
+query). The imports do start a few threads (the allocators' background purging, Polars'
+spill clean-up), which a fork does not copy: jemalloc's fork handlers restart its own on
+demand, and the lock's tasks ran in every run here (the REST test takes its lock through a
+scheduler set up so). A task that hung would show as a lock run that does not end.
 
 Airflow imports ``airflow_local_settings`` from its path in every process it starts (here:
 ``PYTHONPATH`` names this folder); only the scheduler, whose children run the tasks, preloads.
@@ -20,12 +23,29 @@ import logging
 import os
 import sys
 
+PLATFORM = (
+    "services.tasks",
+    "services.platform",
+    "services.lock.lock",
+    "services.lock.validation",
+    "services.audit",
+    "services.users",
+)
+"""What the tasks import, the platform's package first: it sets Polars' allocator before
+Polars loads."""
+OPTIONAL = ("services.store.s3", "great_expectations")
+"""Imported when installed (the s3 and airflow extras): MinIO's client for every task that
+opens the store, GX for the validate task."""
+
 if sys.argv[1:2] == ["scheduler"]:
-    # the platform first: its package sets Polars' allocator before Polars loads
-    for module in ("services.tasks", "services.platform", "services.lock.validation"):
-        importlib.import_module(module)
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")  # as services.lock.gate starts it
-    importlib.import_module("great_expectations")
+    for module in PLATFORM:
+        importlib.import_module(module)
+    for module in OPTIONAL:
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            logging.getLogger(__name__).warning("tract: %s not preloaded (%s)", module, exc)
     logging.getLogger(__name__).warning(
         "tract: the DAGs' imports preloaded in the scheduler (its task processes inherit them)"
     )
