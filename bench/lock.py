@@ -248,62 +248,19 @@ def main() -> None:
 
 @contextmanager
 def airflow_standalone(home: Path) -> Iterator[Callable[[dict[str, str], str], Any]]:
-    """`airflow standalone` on SQLite (scheduler, LocalExecutor, API server), as
-    tests/dags/test_rest_api.py runs it, its tasks given the platform of the environment;
-    yields ``trigger(conf, run_id)``: one run of database_lock triggered over REST by SIGNER,
-    its tasks' durations, its wall time from the trigger to the end, and its state."""
+    """`airflow standalone` as the REST test runs it (tests/dags/conftest.py), its tasks given
+    the platform of the environment; yields ``trigger(conf, run_id)``: one run of
+    database_lock triggered over REST by SIGNER, its tasks' durations, its wall time from the
+    trigger to the end, and its state."""
     import httpx
 
     from tests import servers
-    from tests.dags.conftest import airflow_env
+    from tests.dags.conftest import airflow_standalone as standalone
 
-    port = servers.free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = (
-        dict(os.environ)
-        | airflow_env(home)
-        | {
-            "AIRFLOW__API__HOST": "127.0.0.1",
-            "AIRFLOW__API__PORT": str(port),
-            "AIRFLOW__API__BASE_URL": url,
-            "AIRFLOW__API__WORKERS": "1",
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"admin:admin,{SIGNER}:user",
-            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{url}/execution/",
-            "PYTHONPATH": str(ROOT / "infra" / "airflow"),  # as docker-compose.yml: preloads
-            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-        }
-    )
+    tract = {k: v for k, v in os.environ.items() if k.startswith("TRACT_")}
     home.mkdir(parents=True)
-
-    def healthy(_: Any) -> bool:
-        try:
-            health = httpx.get(f"{url}/api/v2/monitor/health", timeout=2).json()
-        except (httpx.HTTPError, ValueError):
-            return False
-        parts = ("metadatabase", "scheduler", "dag_processor")
-        return all((health.get(part) or {}).get("status") == "healthy" for part in parts)
-
-    server = servers.ManagedServer(
-        "airflow-standalone",
-        [sys.executable, "-m", "airflow", "standalone"],
-        log_path=home / "standalone.log",
-        ready=healthy,
-        start_timeout=180,
-        stop_timeout=30,
-        env=env,
-        cwd=home,
-    )
-    server.start()
-    try:
-        passwords = json.loads((home / "simple_auth_manager_passwords.json.generated").read_text())
-
-        def client(user: str) -> httpx.Client:
-            login = {"username": user, "password": passwords[user]}
-            token = httpx.post(f"{url}/auth/token", json=login, timeout=10).json()
-            bearer = {"Authorization": f"Bearer {token['access_token']}"}
-            return httpx.Client(base_url=f"{url}/api/v2", headers=bearer, timeout=30)
-
-        admin, signer = client("admin"), client(SIGNER)
+    with standalone(home, tract, f"admin:admin,{SIGNER}:user", home) as airflow:
+        admin, signer = airflow.client("admin"), airflow.client(SIGNER)
         servers.wait_for(
             lambda: admin.get("/dags/database_lock").status_code == 200, 120, "the DAG", every=1
         )
@@ -329,8 +286,6 @@ def airflow_standalone(home: Path) -> Iterator[Callable[[dict[str, str], str], A
             return {task: tasks[task] for task in TASKS}, wall, state
 
         yield trigger
-    finally:
-        server.stop()
 
 
 def span(seconds: list[float]) -> str:

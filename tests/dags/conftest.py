@@ -6,10 +6,13 @@ any test imports it, and stays for the session (one Airflow per process).
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -96,3 +99,81 @@ def run_as(dag: Any, user: str | None, **test_kwargs: Any) -> Any:
     if not created:
         raise RuntimeError("dag.test() no longer creates its run with get_or_create_dagrun")
     return run
+
+
+PRELOAD = DAGS.parent / "infra" / "airflow"
+"""Where ``airflow_local_settings.py`` is (docker-compose.yml puts it on the PYTHONPATH)."""
+
+
+@dataclass
+class Standalone:
+    """A running `airflow standalone`: its URL, its server (for its log), and its users."""
+
+    url: str
+    server: Any
+    passwords: dict[str, str]
+
+    def client(self, user: str) -> Any:
+        """An ``httpx.Client`` on the REST API (``/api/v2``), signed in as ``user``."""
+        import httpx
+
+        login = {"username": user, "password": self.passwords[user]}
+        token = httpx.post(f"{self.url}/auth/token", json=login, timeout=10).json()
+        bearer = {"Authorization": f"Bearer {token['access_token']}"}
+        return httpx.Client(base_url=f"{self.url}/api/v2", headers=bearer, timeout=30)
+
+
+@contextmanager
+def airflow_standalone(
+    home: Path, env: dict[str, str], users: str, workdir: Path
+) -> Iterator[Standalone]:
+    """`airflow standalone` on SQLite, its Airflow home ``home``, as the compose deployment
+    runs Airflow: a scheduler whose LocalExecutor forks a process per task, after preloading
+    what the tasks import (:data:`PRELOAD`). ``env``: the platform's settings for the tasks;
+    ``users``: the simple auth manager's ``name:role,...``; its log and files in ``workdir``."""
+    import httpx
+
+    from tests import servers
+
+    port = servers.free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = (
+        env
+        | airflow_env(home)
+        | {
+            "AIRFLOW__API__HOST": "127.0.0.1",
+            "AIRFLOW__API__PORT": str(port),
+            "AIRFLOW__API__BASE_URL": url,
+            "AIRFLOW__API__WORKERS": "1",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": users,
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{url}/execution/",
+            "PYTHONPATH": str(PRELOAD),
+            # standalone starts its components as `airflow ...`: the venv's bin must be on PATH
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        }
+    )
+
+    def healthy(_: Any) -> bool:
+        try:
+            health = httpx.get(f"{url}/api/v2/monitor/health", timeout=2).json()
+        except (httpx.HTTPError, ValueError):
+            return False
+        parts = ("metadatabase", "scheduler", "dag_processor")
+        return all((health.get(part) or {}).get("status") == "healthy" for part in parts)
+
+    server = servers.ManagedServer(
+        "airflow-standalone",
+        [sys.executable, "-m", "airflow", "standalone"],
+        log_path=workdir / "standalone.log",
+        ready=healthy,
+        start_timeout=180,
+        stop_timeout=30,
+        env=env,
+        cwd=workdir,
+    )
+    server.start()
+    try:
+        passwords = json.loads((home / "simple_auth_manager_passwords.json.generated").read_text())
+        yield Standalone(url, server, passwords)
+    finally:
+        server.stop()

@@ -18,13 +18,11 @@ import pytest
 from services.lock.snapshot import manifest_bytes
 from services.platform import Platform
 from tests import servers
-from tests.dags.conftest import airflow_env
+from tests.dags.conftest import airflow_standalone
 from tests.signing import lock_request
 from tests.store.trials import STUDY, env_of, s3_settings
 
 pytestmark = pytest.mark.slow
-PRELOAD = Path(__file__).resolve().parents[2] / "infra" / "airflow"
-"""Where ``airflow_local_settings.py`` is (docker-compose.yml puts it on the PYTHONPATH)."""
 
 
 def _get(api: httpx.Client, path: str) -> httpx.Response | None:
@@ -36,20 +34,6 @@ def _get(api: httpx.Client, path: str) -> httpx.Response | None:
         return None
 
 
-def _health(url: str) -> Callable[[servers.ManagedServer], bool]:
-    def ready(server: servers.ManagedServer) -> bool:
-        try:
-            health = httpx.get(f"{url}/api/v2/monitor/health", timeout=2).json()
-        except (httpx.HTTPError, ValueError):
-            return False
-        return all(
-            (health.get(part) or {}).get("status") == "healthy"
-            for part in ("metadatabase", "scheduler", "dag_processor")
-        )
-
-    return ready
-
-
 def test_data_manager_locks_through_the_rest_api_and_an_analyst_reads_s3(
     tmp_path: Path,
     decided_home: Path,
@@ -57,51 +41,10 @@ def test_data_manager_locks_through_the_rest_api_and_an_analyst_reads_s3(
     bucket_factory: Callable[..., str],
 ) -> None:
     settings = s3_settings(decided_home, seaweedfs, bucket_factory("rest"))
-    home = tmp_path / "airflow"
-    port = servers.free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = (
-        env_of(settings)
-        | airflow_env(home)
-        | {
-            "AIRFLOW__API__HOST": "127.0.0.1",
-            "AIRFLOW__API__PORT": str(port),
-            "AIRFLOW__API__BASE_URL": url,
-            "AIRFLOW__API__WORKERS": "1",
-            # the data manager signs in as themselves; admin only sets the DAG up
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin,dm.jones:user",
-            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{url}/execution/",
-            # as the compose deployment: the scheduler preloads what the tasks import
-            "PYTHONPATH": str(PRELOAD),
-            # standalone starts its components as `airflow ...`: the venv's bin must be on PATH
-            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-        }
-    )
-    standalone = servers.ManagedServer(
-        "airflow-standalone",
-        [sys.executable, "-m", "airflow", "standalone"],
-        log_path=tmp_path / "standalone.log",
-        ready=_health(url),
-        start_timeout=120,
-        stop_timeout=30,
-        env=env,
-        cwd=tmp_path,
-    )
-    standalone.start()
-    try:
-        passwords = json.loads((home / "simple_auth_manager_passwords.json.generated").read_text())
-
-        def signed_in(user: str) -> httpx.Client:
-            token = httpx.post(
-                f"{url}/auth/token",
-                json={"username": user, "password": passwords[user]},
-                timeout=10,
-            ).json()["access_token"]
-            return httpx.Client(
-                base_url=f"{url}/api/v2", headers={"Authorization": f"Bearer {token}"}, timeout=30
-            )
-
-        api, dm = signed_in("admin"), signed_in("dm.jones")
+    # the data manager signs in as themselves; admin only sets the DAG up
+    users = "admin:admin,dm.jones:user"
+    with airflow_standalone(tmp_path / "airflow", env_of(settings), users, tmp_path) as airflow:
+        api, dm = airflow.client("admin"), airflow.client("dm.jones")
         servers.wait_for(
             lambda: (r := _get(api, "/dags/database_lock")) is not None and r.status_code == 200,
             90,
@@ -151,9 +94,8 @@ def test_data_manager_locks_through_the_rest_api_and_an_analyst_reads_s3(
             "/dags/database_lock/dagRuns/lock-primary/taskInstances"
         ).json()
         # every task ran in a process forked from a scheduler that had imported them
-        assert "the DAGs' imports preloaded in the scheduler" in standalone.log_since_start()
-    finally:
-        standalone.stop()
+        log = airflow.server.log_since_start()
+        assert "the DAGs' imports preloaded in the scheduler" in log
 
     platform = Platform.from_settings(settings)
     manifest = json.loads(manifest_bytes(platform.store, STUDY, "PRIMARY"))
