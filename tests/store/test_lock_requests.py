@@ -47,7 +47,7 @@ def test_each_request_shows_its_latest_signature_and_where_it_stands() -> None:
             _lock("INTERIM", "CLAIM", "LR-c"),  # claimed, not yet published
         ]
     )
-    shown = lock_requests(requests, locks)
+    shown = lock_requests(requests, locks, now=SIGNED)
     assert [(r["request_id"], r["state"]) for r in shown] == [
         ("LR-a", TAKEN),
         ("LR-d", WAITING),
@@ -57,7 +57,7 @@ def test_each_request_shows_its_latest_signature_and_where_it_stands() -> None:
     assert shown[0]["signature"] == (
         "Dana Jones (dm.jones), 2026-12-01 09:30:00 UTC: locked EXO1 PRIMARY (soft lock): primary"
     )
-    assert lock_requests(requests.clear(), locks) == []
+    assert lock_requests(requests.clear(), locks, now=SIGNED) == []
 
 
 def test_a_request_not_taken_in_time_expires_unless_its_run_claimed_its_lock_id() -> None:
