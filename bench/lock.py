@@ -19,8 +19,11 @@ already imported (the web page, a worker). Each lock runs on its own copy of the
 holds one lock in force), into its own prefix of the same store. With ``--standalone`` it also
 starts `airflow standalone` (a real scheduler, whose LocalExecutor runs each task in a new
 process, as the compose deployment does) and has the signer trigger the DAG over its REST
-API, after a refused run (a scheduler's first task sets up what the later ones reuse). Every
-ratio printed is to the floor of this run.
+API, after a refused run (a scheduler's first task sets up what the later ones reuse), then
+runs ``bench_airflow_floor`` (bench/airflow_floor_dag.py: the same eight tasks chained, passing
+XComs, doing nothing) on the same scheduler: Airflow's own cost of a task process, so that what
+the lock's tasks take beyond it is the platform's work as deployed. Every ratio printed is to
+the floor of this run.
 """
 
 from __future__ import annotations
@@ -45,6 +48,8 @@ sys.path.insert(0, str(ROOT))
 STUDY = "SYN"
 WARM = ("warm-1", "warm-2", "warm-3")
 """The warm runs' homes, each run after a copy to the floor."""
+FLOOR_DAG = "bench_airflow_floor"
+"""bench/airflow_floor_dag.py: the lock's eight tasks doing nothing (Airflow's own cost)."""
 NO_REQUEST = "LR-" + "0" * 16
 """A request id of the right form that no one signed (the DAG refuses it)."""
 SIGNER, PASSWORD = "bench.dm", "benchmark data manager password"
@@ -191,6 +196,7 @@ def main() -> None:
         platform.bus.close()
         gx_import = fresh_import("great_expectations")
         deployed: tuple[dict[str, float], float] | None = None
+        empty: tuple[dict[str, float], float] | None = None
         if args.standalone:
             os.environ |= elsewhere("standalone")  # the home the scheduler's tasks are given
             request = sign_request(reason, args.level)
@@ -202,6 +208,9 @@ def main() -> None:
                 tasks, wall, state = trigger({"study": STUDY, "request_id": request}, "2")
                 assert state == "success", tasks
                 deployed = tasks, wall
+                tasks, wall, state = trigger({}, "3", FLOOR_DAG)
+                assert state == "success", tasks
+                empty = tasks, wall
 
     print(
         f"lock of a generated trial: {args.subjects} subjects, {rows} events ingested in "
@@ -217,10 +226,10 @@ def main() -> None:
         print(f"{task:<22}{first[task]:>10.2f}{warm[task]:>8.2f}")
     print(f"{'sum of tasks':<22}{sum(first.values()):>10.2f}{sum(warm.values()):>8.2f}")
     print(f"{'DAG run wall time':<22}{first_wall:>10.2f}{warm_wall:>8.2f}\n")
-    if deployed:
-        print(f"{'standalone task':<22}{'seconds':>10}  (a new process each: LocalExecutor)")
+    if deployed and empty:
+        print(f"{'standalone task':<22}{'seconds':>10}{'empty':>8}  (a new process each)")
         for task in TASKS:
-            print(f"{task:<22}{deployed[0][task]:>10.2f}")
+            print(f"{task:<22}{deployed[0][task]:>10.2f}{empty[0][task]:>8.2f}")
         setup = first_task["check_request"]
         print(f"(the scheduler's first task, a refused run's check_request: {setup:.2f} s)\n")
     rows_out = [
@@ -237,51 +246,65 @@ def main() -> None:
         ("lock --validate, warm", in_process, "Platform.lock in a running process (GX imported)"),
         ("import GX", gx_import, "`import great_expectations` alone, in a fresh process"),
     ]
-    if deployed:
+    if deployed and empty:
+        ours, airflows = sum(deployed[0].values()), sum(empty[0].values())
         what = "airflow standalone: each task a new process (LocalExecutor)"
-        rows_out.append(("standalone tasks", sum(deployed[0].values()), what))
-        rows_out.append(("standalone run", deployed[1], "its REST trigger to its end"))
+        rows_out += [
+            ("standalone tasks", ours, what),
+            ("standalone run", deployed[1], "its REST trigger to its end"),
+            ("Airflow's own, 8 tasks", airflows, f"{FLOOR_DAG}: the same chain doing nothing"),
+            ("standalone, beyond it", ours - airflows, "the lock's tasks' own work, deployed"),
+        ]
     print(f"{'':<24}{'seconds':>8}{'x floor':>9}  (target: within 10x)")
     for label, seconds, what in rows_out:
         print(f"{label:<24}{seconds:>8.2f}{seconds / floor:>8.1f}x  {what}")
 
 
 @contextmanager
-def airflow_standalone(home: Path) -> Iterator[Callable[[dict[str, str], str], Any]]:
+def airflow_standalone(home: Path) -> Iterator[Callable[..., Any]]:
     """`airflow standalone` as the REST test runs it (tests/dags/conftest.py), its tasks given
-    the platform of the environment; yields ``trigger(conf, run_id)``: one run of
-    database_lock triggered over REST by SIGNER, its tasks' durations, its wall time from the
-    trigger to the end, and its state."""
+    the platform of the environment, its DAGs the project's and ``bench_airflow_floor``
+    (bench/airflow_floor_dag.py); yields ``trigger(conf, run_id, dag_id="database_lock")``:
+    one run triggered over REST by SIGNER, its tasks' durations (those of :data:`TASKS`), its
+    wall time from the trigger to the end, and its state."""
     import httpx
 
     from tests import servers
+    from tests.dags.conftest import DAGS
     from tests.dags.conftest import airflow_standalone as standalone
 
     tract = {k: v for k, v in os.environ.items() if k.startswith("TRACT_")}
-    home.mkdir(parents=True)
-    with standalone(home, tract, f"admin:admin,{SIGNER}:user", home) as airflow:
+    dags = home / "dags"
+    dags.mkdir(parents=True)
+    for dag_file in [*DAGS.glob("*.py"), ROOT / "bench" / "airflow_floor_dag.py"]:
+        (dags / dag_file.name).symlink_to(dag_file)
+    with standalone(home, tract, f"admin:admin,{SIGNER}:user", home, dags) as airflow:
         admin, signer = airflow.client("admin"), airflow.client(SIGNER)
-        servers.wait_for(
-            lambda: admin.get("/dags/database_lock").status_code == 200, 120, "the DAG", every=1
-        )
-        admin.patch("/dags/database_lock", json={"is_paused": False})
+        for dag_id in ("database_lock", FLOOR_DAG):
+            servers.wait_for(
+                lambda d=dag_id: admin.get(f"/dags/{d}").status_code == 200, 120, dag_id, every=1
+            )
+            admin.patch(f"/dags/{dag_id}", json={"is_paused": False})
 
-        def trigger(conf: dict[str, str], run_id: str) -> tuple[dict[str, float], float, str]:
+        def trigger(
+            conf: dict[str, str], run_id: str, dag_id: str = "database_lock"
+        ) -> tuple[dict[str, float], float, str]:
+            runs = f"/dags/{dag_id}/dagRuns"
             started = time.perf_counter()
             run = {"dag_run_id": run_id, "logical_date": None, "conf": conf}
-            created = signer.post("/dags/database_lock/dagRuns", json=run)
+            created = signer.post(runs, json=run)
             assert created.status_code == 200, created.text
 
             def ended() -> str | None:
                 try:
-                    state = admin.get(f"/dags/database_lock/dagRuns/{run_id}").json()["state"]
+                    state = admin.get(f"{runs}/{run_id}").json()["state"]
                 except httpx.HTTPError:
                     return None
                 return state if state in ("success", "failed") else None
 
-            state = servers.wait_for(ended, 600, "the standalone lock", every=0.5)
+            state = servers.wait_for(ended, 600, f"the standalone {dag_id}", every=0.5)
             wall = time.perf_counter() - started
-            listed = admin.get(f"/dags/database_lock/dagRuns/{run_id}/taskInstances").json()
+            listed = admin.get(f"{runs}/{run_id}/taskInstances").json()
             tasks = {t["task_id"]: t["duration"] or 0.0 for t in listed["task_instances"]}
             return {task: tasks[task] for task in TASKS}, wall, state
 

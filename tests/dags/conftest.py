@@ -21,11 +21,11 @@ import pytest
 DAGS = Path(__file__).resolve().parents[2] / "dags"
 
 
-def airflow_env(home: Path) -> dict[str, str]:
+def airflow_env(home: Path, dags: Path = DAGS) -> dict[str, str]:
     return {
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
         "AIRFLOW__CORE__PARALLELISM": "4",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
     }
@@ -125,12 +125,13 @@ class Standalone:
 
 @contextmanager
 def airflow_standalone(
-    home: Path, env: dict[str, str], users: str, workdir: Path
+    home: Path, env: dict[str, str], users: str, workdir: Path, dags: Path = DAGS
 ) -> Iterator[Standalone]:
     """`airflow standalone` on SQLite, its Airflow home ``home``, as the compose deployment
     runs Airflow: a scheduler whose LocalExecutor forks a process per task, after preloading
     what the tasks import (:data:`PRELOAD`). ``env``: the platform's settings for the tasks;
-    ``users``: the simple auth manager's ``name:role,...``; its log and files in ``workdir``."""
+    ``users``: the simple auth manager's ``name:role,...``; its log and files in ``workdir``;
+    ``dags``: its DAGs folder."""
     import httpx
 
     from tests import servers
@@ -139,7 +140,7 @@ def airflow_standalone(
     url = f"http://127.0.0.1:{port}"
     env = (
         env
-        | airflow_env(home)
+        | airflow_env(home, dags)
         | {
             "AIRFLOW__API__HOST": "127.0.0.1",
             "AIRFLOW__API__PORT": str(port),
