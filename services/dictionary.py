@@ -73,7 +73,9 @@ def polars_type(dtype: pl.DataType) -> str:
 
 
 @cache
-def _source() -> dict[str, Any]:
+def dictionary_source() -> dict[str, Any]:
+    """``schemas/dictionary.yaml``, parsed once per process (the scheduler parses it before it
+    forks the DAGs' tasks: infra/airflow/airflow_local_settings.py)."""
     return schemas.load_yaml(SOURCE.read_text())
 
 
@@ -123,7 +125,7 @@ def dictionary(rules: RuleSet | None = None) -> dict[str, Any]:
     """Every table of a lock and every column: type, meaning, allowed values, the rule that sets it."""
     rules = rules or load_ruleset()
     params = rule_parameters(rules)
-    source = _source()
+    source = dictionary_source()
     tables: dict[str, Any] = {}
     for name, table in source["tables"].items():
         tables[name] = {
