@@ -36,7 +36,9 @@ the manifest keeps the signature. Airflow never sees a password. The run
    fails this task with every finding in its log; the lock itself stands.
 
 The platform is found through the environment (`TRACT_HOME`, `TRACT_STORE`, `TRACT_S3_*`).
-Store outages are retried; refusals (conflicts, data quality) fail at once.
+Store outages are retried; refusals (conflicts, data quality) fail at once. A task still
+running after `TRACT_TASK_LIMIT_MINUTES` (default 60) ends its process, its threads' stacks in
+its log, and is retried.
 """
 
 from __future__ import annotations

@@ -48,6 +48,8 @@ class Settings:
     s3_secure: bool = True
     s3_region: str | None = None
     hard_lock_retention_days: int = 3650
+    task_limit_minutes: float = 60.0
+    """How long one DAG task may run before its process ends itself (services/watchdog.py)."""
     # Kafka (``bus = kafka://...``): see services/bus/kafka_config.py and infra/topics.yaml
     kafka_prefix: str = ""
     kafka_topics: Path | None = None
@@ -70,6 +72,7 @@ class Settings:
         "s3_secure": "TRACT_S3_SECURE",
         "s3_region": "TRACT_S3_REGION",
         "hard_lock_retention_days": "TRACT_HARD_LOCK_RETENTION_DAYS",
+        "task_limit_minutes": "TRACT_TASK_LIMIT_MINUTES",
         "kafka_prefix": "TRACT_KAFKA_PREFIX",
         "kafka_topics": "TRACT_KAFKA_TOPICS",
         "kafka_client_id": "TRACT_KAFKA_CLIENT_ID",

@@ -8,18 +8,38 @@ paths, a summary for the task log). They can be tested without Airflow.
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from services.config import Settings
+from services.watchdog import watchdog
 
 log = logging.getLogger(__name__)
 
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
 def _settings() -> Settings:
     return Settings.from_env()
+
+
+def _bounded(task: Callable[P, R]) -> Callable[P, R]:
+    """``task`` as a DAG runs it: its process ends itself past ``TRACT_TASK_LIMIT_MINUTES``
+    (default an hour), its threads' stacks in the task's log (services/watchdog.py), rather
+    than hang the DAG."""
+
+    @functools.wraps(task)
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        with watchdog(_settings().task_limit_minutes * 60):
+            return task(*args, **kwargs)
+
+    return run
 
 
 def _platform(settings: Settings | None = None) -> Any:
@@ -110,6 +130,7 @@ def _names(typed: Any, requester: str) -> bool:
         return False
 
 
+@_bounded
 def lock_check_request(
     params: dict[str, Any],
     *,
@@ -171,6 +192,7 @@ def _may_still_lock(signer: str, request_id: str) -> None:
         )
 
 
+@_bounded
 def lock_check_conflicts(request: dict[str, Any]) -> dict[str, int]:
     """Refuse while a conflict is open, or site queries are not closed and the request gives
     no reason for locking with them."""
@@ -188,6 +210,7 @@ def lock_check_conflicts(request: dict[str, Any]) -> dict[str, int]:
     return counts
 
 
+@_bounded
 def lock_freeze_cut(request: dict[str, Any] | None = None) -> dict[str, Any]:
     """Claim the lock id for this request, then the cut (log positions) and the chain head
     there (the lock's anchor in the log)."""
@@ -198,6 +221,7 @@ def lock_freeze_cut(request: dict[str, Any] | None = None) -> dict[str, Any]:
     return cut
 
 
+@_bounded
 def lock_materialise(request: dict[str, Any], cut: dict[str, Any]) -> str:
     from services.lock.lock import materialise
 
@@ -214,6 +238,7 @@ def lock_materialise(request: dict[str, Any], cut: dict[str, Any]) -> str:
     return str(staging)
 
 
+@_bounded
 def lock_validate(request: dict[str, Any]) -> dict[str, Any]:
     """The GX gate; on failure every failing expectation goes to the task log, then it raises."""
     from services.lock.errors import ValidationFailedError
@@ -243,6 +268,7 @@ def lock_validate(request: dict[str, Any]) -> dict[str, Any]:
     return {"evaluated": report.evaluated, "failed": len(report.failures)}
 
 
+@_bounded
 def lock_write(request: dict[str, Any]) -> str:
     from services.lock.lock import write_lock
 
@@ -251,6 +277,7 @@ def lock_write(request: dict[str, Any]) -> str:
     return where
 
 
+@_bounded
 def lock_verify(request: dict[str, Any]) -> str:
     from services.lock.lock import verify_lock
 
@@ -262,6 +289,7 @@ def lock_verify(request: dict[str, Any]) -> str:
     return digest
 
 
+@_bounded
 def lock_publish(request: dict[str, Any]) -> dict[str, Any]:
     from services.lock.lock import publish_lock
     from services.lock.staging import discard_staging
@@ -273,6 +301,7 @@ def lock_publish(request: dict[str, Any]) -> dict[str, Any]:
 
 
 # database_unlock ----------------------------------------------------------------------------
+@_bounded
 def unlock_check_request(params: dict[str, Any]) -> dict[str, Any]:
     """The unlock request named by the run, which must have its signed approvals complete
     (an already completed unlock passes: publishing it again adds nothing)."""
@@ -302,6 +331,7 @@ def unlock_check_request(params: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+@_bounded
 def unlock_publish(request: dict[str, Any]) -> dict[str, Any]:
     record = _platform().apply_unlock(request["request_id"])
     log.info("unlock recorded: %s", record)
@@ -309,11 +339,13 @@ def unlock_publish(request: dict[str, Any]) -> dict[str, Any]:
 
 
 # trial_snapshot -----------------------------------------------------------------------------
+@_bounded
 def snapshot_studies(only: str | None = None) -> list[str]:
     studies = _platform().studies()
     return [s for s in studies if not only or s == only]
 
 
+@_bounded
 def snapshot_write(study: str, when: str | datetime | None = None) -> dict[str, Any]:
     """A dated snapshot of ``study``; ``when`` (the run's date) names it."""
     from services.lock.catalog import stamp_of, write_dated_snapshot
@@ -336,6 +368,7 @@ def snapshot_write(study: str, when: str | datetime | None = None) -> dict[str, 
 
 
 # platform_verify ----------------------------------------------------------------------------
+@_bounded
 def verify_platform(study: str | None = None) -> dict[str, Any]:
     """`tract verify` on a schedule: the chain, every segment, every lock and the outcomes'
     files against the log, every line in the task log; the run fails (no retry: it would find
@@ -368,6 +401,7 @@ LOCKS_ASSET = "tract://locks"
 per-lock asset (``tract://locks/<study>``, ``tract://locks/<study>/<lock_id>``) come with it."""
 
 
+@_bounded
 def lock_export(request: dict[str, Any], what: str) -> dict[str, Any]:
     """The submission package of the verified lock (``what``: sdtm, adam or all), written once
     under ``exports/<study>/<lock_id>/`` in the lock's store; a conformance error fails the task
@@ -397,6 +431,7 @@ def lock_export(request: dict[str, Any], what: str) -> dict[str, Any]:
     }
 
 
+@_bounded
 def lock_asset_events(study: str, payload: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     """The per-study and per-lock asset URIs a published lock updates, and the extra every
     event carries (from the lock event's payload: lock id, level, store location, sha256)."""
@@ -413,6 +448,7 @@ def lock_asset_events(study: str, payload: dict[str, Any]) -> list[tuple[str, di
     return [(f"{LOCKS_ASSET}/{study}", extra), (f"{LOCKS_ASSET}/{study}/{lock_id}", extra)]
 
 
+@_bounded
 def analyse_lock(event: dict[str, Any]) -> dict[str, Any]:
     """Downstream of a lock: open it verified and recompute its tables (the analysis job)."""
     from services.analysis.job import run_job

@@ -5,12 +5,13 @@ The LocalExecutor forks its workers from the scheduler, and each worker forks a 
 for every task: a task pays every import its parent did not make. Without this, each task of a
 database lock imported Polars and the platform again (~0.6 s each) and the validate task Great
 Expectations (4-5 s): a 5,000-subject lock's tasks took 9.2 s, and 4.2-4.8 s with these imports
-made once in the scheduler (`bench/lock.py --standalone`). Nothing is run, only imported:
-Polars' thread pool does not exist yet when the workers fork (it starts on a frame's first
-query). The imports do start a few threads (the allocators' background purging, Polars'
-spill clean-up), which a fork does not copy: jemalloc's fork handlers restart its own on
-demand, and the lock's tasks ran in every run here (the REST test takes its lock through a
-scheduler set up so). A task that hung would show as a lock run that does not end.
+made once in the scheduler (`bench/lock.py --standalone`). Nothing is run, only imported and
+parsed (:data:`PARSED`): Polars' thread pool does not exist yet when the workers fork (it
+starts on a frame's first query). The imports do start a few threads (the allocators'
+background purging, Polars' spill clean-up), which a fork does not copy: jemalloc's fork
+handlers restart its own on demand, and the lock's tasks ran in every run here (the REST test
+takes its lock through a scheduler set up so). A task that hangs all the same ends its
+process after TRACT_TASK_LIMIT_MINUTES, its threads' stacks in its log (services/watchdog.py).
 
 Airflow imports ``airflow_local_settings`` from its path in every process it starts (here:
 ``PYTHONPATH`` names this folder); only the scheduler, whose children run the tasks, preloads.
