@@ -159,3 +159,22 @@ def test_text_as_pyarrow_strings_gives_the_results_of_pandas_own_conversion(
     assert arrow == outcomes()
     assert [success for success, _, _ in arrow] == [False] * len(specs)
     assert arrow[0] == (False, 1, ["None"])  # a missing id, said as such
+
+
+def test_the_gate_never_fingerprints_a_batch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """GX hashes every row of a batch for its batch markers, which the gate never reads."""
+    from great_expectations.execution_engine import pandas_execution_engine
+
+    from services.lock.gate import gate
+
+    def hashed(frame: Any) -> str:
+        raise AssertionError("the gate fingerprinted a batch")
+
+    monkeypatch.setattr(pandas_execution_engine, "hash_pandas_dataframe", hashed)
+    frame = pl.DataFrame({"subject_id": ["S1", "S2", None]})
+    with gate() as run:
+        result = run(
+            frame, [("expect_column_values_to_not_be_null", {"column": "subject_id"})], "SUMMARY"
+        )
+    assert not result.success
+    assert result.results[0].result["unexpected_count"] == 1
