@@ -49,7 +49,8 @@ class Settings:
     s3_region: str | None = None
     hard_lock_retention_days: int = 3650
     task_limit_minutes: float = 60.0
-    """How long one DAG task may run before its process ends itself (services/watchdog.py)."""
+    """How long one DAG task may run before its process ends itself (services/watchdog.py);
+    0: no limit."""
     # Kafka (``bus = kafka://...``): see services/bus/kafka_config.py and infra/topics.yaml
     kafka_prefix: str = ""
     kafka_topics: Path | None = None

@@ -31,8 +31,8 @@ def _settings() -> Settings:
 
 def _bounded(task: Callable[P, R]) -> Callable[P, R]:
     """``task`` as a DAG runs it: its process ends itself past ``TRACT_TASK_LIMIT_MINUTES``
-    (default an hour), its threads' stacks in the task's log (services/watchdog.py), rather
-    than hang the DAG."""
+    (default an hour; 0: no limit), its threads' stacks in the task's log
+    (services/watchdog.py), rather than hang the DAG."""
 
     @functools.wraps(task)
     def run(*args: P.args, **kwargs: P.kwargs) -> R:

@@ -22,9 +22,9 @@ _ARMED: list[float] = []
 
 @contextmanager
 def watchdog(seconds: float) -> Iterator[None]:
-    """Ends this process if the block is still running after ``seconds``, every thread's stack
-    written to standard error first."""
-    if _ARMED:
+    """Ends this process if the block is still running after ``seconds`` (none: no limit),
+    every thread's stack written to standard error first."""
+    if _ARMED or seconds <= 0:
         yield
         return
     faulthandler.dump_traceback_later(seconds, exit=True, file=STDERR)

@@ -22,6 +22,13 @@ def wait_for_ever(*_):
     libc.pthread_mutex_lock(mutex)  # in native code: no signal handler runs
 """
 
+PUBLISHED = {"lock_id": "PRIMARY", "level": "soft", "at": "2026-12-02T10:00:00Z"}
+PUBLISHED |= {"location": "local", "manifest_sha256": "0" * 64}
+A_QUICK_TASK = f"""
+import services.tasks as tasks
+assert tasks.lock_asset_events("EXO1", {PUBLISHED!r})
+"""
+
 
 def _run(code: str, **env: str) -> tuple[subprocess.CompletedProcess[str], float]:
     started = time.monotonic()
@@ -85,13 +92,10 @@ tasks.lock_freeze_cut({"study": "EXO1", "lock_id": "PRIMARY"})
 
 def test_a_task_that_ends_in_time_leaves_no_limit_behind() -> None:
     """dag.test() runs every task in one process: a task's limit ends with the task."""
-    lock = {"lock_id": "PRIMARY", "level": "soft", "at": "2026-12-02T10:00:00Z"}
-    lock |= {"location": "local", "manifest_sha256": "0" * 64}
     ended, took = _run(
         f"""
 import time
-import services.tasks as tasks
-assert tasks.lock_asset_events("EXO1", {lock!r})
+{A_QUICK_TASK}
 time.sleep(2.5)  # past the limit, after the task
 """,
         TRACT_TASK_LIMIT_MINUTES="0.02",
@@ -106,3 +110,8 @@ def test_the_limit_is_a_setting_of_an_hour_by_default() -> None:
 
     assert Settings.from_env({}).task_limit_minutes == 60
     assert Settings.from_env({"TRACT_TASK_LIMIT_MINUTES": "90"}).task_limit_minutes == 90
+
+
+def test_a_limit_of_zero_is_none() -> None:
+    ended, _ = _run(A_QUICK_TASK, TRACT_TASK_LIMIT_MINUTES="0")
+    assert ended.returncode == 0, ended.stderr
