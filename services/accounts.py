@@ -23,9 +23,10 @@ from services.events import Event, make_event, utc_now
 from services.signatures import Account, Directory, SignatureRefusedError
 from services.state.records import Records
 
-ACCOUNT_FIELDS = ("role", "full_name", "active", "credential", "temporary")
+ACCOUNT_FIELDS = ("role", "full_name", "active", "credential", "temporary", "chair")
 """What a signature rests on; ``credential`` is a digest of the stored password hash,
-``temporary`` says an administrator set that password (it signs nothing until changed)."""
+``temporary`` says an administrator set that password (it signs nothing until changed),
+``chair`` that the account chairs the committee (it assigns conflicts)."""
 
 ACCOUNT_LABELS = {
     "role": "role",
@@ -33,6 +34,7 @@ ACCOUNT_LABELS = {
     "active": "active flag",
     "credential": "password hash",
     "temporary": "temporary-password flag",
+    "chair": "chair flag",
 }
 
 
@@ -73,7 +75,7 @@ def recorded_accounts(source: Records) -> dict[str, dict[str, Any]]:
         .sort("offset")
         .unique("username", keep="last")
         .select("username", *ACCOUNT_FIELDS)
-        .with_columns(pl.col("temporary").fill_null(False))  # recorded before the flag existed
+        .with_columns(pl.col("temporary", "chair").fill_null(False))  # recorded before the flags
         .collect()
     )
     return {row.pop("username"): row for row in latest.iter_rows(named=True)}

@@ -371,6 +371,9 @@ def audit_trail(
                 pl.when(pl.col("temporary").fill_null(False))
                 .then(pl.lit(" (temporary: set by an administrator)"))
                 .otherwise(pl.lit("")),
+                pl.when(pl.col("chair").fill_null(False))
+                .then(pl.lit(", chairs the committee"))
+                .otherwise(pl.lit("")),
             ),
             event_id="event_id",
             offset="offset",

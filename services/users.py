@@ -56,6 +56,7 @@ CREATE TABLE IF NOT EXISTS users (
     active INTEGER NOT NULL DEFAULT 1, created_at TEXT NOT NULL, updated_at TEXT NOT NULL,
     full_name TEXT NOT NULL DEFAULT '', temporary INTEGER NOT NULL DEFAULT 0
 );
+CREATE TABLE IF NOT EXISTS chairs (username TEXT PRIMARY KEY, since TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS sessions (
     token_sha256 TEXT PRIMARY KEY, username TEXT NOT NULL, csrf_token TEXT NOT NULL,
     created_at TEXT NOT NULL, expires_at TEXT NOT NULL
@@ -392,10 +393,14 @@ class UserStore:
 
     def accounts(self, username: str | None = None) -> dict[str, dict[str, Any]]:
         """What a signature rests on, per username (of ``username`` only, when given): role,
-        printed name, active, ``temporary`` (the password is an administrator's) and
+        printed name, active, ``temporary`` (the password is an administrator's),
         ``credential``, a digest of the stored password hash (which says the password changed,
-        never what it is). ``services.accounts`` compares it with the log's record."""
-        query = "SELECT username, role, full_name, active, password_hash, temporary FROM users"
+        never what it is), and ``chair`` (it chairs the committee: services/web/chairs.py).
+        ``services.accounts`` compares it with the log's record."""
+        query = (
+            "SELECT username, role, full_name, active, password_hash, temporary, "
+            "username IN (SELECT username FROM chairs) FROM users"
+        )
         with self._db() as db:
             rows = (
                 db.execute(f"{query} WHERE username = ?", (username,))
@@ -409,6 +414,7 @@ class UserStore:
                 "active": bool(r[3]),
                 "credential": _sha(r[4]),
                 "temporary": bool(r[5]),
+                "chair": bool(r[6]),
             }
             for r in rows
         }

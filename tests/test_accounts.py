@@ -130,3 +130,33 @@ def test_every_user_command_records_the_account_it_changes(open_home: Path) -> N
     assert tract(open_home, "verify")[0] == 0
     code, out = vote(open_home, "dr.a", "CLOSED")
     assert code == 1 and "signature refused" in out
+
+
+def test_a_chair_flag_set_in_the_user_store_assigns_nothing(open_home: Path) -> None:
+    """The chair assigns conflicts to members; the flag is in the user store's file, so it is
+    recorded with the account: set by hand there, it makes the account differ from the log
+    (its signatures refused, its sessions signed out, `tract verify` naming it)."""
+    add_user(open_home, "dr.a", "committee", "Dr Alice Able")
+    add_user(open_home, "dr.b", "committee", "Dr Bruno Baker")
+    edit_store(open_home, "INSERT INTO chairs VALUES ('dr.b', '2026-01-01T00:00:00Z')")
+    code, out = vote(open_home, "dr.b", "CLOSED")
+    assert code == 1 and "dr.b's chair flag in the user store differs from the log's record" in out
+    code, out = tract(open_home, "verify")
+    assert code == 1 and "dr.b's chair flag in the user store differs" in out
+
+    edit_store(open_home, "DELETE FROM chairs")
+    code, out = tract(open_home, "users", "chair", "dr.a")  # an administrator, in the open
+    assert code == 0 and "dr.a now chairs the committee" in out
+    records = Platform.embedded(open_home).records("account", "*").collect()
+    chaired = records.filter(records["action"] == "CHAIR").row(-1, named=True)
+    assert (chaired["username"], chaired["chair"], chaired["by"][:4]) == ("dr.a", True, "cli:")
+    assert tract(open_home, "verify")[0] == 0
+    code, out = vote(open_home, "dr.a", "CLOSED")
+    assert code == 0, out
+    code, out = tract(open_home, "users", "chair", "dr.a", "--off")
+    assert code == 0 and tract(open_home, "verify")[0] == 0
+    last = Platform.embedded(open_home).records("account", "*").collect().row(-1, named=True)
+    assert (last["action"], last["chair"]) == ("CHAIR", False)
+    _, out = tract(open_home, "audit", "--study", STUDY, "--json")
+    trail = [r["new_value"] for r in json.loads(out) if r["action"] == "CHAIR"]
+    assert [value.endswith(", chairs the committee") for value in trail] == [True, False]

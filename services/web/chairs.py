@@ -2,8 +2,10 @@
 
 The chair hands conflicts to members (``services/assignments.py``); everyone else reads the
 assignments. The flag lives in its own table of ``<home>/web/users.db`` (owner-only, like the
-users), set by an administrator with ``tract users chair NAME`` (``--off`` to clear), and every
-change is an access event in the audit trail. Only an active committee member can chair.
+users), set by an administrator with ``tract users chair NAME`` (``--off`` to clear), which
+records the account in the log with it (``services/accounts.py``: a flag set in the file by
+anyone else makes the account differ from the log's record, which signs its sessions out) and
+an access event in the audit trail. Only an active committee member can chair.
 """
 
 from __future__ import annotations
@@ -16,16 +18,12 @@ from datetime import UTC, datetime
 from services.errors import UserError
 from services.users import UserStore
 
-_SCHEMA = "CREATE TABLE IF NOT EXISTS chairs (username TEXT PRIMARY KEY, since TEXT NOT NULL);"
-
 
 class Chairs:
     """The chair flags of one users file."""
 
     def __init__(self, users: UserStore) -> None:
-        self.users = users
-        with self._db() as db:
-            db.executescript(_SCHEMA)
+        self.users = users  # its schema has the chairs table
 
     @contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:

@@ -47,6 +47,7 @@ ACCOUNT_ACTIONS = {
     "USER_PASSWORD": "PASSWORD",
     "USER_REMOVE": "REMOVE",
     "USER_RECORD": "RECORD",
+    "USER_CHAIR": "CHAIR",
 }
 
 
@@ -329,5 +330,6 @@ def chair(obj: Any, username: str, off: bool) -> None:
     from services.web.chairs import Chairs
 
     name = Chairs(_store(obj)).set(username, on=not off)
-    _record(obj, "USER_CHAIR", f"{name} {'no longer chairs' if off else 'chairs'} the committee")
+    said = f"{name} {'no longer chairs' if off else 'chairs'} the committee"
+    _record(obj, "USER_CHAIR", said, name)
     click.echo(f"{name} {'no longer chairs' if off else 'now chairs'} the committee")

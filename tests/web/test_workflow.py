@@ -15,6 +15,7 @@ import polars as pl
 import pytest
 from fastapi.testclient import TestClient
 
+from services.accounts import account_events
 from services.demo.trial import DEMO_STUDY, write_demo_trial
 from services.errors import WebConfigError
 from services.lock.snapshot import lock_prefix, sha256
@@ -117,11 +118,13 @@ def test_only_the_chair_assigns_and_members_see_theirs(site: Site, as_role: AsRo
     assert refused.status_code == 403 and "only the committee&#39;s chair assigns" in refused.text
     assert positions_changed(site, before) == {"access": 1}
     assert 'name="conflict_ids"' not in client.get("/conflicts").text  # no chair, no checkboxes
-    site.app.state.web.chairs.set("dr.adams")
+    site.app.state.web.chairs.set("dr.adams")  # as `tract users chair dr.adams` does:
+    users = site.app.state.web.users
+    site.platform.record(account_events(users, ["dr.adams"], "CHAIR", "cli:admin"))
     assert 'name="conflict_ids"' in client.get("/conflicts").text
     done = client.post("/conflicts/assign", data=form, follow_redirects=False)
     assert done.status_code == 303 and "assigned_done=2" in done.headers["location"]
-    assert positions_changed(site, before) == {"access": 1, "assignment": 2}
+    assert positions_changed(site, before) == {"access": 1, "account": 1, "assignment": 2}
     baker = site.client()
     sign_in(baker, "dr.baker")
     mine = baker.get("/conflicts?assigned=me").text
