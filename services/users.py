@@ -419,6 +419,21 @@ class UserStore:
             for r in rows
         }
 
+    def chair_flags(self) -> set[str]:
+        """Usernames flagged as the committee's chair (whatever their role now: see
+        ``services.web.chairs``, which sets the flag and says who chairs)."""
+        with self._db() as db:
+            return {row[0] for row in db.execute("SELECT username FROM chairs")}
+
+    def flag_chair(self, username: str, on: bool) -> None:
+        """Set (or clear) the chair flag of ``username`` (already normalised)."""
+        with self._db() as db:
+            if on:
+                since = _iso(_now())
+                db.execute("INSERT OR IGNORE INTO chairs VALUES (?, ?)", (username, since))
+            else:
+                db.execute("DELETE FROM chairs WHERE username = ?", (username,))
+
     def with_role(self, role: str) -> list[str]:
         """Active usernames holding ``role`` (the committee members offered on the form)."""
         return [u.username for u in self.users() if u.active and u.role == role]

@@ -10,11 +10,6 @@ an access event in the audit trail. Only an active committee member can chair.
 
 from __future__ import annotations
 
-import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
-from datetime import UTC, datetime
-
 from services.errors import UserError
 from services.users import UserStore
 
@@ -23,22 +18,11 @@ class Chairs:
     """The chair flags of one users file."""
 
     def __init__(self, users: UserStore) -> None:
-        self.users = users  # its schema has the chairs table
-
-    @contextmanager
-    def _db(self) -> Iterator[sqlite3.Connection]:
-        db = sqlite3.connect(self.users.path, timeout=30)
-        try:
-            with db:
-                yield db
-        finally:
-            db.close()
+        self.users = users
 
     def names(self) -> list[str]:
         """Active committee members who chair."""
-        with self._db() as db:
-            flagged = {row[0] for row in db.execute("SELECT username FROM chairs")}
-        return sorted(set(self.users.with_role("committee")) & flagged)
+        return sorted(set(self.users.with_role("committee")) & self.users.chair_flags())
 
     def is_chair(self, username: str) -> bool:
         return username in self.names()
@@ -52,12 +36,5 @@ class Chairs:
                 f"{user.username} is a {user.role}{'' if user.active else ' (removed)'}; only an "
                 "active committee member can chair the committee"
             )
-        with self._db() as db:
-            if on:
-                db.execute(
-                    "INSERT OR IGNORE INTO chairs VALUES (?, ?)",
-                    (user.username, datetime.now(UTC).isoformat(timespec="seconds")),
-                )
-            else:
-                db.execute("DELETE FROM chairs WHERE username = ?", (user.username,))
+        self.users.flag_chair(user.username, on)
         return user.username
