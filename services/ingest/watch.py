@@ -34,7 +34,7 @@ from typing import Any
 import schemas
 from services.errors import TractError, TransientError
 from services.events import utc_now
-from services.files import private_database, private_dir
+from services.files import private_database, private_dir, write_private
 from services.ingest.service import new_run_id
 from services.platform import Platform
 
@@ -185,7 +185,8 @@ class DropFolder:
         if target.exists():
             target = target.with_name(f"{stamp}-{sha[:8]}-{path.name}")
         report_path = target.with_name(target.name + ".report.json")
-        report_path.write_text(json.dumps(report, indent=2, default=str) + "\n")
+        # whole or not at all: whoever watches processed/ never reads half a report
+        write_private(report_path, (json.dumps(report, indent=2, default=str) + "\n").encode())
         path.replace(target)
         self._seen.pop(path, None)
         return Handled(path.name, label, target, report)
