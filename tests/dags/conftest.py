@@ -103,6 +103,16 @@ def run_as(dag: Any, user: str | None, **test_kwargs: Any) -> Any:
 
 PRELOAD = DAGS.parent / "infra" / "airflow"
 """Where ``airflow_local_settings.py`` is (docker-compose.yml puts it on the PYTHONPATH)."""
+COMPOSE = DAGS.parent / "docker-compose.yml"
+
+
+def compose_scheduler_settings() -> dict[str, str]:
+    """The deployment's ``AIRFLOW__SCHEDULER__*`` settings (docker-compose.yml's Airflow
+    environment), so that the tests' scheduler loops as the deployed one does."""
+    import yaml
+
+    environment = yaml.safe_load(COMPOSE.read_text())["x-airflow"]["environment"]
+    return {k: str(v) for k, v in environment.items() if k.startswith("AIRFLOW__SCHEDULER__")}
 
 
 @dataclass
@@ -129,7 +139,8 @@ def airflow_standalone(
 ) -> Iterator[Standalone]:
     """`airflow standalone` on SQLite, its Airflow home ``home``, as the compose deployment
     runs Airflow: a scheduler whose LocalExecutor forks a process per task, after preloading
-    what the tasks import (:data:`PRELOAD`). ``env``: the platform's settings for the tasks;
+    what the tasks import (:data:`PRELOAD`), looping as the deployed one does
+    (:func:`compose_scheduler_settings`). ``env``: the platform's settings for the tasks;
     ``users``: the simple auth manager's ``name:role,...``; its log and files in ``workdir``;
     ``dags``: its DAGs folder."""
     import httpx
@@ -141,6 +152,7 @@ def airflow_standalone(
     env = (
         env
         | airflow_env(home, dags)
+        | compose_scheduler_settings()
         | {
             "AIRFLOW__API__HOST": "127.0.0.1",
             "AIRFLOW__API__PORT": str(port),

@@ -18,11 +18,27 @@ import pytest
 from services.lock.snapshot import manifest_bytes
 from services.platform import Platform
 from tests import servers
-from tests.dags.conftest import airflow_standalone
+from tests.dags.conftest import airflow_standalone, compose_scheduler_settings
 from tests.signing import lock_request
 from tests.store.trials import STUDY, env_of, s3_settings
 
 pytestmark = pytest.mark.slow
+
+
+def _scheduler(standalone: int | None) -> dict[str, str]:
+    """The environment of the `airflow scheduler` process that `airflow standalone` started."""
+    import psutil
+
+    assert standalone is not None
+    found = []
+    for process in psutil.Process(standalone).children(recursive=True):
+        try:  # the tasks' processes come and go (some are zombies until reaped)
+            if process.cmdline()[-1:] == ["scheduler"]:
+                found.append(process.environ())
+        except psutil.Error:
+            continue
+    (scheduler,) = found
+    return scheduler
 
 
 def _get(api: httpx.Client, path: str) -> httpx.Response | None:
@@ -96,6 +112,8 @@ def test_data_manager_locks_through_the_rest_api_and_an_analyst_reads_s3(
         # every task ran in a process forked from a scheduler that had imported them
         log = airflow.server.log_since_start()
         assert "the DAGs' imports preloaded in the scheduler" in log
+        # which loops as the deployment's does (docker-compose.yml)
+        assert compose_scheduler_settings().items() <= _scheduler(airflow.server.pid).items()
 
     platform = Platform.from_settings(settings)
     manifest = json.loads(manifest_bytes(platform.store, STUDY, "PRIMARY"))
