@@ -107,11 +107,12 @@ COMPOSE = DAGS.parent / "docker-compose.yml"
 
 
 def compose_scheduler_settings() -> dict[str, str]:
-    """The deployment's ``AIRFLOW__SCHEDULER__*`` settings (docker-compose.yml's Airflow
-    environment), so that the tests' scheduler loops as the deployed one does."""
+    """The deployment's ``AIRFLOW__SCHEDULER__*`` settings (the environment docker-compose.yml
+    gives its scheduler service), so that the tests' scheduler loops as the deployed one does."""
     import yaml
 
-    environment = yaml.safe_load(COMPOSE.read_text())["x-airflow"]["environment"]
+    services = yaml.safe_load(COMPOSE.read_text())["services"]
+    environment = services["airflow-scheduler"]["environment"]
     return {k: str(v) for k, v in environment.items() if k.startswith("AIRFLOW__SCHEDULER__")}
 
 

@@ -23,7 +23,7 @@ kind = (known.get(option) or {}).get("type")
 read = {"float": conf.getfloat, "integer": conf.getint, "boolean": conf.getboolean}.get(
     kind, conf.get
 )
-print(json.dumps({"known": option in known, "value": read(section, option) if kind else None}))
+print(json.dumps({"known": option in known, "value": read(section, option)}))
 """
 
 
