@@ -240,10 +240,10 @@ def paired_wilcoxon(before: Sequence[float], after: Sequence[float]) -> PairedTe
         return None
 
     has_zeros = nonzero.len() < d.len()
-    ranks, tie_sizes = _average_ranks(nonzero.abs())
+    w_plus, tie_sizes = _rank_sums(nonzero)
     has_ties = tie_sizes.len() < nonzero.len()
     exact = nonzero.len() < 50 and not has_zeros and not has_ties
-    statistic, p_value = _signed_rank(nonzero, ranks, tie_sizes, exact)
+    statistic, p_value = _signed_rank(nonzero.len(), w_plus, tie_sizes, exact)
     p_method = "exact" if exact else "normal approximation, tie-corrected, continuity-corrected"
     return PairedTest(
         n_pairs=d.len(),
@@ -257,15 +257,11 @@ def paired_wilcoxon(before: Sequence[float], after: Sequence[float]) -> PairedTe
     )
 
 
-def _signed_rank(
-    nonzero: pl.Series, ranks: pl.Series, tie_sizes: pl.Series, exact: bool
-) -> tuple[float, float]:
-    """``min(W+, W-)`` and its two-sided p-value: the exact null distribution (every sign
-    pattern of ranks 1..n equally likely, counted by dynamic programming) or the normal
-    approximation with tie-corrected variance and a continuity correction. ``ranks`` and
-    ``tie_sizes``: :func:`_average_ranks` of the absolute differences."""
-    w_plus = float(ranks.filter(nonzero > 0).sum())
-    n = nonzero.len()
+def _signed_rank(n: int, w_plus: float, tie_sizes: pl.Series, exact: bool) -> tuple[float, float]:
+    """``min(W+, W-)`` of ``n`` non-zero differences and its two-sided p-value: the exact null
+    distribution (every sign pattern of ranks 1..n equally likely, counted by dynamic
+    programming) or the normal approximation with tie-corrected variance and a continuity
+    correction. ``w_plus`` and ``tie_sizes``: :func:`_rank_sums`."""
     total = n * (n + 1) // 2
     statistic = min(w_plus, total - w_plus)
     if exact:
@@ -283,7 +279,16 @@ def _signed_rank(
     return statistic, min(2.0 * normal_tail(abs(z)), 1.0)
 
 
-def _average_ranks(values: pl.Series) -> tuple[pl.Series, pl.Series]:
-    """Ranks 1..n, ties sharing their average rank, and the size of each group of equal
-    values."""
-    return values.rank("average"), values.value_counts()["count"]
+def _rank_sums(nonzero: pl.Series) -> tuple[float, pl.Series]:
+    """W+ (the sum of the positive differences' ranks by absolute value, ties sharing their
+    average rank) and the size of each group of tied absolute values: one group-by of the
+    distinct absolute values, not a rank per difference (a few hundred values, not 180,000)."""
+    groups = (
+        nonzero.to_frame("d")
+        .group_by(absolute=pl.col("d").abs())
+        .agg(size=pl.len().cast(pl.Int64), positive=(pl.col("d") > 0).sum().cast(pl.Int64))
+        .sort("absolute")
+    )
+    size = groups["size"]
+    average = size.cum_sum() - (size - 1) / 2  # the group's ranks run up to its cumulative size
+    return float((average * groups["positive"]).sum()), size
