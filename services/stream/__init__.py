@@ -5,7 +5,8 @@
     service.py   the consumer-group member that applies, adjudicates and publishes
     changes.py   outcome changes against what was published
     view.py      the state as every other process reads it (never zeros while rebuilding)
-    commands.py  ``tract adjudicator run|status``
+
+``tract adjudicator run|status`` is services/cli/adjudicator.py.
 
 Data walks one way: Kafka (services/bus) -> applied log (services/log) -> maintained state
 (services/state) -> outputs on Kafka; the CLI, the web page and the DAGs read the view.

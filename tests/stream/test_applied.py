@@ -87,7 +87,7 @@ def test_outputs_are_queued_once_and_read_back_ones_never(tmp_path: Path) -> Non
 
 def test_the_services_files_are_private_whatever_the_umask(tmp_path: Path) -> None:
     """The applied log, the service's lock and the watcher's ledger (file names, reports)."""
-    from services.ingest.watch import Ledger
+    from services.drop_folder import Ledger
     from services.stream.service import _single_instance
 
     loose = os.umask(0)

@@ -1,7 +1,7 @@
 """``tract snapshot list|open``, ``tract unlock request|approve|list`` and ``tract lock-raise``:
 reading locks (verified), undoing one by signed approvals, raising a soft lock to hard.
 
-Registered in :mod:`services.cli`. Reading needs only the store (an analyst's machine has no
+Registered in :mod:`services.cli.main`. Reading needs only the store (an analyst's machine has no
 event log); unlocking and raising write to the log and the store like the DAGs do, signed by
 the person at the keyboard (``--as``, password asked for).
 """
@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from services.console import audited_signing, credentials, json_option, signing_options
+from services.cli.console import audited_signing, credentials, json_option, signing_options
 
 if TYPE_CHECKING:
-    from services.console import Context
+    from services.cli.console import Context
 
 
 def _echo(data: object, as_json: bool, text: str) -> None:

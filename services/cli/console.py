@@ -1,8 +1,8 @@
 """What every command of the ``tract`` CLI shares: the context (settings, the platform opened
 once, the study asked for), the common options, and how results and refusals are printed.
 
-Commands that live beside their adapters (locks, exports, the web page's users) import this,
-never ``services.cli``, so the CLI's modules do not import each other in a circle.
+The command modules of this package import this, never ``main.py`` (which registers them), so
+the CLI's modules do not import each other in a circle.
 """
 
 from __future__ import annotations

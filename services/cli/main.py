@@ -12,8 +12,8 @@ from typing import Any
 import click
 import polars as pl
 
-from services.config import Settings
-from services.console import (
+from services.cli import web as web_commands
+from services.cli.console import (
     Context,
     audited_signing,
     credentials,
@@ -24,6 +24,7 @@ from services.console import (
     signing_options,
     study_option,
 )
+from services.config import Settings
 from services.errors import TractError
 from services.render import report_text, table_text
 from services.signatures import (
@@ -32,7 +33,6 @@ from services.signatures import (
     manifestation,
     manifestation_of,
 )
-from services.web import commands as web_commands
 
 CONFLICT_FIELDS = ["conflict_id", "type", "subject_id", "tract_id", "status"]
 SHOWN_REJECTIONS = 20
@@ -99,7 +99,7 @@ def ingest(
     most the first rejections of each file (all of them are in --json and in the dead letters:
     `tract audit`)."""
     if watch is not None:
-        from services.ingest.watch import serve
+        from services.drop_folder import serve
 
         return serve(obj.settings, study, watch, poll, as_json)
     if not files:
@@ -596,16 +596,16 @@ def demo(obj: Context, as_json: bool) -> None:
 cli.add_command(web_commands.serve)
 cli.add_command(web_commands.users)
 cli.add_command(web_commands.password)
-from services.bus.commands import kafka  # noqa: E402
-from services.lock import commands as lock_commands  # noqa: E402
-from services.stream.commands import adjudicator  # noqa: E402
+from services.cli import lock as lock_commands  # noqa: E402
+from services.cli.adjudicator import adjudicator  # noqa: E402
+from services.cli.kafka import kafka  # noqa: E402
 
 cli.add_command(adjudicator)
 cli.add_command(kafka)
 cli.add_command(lock_commands.snapshot)
 cli.add_command(lock_commands.unlock)
 cli.add_command(lock_commands.lock_raise)
-from services.query_commands import queries  # noqa: E402
+from services.cli.queries import queries  # noqa: E402
 
 cli.add_command(queries)
 
@@ -653,6 +653,6 @@ def home_problem(exc: OSError) -> str:
     )
 
 
-from services.export.commands import export as export_command  # noqa: E402
+from services.cli.export import export as export_command  # noqa: E402
 
 cli.add_command(export_command)

@@ -1,4 +1,4 @@
-"""``tract serve`` and ``tract users``: the web page's commands, registered in services/cli.py.
+"""``tract serve`` and ``tract users``: the web page's commands, registered in services/cli/main.py.
 
 Heavy imports (FastAPI, uvicorn) happen inside the commands, so ``tract --help`` stays quick.
 """
@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from services.console import no_argv_password
+from services.cli.console import no_argv_password
 from services.roles import ROLES
 
 

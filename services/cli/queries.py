@@ -1,6 +1,6 @@
 """``tract queries``: the site queries from the command line (list, CSV for a site, and the
 data manager's answer, close and reopen), the same operations as the web page's.
-Registered in :mod:`services.cli`."""
+Registered in :mod:`services.cli.main`."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING
 
 import click
 
-from services.console import audited_signing, credentials, emit, json_option, signing_options
+from services.cli.console import audited_signing, credentials, emit, json_option, signing_options
 
 if TYPE_CHECKING:
-    from services.console import Context
+    from services.cli.console import Context
 
 STATUS = {
     "not-closed": "NOT_CLOSED",
