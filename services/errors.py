@@ -3,6 +3,9 @@
 Each package has its own ``errors.py`` whose classes derive from :class:`TractError`, so a
 caller can catch "anything the platform refused" in one place and leave bugs alone.
 
+The event bus's two general errors live here (:class:`BusError`, :class:`BusUnavailableError`):
+the embedded log below the bus derives its own from them; ``services.bus.errors`` hands them on.
+
 The user store's refusals live here too (:class:`UserError`, :class:`SignInRefusedError`):
 the store (``services/users.py``) and its sign-in throttle (``services/throttle.py``) raise
 them for the CLI, the DAGs and the web page alike, as they raise :class:`WebConfigError` for a
@@ -17,6 +20,15 @@ class TractError(Exception):
 
 class TransientError(TractError):
     """A failure worth retrying as it is (a broker or store that did not answer)."""
+
+
+class BusError(TractError):
+    """The event log refused or failed an operation (the embedded log's refusals derive from
+    it too, so the log needs nothing from the bus above it)."""
+
+
+class BusUnavailableError(BusError, TransientError):
+    """The log or broker could not be reached; retrying may help."""
 
 
 class WebError(TractError):

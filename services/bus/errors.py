@@ -1,12 +1,9 @@
-from services.errors import TractError, TransientError
+"""What the event bus refuses: its two general errors (defined in services/errors.py, below
+the embedded log that derives from them) and a malformed message."""
 
+from services.errors import BusError, BusUnavailableError
 
-class BusError(TractError):
-    """The event log refused or failed an operation."""
-
-
-class BusUnavailableError(BusError, TransientError):
-    """The log or broker could not be reached; retrying may help."""
+__all__ = ["BusError", "BusUnavailableError", "MalformedEventError"]
 
 
 class MalformedEventError(BusError):

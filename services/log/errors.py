@@ -1,7 +1,7 @@
 """What the embedded event log refuses: a damaged or foreign log is reported by name, never
 answered with zeros."""
 
-from services.bus.errors import BusError
+from services.errors import BusError
 
 
 class LogDamagedError(BusError):
