@@ -105,6 +105,13 @@ def trial_templates(tmp_path_factory: pytest.TempPathFactory) -> Callable[[bool]
     return lambda decided: build_home(base / ("decided" if decided else "open"), decided)
 
 
+@pytest.fixture(scope="session")
+def demo_home(trial_templates: Callable[[bool], Path]) -> Path:
+    """A home with the demo trial ingested and no decision taken (7 open conflicts); tests
+    copy it before writing."""
+    return trial_templates(False)
+
+
 @pytest.fixture
 def decided_home(trial_templates: Callable[[bool], Path], tmp_path: Path) -> Path:
     """A home whose demo study has every conflict decided: it can be locked."""

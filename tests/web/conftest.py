@@ -69,13 +69,6 @@ def fast_hasher() -> PasswordHasher:
     return PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
 
 
-@pytest.fixture(scope="session")
-def demo_home(trial_templates: Callable[[bool], Path]) -> Path:
-    """A home with the demo trial ingested and no decision taken (7 open conflicts); tests
-    copy it before writing."""
-    return trial_templates(False)
-
-
 @dataclass
 class Site:
     """One app over one fresh copy of the demo home."""
