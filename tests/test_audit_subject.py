@@ -106,7 +106,7 @@ def test_a_subjects_trail_is_the_same_for_each_role(platform: Platform, role: st
 
 
 def test_tract_audit_subject_prints_the_subjects_rows(platform: Platform) -> None:
-    from tests.test_cli import tract_json
+    from tests.cli.test_main import tract_json
 
     rows = tract_json(platform.home, "audit", "--study", STUDY, "--subject", "s05")
     expected = _of(platform.audit(STUDY), "S05")
