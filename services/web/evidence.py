@@ -113,11 +113,14 @@ def exam_timeline(
             else pl.DataFrame(schema={"visit": pl.String, "status": pl.String})
         )
     live = set(current(exams.lazy(), contract).collect()["event_id"].to_list())
-    statuses = exam_status(exams.lazy()).collect()
+    statuses = exam_status(exams.lazy()).sort("record_id", "record_version").collect()
     by_visit = {row["visit"]: row for row in visits.iter_rows(named=True)}
+    # One pass over the tract's records, not a filter and a sort per scheduled visit.
+    versions_of: dict[str, list[dict]] = {}
+    for version in statuses.iter_rows(named=True):
+        versions_of.setdefault(version["visit"], []).append(version)
     timeline = []
     for visit in schedule:
-        versions = statuses.filter(pl.col("visit") == visit).sort("record_id", "record_version")
         row = by_visit.get(visit)
         status = "missing" if row is None else row["status"] or "INCONSISTENT"
         timeline.append(
@@ -140,7 +143,7 @@ def exam_timeline(
                         change_reason=v["change_reason"],
                         entered=f"{v['entered_at']:%Y-%m-%d} by {v['entered_by']}",
                     )
-                    for v in versions.iter_rows(named=True)
+                    for v in versions_of.get(visit, [])
                 ),
             )
         )
