@@ -31,7 +31,7 @@ from services.adjudicator.votes import Ballot, ballot, decisions_from_votes, mak
 from services.bus import EventBus, open_bus
 from services.config import Settings
 from services.errors import TractError
-from services.events import Event
+from services.events import Event, among
 from services.ingest.errors import FileRefusedError
 from services.ingest.identity import known_from_records
 from services.ingest.report import IngestReport
@@ -198,7 +198,7 @@ class Platform:
         columns = (contract.id_field, contract.version_field, "content_hash", "ingest_run")
         records = self.source.records(kind, study, columns=columns)
         if ids.len() <= FEW_IDS:  # a filter the Parquet reader prunes row groups with
-            records = records.filter(pl.col(contract.id_field).is_in(ids.implode()))
+            records = records.filter(among(contract.id_field, ids))
         else:  # a join: faster than a set of a whole file's ids
             wanted = ids.to_frame(contract.id_field).lazy()
             records = records.join(wanted, on=contract.id_field, how="semi")

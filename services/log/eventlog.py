@@ -32,7 +32,7 @@ from pathlib import Path
 
 import polars as pl
 
-from services.events import Event, utc_now
+from services.events import Event, among, utc_now
 from services.files import (
     private_database,
     private_dir,
@@ -481,9 +481,7 @@ class EventLog:
         if upto is not None:
             frame = frame.filter(pl.col("offset") < upto)
         if subjects is not None:
-            frame = frame.filter(
-                pl.col("subject_id").is_in(pl.Series(list(subjects), dtype=pl.String).implode())
-            )
+            frame = frame.filter(among("subject_id", subjects))
         return frame if columns is None else frame.select(columns)
 
     def positions(self, upto_seq: int | None = None) -> dict[str, int]:

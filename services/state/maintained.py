@@ -37,7 +37,7 @@ import polars_hash as plh
 from services.adjudicator.engine import Adjudication
 from services.adjudicator.ruleset import RuleSet
 from services.adjudicator.state import EVIDENCE_KINDS
-from services.events import utc_now
+from services.events import among, utc_now
 from services.files import FILE_MODE, make_private_dirs, private_dir, write_private
 from services.log import Batch, EventLog, Head
 from services.log.errors import LogDamagedError
@@ -167,7 +167,7 @@ class StateFolder:
                 plans = [
                     pl.scan_parquet(
                         [generation / name / f"{b:03d}.parquet" for b in chosen]
-                    ).filter(pl.col("subject_id").is_in(wanted.implode()))
+                    ).filter(among("subject_id", wanted))
                     for name in tables
                 ]
             if ordered:
