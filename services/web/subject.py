@@ -89,9 +89,10 @@ def subject_view(
     """Everything about ``subject`` of ``study``; 404 for a subject the study never saw."""
     from services.web.views import image_linker
 
-    records = {
-        kind: platform.records(kind, study, subject=subject).collect()
-        for kind in (
+    records = platform.subject_records(
+        study,
+        subject,
+        (
             "subject",
             "tract",
             "injection",
@@ -99,8 +100,8 @@ def subject_view(
             "mri_read",
             "pathology_report",
             "committee_decision",
-        )
-    }
+        ),
+    )
     result, state_differs = platform.subject_outcomes(study, subject)
     mine = {
         name: getattr(result, name).filter(pl.col("subject_id") == subject)

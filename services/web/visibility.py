@@ -35,7 +35,7 @@ the committee by default.
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -316,6 +316,14 @@ class VisiblePlatform:
             subjects = [subject] if subjects is None else [s for s in subjects if s == subject]
         frame = self._platform.records(kind, study, cut, subjects)
         return self.blind(kind, frame.collect()).lazy()
+
+    def subject_records(
+        self, study: str, subject: str, kinds: Sequence[str]
+    ) -> dict[str, pl.DataFrame]:
+        """One subject's records of each of ``kinds``, read side by side, then blinded."""
+        plans = [self._platform.records(kind, study, None, [subject]) for kind in kinds]
+        frames = pl.collect_all(plans)
+        return {kind: self.blind(kind, frame) for kind, frame in zip(kinds, frames, strict=True)}
 
     def _raw_result(self, study: str) -> Adjudication:
         if study not in self._results:
