@@ -57,9 +57,10 @@ def subject_is(subject: str) -> pl.Expr:
 
 
 def among(column: str, values: Iterable[str]) -> pl.Expr:
-    """Rows whose ``column`` is one of ``values``, as a literal set: a Parquet scan filtered so
-    skips the row groups whose statistics cannot hold them (reading one subject of a 100,000
-    subject segment: 3.4 ms, against 7 ms with an imploded Series, 20 ms at three values)."""
+    """Rows whose ``column`` is one of ``values``, given as a literal set: Polars reads a few
+    ids out of a Parquet scan filtered so several times faster than with ``is_in`` of an
+    imploded Series (one subject of a 100,000-subject segment: 3.4 against 7 ms; three: 6.7
+    against 20 ms; 5,000 alike)."""
     return pl.col(column).is_in(pl.lit(pl.Series(list(values), dtype=pl.String)).implode())
 
 
